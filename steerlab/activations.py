@@ -1,0 +1,146 @@
+"""Read the residual stream: batched, length-sorted forward passes with hooks on every decoder block.
+
+Pooling happens inside the hook, so a batch never holds more than one layer's token activations
+at a time; only the pooled per-text vectors (texts x layers x hidden) and running norm statistics
+are kept.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from transformers import BatchEncoding
+
+from .models import LoadedModel
+from .sites import block_tensor, decoder_layers
+
+Tick = Callable[[int, int], None]  # (texts done, tokens done) -> None
+
+
+@dataclass(frozen=True)
+class PoolingConfig:
+    batch_size: int = 16  # texts per forward pass (sorted by length, so padding stays small)
+    max_length: int = 256  # tokens per text; longer texts are truncated
+    skip_tokens: int = 0  # content tokens to skip at the start of every text
+
+
+@dataclass(frozen=True)
+class Pooled:
+    features: np.ndarray  # (texts, layers, hidden) float32: mean over content tokens
+    token_norm: np.ndarray  # (layers,) mean L2 norm of content-token activations
+    n_tokens: int  # content tokens pooled in total
+    seconds: float  # wall time of the forward passes
+
+
+def content_mask(encoding: BatchEncoding, skip_tokens: int = 0) -> torch.Tensor:
+    """Positions that carry text: attended, not special (BOS, padding, template markers), past ``skip``."""
+    mask = encoding["attention_mask"].bool()
+    if "special_tokens_mask" in encoding:
+        mask &= ~encoding["special_tokens_mask"].bool()
+    if skip_tokens:
+        mask &= mask.long().cumsum(dim=1) > skip_tokens
+    return mask
+
+
+@contextmanager
+def capture(lm: LoadedModel, layers: Sequence[int], fn: Callable[[int, torch.Tensor], None]) -> Iterator[None]:
+    """Call ``fn(layer, hidden)`` with every listed block's output; hooks are always removed."""
+    blocks = decoder_layers(lm.model)
+    handles = [
+        blocks[layer].register_forward_hook(
+            lambda _m, _i, out, layer=layer: fn(layer, block_tensor(out))  # type: ignore[misc]
+        )
+        for layer in layers
+    ]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def run_backbone(lm: LoadedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
+    """Forward through the decoder stack only: the LM head (262k-way for Gemma) is not needed to read."""
+    backbone = getattr(lm.model, "model", lm.model)
+    backbone(input_ids=input_ids.to(lm.device), attention_mask=attention_mask.to(lm.device), use_cache=False)
+
+
+def tokenize(lm: LoadedModel, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    enc = lm.tokenizer(list(texts), truncation=True, max_length=max_length, add_special_tokens=True)
+    return [list(ids) for ids in enc["input_ids"]]
+
+
+def pad_batch(lm: LoadedModel, ids: Sequence[Sequence[int]]) -> BatchEncoding:
+    """Left-pad token ids and mark special tokens (BOS, EOS, padding, template markers)."""
+    special = set(lm.tokenizer.all_special_ids)
+    width = max(len(row) for row in ids)
+    pad_id = lm.tokenizer.pad_token_id
+    input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(ids), width), dtype=torch.long)
+    specials = torch.ones((len(ids), width), dtype=torch.long)
+    for row, seq in enumerate(ids):
+        start = width - len(seq)
+        input_ids[row, start:] = torch.tensor(seq, dtype=torch.long)
+        attention[row, start:] = 1
+        specials[row, start:] = torch.tensor([int(t in special) for t in seq], dtype=torch.long)
+    return BatchEncoding(
+        {"input_ids": input_ids, "attention_mask": attention, "special_tokens_mask": specials}
+    )
+
+
+def pooled_activations(
+    lm: LoadedModel,
+    texts: Sequence[str],
+    config: PoolingConfig = PoolingConfig(),
+    tick: Tick | None = None,
+) -> Pooled:
+    """Mean-pool every layer's output over each text's content tokens, in one pass per batch."""
+    n_layers, hidden = lm.n_layers, lm.hidden_size
+    features = np.zeros((len(texts), n_layers, hidden), dtype=np.float32)
+    norm_sum = torch.zeros(n_layers, dtype=torch.float64)
+    all_ids = tokenize(lm, texts, config.max_length)
+    order = sorted(range(len(texts)), key=lambda i: -len(all_ids[i]))
+    state: dict[str, torch.Tensor] = {}
+    n_tokens = 0
+
+    def pool(layer: int, h: torch.Tensor) -> None:
+        m = state["mask"]
+        h = h.float() * m.unsqueeze(-1)
+        state["out"][:, layer] = h.sum(dim=1) / m.sum(dim=1, keepdim=True).clamp(min=1)
+        norm_sum[layer] += h.norm(dim=-1).sum().double().cpu()
+
+    start = time.perf_counter()
+    with torch.inference_mode(), capture(lm, range(n_layers), pool):
+        for lo in range(0, len(order), config.batch_size):
+            rows = order[lo : lo + config.batch_size]
+            enc = pad_batch(lm, [all_ids[i] for i in rows])
+            mask = content_mask(enc, config.skip_tokens).to(lm.device)
+            state["mask"] = mask.float()
+            state["out"] = torch.zeros((len(rows), n_layers, hidden), device=lm.device)
+            run_backbone(lm, enc["input_ids"], enc["attention_mask"])
+            features[rows] = state["out"].cpu().numpy()
+            n_tokens += int(mask.sum())
+            if tick:
+                tick(len(rows), int(enc["attention_mask"].sum()))
+    seconds = time.perf_counter() - start
+    token_norm = (norm_sum / max(n_tokens, 1)).float().numpy()
+    return Pooled(features, token_norm, n_tokens, seconds)
+
+
+def token_activations(
+    lm: LoadedModel, encoding: BatchEncoding, layers: Sequence[int]
+) -> dict[int, torch.Tensor]:
+    """Per-token residual stream at ``layers``: {layer: (batch, tokens, hidden) float32 on CPU}."""
+    out: dict[int, torch.Tensor] = {}
+
+    def keep(layer: int, h: torch.Tensor) -> None:
+        out[layer] = h.float().cpu()
+
+    with torch.inference_mode(), capture(lm, layers, keep):
+        run_backbone(lm, encoding["input_ids"], encoding["attention_mask"])
+    return out

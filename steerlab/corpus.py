@@ -1,0 +1,196 @@
+"""Emotion corpora: the JSONL schema, loading with line-numbered errors, statistics and splits.
+
+One JSON object per line: ``text`` (str), ``emotion`` (an emotion name or ``neutral``), optional
+``topic``, ``speaker`` and ``split`` (``train`` / ``test``; anything else is treated as unset).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CorpusError
+
+NEUTRAL = "neutral"
+MIN_PER_EMOTION = 4
+
+
+@dataclass(frozen=True)
+class Record:
+    text: str
+    emotion: str
+    topic: str | None = None
+    speaker: str | None = None
+    split: str | None = None
+
+
+@dataclass(frozen=True)
+class Corpus:
+    records: tuple[Record, ...]
+    sha256: str  # of the file's bytes: the provenance written into vector files
+    source: str  # path, or "builtin:emotions.jsonl"
+
+    @property
+    def emotions(self) -> list[str]:
+        """Emotion names in first-appearance order, without ``neutral``."""
+        seen = dict.fromkeys(r.emotion for r in self.records if r.emotion != NEUTRAL)
+        return list(seen)
+
+    @property
+    def texts(self) -> list[str]:
+        return [r.text for r in self.records]
+
+    @property
+    def labels(self) -> list[str]:
+        return [r.emotion for r in self.records]
+
+
+def data_path(name: str) -> Path:
+    return Path(str(files("steerlab").joinpath("data", name)))
+
+
+BUILTIN = "emotions.jsonl"
+
+
+def load_corpus(path: str | Path | None = None, *, min_per_emotion: int = MIN_PER_EMOTION) -> Corpus:
+    """Load and check a corpus; ``None`` loads the built-in one."""
+    source = data_path(BUILTIN) if path is None else Path(path)
+    try:
+        raw = source.read_bytes()
+    except OSError as err:
+        raise CorpusError(
+            f"cannot read corpus {str(source)!r} ({err.strerror or err}): pass an existing JSONL file"
+        ) from None
+    records = parse_jsonl(raw, str(source))
+    if not records:
+        raise CorpusError(f"corpus {str(source)!r} has no texts: add JSONL lines with 'text' and 'emotion'")
+    counts = Counter(r.emotion for r in records if r.emotion != NEUTRAL)
+    if len(counts) < 2:
+        raise CorpusError(f"corpus {str(source)!r} has {len(counts)} emotion(s): at least 2 are needed")
+    for emotion, count in counts.items():
+        if count < min_per_emotion:
+            raise CorpusError(
+                f"emotion {emotion!r} has only {count} texts in {str(source)!r}: "
+                f"add at least {min_per_emotion} or remove it"
+            )
+    label = f"builtin:{BUILTIN}" if path is None else str(source)
+    return Corpus(tuple(records), hashlib.sha256(raw).hexdigest(), label)
+
+
+def parse_jsonl(raw: bytes, name: str) -> list[Record]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CorpusError(f"{name!r} is not UTF-8 text: save it as UTF-8 JSONL") from None
+    records = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise CorpusError(f"{name}:{number}: malformed JSON ({err.msg}): fix that line") from None
+        if not isinstance(obj, dict):
+            raise CorpusError(f"{name}:{number}: expected a JSON object with 'text' and 'emotion'")
+        body, emotion = obj.get("text"), obj.get("emotion")
+        if not isinstance(body, str) or not body.strip():
+            raise CorpusError(f"{name}:{number}: 'text' must be a non-empty string")
+        if not isinstance(emotion, str) or not emotion.strip():
+            raise CorpusError(f"{name}:{number}: 'emotion' must be a non-empty string (or 'neutral')")
+        split = obj.get("split") if obj.get("split") in ("train", "test") else None
+        records.append(
+            Record(body.strip(), emotion.strip().lower(), obj.get("topic"), obj.get("speaker"), split)
+        )
+    return records
+
+
+@dataclass(frozen=True)
+class EmotionInfo:
+    valence: float
+    arousal: float
+    words: tuple[str, ...]
+
+
+@lru_cache(maxsize=1)
+def emotion_info() -> dict[str, EmotionInfo]:
+    """Valence, arousal (both in [-1, 1]) and own-name word lists of the built-in emotions."""
+    data = json.loads(data_path("emotions.json").read_text())["emotions"]
+    return {
+        name: EmotionInfo(float(v["valence"]), float(v["arousal"]), tuple(v["words"]))
+        for name, v in data.items()
+    }
+
+
+@lru_cache(maxsize=64)
+def _word_pattern(words: tuple[str, ...]) -> re.Pattern[str]:
+    alts = [re.escape(w[:-1]) + r"\w*" if w.endswith("*") else re.escape(w) for w in words]
+    return re.compile(r"\b(?:" + "|".join(alts) + r")\b", re.IGNORECASE)
+
+
+def names_own_emotion(record: Record) -> str | None:
+    """The word by which a text names its own emotion (or an obvious synonym), if any."""
+    info = emotion_info().get(record.emotion)
+    if info is None:
+        words: tuple[str, ...] = (record.emotion,)
+    else:
+        words = info.words
+    match = _word_pattern(words).search(record.text)
+    return match.group(0) if match else None
+
+
+def corpus_stats(corpus: Corpus) -> dict[str, object]:
+    """Counts, lengths in words, duplicates and self-naming texts, per emotion."""
+    rows: dict[str, dict[str, float]] = {}
+    for emotion in [*corpus.emotions, NEUTRAL]:
+        lengths = [len(r.text.split()) for r in corpus.records if r.emotion == emotion]
+        if not lengths:
+            continue
+        rows[emotion] = {
+            "n": len(lengths),
+            "words_mean": float(np.mean(lengths)),
+            "words_min": int(np.min(lengths)),
+            "words_max": int(np.max(lengths)),
+        }
+    seen: Counter[str] = Counter(r.text for r in corpus.records)
+    naming = [
+        {"index": i, "emotion": r.emotion, "word": word}
+        for i, r in enumerate(corpus.records)
+        if r.emotion != NEUTRAL and (word := names_own_emotion(r))
+    ]
+    return {
+        "source": corpus.source,
+        "sha256": corpus.sha256,
+        "n_texts": len(corpus.records),
+        "n_emotions": len(corpus.emotions),
+        "per_emotion": rows,
+        "duplicates": sorted(t for t, c in seen.items() if c > 1),
+        "self_naming": naming,
+    }
+
+
+def stratified_split(labels: list[str], test_fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask of held-out rows: the same fraction of every label, seeded, at least one each."""
+    rng = np.random.default_rng(seed)
+    held = np.zeros(len(labels), dtype=bool)
+    for label in sorted(set(labels)):
+        idx = np.flatnonzero(np.array(labels) == label)
+        n_test = min(len(idx) - 1, max(1, round(len(idx) * test_fraction)))
+        held[rng.permutation(idx)[:n_test]] = True
+    return held
+
+
+def heldout_mask(corpus: Corpus, test_fraction: float, seed: int) -> np.ndarray:
+    """Held-out rows: explicit ``split`` fields win; the rest are split stratified by emotion."""
+    mask = stratified_split(corpus.labels, test_fraction, seed)
+    for i, record in enumerate(corpus.records):
+        if record.split is not None:
+            mask[i] = record.split == "test"
+    return mask

