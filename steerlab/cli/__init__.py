@@ -1,0 +1,28 @@
+"""The ``steerlab`` command: thin click commands over the library, one module per stage."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..errors import SteerlabError
+from .common import cli
+from . import extract as _extract  # noqa: F401  (registers models, corpus, extract, evaluate)
+
+
+def main() -> None:
+    """Entry point: library errors become one line on stderr and exit code 2."""
+    try:
+        cli.main(standalone_mode=False)
+    except SteerlabError as err:
+        click.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(2 if err.exit_code in (1, 2) else err.exit_code)
+    except click.exceptions.Exit as err:
+        sys.exit(err.exit_code)

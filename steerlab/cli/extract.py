@@ -1,0 +1,157 @@
+"""``steerlab models | corpus | extract | evaluate``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+import pandas as pd
+
+from ..activations import PoolingConfig
+from ..corpus import corpus_stats, load_corpus
+from ..errors import SteerlabError
+from ..extract import ExtractConfig, evaluate, extract
+from ..models import KNOWN_SPECS, is_cached, load_model
+from ..report import plot_layer_sweep
+from ..vectors import METHODS, load_vectors, save_vectors
+from .common import cli, default_vectors_path, echo_json, get_model, model_options, progress_bar, say
+
+SHAPES = {"gemma-3-270m": (18, 640), "random:gemma-2-2b": (26, 2304), "random:tiny-gemma2": (4, 64)}
+
+
+@cli.command()
+def models() -> None:
+    """List the built-in model specs with layers, hidden size and cache state."""
+    click.echo(f"{'spec':22} {'layers':>6} {'hidden':>6}  cached")
+    for spec in KNOWN_SPECS:
+        layers, hidden = SHAPES[spec]
+        click.echo(f"{spec:22} {layers:>6} {hidden:>6}  {'yes' if is_cached(spec) else 'no (built on first use)'}")
+    click.echo("Any Hugging Face id or local path also works, e.g. --model google/gemma-2-2b-it.")
+
+
+@cli.group()
+def corpus() -> None:
+    """Inspect emotion corpora (JSONL: text, emotion, optional topic/speaker/split)."""
+
+
+@corpus.command("stats")
+@click.argument("path", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def corpus_stats_cmd(path: str | None, as_json: bool) -> None:
+    """Counts, lengths, duplicates and self-naming texts (PATH default: the built-in corpus)."""
+    stats = corpus_stats(load_corpus(path))
+    if as_json:
+        echo_json(stats)
+        return
+    click.echo(f"{stats['source']}  sha256 {str(stats['sha256'])[:12]}  {stats['n_texts']} texts, {stats['n_emotions']} emotions")
+    table = pd.DataFrame(stats["per_emotion"]).T
+    click.echo(table.to_string(float_format=lambda v: f"{v:.1f}"))
+    click.echo(f"duplicates: {len(stats['duplicates'])}   texts naming their own emotion: {len(stats['self_naming'])}")
+    for item in stats["self_naming"][:20]:  # type: ignore[index]
+        click.echo(f"  #{item['index']} ({item['emotion']}): {item['word']!r}")
+
+
+@corpus.command("validate")
+@click.argument("path")
+def corpus_validate_cmd(path: str) -> None:
+    """Check a corpus file; exit 2 with the first problem, 0 when it loads."""
+    c = load_corpus(path)
+    stats = corpus_stats(c)
+    problems = len(stats["duplicates"]) + len(stats["self_naming"])  # type: ignore[arg-type]
+    click.echo(f"ok: {len(c.records)} texts, {len(c.emotions)} emotions; {len(stats['duplicates'])} duplicates, "
+               f"{len(stats['self_naming'])} texts name their own emotion")
+    if problems:
+        raise SteerlabError(f"{path}: fix the duplicates / self-naming texts listed by `steerlab corpus stats {path}`")
+
+
+def _tick_bar(total: int, desc: str):  # type: ignore[no-untyped-def]
+    bar = progress_bar(total, desc)
+    tokens = [0, time.perf_counter()]
+
+    def tick(n_texts: int, n_tokens: int) -> None:
+        tokens[0] += n_tokens
+        bar.update(n_texts)
+        bar.set_postfix_str(f"{tokens[0] / (time.perf_counter() - tokens[1]):.0f} tok/s")
+
+    return bar, tick
+
+
+@cli.command("extract")
+@model_options
+@click.option("--corpus", "corpus_path", default=None, help="JSONL corpus (default: the built-in one).")
+@click.option("--method", type=click.Choice(sorted(METHODS)), default="diffmean", show_default=True)
+@click.option("--out", default=None, help="Output .safetensors (default: vectors/<model>/emotions.safetensors).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--test-fraction", default=0.25, show_default=True, type=float, help="Held-out share per emotion.")
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1, 1024))
+@click.option("--max-length", default=256, show_default=True, type=click.IntRange(8, 8192))
+@click.option("--skip-tokens", default=0, show_default=True, type=click.IntRange(0, 1000), help="Content tokens skipped at the start of each text.")
+def extract_cmd(model_spec: str | None, revision: str | None, dtype: str | None, corpus_path: str | None,
+                method: str, out: str | None, seed: int, test_fraction: float, batch_size: int,
+                max_length: int, skip_tokens: int) -> None:
+    """Extract one direction per emotion at every layer and sweep the layers on held-out texts."""
+    c = load_corpus(corpus_path)
+    target = Path(out) if out else default_vectors_path(model_spec or "gemma-3-270m")
+    _check_writable(target)
+    lm = get_model(model_spec, revision, dtype)
+    config = ExtractConfig(method=method, test_fraction=test_fraction, seed=seed,  # type: ignore[arg-type]
+                           pooling=PoolingConfig(batch_size, max_length, skip_tokens))
+    bar, tick = _tick_bar(len(c.records), f"extract {lm.spec}")
+    with bar:
+        result = extract(lm, c, config, tick)
+    v = result.vectors
+    say(f"{len(c.records)} texts, {result.pooled.n_tokens} content tokens in {result.pooled.seconds:.1f}s "
+        f"({result.pooled.n_tokens / result.pooled.seconds:.0f} tok/s)")
+    table = pd.DataFrame([r.row() for r in result.sweep]).set_index("layer")
+    click.echo(table.to_string(float_format=lambda x: f"{x:.3f}"))
+    click.echo(f"chance top-1 = {1 / len(v.emotions):.3f} ({len(v.emotions)} emotions); "
+               f"best layer {v.meta['best_layer']}, chosen layer {v.chosen_layer}")
+    click.echo(f"rule: {v.meta['layer_rule']}")
+    if lm.is_random:
+        click.echo("note: random weights — these vectors test the plumbing and say nothing about emotions")
+    save_vectors(v, target)
+    table.to_csv(target.with_name("layer_sweep.csv"), float_format="%.6f")
+    plot_layer_sweep(result.sweep, v.chosen_layer, len(v.emotions), target.with_name("layer_sweep.png"),
+                     title=f"{lm.spec} · {method} · {c.source}")
+    click.echo(f"wrote {target}, {target.with_suffix('.json').name}, layer_sweep.csv, layer_sweep.png")
+
+
+def _check_writable(target: Path) -> None:
+    """Fail before the expensive pass, not after it."""
+    if target.suffix != ".safetensors":
+        raise SteerlabError(f"--out {str(target)!r} must end in .safetensors")
+    parent = target.parent
+    while not parent.exists():
+        parent = parent.parent
+    probe = parent / f".steerlab-write-test"
+    try:
+        probe.touch()
+        probe.unlink()
+    except OSError:
+        raise SteerlabError(f"output path {str(target)!r} is not writable: choose another --out") from None
+
+
+@cli.command("evaluate")
+@click.option("--vectors", "vectors_path", required=True, help="A vector file from `steerlab extract`.")
+@click.option("--corpus", "corpus_path", required=True, help="Labelled JSONL corpus to score.")
+@model_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1, 1024))
+def evaluate_cmd(vectors_path: str, corpus_path: str, model_spec: str | None, revision: str | None,
+                 dtype: str | None, as_json: bool, batch_size: int) -> None:
+    """Score a labelled corpus with the vectors at every layer (argmax cosine)."""
+    v = load_vectors(vectors_path)
+    c = load_corpus(corpus_path, min_per_emotion=1)
+    lm = get_model(model_spec or v.meta.get("model_spec"), revision, dtype)
+    bar, tick = _tick_bar(len(c.records), "evaluate")
+    with bar:
+        rows, shared = evaluate(lm, v, c, PoolingConfig(batch_size=batch_size), tick)
+    best = max(rows, key=lambda r: (r.top1, -r.layer)).layer
+    if as_json:
+        echo_json({"chosen_layer": v.chosen_layer, "best_layer": best,
+                   "layers": [{"layer": r.layer, "top1": r.top1, "top3": r.top3, "n": r.n} for r in rows]})
+        return
+    table = pd.DataFrame([r.row() for r in rows]).set_index("layer").drop(columns=["probe_top1"])
+    click.echo(table.to_string(float_format=lambda x: f"{x:.3f}"))
+    click.echo(f"{len(shared)} shared emotions (chance {1 / len(shared):.3f}); chosen layer {v.chosen_layer}, best here {best}")

@@ -1,0 +1,68 @@
+"""Baseline and steered generation: batched, left-padded, greedy by default, chat-formatted on request."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from .chat import has_template, prompt_text
+from .errors import SteerlabError
+from .interventions import Edit, Positions, steering
+from .models import LoadedModel
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    max_new_tokens: int = 48  # tokens generated per reply
+    temperature: float = 0.0  # 0 = greedy (deterministic); > 0 samples
+    top_p: float = 1.0  # nucleus sampling mass when temperature > 0
+    seed: int = 0  # sampling seed (per batch: seed + batch index)
+    chat: bool = False  # format each prompt as a user turn and generate the assistant reply
+    batch_size: int = 8  # prompts per generate call
+
+
+def generate(
+    lm: LoadedModel,
+    prompts: Sequence[str],
+    config: GenerationConfig = GenerationConfig(),
+    edits: Sequence[Edit] = (),
+    positions: Positions = "all",
+) -> list[str]:
+    """Generate one continuation per prompt with ``edits`` attached (none = the baseline)."""
+    if config.temperature < 0 or config.max_new_tokens < 1:
+        raise SteerlabError(
+            f"temperature {config.temperature} / max new tokens {config.max_new_tokens}: "
+            "temperature must be >= 0 and max new tokens >= 1"
+        )
+    texts = [prompt_text(lm.tokenizer, p, config.chat) for p in prompts]
+    replies: list[str] = []
+    sample = config.temperature > 0
+    options = dict(
+        max_new_tokens=config.max_new_tokens,
+        do_sample=sample,
+        pad_token_id=lm.tokenizer.pad_token_id,
+        **({"temperature": config.temperature, "top_p": config.top_p} if sample else {"top_p": None, "top_k": None}),
+    )
+    with steering(lm, edits=edits, positions=positions) as steered:
+        for b, lo in enumerate(range(0, len(texts), config.batch_size)):
+            batch = texts[lo : lo + config.batch_size]
+            # Chat templates carry their own BOS as text; plain prompts get it from the tokenizer.
+            enc = lm.tokenizer(batch, return_tensors="pt", padding=True)
+            with torch.random.fork_rng():
+                torch.manual_seed(config.seed + b)
+                out = steered.generate(enc, **options)
+            new = out[:, enc["input_ids"].shape[1] :]
+            replies += [clean_reply(lm, t, config.chat) for t in lm.tokenizer.batch_decode(new, skip_special_tokens=True)]
+    return replies
+
+
+def clean_reply(lm: LoadedModel, text: str, chat: bool) -> str:
+    """A chat reply ends where a base model starts writing the next ``User:`` turn."""
+    if chat and not has_template(lm.tokenizer):
+        for marker in ("\nUser:", "\n\nUser", "User:"):
+            cut = text.find(marker)
+            if cut >= 0:
+                text = text[:cut]
+    return text.strip()

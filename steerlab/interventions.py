@@ -1,0 +1,225 @@
+"""Add, ablate and clamp directions in the residual stream through pyvene, inside a ``with`` block.
+
+This is the only module that imports pyvene. Edits act on the output of decoder blocks ("layer i" =
+output of block i). Each edit is applied at the positions chosen by ``positions``:
+
+* ``all``       every position;
+* ``prompt``    the prompt's positions only (index < padded prompt length);
+* ``generated`` the positions of generated tokens only (index >= prompt length). The prompt, its last
+                token included, is untouched, so the first new token is still chosen by the clean
+                model and steering acts on every later one.
+
+Positions are absolute: a pre-hook reads how many positions the KV cache already holds, so a decode
+step with the cache and a full re-run without it edit exactly the same positions.
+
+Units: ``add`` takes a scale-free alpha; the vector added is alpha * alpha_unit[layer] * d, where
+alpha_unit is the mean distance between an emotion's mean activation and the grand mean at that layer
+(stored in the vector file). ``clamp`` sets the projection on d to center . d + value * alpha_unit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+
+with contextlib.redirect_stdout(io.StringIO()):  # pyvene prints a notice about nnsight at import
+    import pyvene as pv
+
+from .errors import InterventionError
+from .models import LoadedModel
+from .sites import check_layers, component
+from .vectors import EmotionVectors
+
+Positions = Literal["all", "prompt", "generated"]
+POSITIONS: tuple[str, ...] = ("all", "prompt", "generated")
+Kind = Literal["add", "ablate", "clamp"]
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One operation on one unit direction at one layer."""
+
+    kind: Kind
+    layer: int
+    direction: torch.Tensor  # (hidden,) unit norm
+    value: float = 0.0  # add: absolute norm added; clamp: absolute target projection; ablate: unused
+    label: str = ""  # emotion name or control name, for reports
+
+
+@dataclass
+class _Positions:
+    """Absolute positions of the current forward call, filled by a pre-hook on the backbone."""
+
+    mode: str
+    prompt_len: int | None = None
+    offset: int = 0
+
+    def mask(self, length: int, device: torch.device) -> torch.Tensor:
+        pos = torch.arange(self.offset, self.offset + length, device=device)
+        if self.mode == "all" or self.prompt_len is None:
+            return torch.ones(length, dtype=torch.bool, device=device)
+        if self.mode == "prompt":
+            return pos < self.prompt_len
+        return pos >= self.prompt_len
+
+
+class _LayerEdits(pv.SourcelessIntervention):  # type: ignore[misc]
+    """All edits of one layer, applied in order: ablations, clamps, then additions."""
+
+    def __init__(self, edits: Sequence[Edit], positions: _Positions) -> None:
+        super().__init__(keep_last_dim=True)
+        order = {"ablate": 0, "clamp": 1, "add": 2}
+        self.edits = sorted(edits, key=lambda e: order[e.kind])
+        self.positions = positions
+
+    def forward(self, base: torch.Tensor, source: Any = None, subspaces: Any = None, **_: Any) -> torch.Tensor:
+        if base.shape[-1] != self.edits[0].direction.shape[0]:
+            raise InterventionError(
+                f"direction size {self.edits[0].direction.shape[0]} != hidden size {base.shape[-1]}"
+            )
+        where = self.positions.mask(base.shape[1], base.device)[None, :, None]
+        x = base
+        for edit in self.edits:
+            d = edit.direction.to(device=x.device, dtype=x.dtype)
+            if edit.kind == "add":
+                new = x + edit.value * d
+            else:
+                proj = (x @ d).unsqueeze(-1)
+                target = 0.0 if edit.kind == "ablate" else edit.value
+                new = x + (target - proj) * d
+            x = torch.where(where, new, x)
+        return x
+
+
+class Steered:
+    """A model with edits attached for the duration of a ``with steering(...)`` block."""
+
+    def __init__(self, lm: LoadedModel, edits: Sequence[Edit], positions: Positions) -> None:
+        self.lm = lm
+        self.edits = tuple(edits)
+        self._positions = _Positions(positions)
+        by_layer: dict[int, list[Edit]] = {}
+        for edit in edits:
+            by_layer.setdefault(edit.layer, []).append(edit)
+        reps = [
+            {"component": component(layer), "intervention": _LayerEdits(items, self._positions)}
+            for layer, items in sorted(by_layer.items())
+        ]
+        self._pv = pv.IntervenableModel(pv.IntervenableConfig(representations=reps), lm.model) if reps else None
+
+    def _track(self, _module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        cache = kwargs.get("past_key_values")
+        self._positions.offset = int(cache.get_seq_length()) if cache is not None else 0
+
+    @contextmanager
+    def _session(self, prompt_len: int | None) -> Iterator[None]:
+        self._positions.prompt_len = prompt_len
+        backbone = getattr(self.lm.model, "model", self.lm.model)
+        handle = backbone.register_forward_pre_hook(self._track, with_kwargs=True)
+        try:
+            yield
+        finally:
+            handle.remove()
+            self._positions.offset = 0
+
+    def generate(self, encoding: Mapping[str, torch.Tensor], **kwargs: Any) -> torch.Tensor:
+        """``model.generate`` with the edits; the prompt is the whole (left-padded) input."""
+        inputs = {k: v.to(self.lm.device) for k, v in encoding.items() if k in ("input_ids", "attention_mask")}
+        with torch.inference_mode(), self._session(int(inputs["input_ids"].shape[1])):
+            if self._pv is None:
+                return self.lm.model.generate(**inputs, **kwargs)
+            _, out = self._pv.generate(inputs, unit_locations=None, intervene_on_prompt=True, **kwargs)
+            return out
+
+    def logits(self, encoding: Mapping[str, torch.Tensor], prompt_len: int | None = None) -> torch.Tensor:
+        """One forward pass with the edits; ``prompt_len`` marks where "generated" positions begin."""
+        inputs = {k: v.to(self.lm.device) for k, v in encoding.items() if k in ("input_ids", "attention_mask")}
+        with torch.inference_mode(), self._session(prompt_len):
+            if self._pv is None:
+                return self.lm.model(**inputs, use_cache=False).logits
+            _, out = self._pv(inputs, unit_locations=None)
+            return out.logits
+
+
+def build_edits(
+    vectors: EmotionVectors,
+    layers: Sequence[int],
+    add: Mapping[str, float] | None = None,
+    ablate: Sequence[str] = (),
+    clamp: Mapping[str, float] | None = None,
+) -> list[Edit]:
+    """Edits for named emotions at ``layers``, in the vector file's scale-free units."""
+    check_layers(list(layers), vectors.n_layers)
+    edits = []
+    for layer in layers:
+        unit = float(vectors.alpha_unit[layer])
+        for emotion in ablate:
+            edits.append(Edit("ablate", layer, vectors.direction(emotion, layer), 0.0, emotion))
+        for emotion, value in (clamp or {}).items():
+            d = vectors.direction(emotion, layer)
+            base = float(vectors.center[layer] @ d)
+            edits.append(Edit("clamp", layer, d, base + _finite(value, "clamp") * unit, emotion))
+        for emotion, alpha in (add or {}).items():
+            edits.append(Edit("add", layer, vectors.direction(emotion, layer), _finite(alpha, "alpha") * unit, emotion))
+    return edits
+
+
+def _finite(value: float, name: str) -> float:
+    if not math.isfinite(value):
+        raise InterventionError(f"{name} {value} is not a finite number: use e.g. 4 or -2")
+    return float(value)
+
+
+def random_direction(hidden: int, seed: int) -> torch.Tensor:
+    """A seeded unit direction, uniform on the sphere (for norm-matched controls)."""
+    gen = torch.Generator().manual_seed(seed)
+    d = torch.randn(hidden, generator=gen)
+    return d / d.norm()
+
+
+@contextmanager
+def steering(
+    lm: LoadedModel,
+    vectors: EmotionVectors | None = None,
+    *,
+    add: Mapping[str, float] | None = None,
+    ablate: Sequence[str] = (),
+    clamp: Mapping[str, float] | None = None,
+    layers: Sequence[int] | None = None,
+    positions: Positions = "all",
+    edits: Sequence[Edit] = (),
+) -> Iterator[Steered]:
+    """Attach edits for the block: ``with steering(lm, v, add={"hopeful": 4}) as s: s.generate(...)``.
+
+    Named emotions need ``vectors`` (checked against the model); ``edits`` adds raw directions.
+    ``layers`` defaults to the vector file's chosen layer. Nothing stays attached after the block,
+    also when it raises.
+    """
+    if positions not in POSITIONS:
+        raise InterventionError(f"unknown positions {positions!r}: use one of {', '.join(POSITIONS)}")
+    all_edits = list(edits)
+    if add or ablate or clamp:
+        if vectors is None:
+            raise InterventionError("named emotions need vectors: pass vectors=load_vectors(...)")
+        vectors.check_compatible(lm.model_id, lm.hidden_size, lm.n_layers)
+        chosen = list(layers) if layers is not None else [vectors.chosen_layer]
+        all_edits += build_edits(vectors, chosen, add, ablate, clamp)
+    for edit in all_edits:
+        check_layers([edit.layer], lm.n_layers)
+        if edit.direction.shape != (lm.hidden_size,):
+            raise InterventionError(
+                f"direction for {edit.label or edit.kind} has shape {tuple(edit.direction.shape)}, "
+                f"the model's hidden size is {lm.hidden_size}"
+            )
+    steered = Steered(lm, all_edits, positions)
+    try:
+        yield steered
+    finally:
+        steered._pv = None  # pyvene removes its hooks after each call; drop the wrapper too
