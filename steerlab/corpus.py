@@ -97,14 +97,14 @@ def parse_jsonl(raw: bytes, name: str) -> list[Record]:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as err:
-            raise CorpusError(f"{name}:{number}: malformed JSON ({err.msg}): fix that line") from None
+            raise CorpusError(f"{name} line {number}: malformed JSON ({err.msg}): fix that line") from None
         if not isinstance(obj, dict):
-            raise CorpusError(f"{name}:{number}: expected a JSON object with 'text' and 'emotion'")
+            raise CorpusError(f"{name} line {number}: expected a JSON object with 'text' and 'emotion'")
         body, emotion = obj.get("text"), obj.get("emotion")
         if not isinstance(body, str) or not body.strip():
-            raise CorpusError(f"{name}:{number}: 'text' must be a non-empty string")
+            raise CorpusError(f"{name} line {number}: 'text' must be a non-empty string")
         if not isinstance(emotion, str) or not emotion.strip():
-            raise CorpusError(f"{name}:{number}: 'emotion' must be a non-empty string (or 'neutral')")
+            raise CorpusError(f"{name} line {number}: 'emotion' must be a non-empty string (or 'neutral')")
         split = obj.get("split") if obj.get("split") in ("train", "test") else None
         records.append(
             Record(body.strip(), emotion.strip().lower(), obj.get("topic"), obj.get("speaker"), split)

@@ -9,8 +9,10 @@ output of block i). Each edit is applied at the positions chosen by ``positions`
                 token included, is untouched, so the first new token is still chosen by the clean
                 model and steering acts on every later one.
 
-Positions are absolute: a pre-hook reads how many positions the KV cache already holds, so a decode
-step with the cache and a full re-run without it edit exactly the same positions.
+Positions are absolute. A call with one token after an earlier call is a KV-cache decode step and
+continues where the last call ended; any other call starts at position 0 (a prefill, or a full
+re-run without the cache). So cached and uncached generation edit exactly the same positions.
+(pyvene clears every hook on the model at each call, so positions cannot come from a pre-hook.)
 
 Units: ``add`` takes a scale-free alpha; the vector added is alpha * alpha_unit[layer] * d, where
 alpha_unit is the mean distance between an emotion's mean activation and the grand mean at that layer
@@ -55,14 +57,13 @@ class Edit:
 
 @dataclass
 class _Positions:
-    """Absolute positions of the current forward call, filled by a pre-hook on the backbone."""
+    """Which positions of a call to edit, given where the call starts."""
 
     mode: str
     prompt_len: int | None = None
-    offset: int = 0
 
-    def mask(self, length: int, device: torch.device) -> torch.Tensor:
-        pos = torch.arange(self.offset, self.offset + length, device=device)
+    def mask(self, offset: int, length: int, device: torch.device) -> torch.Tensor:
+        pos = torch.arange(offset, offset + length, device=device)
         if self.mode == "all" or self.prompt_len is None:
             return torch.ones(length, dtype=torch.bool, device=device)
         if self.mode == "prompt":
@@ -78,13 +79,19 @@ class _LayerEdits(pv.SourcelessIntervention):  # type: ignore[misc]
         order = {"ablate": 0, "clamp": 1, "add": 2}
         self.edits = sorted(edits, key=lambda e: order[e.kind])
         self.positions = positions
+        self.end = 0  # position after the last call of this session; 0 = fresh
+
+    def _offset(self, length: int) -> int:
+        offset = self.end if (length == 1 and self.end > 0) else 0
+        self.end = offset + length
+        return offset
 
     def forward(self, base: torch.Tensor, source: Any = None, subspaces: Any = None, **_: Any) -> torch.Tensor:
         if base.shape[-1] != self.edits[0].direction.shape[0]:
             raise InterventionError(
                 f"direction size {self.edits[0].direction.shape[0]} != hidden size {base.shape[-1]}"
             )
-        where = self.positions.mask(base.shape[1], base.device)[None, :, None]
+        where = self.positions.mask(self._offset(base.shape[1]), base.shape[1], base.device)[None, :, None]
         x = base
         for edit in self.edits:
             d = edit.direction.to(device=x.device, dtype=x.dtype)
@@ -108,26 +115,19 @@ class Steered:
         by_layer: dict[int, list[Edit]] = {}
         for edit in edits:
             by_layer.setdefault(edit.layer, []).append(edit)
+        self._layers = [_LayerEdits(items, self._positions) for _, items in sorted(by_layer.items())]
         reps = [
-            {"component": component(layer), "intervention": _LayerEdits(items, self._positions)}
-            for layer, items in sorted(by_layer.items())
+            {"component": component(layer), "intervention": module}
+            for layer, module in zip(sorted(by_layer), self._layers)
         ]
         self._pv = pv.IntervenableModel(pv.IntervenableConfig(representations=reps), lm.model) if reps else None
-
-    def _track(self, _module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        cache = kwargs.get("past_key_values")
-        self._positions.offset = int(cache.get_seq_length()) if cache is not None else 0
 
     @contextmanager
     def _session(self, prompt_len: int | None) -> Iterator[None]:
         self._positions.prompt_len = prompt_len
-        backbone = getattr(self.lm.model, "model", self.lm.model)
-        handle = backbone.register_forward_pre_hook(self._track, with_kwargs=True)
-        try:
-            yield
-        finally:
-            handle.remove()
-            self._positions.offset = 0
+        for module in self._layers:
+            module.end = 0
+        yield
 
     def generate(self, encoding: Mapping[str, torch.Tensor], **kwargs: Any) -> torch.Tensor:
         """``model.generate`` with the edits; the prompt is the whole (left-padded) input."""

@@ -141,18 +141,22 @@ def diffmean(inp: MethodInput) -> tuple[np.ndarray, np.ndarray]:
     return _unit(cleaned), np.linalg.norm(raw, axis=1)
 
 
-@method("pca", pairs=64)
+@method("pca", pairs=64, neutral_variance=0.5)
 def pca(inp: MethodInput) -> tuple[np.ndarray, np.ndarray]:
-    """RepE-style: first PC of (emotion text - other text) differences, sign fixed by majority vote."""
+    """RepE-style: first PC of sign-randomised (emotion text - other text) differences, after the
+    neutral-text PCs are projected out; the sign is fixed by a projection vote."""
     rng = np.random.default_rng(inp.seed)
+    pcs = neutral_components(inp.neutral, inp.params["neutral_variance"])
+    feats = inp.features - (inp.features @ pcs.T) @ pcs
     dirs, norms = [], []
     for e in range(inp.n_emotions):
-        own = inp.features[inp.labels == e]
-        other = inp.features[inp.labels != e]
+        own = feats[inp.labels == e]
+        other = feats[inp.labels != e]
         n = int(inp.params["pairs"])
         diffs = own[rng.integers(len(own), size=n)] - other[rng.integers(len(other), size=n)]
-        centred = diffs - diffs.mean(axis=0)
-        _, _, vt = np.linalg.svd(centred.astype(np.float64), full_matrices=False)
+        # Random signs make the consistent difference the axis of largest variance (RepE).
+        flipped = diffs * rng.choice([-1.0, 1.0], size=(n, 1))
+        _, _, vt = np.linalg.svd(flipped.astype(np.float64), full_matrices=False)
         d = vt[0]
         if np.mean(own @ d > other.mean(axis=0) @ d) < 0.5:
             d = -d

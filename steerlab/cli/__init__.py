@@ -9,6 +9,8 @@ import click
 from ..errors import SteerlabError
 from .common import cli
 from . import extract as _extract  # noqa: F401  (registers models, corpus, extract, evaluate)
+from . import steer as _steer  # noqa: F401
+from . import validate as _validate  # noqa: F401
 
 
 def main() -> None:

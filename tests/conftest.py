@@ -1,0 +1,50 @@
+"""Shared fixtures: a tiny seeded random Gemma 2 (fast, hermetic) and the real embedded model (slow)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from steerlab.corpus import load_corpus
+from steerlab.extract import ExtractConfig, extract
+from steerlab.models import LoadedModel, load_model
+from steerlab.vectors import EmotionVectors
+
+TINY_TEXTS = {
+    "joyful": ["sun and cake and songs", "we laughed all day long", "a picnic in the warm park",
+               "music, dancing and friends", "bright flowers everywhere", "the puppy wagged its tail"],
+    "grim": ["rain on the cold grave", "the lights went out for good", "nobody came to the door",
+             "dust on the empty table", "a long grey winter night", "the letter never arrived"],
+    "edgy": ["the floor creaked behind me", "who is knocking at this hour", "my hands would not stop",
+             "the exam starts in a minute", "sirens came closer and closer", "the phone rang twice"],
+}
+
+
+@pytest.fixture(scope="session")
+def tiny() -> LoadedModel:
+    return load_model("random:tiny-gemma2")
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("corpus") / "tiny.jsonl"
+    rows = [{"text": t, "emotion": e} for e, texts in TINY_TEXTS.items() for t in texts]
+    rows += [{"text": t, "emotion": "neutral"} for t in ["the bus leaves at nine", "add two cups of flour", "the file is saved"]]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_vectors(tiny: LoadedModel, tiny_corpus_path: Path) -> EmotionVectors:
+    return extract(tiny, load_corpus(tiny_corpus_path), ExtractConfig(seed=0)).vectors
+
+
+@pytest.fixture(scope="session")
+def embedded() -> LoadedModel:
+    return load_model("gemma-3-270m")
+
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = REPO / "vectors" / "gemma-3-270m" / "emotions.safetensors"

@@ -1,0 +1,178 @@
+"""Extraction: corpus checks, pooling, the layer convention, methods, files and determinism."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from steerlab.activations import PoolingConfig, content_mask, pooled_activations, token_activations
+from steerlab.corpus import Record, load_corpus, names_own_emotion, stratified_split
+from steerlab.errors import CorpusError, VectorsError
+from steerlab.extract import ExtractConfig, extract
+from steerlab.vectors import METHODS, MethodInput, load_vectors, save_vectors
+
+
+def test_builtin_corpus_meets_the_spec() -> None:
+    c = load_corpus()
+    required = {"happy", "sad", "afraid", "angry", "calm", "desperate", "hopeful", "frustrated", "curious",
+                "proud", "guilty", "surprised", "loving", "hostile", "nervous", "confident", "brooding",
+                "enthusiastic", "reflective", "gloomy"}
+    assert required <= set(c.emotions)
+    for e in c.emotions:
+        assert sum(r.emotion == e for r in c.records) >= 40, e
+    assert sum(r.emotion == "neutral" for r in c.records) >= 150
+    assert len(set(c.texts)) == len(c.texts)
+    naming = [(r.emotion, names_own_emotion(r)) for r in c.records if r.emotion != "neutral" and names_own_emotion(r)]
+    assert naming == []
+
+
+def test_synonym_check_catches_self_naming() -> None:
+    assert names_own_emotion(Record("She felt a wave of despair.", "desperate")) == "despair"
+    assert names_own_emotion(Record("Terrified, he ran.", "afraid")) == "Terrified"
+    assert names_own_emotion(Record("He rode a saddle.", "sad")) is None
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"text": "a", "emotion": "x"}\n{"text": oops}\n', "line 2"),
+        ("", "no texts"),
+        ('{"text": "a", "emotion": "x"}\n{"text": "b", "emotion": "y"}\n', "only 1 texts"),
+        ('{"text": "", "emotion": "x"}\n', "non-empty"),
+    ],
+)
+def test_bad_corpora_name_the_problem(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "c.jsonl"
+    path.write_text(content)
+    with pytest.raises(CorpusError, match=message):
+        load_corpus(path)
+
+
+def test_missing_corpus_file(tmp_path: Path) -> None:
+    with pytest.raises(CorpusError, match="cannot read corpus"):
+        load_corpus(tmp_path / "nope.jsonl")
+
+
+def test_split_is_stratified_and_seeded() -> None:
+    labels = ["a"] * 20 + ["b"] * 8
+    m1, m2 = stratified_split(labels, 0.25, 3), stratified_split(labels, 0.25, 3)
+    assert (m1 == m2).all()
+    assert m1[:20].sum() == 5 and m1[20:].sum() == 2
+
+
+def test_layer_i_is_hidden_states_i_plus_1(tiny) -> None:  # type: ignore[no-untyped-def]
+    enc = tiny.tokenizer(["the cat sat on the mat"], return_tensors="pt")
+    hooked = token_activations(tiny, enc, range(tiny.n_layers))
+    with torch.inference_mode():
+        hs = tiny.model(**enc, output_hidden_states=True).hidden_states
+    for i in range(tiny.n_layers - 1):
+        assert torch.equal(hooked[i], hs[i + 1].float())
+    # The last hidden_states entry is after the final norm: it is NOT the last layer's output.
+    assert not torch.allclose(hooked[tiny.n_layers - 1], hs[-1].float())
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_pooling_ignores_padding(tiny, side: str) -> None:  # type: ignore[no-untyped-def]
+    texts = ["short one", "a much longer sentence with many more bytes in it"]
+    alone = [pooled_activations(tiny, [t]).features[0] for t in texts]
+    tiny.tokenizer.padding_side = side
+    try:
+        enc = tiny.tokenizer(texts, return_tensors="pt", padding=True, return_special_tokens_mask=True)
+    finally:
+        tiny.tokenizer.padding_side = "left"
+    acts = token_activations(tiny, enc, range(tiny.n_layers))
+    mask = content_mask(enc).float()
+    for row in range(2):
+        for layer in range(tiny.n_layers):
+            pooled = (acts[layer][row] * mask[row, :, None]).sum(0) / mask[row].sum()
+            assert torch.allclose(pooled, torch.from_numpy(alone[row][layer]), atol=1e-4)
+    batched = pooled_activations(tiny, texts, PoolingConfig(batch_size=2)).features
+    assert np.allclose(batched, np.stack(alone), atol=1e-4)
+
+
+def test_content_mask_excludes_bos_padding_and_skip(tiny) -> None:  # type: ignore[no-untyped-def]
+    enc = tiny.tokenizer(["abc", "a"], return_tensors="pt", padding=True, return_special_tokens_mask=True)
+    assert content_mask(enc).sum(1).tolist() == [3, 1]
+    assert content_mask(enc, skip_tokens=1).sum(1).tolist() == [2, 0]
+
+
+def _planted(seed: int = 0, n: int = 200, d: int = 64, e: int = 4) -> tuple[MethodInput, np.ndarray]:
+    """Emotion directions plus two large nuisance directions that neutral text also varies along."""
+    rng = np.random.default_rng(seed)
+    basis = np.linalg.qr(rng.normal(size=(d, e + 2)))[0].T
+    truth, nuisance = basis[:e], basis[e:]
+    labels = np.repeat(np.arange(e), n)
+    feats = 0.3 * rng.normal(size=(e * n, d)) + 3.0 * truth[labels] + 5.0
+    feats += 4.0 * rng.normal(size=(e * n, 2)) @ nuisance
+    neutral = 0.3 * rng.normal(size=(100, d)) + 4.0 * rng.normal(size=(100, 2)) @ nuisance + 5.0
+    return MethodInput(feats, labels, e, neutral, seed, {}), truth
+
+
+@pytest.mark.parametrize(("name", "params"), [("diffmean", {"neutral_variance": 0.5}), ("pca", {"pairs": 200, "neutral_variance": 0.5}), ("probe", {"c": 1.0})])
+def test_methods_recover_planted_directions(name: str, params: dict[str, float]) -> None:
+    inp, truth = _planted()
+    inp = MethodInput(inp.features, inp.labels, inp.n_emotions, inp.neutral, 0, params)
+    dirs, norms = METHODS[name](inp)
+    centred_truth = truth - truth.mean(axis=0)  # diffmean subtracts the grand mean of class means
+    target = centred_truth / np.linalg.norm(centred_truth, axis=1, keepdims=True) if name != "probe" else truth
+    cos = np.sum(dirs * target, axis=1)
+    # Probe weights separate classes but are not the class-mean offsets (regularised, multinomial).
+    floor = {"diffmean": 0.99, "pca": 0.95, "probe": 0.6}[name]
+    assert (cos > floor).all(), cos
+    assert (norms > 0).all()
+
+
+def test_diffmean_recovers_direction_planted_in_the_model(tiny, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Plant a direction in the tiny model's embeddings of letters a-m; diffmean finds it at layer 0."""
+    emb = tiny.model.get_input_embeddings().weight
+    saved = emb.detach().clone()
+    v = torch.randn(tiny.hidden_size, generator=torch.Generator().manual_seed(7))
+    v /= v.norm()
+    ids_a = [tiny.tokenizer.convert_tokens_to_ids(c) for c in "abcdefghijklm"]
+    rng = np.random.default_rng(0)
+    texts = {"alpha": ["".join(rng.choice(list("abcdefghijklm"), 20)) for _ in range(12)],
+             "omega": ["".join(rng.choice(list("nopqrstuvwxyz"), 20)) for _ in range(12)]}
+    path = tmp_path / "planted.jsonl"
+    path.write_text("".join(json.dumps({"text": t, "emotion": e}) + "\n" for e, ts in texts.items() for t in ts))
+    try:
+        with torch.no_grad():
+            emb[ids_a] += 100.0 * emb.norm(dim=1).mean() * v  # dominate the random sublayer outputs
+        vec = extract(tiny, load_corpus(path), ExtractConfig(params={"neutral_variance": 0.0})).vectors
+    finally:
+        with torch.no_grad():
+            emb.copy_(saved)
+    cos = float(vec.direction("alpha", 0) @ v)
+    assert cos > 0.99, cos
+
+
+def test_save_load_round_trip_and_same_seed_same_bytes(tiny, tiny_corpus_path: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    c = load_corpus(tiny_corpus_path)
+    a = save_vectors(extract(tiny, c, ExtractConfig(seed=1)).vectors, tmp_path / "a" / "emotions.safetensors")
+    b = save_vectors(extract(tiny, c, ExtractConfig(seed=1)).vectors, tmp_path / "b" / "emotions.safetensors")
+    assert a.read_bytes() == b.read_bytes()
+    assert a.with_suffix(".json").read_bytes() == b.with_suffix(".json").read_bytes()
+    v = load_vectors(a)
+    again = save_vectors(v, tmp_path / "c" / "emotions.safetensors")
+    assert again.read_bytes() == a.read_bytes()
+    meta = json.loads(a.with_suffix(".json").read_text())
+    for key in ("format_version", "model_id", "revision", "hidden_size", "site", "layer_convention", "method",
+                "method_params", "corpus_sha256", "seed", "chosen_layer", "sweep", "steerlab_version", "is_random"):
+        assert key in meta, key
+    assert meta["is_random"] is True and len(meta["sweep"]) == tiny.n_layers
+    assert sorted(p.name for p in a.parent.iterdir()) == ["emotions.json", "emotions.safetensors"]
+
+
+def test_vectors_refuse_another_model(tiny_vectors) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(VectorsError, match="built for"):
+        tiny_vectors.check_compatible("google/gemma-2-2b-it", 2304, 26)
+
+
+def test_corrupt_vector_file(tmp_path: Path) -> None:
+    bad = tmp_path / "x.safetensors"
+    bad.write_bytes(b"not a tensor file")
+    with pytest.raises(VectorsError, match="cannot read"):
+        load_vectors(bad)

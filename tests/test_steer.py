@@ -1,0 +1,152 @@
+"""Interventions: exact edits at exact positions, KV-cache consistency, scoping, batching."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from steerlab.activations import pad_batch, tokenize
+from steerlab.errors import InterventionError
+from steerlab.generate import GenerationConfig, generate
+from steerlab.interventions import Edit, build_edits, random_direction, steering
+from steerlab.sites import decoder_layers
+
+LAYER = 1
+PROMPTS = ["the sun rose over the hills", "a cold wind", "she opened the old wooden door slowly"]
+
+
+def _outputs(lm, enc, edits=(), positions="all", prompt_len=None):  # type: ignore[no-untyped-def]
+    """Output of every block but the last, seen as the next block's input (after any edits).
+
+    pyvene clears all hooks on the model at each call, so the next blocks' ``forward`` is wrapped.
+    """
+    blocks = decoder_layers(lm.model)
+    seen: dict[int, torch.Tensor] = {}
+
+    def wrap(layer: int, block):  # type: ignore[no-untyped-def]
+        original = block.forward
+
+        def forward(hidden_states, *args, **kwargs):  # type: ignore[no-untyped-def]
+            seen[layer - 1] = hidden_states.detach().clone()
+            return original(hidden_states, *args, **kwargs)
+
+        block.forward = forward
+
+    for layer in range(1, lm.n_layers):
+        wrap(layer, blocks[layer])
+    try:
+        with steering(lm, edits=edits, positions=positions) as s:
+            logits = s.logits(enc, prompt_len=prompt_len)
+    finally:
+        for layer in range(1, lm.n_layers):
+            del blocks[layer].forward
+    return seen, logits
+
+
+@pytest.mark.parametrize("positions", ["all", "prompt", "generated"])
+def test_addition_is_exact_at_chosen_positions_only(tiny, tiny_vectors, positions: str) -> None:  # type: ignore[no-untyped-def]
+    enc = pad_batch(tiny, tokenize(tiny, PROMPTS, 64))
+    width = enc["input_ids"].shape[1]
+    prompt_len = width - 4  # pretend the last 4 positions were generated
+    clean, _ = _outputs(tiny, enc)
+    edits = build_edits(tiny_vectors, [LAYER], add={"joyful": 4.0})
+    steered, _ = _outputs(tiny, enc, edits, positions, prompt_len)
+    delta = 4.0 * float(tiny_vectors.alpha_unit[LAYER]) * tiny_vectors.direction("joyful", LAYER)
+    where = {"all": torch.ones(width, dtype=torch.bool), "prompt": torch.arange(width) < prompt_len,
+             "generated": torch.arange(width) >= prompt_len}[positions]
+    expected = torch.where(where[None, :, None], clean[LAYER] + delta, clean[LAYER])
+    assert torch.equal(steered[LAYER], expected)
+    for layer in range(LAYER):
+        assert torch.equal(steered[layer], clean[layer])  # upstream layers untouched
+    assert not torch.equal(steered[LAYER + 1], clean[LAYER + 1])  # the edit propagates downstream
+
+
+def test_ablation_zeroes_the_projection(tiny, tiny_vectors) -> None:  # type: ignore[no-untyped-def]
+    enc = pad_batch(tiny, tokenize(tiny, PROMPTS, 64))
+    clean, _ = _outputs(tiny, enc)
+    steered, _ = _outputs(tiny, enc, build_edits(tiny_vectors, [LAYER], ablate=["grim"]))
+    d = tiny_vectors.direction("grim", LAYER)
+    assert (clean[LAYER] @ d).abs().max() > 1e-2
+    assert (steered[LAYER] @ d).abs().max() < 1e-4
+
+
+def test_clamp_sets_the_projection(tiny, tiny_vectors) -> None:  # type: ignore[no-untyped-def]
+    enc = pad_batch(tiny, tokenize(tiny, PROMPTS, 64))
+    steered, _ = _outputs(tiny, enc, build_edits(tiny_vectors, [LAYER], clamp={"edgy": 2.0}))
+    d = tiny_vectors.direction("edgy", LAYER)
+    target = float(tiny_vectors.center[LAYER] @ d) + 2.0 * float(tiny_vectors.alpha_unit[LAYER])
+    assert torch.allclose(steered[LAYER] @ d, torch.full_like(steered[LAYER][..., 0], target), atol=1e-4)
+
+
+@pytest.mark.parametrize("positions", ["all", "prompt", "generated"])
+def test_kv_cache_matches_full_recompute(tiny, tiny_vectors, positions: str) -> None:  # type: ignore[no-untyped-def]
+    edits = build_edits(tiny_vectors, [LAYER], add={"grim": 40.0})
+    enc = tiny.tokenizer(PROMPTS, return_tensors="pt", padding=True)
+    runs = {}
+    for cache in (True, False):
+        with steering(tiny, edits=edits, positions=positions) as s:
+            runs[cache] = s.generate(enc, max_new_tokens=8, do_sample=False, use_cache=cache, pad_token_id=0)
+    with steering(tiny) as s:
+        baseline = s.generate(enc, max_new_tokens=8, do_sample=False, pad_token_id=0)
+    assert torch.equal(runs[True], runs[False])
+    assert not torch.equal(runs[True], baseline)  # the edit does change the output
+
+
+def test_generated_mode_leaves_the_first_new_token_to_the_clean_model(tiny, tiny_vectors) -> None:  # type: ignore[no-untyped-def]
+    enc = tiny.tokenizer(PROMPTS, return_tensors="pt", padding=True)
+    width = enc["input_ids"].shape[1]
+    edits = build_edits(tiny_vectors, [LAYER], add={"grim": 40.0})
+    with steering(tiny) as s:
+        base = s.generate(enc, max_new_tokens=6, do_sample=False, pad_token_id=0)
+    with steering(tiny, edits=edits, positions="generated") as s:
+        gen = s.generate(enc, max_new_tokens=6, do_sample=False, pad_token_id=0)
+    with steering(tiny, edits=edits, positions="prompt") as s:
+        prm = s.generate(enc, max_new_tokens=6, do_sample=False, pad_token_id=0)
+    assert torch.equal(gen[:, width], base[:, width])  # first new token: from the unedited prompt
+    assert not torch.equal(gen[:, width:], base[:, width:])
+    assert not torch.equal(prm[:, width], base[:, width]) or not torch.equal(prm, base)
+
+
+def test_hooks_are_removed_even_after_an_exception(tiny, tiny_vectors) -> None:  # type: ignore[no-untyped-def]
+    enc = pad_batch(tiny, tokenize(tiny, PROMPTS, 64))
+    with torch.inference_mode():
+        before = tiny.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
+    with pytest.raises(RuntimeError, match="boom"):
+        with steering(tiny, tiny_vectors, add={"joyful": 8.0}, layers=[0, 1, 2]) as s:
+            s.logits(enc)
+            raise RuntimeError("boom")
+    with torch.inference_mode():
+        after = tiny.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
+    assert torch.equal(before, after)
+    for block in decoder_layers(tiny.model):
+        assert not block._forward_hooks and not block._forward_pre_hooks
+
+
+def test_batched_generation_equals_one_by_one(tiny, tiny_vectors) -> None:  # type: ignore[no-untyped-def]
+    edits = build_edits(tiny_vectors, [LAYER], add={"edgy": 6.0})
+    batched = generate(tiny, PROMPTS, GenerationConfig(max_new_tokens=8, batch_size=3), edits)
+    single = generate(tiny, PROMPTS, GenerationConfig(max_new_tokens=8, batch_size=1), edits)
+    assert batched == single
+
+
+def test_bad_steering_inputs(tiny, tiny_vectors) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(InterventionError, match="did you mean 'joyful'"):
+        build_edits(tiny_vectors, [LAYER], add={"joyfull": 1.0})
+    with pytest.raises(InterventionError, match="not a finite number"):
+        build_edits(tiny_vectors, [LAYER], add={"joyful": math.nan})
+    with pytest.raises(Exception, match="out of range"):
+        build_edits(tiny_vectors, [9], add={"joyful": 1.0})
+    with pytest.raises(InterventionError, match="hidden size"):
+        with steering(tiny, edits=[Edit("add", 0, torch.ones(3), 1.0)]):
+            pass
+    with pytest.raises(InterventionError, match="unknown positions"):
+        with steering(tiny, positions="middle"):  # type: ignore[arg-type]
+            pass
+
+
+def test_random_direction_is_seeded_unit(tiny) -> None:  # type: ignore[no-untyped-def]
+    a, b = random_direction(64, 3), random_direction(64, 3)
+    assert torch.equal(a, b) and abs(float(a.norm()) - 1) < 1e-6
+    assert not torch.equal(a, random_direction(64, 4))
