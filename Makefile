@@ -1,0 +1,40 @@
+# Two commands for a fresh clone:  `make demo`  and  `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+DEMO   := out/demo
+
+.PHONY: install demo test lint browser clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Headless Chromium for the HTML-report render test (skipped cleanly when it cannot be installed).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || echo "note: chromium could not be installed; the report render test will be skipped"; }
+
+# The main job on the embedded model: extract vectors with a layer sweep, then steer and scope with them.
+demo: install
+	$(BIN)/steerlab models
+	$(BIN)/steerlab extract --out $(DEMO)/emotions.safetensors
+	$(BIN)/steerlab steer "I lost my job today and I can't pay rent next week." --chat \
+	  --vectors $(DEMO)/emotions.safetensors --emotion hopeful --alpha 4 --max-new-tokens 40
+	$(BIN)/steerlab scope --vectors $(DEMO)/emotions.safetensors \
+	  "The storm took the roof, but the neighbours came at dawn with ladders and soup."
+
+test: install browser
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check steerlab tests eval examples
+	$(BIN)/mypy steerlab
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

@@ -1,0 +1,152 @@
+"""The command line: exit codes, one-line errors, JSON shapes, nothing half-written."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+from steerlab.cli import main
+
+from .conftest import SHIPPED, TINY_TEXTS
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["steerlab", *argv])
+    code = 0
+    try:
+        main()
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def tiny_vec_file(tmp_path_factory: pytest.TempPathFactory, tiny_corpus_path: Path) -> Path:
+    from steerlab.corpus import load_corpus
+    from steerlab.extract import ExtractConfig, extract
+    from steerlab.models import load_model
+    from steerlab.vectors import save_vectors
+
+    vec = extract(load_model("random:tiny-gemma2"), load_corpus(tiny_corpus_path), ExtractConfig()).vectors
+    return save_vectors(vec, tmp_path_factory.mktemp("vec") / "emotions.safetensors")
+
+
+def one_line_error(code: int, err: str, *needles: str) -> None:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, err
+    assert lines and lines[-1].startswith("error: "), err
+    for needle in needles:
+        assert needle in lines[-1], (needle, lines[-1])
+
+
+def test_extract_on_tiny_model_writes_everything(tiny_corpus_path, tmp_path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "v" / "emotions.safetensors"
+    code, stdout, _ = run(["extract", "--model", "random:tiny-gemma2", "--corpus", str(tiny_corpus_path), "--out", str(out)], capsys, monkeypatch)
+    assert code == 0
+    assert {"emotions.safetensors", "emotions.json", "layer_sweep.csv", "layer_sweep.png"} <= {p.name for p in out.parent.iterdir()}
+    assert "chosen layer" in stdout and "random weights" in stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "needles"),
+    [
+        (["extract", "--model", "no-such/model-xyz"], ["no-such/model-xyz", "hf download"]),
+        (["extract", "--model", "random:tiny-gemma2", "--corpus", "/nonexistent/c.jsonl"], ["/nonexistent/c.jsonl"]),
+        (["extract", "--model", "random:tiny-gemma2", "--out", "/proc/steerlab/x.safetensors"], ["not writable"]),
+        (["extract", "--model", "random:tiny-gemma2", "--out", "x.bin"], ["must end in .safetensors"]),
+        (["evaluate", "--vectors", "/nonexistent.safetensors", "--corpus", "x"], ["not found"]),
+    ],
+)
+def test_bad_inputs_exit_2_with_one_line(argv, needles, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no hub here: take the offline path without retries
+    code, _, err = run(argv, capsys, monkeypatch)
+    one_line_error(code, err, *needles)
+
+
+def test_malformed_corpus_names_the_line(tmp_path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "a", "emotion": "x"}\n{"text": "b", "emotion": "y"}\n{broken\n')
+    out = tmp_path / "o" / "emotions.safetensors"
+    code, _, err = run(["extract", "--model", "random:tiny-gemma2", "--corpus", str(bad), "--out", str(out)], capsys, monkeypatch)
+    one_line_error(code, err, "line 3")
+    assert not out.parent.exists()
+
+
+def test_evaluate_json_shape(tiny_vec_file, tiny_corpus_path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    code, out, _ = run(["evaluate", "--vectors", str(tiny_vec_file), "--corpus", str(tiny_corpus_path), "--json"], capsys, monkeypatch)
+    assert code == 0
+    obj = json.loads(out)
+    assert set(obj) == {"chosen_layer", "best_layer", "layers"}
+    assert [r["layer"] for r in obj["layers"]] == [0, 1, 2, 3]
+    assert all(set(r) == {"layer", "top1", "top3", "n"} and r["n"] == 18 for r in obj["layers"])
+
+
+def test_steer_tiny_json(tiny_vec_file, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    code, out, _ = run(["steer", "a day at the sea", "--vectors", str(tiny_vec_file), "--emotion", "joyful",
+                        "--alpha", "4", "--max-new-tokens", "6", "--json", "--sweep-alpha", "0,4"], capsys, monkeypatch)
+    assert code == 0
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["alpha"] for r in rows] == [0.0, 4.0]
+    for r in rows:
+        assert set(r) == {"prompt", "alpha", "layers", "baseline", "steered"}
+        assert set(r["steered"]["scores"]) == set(TINY_TEXTS)
+    assert rows[0]["steered"]["text"] == rows[0]["baseline"]["text"]  # alpha 0 changes nothing
+
+
+@pytest.mark.parametrize(
+    ("extra", "needles"),
+    [
+        (["--emotion", "joyfull"], ["joyfull", "did you mean 'joyful'"]),
+        (["--emotion", "joyful", "--alpha", "nan"], ["not a finite number"]),
+        (["--emotion", "joyful", "--layers", "9"], ["layer 9 is out of range"]),
+        (["--ablate", "joyful", "--prompts-file", "/nonexistent/p.txt"], ["/nonexistent/p.txt"]),
+        (["--clamp", "joyful"], ["EMOTION=VALUE"]),
+    ],
+)
+def test_steer_bad_inputs(tiny_vec_file, extra, needles, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = run(["steer", "hello", "--vectors", str(tiny_vec_file), *extra], capsys, monkeypatch)
+    one_line_error(code, err, *needles)
+
+
+def test_steer_empty_prompt(tiny_vec_file, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = run(["steer", "  ", "--vectors", str(tiny_vec_file), "--emotion", "joyful"], capsys, monkeypatch)
+    one_line_error(code, err, "empty prompt")
+
+
+@pytest.mark.slow
+def test_steer_embedded_hopeful_alpha_4_json(capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    assert SHIPPED.exists(), "shipped vectors missing: run `steerlab extract`"
+    code, out, err = run(["steer", "I lost my job and I can't pay rent.", "--chat", "--emotion", "hopeful",
+                          "--alpha", "4", "--max-new-tokens", "16", "--json"], capsys, monkeypatch)
+    assert code == 0, err
+    row = json.loads(out.splitlines()[0])
+    assert row["alpha"] == 4.0 and row["layers"] == [json.loads(SHIPPED.with_suffix(".json").read_text())["chosen_layer"]]
+    assert len(row["baseline"]["scores"]) == 20 and all(math.isfinite(x) for x in row["steered"]["scores"].values())
+    assert row["baseline"]["text"] and row["steered"]["text"]
+
+
+@pytest.mark.slow
+def test_extract_end_to_end_on_embedded_model(tmp_path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from steerlab.corpus import load_corpus
+
+    records = load_corpus().records
+    keep = {"happy": 0, "afraid": 0, "calm": 0, "angry": 0, "neutral": 0}
+    lines = []
+    for r in records:
+        if r.emotion in keep and keep[r.emotion] < 8:
+            keep[r.emotion] += 1
+            lines.append(json.dumps({"text": r.text, "emotion": r.emotion}))
+    small = tmp_path / "small.jsonl"
+    small.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "emb" / "emotions.safetensors"
+    code, stdout, err = run(["extract", "--corpus", str(small), "--out", str(out)], capsys, monkeypatch)
+    assert code == 0, err
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["n_layers"] == 18 and meta["hidden_size"] == 640 and meta["is_random"] is False
+    assert set(meta["emotions"]) == {"happy", "afraid", "calm", "angry"}
+    assert 0 <= meta["chosen_layer"] < 18
