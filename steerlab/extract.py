@@ -118,7 +118,7 @@ def extract(lm: LoadedModel, corpus: Corpus, config: ExtractConfig = ExtractConf
     return ExtractResult(vectors, sweep, pooled)
 
 
-def evaluate(lm: LoadedModel, vectors: EmotionVectors, corpus: Corpus, pooling: PoolingConfig = PoolingConfig(), tick: Tick | None = None) -> tuple[list[LayerScore], list[str]]:
+def evaluate(lm: LoadedModel, vectors: EmotionVectors, corpus: Corpus, pooling: PoolingConfig | None = None, tick: Tick | None = None) -> tuple[list[LayerScore], list[str]]:
     """Score a labelled corpus with the vectors at every layer (emotions the two share)."""
     vectors.check_compatible(lm.model_id, lm.hidden_size, lm.n_layers)
     shared = [e for e in vectors.emotions if e in set(corpus.emotions)]
@@ -132,7 +132,7 @@ def evaluate(lm: LoadedModel, vectors: EmotionVectors, corpus: Corpus, pooling: 
     y = np.array([shared.index(corpus.labels[i]) for i in rows])
     cols = [vectors.index(e) for e in shared]
     valence = np.array([vectors.meta["valence"].get(e, 0.0) for e in shared])
-    pooled = pooled_activations(lm, texts, pooling, tick)
+    pooled = pooled_activations(lm, texts, pooling or PoolingConfig(), tick)
     seed = int(vectors.meta.get("seed", 0))
     scores = [
         score_layer(

@@ -222,7 +222,7 @@ def load_vectors(path: str | Path) -> EmotionVectors:
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
             tensors = {name: f.get_tensor(name) for name in TENSORS}
-    except Exception as err:  # safetensors raises its own error types for corrupt files
+    except Exception as err:  # noqa: BLE001  (safetensors raises its own error types for corrupt files)
         raise VectorsError(f"cannot read vector file {str(path)!r} ({err}): re-run `steerlab extract`") from None
     if "steerlab" not in header:
         raise VectorsError(f"{str(path)!r} has no steerlab metadata: it was not written by steerlab")

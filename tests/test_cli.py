@@ -144,7 +144,7 @@ def test_extract_end_to_end_on_embedded_model(tmp_path, capsys, monkeypatch) -> 
     small = tmp_path / "small.jsonl"
     small.write_text("\n".join(lines) + "\n")
     out = tmp_path / "emb" / "emotions.safetensors"
-    code, stdout, err = run(["extract", "--corpus", str(small), "--out", str(out)], capsys, monkeypatch)
+    code, _, err = run(["extract", "--corpus", str(small), "--out", str(out)], capsys, monkeypatch)
     assert code == 0, err
     meta = json.loads(out.with_suffix(".json").read_text())
     assert meta["n_layers"] == 18 and meta["hidden_size"] == 640 and meta["is_random"] is False

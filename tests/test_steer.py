@@ -113,10 +113,9 @@ def test_hooks_are_removed_even_after_an_exception(tiny, tiny_vectors) -> None: 
     enc = pad_batch(tiny, tokenize(tiny, PROMPTS, 64))
     with torch.inference_mode():
         before = tiny.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
-    with pytest.raises(RuntimeError, match="boom"):
-        with steering(tiny, tiny_vectors, add={"joyful": 8.0}, layers=[0, 1, 2]) as s:
-            s.logits(enc)
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), steering(tiny, tiny_vectors, add={"joyful": 8.0}, layers=[0, 1, 2]) as s:
+        s.logits(enc)
+        raise RuntimeError("boom")
     with torch.inference_mode():
         after = tiny.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
     assert torch.equal(before, after)
@@ -138,12 +137,10 @@ def test_bad_steering_inputs(tiny, tiny_vectors) -> None:  # type: ignore[no-unt
         build_edits(tiny_vectors, [LAYER], add={"joyful": math.nan})
     with pytest.raises(Exception, match="out of range"):
         build_edits(tiny_vectors, [9], add={"joyful": 1.0})
-    with pytest.raises(InterventionError, match="hidden size"):
-        with steering(tiny, edits=[Edit("add", 0, torch.ones(3), 1.0)]):
-            pass
-    with pytest.raises(InterventionError, match="unknown positions"):
-        with steering(tiny, positions="middle"):  # type: ignore[arg-type]
-            pass
+    with pytest.raises(InterventionError, match="hidden size"), steering(tiny, edits=[Edit("add", 0, torch.ones(3), 1.0)]):
+        pass
+    with pytest.raises(InterventionError, match="unknown positions"), steering(tiny, positions="middle"):  # type: ignore[arg-type]
+        pass
 
 
 def test_random_direction_is_seeded_unit(tiny) -> None:  # type: ignore[no-untyped-def]
