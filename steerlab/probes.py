@@ -117,8 +117,8 @@ def choose_layer(rows: list[LayerScore]) -> tuple[int, int]:
 
 
 def read_texts(
-    lm: "LoadedModel",
-    vectors: "EmotionVectors",
+    lm: LoadedModel,
+    vectors: EmotionVectors,
     texts: list[str],
     layer: int,
     reader: str = "cosine",

@@ -12,10 +12,18 @@ from ..activations import PoolingConfig
 from ..corpus import corpus_stats, load_corpus
 from ..errors import SteerlabError
 from ..extract import ExtractConfig, evaluate, extract
-from ..models import KNOWN_SPECS, is_cached, load_model
+from ..models import KNOWN_SPECS, is_cached
 from ..report import plot_layer_sweep
 from ..vectors import METHODS, load_vectors, save_vectors
-from .common import cli, default_vectors_path, echo_json, get_model, model_options, progress_bar, say
+from .common import (
+    cli,
+    default_vectors_path,
+    echo_json,
+    get_model,
+    model_options,
+    progress_bar,
+    say,
+)
 
 SHAPES = {"gemma-3-270m": (18, 640), "random:gemma-2-2b": (26, 2304), "random:tiny-gemma2": (4, 64)}
 
@@ -124,7 +132,7 @@ def _check_writable(target: Path) -> None:
     parent = target.parent
     while not parent.exists():
         parent = parent.parent
-    probe = parent / f".steerlab-write-test"
+    probe = parent / ".steerlab-write-test"
     try:
         probe.touch()
         probe.unlink()
