@@ -9,6 +9,11 @@ output of block i). Each edit is applied at the positions chosen by ``positions`
                 token included, is untouched, so the first new token is still chosen by the clean
                 model and steering acts on every later one.
 
+Special positions of the prompt (BOS, padding, chat-template markers) are never edited: Gemma's BOS
+residual is an attention sink of very large norm, and editing it (even ablating a random direction)
+derails the whole reply. An edit may also be limited to some batch rows (``rows``), so one batched
+generate call can run several conditions side by side.
+
 Positions are absolute. A call with one token after an earlier call is a KV-cache decode step and
 continues where the last call ended; any other call starts at position 0 (a prefill, or a full
 re-run without the cache). So cached and uncached generation edit exactly the same positions.
@@ -53,22 +58,34 @@ class Edit:
     direction: torch.Tensor  # (hidden,) unit norm
     value: float = 0.0  # add: absolute norm added; clamp: absolute target projection; ablate: unused
     label: str = ""  # emotion name or control name, for reports
+    rows: tuple[int, ...] | None = None  # batch rows to edit; None = every row
 
 
 @dataclass
 class _Positions:
-    """Which positions of a call to edit, given where the call starts."""
+    """Which (row, position) cells of a call to edit, given where the call starts."""
 
     mode: str
-    prompt_len: int | None = None
+    prompt_len: int | None = None  # padded prompt width; None = no generation (all positions are prompt)
+    content: torch.Tensor | None = None  # (batch, prompt_len) bool: prompt positions that are not special
 
     def mask(self, offset: int, length: int, device: torch.device) -> torch.Tensor:
         pos = torch.arange(offset, offset + length, device=device)
-        if self.mode == "all" or self.prompt_len is None:
-            return torch.ones(length, dtype=torch.bool, device=device)
+        prompt_len = self.prompt_len if self.prompt_len is not None else offset + length
         if self.mode == "prompt":
-            return pos < self.prompt_len
-        return pos >= self.prompt_len
+            keep = pos < prompt_len
+        elif self.mode == "generated":
+            keep = pos >= prompt_len
+        else:
+            keep = torch.ones(length, dtype=torch.bool, device=device)
+        keep = keep[None, :]
+        if self.content is not None:
+            content = self.content.to(device)
+            in_prompt = pos < content.shape[1]
+            cells = torch.ones((content.shape[0], length), dtype=torch.bool, device=device)
+            cells[:, in_prompt] = content[:, pos[in_prompt]]
+            keep = keep & cells
+        return keep
 
 
 class _LayerEdits(pv.SourcelessIntervention):  # type: ignore[misc]
@@ -91,9 +108,16 @@ class _LayerEdits(pv.SourcelessIntervention):  # type: ignore[misc]
             raise InterventionError(
                 f"direction size {self.edits[0].direction.shape[0]} != hidden size {base.shape[-1]}"
             )
-        where = self.positions.mask(self._offset(base.shape[1]), base.shape[1], base.device)[None, :, None]
+        cells = self.positions.mask(self._offset(base.shape[1]), base.shape[1], base.device)
+        cells = cells.expand(base.shape[0], -1)
         x = base
         for edit in self.edits:
+            where = cells
+            if edit.rows is not None:
+                chosen = torch.zeros(base.shape[0], dtype=torch.bool, device=base.device)
+                chosen[list(edit.rows)] = True
+                where = cells & chosen[:, None]
+            where = where[..., None]
             d = edit.direction.to(device=x.device, dtype=x.dtype)
             if edit.kind == "add":
                 new = x + edit.value * d
@@ -123,8 +147,10 @@ class Steered:
         self._pv = pv.IntervenableModel(pv.IntervenableConfig(representations=reps), lm.model) if reps else None
 
     @contextmanager
-    def _session(self, prompt_len: int | None) -> Iterator[None]:
+    def _session(self, input_ids: torch.Tensor, prompt_len: int | None) -> Iterator[None]:
+        special = torch.tensor(sorted(set(self.lm.tokenizer.all_special_ids)), device=input_ids.device)
         self._positions.prompt_len = prompt_len
+        self._positions.content = ~torch.isin(input_ids, special)
         for module in self._layers:
             module.end = 0
         yield
@@ -132,7 +158,7 @@ class Steered:
     def generate(self, encoding: Mapping[str, torch.Tensor], **kwargs: Any) -> torch.Tensor:
         """``model.generate`` with the edits; the prompt is the whole (left-padded) input."""
         inputs = {k: v.to(self.lm.device) for k, v in encoding.items() if k in ("input_ids", "attention_mask")}
-        with torch.inference_mode(), self._session(int(inputs["input_ids"].shape[1])):
+        with torch.inference_mode(), self._session(inputs["input_ids"], int(inputs["input_ids"].shape[1])):
             if self._pv is None:
                 return self.lm.model.generate(**inputs, **kwargs)
             _, out = self._pv.generate(inputs, unit_locations=None, intervene_on_prompt=True, **kwargs)
@@ -141,7 +167,7 @@ class Steered:
     def logits(self, encoding: Mapping[str, torch.Tensor], prompt_len: int | None = None) -> torch.Tensor:
         """One forward pass with the edits; ``prompt_len`` marks where "generated" positions begin."""
         inputs = {k: v.to(self.lm.device) for k, v in encoding.items() if k in ("input_ids", "attention_mask")}
-        with torch.inference_mode(), self._session(prompt_len):
+        with torch.inference_mode(), self._session(inputs["input_ids"], prompt_len):
             if self._pv is None:
                 return self.lm.model(**inputs, use_cache=False).logits
             _, out = self._pv(inputs, unit_locations=None)

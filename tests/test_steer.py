@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -56,11 +57,23 @@ def test_addition_is_exact_at_chosen_positions_only(tiny, tiny_vectors, position
     delta = 4.0 * float(tiny_vectors.alpha_unit[LAYER]) * tiny_vectors.direction("joyful", LAYER)
     where = {"all": torch.ones(width, dtype=torch.bool), "prompt": torch.arange(width) < prompt_len,
              "generated": torch.arange(width) >= prompt_len}[positions]
-    expected = torch.where(where[None, :, None], clean[LAYER] + delta, clean[LAYER])
+    content = enc["special_tokens_mask"] == 0  # BOS and padding are never edited
+    cells = where[None, :] & content
+    assert cells.any() and not cells.all()
+    expected = torch.where(cells[..., None], clean[LAYER] + delta, clean[LAYER])
     assert torch.equal(steered[LAYER], expected)
     for layer in range(LAYER):
         assert torch.equal(steered[layer], clean[layer])  # upstream layers untouched
     assert not torch.equal(steered[LAYER + 1], clean[LAYER + 1])  # the edit propagates downstream
+
+
+def test_edits_can_target_some_rows(tiny, tiny_vectors) -> None:  # type: ignore[no-untyped-def]
+    enc = pad_batch(tiny, tokenize(tiny, PROMPTS, 64))
+    clean, _ = _outputs(tiny, enc)
+    edits = [replace(e, rows=(1,)) for e in build_edits(tiny_vectors, [LAYER], add={"joyful": 4.0})]
+    steered, _ = _outputs(tiny, enc, edits)
+    assert torch.equal(steered[LAYER][[0, 2]], clean[LAYER][[0, 2]])
+    assert not torch.equal(steered[LAYER][1], clean[LAYER][1])
 
 
 def test_ablation_zeroes_the_projection(tiny, tiny_vectors) -> None:  # type: ignore[no-untyped-def]
@@ -68,8 +81,10 @@ def test_ablation_zeroes_the_projection(tiny, tiny_vectors) -> None:  # type: ig
     clean, _ = _outputs(tiny, enc)
     steered, _ = _outputs(tiny, enc, build_edits(tiny_vectors, [LAYER], ablate=["grim"]))
     d = tiny_vectors.direction("grim", LAYER)
-    assert (clean[LAYER] @ d).abs().max() > 1e-2
-    assert (steered[LAYER] @ d).abs().max() < 1e-4
+    content = enc["special_tokens_mask"] == 0
+    assert (clean[LAYER][content] @ d).abs().max() > 1e-2
+    assert (steered[LAYER][content] @ d).abs().max() < 1e-4
+    assert torch.equal(steered[LAYER][~content], clean[LAYER][~content])  # BOS / padding untouched
 
 
 def test_clamp_sets_the_projection(tiny, tiny_vectors) -> None:  # type: ignore[no-untyped-def]
@@ -77,7 +92,9 @@ def test_clamp_sets_the_projection(tiny, tiny_vectors) -> None:  # type: ignore[
     steered, _ = _outputs(tiny, enc, build_edits(tiny_vectors, [LAYER], clamp={"edgy": 2.0}))
     d = tiny_vectors.direction("edgy", LAYER)
     target = float(tiny_vectors.center[LAYER] @ d) + 2.0 * float(tiny_vectors.alpha_unit[LAYER])
-    assert torch.allclose(steered[LAYER] @ d, torch.full_like(steered[LAYER][..., 0], target), atol=1e-4)
+    content = enc["special_tokens_mask"] == 0
+    got = steered[LAYER][content] @ d
+    assert torch.allclose(got, torch.full_like(got, target), atol=1e-4)
 
 
 @pytest.mark.parametrize("positions", ["all", "prompt", "generated"])

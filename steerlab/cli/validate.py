@@ -1,0 +1,56 @@
+"""``steerlab validate``: run a causal validation suite and report PASS / FAIL / INCONCLUSIVE per claim."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from ..validate import RunOptions, load_suite, run_suite, summary, write_outputs
+from .common import cli, echo_json, get_vectors_and_model, model_options, progress_bar, say
+
+
+@cli.command("validate")
+@click.argument("suite_path", metavar="SUITE")
+@click.option("--prompts", "prompts_path", default=None, help="Replace the suite's prompts (JSONL with 'text', or one per line).")
+@click.option("--n", "n", type=click.IntRange(1), default=None, help="Use at most N prompts (stratified by label).")
+@click.option("--vectors", "vectors_path", default=None, help="Vector file (default: the suite's, else the shipped one).")
+@model_options
+@click.option("--out", default=None, help="Output folder (default: runs/validate/<suite name>).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the verdicts.")
+@click.option("--strict", is_flag=True, help="Exit 1 when any claim is not PASS.")
+def validate_cmd(suite_path: str, prompts_path: str | None, n: int | None, vectors_path: str | None,
+                 model_spec: str | None, revision: str | None, dtype: str | None, out: str | None,
+                 as_json: bool, strict: bool) -> None:
+    """Run SUITE (YAML): intervene, generate, re-read the replies with the clean model, judge the claims."""
+    start = time.perf_counter()
+    suite = load_suite(suite_path)
+    vectors, lm = get_vectors_and_model(vectors_path or suite.vectors, model_spec or suite.model, revision, dtype)
+    bar = progress_bar(0, f"validate {suite.name}", unit="reply")
+
+    def tick(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    with bar:
+        result = run_suite(suite, lm, vectors, RunOptions(prompts=prompts_path, n=n), tick)
+    target = Path(out) if out else Path("runs") / "validate" / suite.name
+    written = write_outputs(result, target)
+    summ = summary(result)
+    say(f"{summ['n']} prompts x {len(result.conditions)} conditions in {time.perf_counter() - start:.0f}s "
+        f"(suite {result.seconds:.0f}s); wrote {target}/ ({', '.join(p.name for p in written)})")
+    if as_json:
+        echo_json({k: summ[k] for k in ("suite", "n", "claims", "conditions")})
+    else:
+        for row in result.coherence:
+            flag = f"DEGENERATE ({row['why']})" if row["degenerate"] else ""
+            click.echo(f"{row['name']:34} ppl x{row['ppl_ratio']:5.2f}  distinct-2 {row['distinct2']:.2f}  {flag}")
+        for c in result.claims:
+            click.echo(f"{c['verdict'].upper():12} {c['name']}: effect {c['effect']:+.4f} "
+                       f"[{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}]  p={c['p']:.3g}  n={c['n']}")
+    if result.note:
+        say(f"note: {result.note}")
+    if strict and any(c["verdict"] != "pass" for c in result.claims):
+        sys.exit(1)
