@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -146,7 +147,7 @@ def names_own_emotion(record: Record) -> str | None:
     return match.group(0) if match else None
 
 
-def corpus_stats(corpus: Corpus) -> dict[str, object]:
+def corpus_stats(corpus: Corpus) -> dict[str, Any]:
     """Counts, lengths in words, duplicates and self-naming texts, per emotion."""
     rows: dict[str, dict[str, float]] = {}
     for emotion in [*corpus.emotions, NEUTRAL]:

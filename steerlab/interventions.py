@@ -160,7 +160,7 @@ class Steered:
         inputs = {k: v.to(self.lm.device) for k, v in encoding.items() if k in ("input_ids", "attention_mask")}
         with torch.inference_mode(), self._session(inputs["input_ids"], int(inputs["input_ids"].shape[1])):
             if self._pv is None:
-                return self.lm.model.generate(**inputs, **kwargs)
+                return self.lm.model.generate(**inputs, **kwargs)  # type: ignore[operator]
             _, out = self._pv.generate(inputs, unit_locations=None, intervene_on_prompt=True, **kwargs)
             return out
 

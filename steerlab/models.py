@@ -116,7 +116,7 @@ def _load(
         raise ModelError(f"unknown random model {spec!r}: use {RANDOM_2B} or {RANDOM_TINY}")
     else:
         loaded = _load_pretrained(spec, revision, dtype, progress)
-    loaded.model.to(device)
+    loaded.model.to(device)  # type: ignore[arg-type]
     return loaded
 
 
@@ -155,7 +155,7 @@ def _build_embedded_cache(target: Path, progress: Progress | None) -> None:
     model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
     # After loading, the weights are plain floats; the quantizer state only blocks save_pretrained.
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")

@@ -205,7 +205,7 @@ def save_vectors(vectors: EmotionVectors, path: str | Path) -> Path:
     return path
 
 
-def _atomic(path: Path, write: Callable[[str], None]) -> None:
+def _atomic(path: Path, write: Callable[[str], object]) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         write(str(tmp))

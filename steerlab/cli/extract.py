@@ -56,7 +56,7 @@ def corpus_stats_cmd(path: str | None, as_json: bool) -> None:
     table = pd.DataFrame(stats["per_emotion"]).T
     click.echo(table.to_string(float_format=lambda v: f"{v:.1f}"))
     click.echo(f"duplicates: {len(stats['duplicates'])}   texts naming their own emotion: {len(stats['self_naming'])}")
-    for item in stats["self_naming"][:20]:  # type: ignore[index]
+    for item in stats["self_naming"][:20]:
         click.echo(f"  #{item['index']} ({item['emotion']}): {item['word']!r}")
 
 
@@ -66,7 +66,7 @@ def corpus_validate_cmd(path: str) -> None:
     """Check a corpus file; exit 2 with the first problem, 0 when it loads."""
     c = load_corpus(path)
     stats = corpus_stats(c)
-    problems = len(stats["duplicates"]) + len(stats["self_naming"])  # type: ignore[arg-type]
+    problems = len(stats["duplicates"]) + len(stats["self_naming"])
     click.echo(f"ok: {len(c.records)} texts, {len(c.emotions)} emotions; {len(stats['duplicates'])} duplicates, "
                f"{len(stats['self_naming'])} texts name their own emotion")
     if problems:

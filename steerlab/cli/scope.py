@@ -17,23 +17,8 @@ from ..scope import (
     read_conversation,
     read_text,
 )
+from ..sites import parse_layers
 from .common import cli, echo_json, get_vectors_and_model, model_options, say
-
-
-def parse_layers(spec: str | None, n_layers: int) -> tuple[int, ...]:
-    """"8", "6,8,10", "4-12" or "all" -> layer indices; empty = the vectors' chosen layer."""
-    if not spec:
-        return ()
-    if spec.strip() == "all":
-        return tuple(range(n_layers))
-    out: list[int] = []
-    try:
-        for part in spec.split(","):
-            lo, _, hi = part.strip().partition("-")
-            out += list(range(int(lo), int(hi) + 1)) if hi else [int(lo)]
-    except ValueError:
-        raise SteerlabError(f"--layers {spec!r}: use numbers like 8, 6,8,10, 4-12 or all") from None
-    return tuple(out)
 
 
 @cli.command("scope")
@@ -65,7 +50,7 @@ def scope_cmd(text: str | None, conversation_path: str | None, do_generate: bool
     if do_generate and messages is None:
         messages = [{"role": "user", "content": str(text)}]
     vectors, lm = get_vectors_and_model(vectors_path, model_spec, revision, dtype)
-    config = ScopeConfig(layers=parse_layers(layers_spec, vectors.n_layers), seed=seed)
+    config = ScopeConfig(layers=tuple(parse_layers(layers_spec, vectors.n_layers)) if layers_spec else (), seed=seed)
     if do_generate:
         say(f"generating the reply ({max_new_tokens} tokens max) ...")
         messages = generate_reply(lm, messages or [], max_new_tokens, seed)
