@@ -59,9 +59,12 @@ def generate(
 
 
 def clean_reply(lm: LoadedModel, text: str, chat: bool) -> str:
-    """A chat reply ends where a base model starts writing the next ``User:`` turn."""
+    """The assistant's turn of a plain transcript ends at the first blank line, the turn separator
+    of the ``User: ...\n\nAssistant: ...`` format (a base model goes on writing further turns or
+    repeats itself there); with a chat template, the end-of-turn token ends it."""
     if chat and not has_template(lm.tokenizer):
-        for marker in ("\nUser:", "\n\nUser", "User:"):
+        text = text.strip()
+        for marker in ("\n\n", "\nUser:", "\nAssistant:"):
             cut = text.find(marker)
             if cut >= 0:
                 text = text[:cut]

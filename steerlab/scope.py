@@ -234,8 +234,6 @@ def generate_reply(lm: LoadedModel, messages: Sequence[dict[str, str]], max_new_
     prompt = format_chat(lm.tokenizer, msgs, add_generation_prompt=True).text
     config = GenerationConfig(max_new_tokens=max_new_tokens, seed=seed, chat=False, batch_size=1)
     reply = clean_reply(lm, generate(lm, [prompt], config)[0], chat=True)
-    if format_chat(lm.tokenizer, msgs, add_generation_prompt=False).template == "plain":
-        reply = reply.split("\nAssistant:")[0].strip()  # a base model may start another turn of its own
     if not reply:
         raise SteerlabError("the model generated an empty reply: try a larger --max-new-tokens or another prompt")
     return [*msgs, {"role": "assistant", "content": reply}]

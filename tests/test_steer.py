@@ -164,3 +164,11 @@ def test_random_direction_is_seeded_unit(tiny) -> None:  # type: ignore[no-untyp
     a, b = random_direction(64, 3), random_direction(64, 3)
     assert torch.equal(a, b) and abs(float(a.norm()) - 1) < 1e-6
     assert not torch.equal(a, random_direction(64, 4))
+
+
+def test_plain_transcript_reply_ends_at_the_turn_separator(tiny) -> None:  # type: ignore[no-untyped-def]
+    from steerlab.generate import clean_reply
+
+    assert clean_reply(tiny, " I'll pay rent.\n\nI'll pay rent.\n\nUser: ok", chat=True) == "I'll pay rent."
+    assert clean_reply(tiny, "Sure.\nUser: more", chat=True) == "Sure."
+    assert clean_reply(tiny, "one\n\ntwo", chat=False) == "one\n\ntwo"

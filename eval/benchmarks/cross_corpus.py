@@ -75,12 +75,18 @@ def main() -> int:
         center, dirs = ours.center[layer].numpy(), ours.directions[layer, cols].numpy()
         on_test = score_layer(layer, feats[held], y_all[held], center, dirs, valence, 0)
         on_all = score_layer(layer, feats[emotion_rows], y_all[emotion_rows], center, dirs, valence, 0)
+        # Label-free re-centring: read relative to the mean of the texts being read (their style differs).
+        recentred = score_layer(layer, feats[held], y_all[held], feats[emotion_rows].mean(axis=0), dirs, valence, 0)
+        logits = feats[held] @ ours.probe_weight[layer, cols].numpy().T + ours.probe_bias[layer, cols].numpy()
+        probe_top1 = float((logits.argmax(axis=1) == y_all[held]).mean())
         es = theirs.sweep[layer]
         rows.append({"layer": layer, "emotionscope_recipe_top1": es.top1, "steerlab_vectors_top1_same_test": on_test.top1,
                      "steerlab_ci": [on_test.top1_lo, on_test.top1_hi], "steerlab_vectors_top1_all_1000": on_all.top1,
-                     "steerlab_auroc_all_1000": on_all.auroc})
+                     "steerlab_auroc_all_1000": on_all.auroc, "steerlab_recentred_top1_same_test": recentred.top1,
+                     "steerlab_probe_top1_same_test": probe_top1})
     best_es = max(rows, key=lambda r: r["emotionscope_recipe_top1"])
     best_ours = max(rows, key=lambda r: r["steerlab_vectors_top1_same_test"])
+    best_recentred = max(rows, key=lambda r: r["steerlab_recentred_top1_same_test"])
     chosen = rows[ours.chosen_layer]
     summary = {
         "model": lm.spec, "vectors": args.vectors, "external": str(folder), "n_test": int(held.sum()),
@@ -88,15 +94,17 @@ def main() -> int:
         "steerlab_best": {"layer": best_ours["layer"], "top1": best_ours["steerlab_vectors_top1_same_test"], "ci": best_ours["steerlab_ci"]},
         "steerlab_chosen_layer": {"layer": ours.chosen_layer, "top1": chosen["steerlab_vectors_top1_same_test"],
                                   "top1_all_1000": chosen["steerlab_vectors_top1_all_1000"]},
+        "steerlab_recentred_best": {"layer": best_recentred["layer"], "top1": best_recentred["steerlab_recentred_top1_same_test"]},
         "seconds": time.perf_counter() - start, "layers": rows,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(summary, indent=1) + "\n")
-    print("| layer | EmotionScope recipe, own data (test 200) | steerlab vectors, same 200 | steerlab vectors, all 1000 |")
-    print("|---:|---:|---:|---:|")
+    print("| layer | EmotionScope recipe, own data (test 200) | steerlab vectors, same 200 [95% CI] | re-centred on target (label-free) | steerlab probe | steerlab vectors, all 1000 |")
+    print("|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         lo, hi = r["steerlab_ci"]
-        print(f"| {r['layer']} | {r['emotionscope_recipe_top1']:.3f} | {r['steerlab_vectors_top1_same_test']:.3f} [{lo:.2f}, {hi:.2f}] | {r['steerlab_vectors_top1_all_1000']:.3f} |")
+        print(f"| {r['layer']} | {r['emotionscope_recipe_top1']:.3f} | {r['steerlab_vectors_top1_same_test']:.3f} [{lo:.2f}, {hi:.2f}] | "
+              f"{r['steerlab_recentred_top1_same_test']:.3f} | {r['steerlab_probe_top1_same_test']:.3f} | {r['steerlab_vectors_top1_all_1000']:.3f} |")
     print(f"EmotionScope recipe best: {best_es['emotionscope_recipe_top1']:.3f} at layer {best_es['layer']}; "
           f"steerlab (trained only on its own corpus) best: {best_ours['steerlab_vectors_top1_same_test']:.3f} at layer {best_ours['layer']}, "
           f"at its chosen layer {ours.chosen_layer}: {chosen['steerlab_vectors_top1_same_test']:.3f}; chance 0.050")

@@ -81,7 +81,7 @@ def _parse_clamp(items: tuple[str, ...]) -> dict[str, float]:
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--samples", default=1, show_default=True, type=click.IntRange(1, 1000), help="Replies per prompt (needs --temperature > 0 to differ).")
 @click.option("--sweep-alpha", default=None, help="Comma-separated alphas, one row each, e.g. 0,1,2,4,8.")
-@click.option("--reader-layer", default=None, type=int, help="Layer at which the clean model re-reads replies (default: the chosen layer).")
+@click.option("--reader-layer", default=None, type=int, help="Layer at which the clean model re-reads replies (default: the best reading layer of the vector file).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per prompt (and alpha, sample).")
 def steer_cmd(prompt: tuple[str, ...], emotions: tuple[str, ...], alphas: tuple[float, ...], ablate: tuple[str, ...],
               clamps: tuple[str, ...], vectors_path: str | None, model_spec: str | None, revision: str | None,
@@ -112,8 +112,14 @@ def steer_cmd(prompt: tuple[str, ...], emotions: tuple[str, ...], alphas: tuple[
     for name in [*emotions, *ablate, *clamp]:
         v.index(name)
     layers = parse_layers(layer_spec, lm.n_layers) if layer_spec else [v.chosen_layer]
-    reader = v.chosen_layer if reader_layer is None else parse_layers(str(reader_layer), lm.n_layers)[0]
-    sweep = _parse_alphas(sweep_alpha) if sweep_alpha else [alphas[0] if len(alphas) == 1 else (4.0 if not alphas else 1.0)]
+    reader = int(v.meta.get("best_layer", v.chosen_layer)) if reader_layer is None else parse_layers(str(reader_layer), lm.n_layers)[0]
+    if sweep_alpha and len(alphas) > 1:
+        raise SteerlabError("--sweep-alpha applies one alpha to every --emotion: drop the per-emotion --alpha values")
+    # "alpha" in the output is the strength of the first added emotion (0 when nothing is added).
+    if sweep_alpha:
+        sweep = _parse_alphas(sweep_alpha)
+    else:
+        sweep = [(alphas[0] if alphas else 4.0) if emotions else 0.0]
     per_emotion = list(alphas) if len(alphas) > 1 else None
     if v.meta.get("is_random"):
         say("note: random-weight model — output shows the plumbing, not emotions")
