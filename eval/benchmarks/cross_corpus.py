@@ -8,6 +8,8 @@
    held-out top-1 0.51 at layer 10 (20-way).
 2. steerlab's shipped vectors (built only from steerlab's own corpus) read the *same* 200 held-out
    stories, and all 1,000 stories: a cross-corpus test, since none of these texts were seen.
+3. The reverse direction: vectors from EmotionScope's recipe and steerlab's vectors both read
+   steerlab's unseen first-person texts (eval/data/heldout_emotions.jsonl).
 
 Skips cleanly (exit 0 with a note) when the external folder is absent.
 """
@@ -84,6 +86,21 @@ def main() -> int:
                      "steerlab_ci": [on_test.top1_lo, on_test.top1_hi], "steerlab_vectors_top1_all_1000": on_all.top1,
                      "steerlab_auroc_all_1000": on_all.auroc, "steerlab_recentred_top1_same_test": recentred.top1,
                      "steerlab_probe_top1_same_test": probe_top1})
+    # Reverse: both vector sets read steerlab's unseen first-person texts.
+    from steerlab.activations import pooled_activations
+    from steerlab.corpus import load_corpus
+
+    mine = load_corpus(REPO / "eval" / "data" / "heldout_emotions.jsonl", min_per_emotion=1)
+    mine_y = np.array([shared.index(x) for x in mine.labels])
+    mine_x = pooled_activations(lm, mine.texts).features
+    es_cols = [theirs.vectors.index(e) for e in shared]
+    for r in rows:
+        layer = r["layer"]
+        r["reverse_emotionscope_vectors_top1"] = score_layer(
+            layer, mine_x[:, layer], mine_y, theirs.vectors.center[layer].numpy(),
+            theirs.vectors.directions[layer, es_cols].numpy(), valence, 0).top1
+        r["reverse_steerlab_vectors_top1"] = score_layer(
+            layer, mine_x[:, layer], mine_y, ours.center[layer].numpy(), ours.directions[layer, cols].numpy(), valence, 0).top1
     best_es = max(rows, key=lambda r: r["emotionscope_recipe_top1"])
     best_ours = max(rows, key=lambda r: r["steerlab_vectors_top1_same_test"])
     best_recentred = max(rows, key=lambda r: r["steerlab_recentred_top1_same_test"])
@@ -94,6 +111,9 @@ def main() -> int:
         "steerlab_best": {"layer": best_ours["layer"], "top1": best_ours["steerlab_vectors_top1_same_test"], "ci": best_ours["steerlab_ci"]},
         "steerlab_chosen_layer": {"layer": ours.chosen_layer, "top1": chosen["steerlab_vectors_top1_same_test"],
                                   "top1_all_1000": chosen["steerlab_vectors_top1_all_1000"]},
+        "reverse_best": {
+            "emotionscope_vectors": max(r["reverse_emotionscope_vectors_top1"] for r in rows),
+            "steerlab_vectors": max(r["reverse_steerlab_vectors_top1"] for r in rows), "n": len(mine.texts)},
         "steerlab_recentred_best": {"layer": best_recentred["layer"], "top1": best_recentred["steerlab_recentred_top1_same_test"]},
         "seconds": time.perf_counter() - start, "layers": rows,
     }
@@ -105,6 +125,8 @@ def main() -> int:
         lo, hi = r["steerlab_ci"]
         print(f"| {r['layer']} | {r['emotionscope_recipe_top1']:.3f} | {r['steerlab_vectors_top1_same_test']:.3f} [{lo:.2f}, {hi:.2f}] | "
               f"{r['steerlab_recentred_top1_same_test']:.3f} | {r['steerlab_probe_top1_same_test']:.3f} | {r['steerlab_vectors_top1_all_1000']:.3f} |")
+    print(f"reverse (steerlab's unseen first-person texts, n={len(mine.texts)}): best top-1 of EmotionScope-recipe vectors "
+          f"{summary['reverse_best']['emotionscope_vectors']:.3f}, of steerlab vectors {summary['reverse_best']['steerlab_vectors']:.3f}")
     print(f"EmotionScope recipe best: {best_es['emotionscope_recipe_top1']:.3f} at layer {best_es['layer']}; "
           f"steerlab (trained only on its own corpus) best: {best_ours['steerlab_vectors_top1_same_test']:.3f} at layer {best_ours['layer']}, "
           f"at its chosen layer {ours.chosen_layer}: {chosen['steerlab_vectors_top1_same_test']:.3f}; chance 0.050")
