@@ -367,7 +367,11 @@ def load_prompts(path: str | Path) -> list[Prompt]:
     path = Path(path)
     if not path.is_file():
         raise SuiteError(f"prompt file {str(path)!r} not found: pass a JSONL file with a 'text' field or a text file")
-    lines = [(i + 1, line.strip()) for i, line in enumerate(path.read_text(encoding="utf-8").splitlines())]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise SuiteError(f"cannot read prompt file {str(path)!r} ({err}): pass a UTF-8 text or JSONL file") from None
+    lines = [(i + 1, line.strip()) for i, line in enumerate(text.splitlines())]
     lines = [(i, line) for i, line in lines if line]
     if not lines:
         raise SuiteError(f"prompt file {str(path)!r} is empty: give one prompt per line")
@@ -378,9 +382,9 @@ def load_prompts(path: str | Path) -> list[Prompt]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as err:
-            raise SuiteError(f"{path}:{number}: not valid JSON ({err.msg}): one JSON object per line") from None
+            raise SuiteError(f"{path} line {number}: not valid JSON ({err.msg}): one JSON object per line") from None
         if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not row["text"].strip():
-            raise SuiteError(f"{path}:{number}: needs a non-empty 'text' field")
+            raise SuiteError(f"{path} line {number}: needs a non-empty 'text' field")
         label = row.get("emotion")
         out.append(Prompt(row["text"].strip(), str(label) if label else None))
     return out

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import click
 import numpy as np
@@ -14,31 +12,8 @@ from ..generate import GenerationConfig, generate
 from ..interventions import POSITIONS, build_edits
 from ..probes import read_texts
 from ..sites import parse_layers
+from ..validate import load_prompts
 from .common import cli, echo_json, get_vectors_and_model, model_options, say
-
-
-def read_prompts(path: str) -> list[str]:
-    """JSONL with a ``text`` field, or plain text with one prompt per line."""
-    try:
-        lines = [line for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError) as err:
-        raise SteerlabError(f"cannot read prompts file {path!r} ({err}): pass a UTF-8 text or JSONL file") from None
-    prompts = []
-    for number, line in enumerate(lines, 1):
-        if line.lstrip().startswith("{"):
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise SteerlabError(f"{path} line {number}: malformed JSON ({err.msg}): fix that line") from None
-            text = obj.get("text") if isinstance(obj, dict) else None
-            if not isinstance(text, str) or not text.strip():
-                raise SteerlabError(f"{path} line {number}: a JSONL prompt needs a non-empty 'text' field")
-            prompts.append(text)
-        else:
-            prompts.append(line)
-    if not prompts:
-        raise SteerlabError(f"prompts file {path!r} is empty: put one prompt per line")
-    return prompts
 
 
 def _parse_alphas(text: str) -> list[float]:
@@ -93,7 +68,7 @@ def steer_cmd(prompt: tuple[str, ...], emotions: tuple[str, ...], alphas: tuple[
     Alpha is scale-free: alpha 1 adds one "typical emotion offset" at the layer (the mean distance
     between an emotion's mean activation and the grand mean on the extraction corpus).
     """
-    prompts = list(prompt) + (read_prompts(prompts_file) if prompts_file else [])
+    prompts = list(prompt) + ([p.text for p in load_prompts(prompts_file)] if prompts_file else [])
     if not prompts:
         raise SteerlabError("no prompt given: pass PROMPT text or --prompts-file FILE")
     if any(not p.strip() for p in prompts):
