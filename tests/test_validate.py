@@ -162,7 +162,7 @@ def test_prompt_files_jsonl_plain_and_errors(tmp_path: Path) -> None:
     assert [p.text for p in V.load_prompts(txt)] == ["first prompt", "second prompt"]
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "a"}\n{"txt": "b"}\n')
-    with pytest.raises(SuiteError, match=r"bad.jsonl:2: needs a non-empty 'text'"):
+    with pytest.raises(SuiteError, match=r"bad.jsonl line 2: needs a non-empty 'text'"):
         V.load_prompts(bad)
 
 
