@@ -134,7 +134,6 @@ class Steered:
 
     def __init__(self, lm: LoadedModel, edits: Sequence[Edit], positions: Positions) -> None:
         self.lm = lm
-        self.edits = tuple(edits)
         self._positions = _Positions(positions)
         by_layer: dict[int, list[Edit]] = {}
         for edit in edits:
