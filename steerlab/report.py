@@ -24,6 +24,14 @@ if TYPE_CHECKING:
     from .vectors import EmotionVectors
 
 
+
+def _save(fig: Any, path: str | Path, **kwargs: Any) -> Path:
+    """Lay out, write and close a figure (figures are never left open)."""
+    fig.tight_layout()
+    fig.savefig(path, **kwargs)
+    plt.close(fig)
+    return Path(path)
+
 def plot_layer_sweep(rows: list[LayerScore], chosen: int, n_emotions: int, path: str | Path, title: str = "") -> Path:
     """Held-out top-1 (with 95% CI), top-3, AUROC and probe top-1 across layers."""
     layers = [r.layer for r in rows]
@@ -39,10 +47,7 @@ def plot_layer_sweep(rows: list[LayerScore], chosen: int, n_emotions: int, path:
     ax.set_xticks(layers)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right", ncol=2)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 # --- scope, geometry, dual speaker, intensity (steerlab scope / steerlab report) -----------------
@@ -119,10 +124,7 @@ def plot_geometry(geom: Geometry, path: str | Path, title: str = "") -> Path:
     bx.set_yticklabels(names, fontsize=7)
     bx.set_title("cosine similarity, sorted by valence (positive first)", fontsize=9)
     fig.colorbar(im, ax=bx, fraction=0.045)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 def plot_geometry_sweep(geoms: list[Geometry], path: str | Path) -> Path:
@@ -136,10 +138,7 @@ def plot_geometry_sweep(geoms: list[Geometry], path: str | Path) -> Path:
     ax.set_xticks(layers)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 def plot_dual_speaker(ds: DualSpeaker, path: str | Path) -> Path:
@@ -172,10 +171,7 @@ def plot_dual_speaker(ds: DualSpeaker, path: str | Path) -> Path:
     cx.set(xlabel="layer", ylabel="mean cos(current, other)", title="by layer")
     cx.grid(alpha=0.3)
     cx.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 def plot_intensity(result: Intensity, path: str | Path, title: str = "") -> Path:
@@ -200,10 +196,7 @@ def plot_intensity(result: Intensity, path: str | Path, title: str = "") -> Path
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
     fig.suptitle(title or f"intensity scales · score at the response-preparation token · layer {result.layer}", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 # --- the self-contained HTML report ---------------------------------------------------------------
@@ -407,10 +400,7 @@ def plot_condition_means(means: list[dict], path: str | Path, title: str = "", d
     ax.set_yticklabels(names, fontsize=7)
     ax.set(xlabel="mean over prompts (95% bootstrap CI); hatched = degenerate", title=title)
     ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 def plot_dose_response(rows: list[dict], path: str | Path, title: str = "") -> Path:
@@ -439,7 +429,4 @@ def plot_dose_response(rows: list[dict], path: str | Path, title: str = "") -> P
     ax.grid(alpha=0.3)
     bx.grid(alpha=0.3)
     ax.legend(fontsize=6, ncol=2, loc="best")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
