@@ -14,15 +14,34 @@ __version__ = "0.1.0"
 from .activations import PoolingConfig, pooled_activations
 from .corpus import Corpus, Record, load_corpus
 from .errors import SteerlabError
-from .extract import ExtractConfig, evaluate, extract
+from .extract import ExtractConfig, extract
 from .generate import GenerationConfig, generate
 from .interventions import Edit, build_edits, random_direction, steering
 from .models import LoadedModel, load_model
-from .probes import read_texts
+from .readers import READERS, evaluate_reader, read_texts
 from .vectors import EmotionVectors, load_vectors, save_vectors
 
 __all__ = [
-    "Corpus", "Edit", "EmotionVectors", "ExtractConfig", "GenerationConfig", "LoadedModel", "PoolingConfig",
-    "Record", "SteerlabError", "build_edits", "evaluate", "extract", "generate", "load_corpus", "load_model",
-    "load_vectors", "pooled_activations", "random_direction", "read_texts", "save_vectors", "steering",
+    "READERS",
+    "Corpus",
+    "Edit",
+    "EmotionVectors",
+    "ExtractConfig",
+    "GenerationConfig",
+    "LoadedModel",
+    "PoolingConfig",
+    "Record",
+    "SteerlabError",
+    "build_edits",
+    "evaluate_reader",
+    "extract",
+    "generate",
+    "load_corpus",
+    "load_model",
+    "load_vectors",
+    "pooled_activations",
+    "random_direction",
+    "read_texts",
+    "save_vectors",
+    "steering",
 ]

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from transformers import BatchEncoding
 
+from .chat import format_chat
 from .models import LoadedModel
 from .sites import block_tensor, decoder_layers
 
@@ -38,10 +39,13 @@ class Pooled:
 
 
 def content_mask(encoding: BatchEncoding, skip_tokens: int = 0) -> torch.Tensor:
-    """Positions that carry text: attended, not special (BOS, padding, template markers), past ``skip``."""
+    """Positions that carry text: attended, not special (BOS, padding, template markers), inside the
+    pooled span when the encoding has one (a reply in its conversation), past ``skip``."""
     mask = encoding["attention_mask"].bool()
     if "special_tokens_mask" in encoding:
         mask &= ~encoding["special_tokens_mask"].bool()
+    if "pool_mask" in encoding:
+        mask &= encoding["pool_mask"].bool()
     if skip_tokens:
         mask &= mask.long().cumsum(dim=1) > skip_tokens
     return mask
@@ -75,22 +79,52 @@ def tokenize(lm: LoadedModel, texts: Sequence[str], max_length: int) -> list[lis
     return [list(ids) for ids in enc["input_ids"]]
 
 
-def pad_batch(lm: LoadedModel, ids: Sequence[Sequence[int]]) -> BatchEncoding:
-    """Left-pad token ids and mark special tokens (BOS, EOS, padding, template markers)."""
+def tokenize_replies(
+    lm: LoadedModel, replies: Sequence[str], contexts: Sequence[str], max_length: int
+) -> tuple[list[list[int]], list[list[bool]]]:
+    """Each reply as the model's own turn after its user message, in the model's chat format.
+
+    Returns token ids and, per token, whether it belongs to the reply's text: only those are pooled,
+    so the user's message shapes the reading (as it does in a conversation) without being read.
+    Long conversations keep their last ``max_length`` tokens, where the reply is.
+    """
+    ids_out, keep_out = [], []
+    for reply, context in zip(replies, contexts, strict=True):
+        chat = format_chat(lm.tokenizer, [{"role": "user", "content": context},
+                                          {"role": "assistant", "content": reply}], add_generation_prompt=False)
+        turn = chat.turns[-1]
+        enc = lm.tokenizer(chat.text, return_offsets_mapping=True, add_special_tokens=True)
+        ids = list(enc["input_ids"])
+        keep = [end > start and start < turn.end and end > turn.start for start, end in enc["offset_mapping"]]
+        ids_out.append(ids[-max_length:])
+        keep_out.append(keep[-max_length:])
+    return ids_out, keep_out
+
+
+def pad_batch(
+    lm: LoadedModel, ids: Sequence[Sequence[int]], keep: Sequence[Sequence[bool]] | None = None
+) -> BatchEncoding:
+    """Left-pad token ids and mark special tokens (BOS, EOS, padding, template markers).
+
+    ``keep`` (per token) marks the tokens to pool; it is stored as ``pool_mask``.
+    """
     special = set(lm.tokenizer.all_special_ids)
     width = max(len(row) for row in ids)
     pad_id = lm.tokenizer.pad_token_id
     input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)
     attention = torch.zeros((len(ids), width), dtype=torch.long)
     specials = torch.ones((len(ids), width), dtype=torch.long)
+    pool = torch.zeros((len(ids), width), dtype=torch.long)
     for row, seq in enumerate(ids):
         start = width - len(seq)
         input_ids[row, start:] = torch.tensor(seq, dtype=torch.long)
         attention[row, start:] = 1
         specials[row, start:] = torch.tensor([int(t in special) for t in seq], dtype=torch.long)
-    return BatchEncoding(
-        {"input_ids": input_ids, "attention_mask": attention, "special_tokens_mask": specials}
-    )
+        pool[row, start:] = torch.tensor([int(k) for k in keep[row]] if keep is not None else 1)
+    data = {"input_ids": input_ids, "attention_mask": attention, "special_tokens_mask": specials}
+    if keep is not None:
+        data["pool_mask"] = pool
+    return BatchEncoding(data)
 
 
 def pooled_activations(
@@ -98,12 +132,20 @@ def pooled_activations(
     texts: Sequence[str],
     config: PoolingConfig = PoolingConfig(),
     tick: Tick | None = None,
+    contexts: Sequence[str] | None = None,
 ) -> Pooled:
-    """Mean-pool every layer's output over each text's content tokens, in one pass per batch."""
+    """Mean-pool every layer's output over each text's content tokens, in one pass per batch.
+
+    With ``contexts`` (one user message per text) each text is read as the reply to its message
+    (see :func:`tokenize_replies`) and only the reply's tokens are pooled.
+    """
     n_layers, hidden = lm.n_layers, lm.hidden_size
     features = np.zeros((len(texts), n_layers, hidden), dtype=np.float32)
     norm_sum = torch.zeros(n_layers, dtype=torch.float64)
-    all_ids = tokenize(lm, texts, config.max_length)
+    if contexts is None:
+        all_ids, all_keep = tokenize(lm, texts, config.max_length), None
+    else:
+        all_ids, all_keep = tokenize_replies(lm, texts, contexts, config.max_length)
     order = sorted(range(len(texts)), key=lambda i: -len(all_ids[i]))
     state: dict[str, torch.Tensor] = {}
     n_tokens = 0
@@ -118,7 +160,7 @@ def pooled_activations(
     with torch.inference_mode(), capture(lm, range(n_layers), pool):
         for lo in range(0, len(order), config.batch_size):
             rows = order[lo : lo + config.batch_size]
-            enc = pad_batch(lm, [all_ids[i] for i in rows])
+            enc = pad_batch(lm, [all_ids[i] for i in rows], [all_keep[i] for i in rows] if all_keep else None)
             mask = content_mask(enc, config.skip_tokens).to(lm.device)
             state["mask"] = mask.float()
             state["out"] = torch.zeros((len(rows), n_layers, hidden), device=lm.device)

@@ -87,13 +87,20 @@ def format_chat(
     return ChatText(text, tuple(turns), "plain")
 
 
-def prompt_text(tokenizer: PreTrainedTokenizerBase, prompt: str, chat: bool) -> str:
-    """The text a generation starts from: the raw prompt, or a user turn awaiting the reply."""
+def prompt_text(
+    tokenizer: PreTrainedTokenizerBase, prompt: str, chat: bool, frame: Sequence[tuple[str, str]] = ()
+) -> str:
+    """The text a generation starts from: the raw prompt, or a user turn awaiting the reply.
+
+    ``frame``: (user, assistant) exchanges shown first, so a base model answers as an assistant
+    instead of echoing the user (chat only).
+    """
     if not prompt.strip():
         raise SteerlabError("empty prompt: give some text to continue")
     if not chat:
         return prompt
-    return format_chat(tokenizer, [{"role": "user", "content": prompt}], add_generation_prompt=True).text
+    shown = [{"role": role, "content": text} for pair in frame for role, text in zip(("user", "assistant"), pair)]
+    return format_chat(tokenizer, [*shown, {"role": "user", "content": prompt}], add_generation_prompt=True).text
 
 
 def token_roles(chat: ChatText, offsets: Sequence[tuple[int, int]]) -> list[str]:

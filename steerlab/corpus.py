@@ -1,7 +1,8 @@
 """Emotion corpora: the JSONL schema, loading with line-numbered errors, statistics and splits.
 
 One JSON object per line: ``text`` (str), ``emotion`` (an emotion name or ``neutral``), optional
-``topic``, ``speaker`` and ``split`` (``train`` / ``test``; anything else is treated as unset).
+``topic``, ``speaker``, ``split`` (``train`` / ``test``; anything else is treated as unset) and
+``context`` (the user message a reply answers: the text is then read as the model's reply to it).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Record:
     topic: str | None = None
     speaker: str | None = None
     split: str | None = None
+    context: str | None = None  # the user message a reply answers; the text is then read as the reply
 
 
 @dataclass(frozen=True)
@@ -53,17 +55,30 @@ class Corpus:
     def labels(self) -> list[str]:
         return [r.emotion for r in self.records]
 
+    @property
+    def contexts(self) -> list[str] | None:
+        """User messages of a reply corpus (every record has one), else None (texts read alone)."""
+        found = [r.context for r in self.records]
+        if all(c is None for c in found):
+            return None
+        if any(c is None for c in found):
+            raise CorpusError(f"{self.source}: some records have a 'context' and some do not: give every reply its message")
+        return [str(c) for c in found]
+
 
 def data_path(name: str) -> Path:
     return Path(str(files("steerlab").joinpath("data", name)))
 
 
 BUILTIN = "emotions.jsonl"
+BUILTIN_REPLIES = "replies.jsonl"  # labelled assistant replies, each with its user message ("context")
 
 
-def load_corpus(path: str | Path | None = None, *, min_per_emotion: int = MIN_PER_EMOTION) -> Corpus:
-    """Load and check a corpus; ``None`` loads the built-in one."""
-    source = data_path(BUILTIN) if path is None else Path(path)
+def load_corpus(
+    path: str | Path | None = None, *, min_per_emotion: int = MIN_PER_EMOTION, builtin: str = BUILTIN
+) -> Corpus:
+    """Load and check a corpus; ``None`` loads the built-in one named ``builtin``."""
+    source = data_path(builtin) if path is None else Path(path)
     try:
         raw = source.read_bytes()
     except OSError as err:
@@ -82,7 +97,7 @@ def load_corpus(path: str | Path | None = None, *, min_per_emotion: int = MIN_PE
                 f"emotion {emotion!r} has only {count} texts in {str(source)!r}: "
                 f"add at least {min_per_emotion} or remove it"
             )
-    label = f"builtin:{BUILTIN}" if path is None else str(source)
+    label = f"builtin:{builtin}" if path is None else str(source)
     return Corpus(tuple(records), hashlib.sha256(raw).hexdigest(), label)
 
 
@@ -107,9 +122,11 @@ def parse_jsonl(raw: bytes, name: str) -> list[Record]:
         if not isinstance(emotion, str) or not emotion.strip():
             raise CorpusError(f"{name} line {number}: 'emotion' must be a non-empty string (or 'neutral')")
         split = obj.get("split") if obj.get("split") in ("train", "test") else None
-        records.append(
-            Record(body.strip(), emotion.strip().lower(), obj.get("topic"), obj.get("speaker"), split)
-        )
+        context = obj.get("context")
+        if context is not None and (not isinstance(context, str) or not context.strip()):
+            raise CorpusError(f"{name} line {number}: 'context' must be a non-empty string (the user message) or absent")
+        records.append(Record(body.strip(), emotion.strip().lower(), obj.get("topic"), obj.get("speaker"), split,
+                              context.strip() if context else None))
     return records
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -10,10 +10,11 @@ import torch
 
 from . import __version__
 from .activations import Pooled, PoolingConfig, Tick, pooled_activations
-from .corpus import NEUTRAL, Corpus, emotion_info, heldout_mask
+from .corpus import BUILTIN_REPLIES, NEUTRAL, Corpus, emotion_info, heldout_mask, load_corpus
 from .errors import SteerlabError
 from .models import LoadedModel
 from .probes import LAYER_RULE, LayerScore, choose_layer, probe_accuracy, score_layer
+from .readers import choose_reader, pooled_features
 from .sites import CONVENTION, SITE
 from .vectors import DEFAULT_PARAMS, METHODS, EmotionVectors, MethodInput, class_means
 
@@ -27,6 +28,8 @@ class ExtractConfig:
     seed: int = 0  # split, bootstrap, probes and pairing
     pooling: PoolingConfig = field(default_factory=PoolingConfig)
     params: dict[str, float] = field(default_factory=dict)  # overrides of the method's defaults
+    replies: str | None = BUILTIN_REPLIES  # labelled replies for the reply reader and reader choice; None: none
+    reply_c: float = 0.05  # inverse L2 strength of the reply reader (few replies, many dimensions)
 
 
 @dataclass(frozen=True)
@@ -115,30 +118,25 @@ def extract(lm: LoadedModel, corpus: Corpus, config: ExtractConfig = ExtractConf
         probe_bias=torch.from_numpy(probe_b),
         meta=meta,
     )
+    if config.replies is not None:
+        vectors = attach_reply_reader(lm, vectors, config)
     return ExtractResult(vectors, sweep, pooled)
 
 
-def evaluate(lm: LoadedModel, vectors: EmotionVectors, corpus: Corpus, pooling: PoolingConfig | None = None, tick: Tick | None = None) -> tuple[list[LayerScore], list[str]]:
-    """Score a labelled corpus with the vectors at every layer (emotions the two share)."""
-    vectors.check_compatible(lm.model_id, lm.hidden_size, lm.n_layers)
-    shared = [e for e in vectors.emotions if e in set(corpus.emotions)]
-    if len(shared) < 2:
-        raise SteerlabError(
-            f"corpus {corpus.source!r} shares {len(shared)} emotion(s) with the vectors: "
-            f"label texts with the vectors' emotions ({', '.join(vectors.emotions)})"
-        )
-    rows = [i for i, lab in enumerate(corpus.labels) if lab in shared]
-    texts = [corpus.texts[i] for i in rows]
-    y = np.array([shared.index(corpus.labels[i]) for i in rows])
-    cols = [vectors.index(e) for e in shared]
-    valence = np.array([vectors.meta["valence"].get(e, 0.0) for e in shared])
-    pooled = pooled_activations(lm, texts, pooling or PoolingConfig(), tick)
-    seed = int(vectors.meta.get("seed", 0))
-    scores = [
-        score_layer(
-            layer, pooled.features[:, layer], y, vectors.center[layer].numpy(),
-            vectors.directions[layer, cols].numpy(), valence, seed,
-        )
-        for layer in range(vectors.n_layers)
-    ]
-    return scores, shared
+def attach_reply_reader(lm: LoadedModel, vectors: EmotionVectors, config: ExtractConfig) -> EmotionVectors:
+    """Fit the reader of replies on labelled replies in conversation and choose the default reader."""
+    replies = load_corpus(None if config.replies == BUILTIN_REPLIES else config.replies, min_per_emotion=1,
+                          builtin=BUILTIN_REPLIES)
+    contexts = replies.contexts
+    shared = [e for e in replies.emotions if e in vectors.emotions]
+    if contexts is None or len(shared) < 2:
+        note = (f"no reply reader: {replies.source} shares {len(shared)} emotion(s) with the vectors"
+                if contexts is not None else f"no reply reader: {replies.source} has no 'context' fields")
+        return replace(vectors, meta={**vectors.meta, "reply_reader": None, "reading_note": note})
+    feats = pooled_features(lm, replies.texts, contexts, config.pooling.batch_size)
+    provenance = {"source": replies.source, "sha256": replies.sha256, "n_replies": len(replies.records),
+                  "n_messages": len(set(contexts)),
+                  "fit": "multinomial logistic regression on standardised mean activations of the reply's "
+                         "tokens, each reply read as the model's turn after its user message"}
+    return choose_reader(vectors, feats, replies.texts, replies.labels, contexts, config.seed, config.reply_c,
+                         provenance)

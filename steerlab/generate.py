@@ -9,7 +9,7 @@ import torch
 
 from .chat import has_template, prompt_text
 from .errors import SteerlabError
-from .interventions import Edit, Positions, steering
+from .interventions import Displacement, Edit, Positions, steering
 from .models import LoadedModel
 
 
@@ -21,6 +21,7 @@ class GenerationConfig:
     seed: int = 0  # sampling seed (per batch: seed + batch index)
     chat: bool = False  # format each prompt as a user turn and generate the assistant reply
     batch_size: int = 8  # prompts per generate call
+    frame: tuple[tuple[str, str], ...] = ()  # chat: (user, assistant) exchanges shown before each prompt
 
 
 def generate(
@@ -29,14 +30,18 @@ def generate(
     config: GenerationConfig = GenerationConfig(),
     edits: Sequence[Edit] = (),
     positions: Positions = "all",
+    record: Displacement | None = None,
 ) -> list[str]:
-    """Generate one continuation per prompt with ``edits`` attached (none = the baseline)."""
+    """Generate one continuation per prompt with ``edits`` attached (none = the baseline).
+
+    ``record`` collects the displacement each edit label causes (mean norm per edited token and layer).
+    """
     if config.temperature < 0 or config.max_new_tokens < 1:
         raise SteerlabError(
             f"temperature {config.temperature} / max new tokens {config.max_new_tokens}: "
             "temperature must be >= 0 and max new tokens >= 1"
         )
-    texts = [prompt_text(lm.tokenizer, p, config.chat) for p in prompts]
+    texts = [prompt_text(lm.tokenizer, p, config.chat, config.frame) for p in prompts]
     replies: list[str] = []
     sample = config.temperature > 0
     options = dict(
@@ -45,7 +50,7 @@ def generate(
         pad_token_id=lm.tokenizer.pad_token_id,
         **({"temperature": config.temperature, "top_p": config.top_p} if sample else {"top_p": None, "top_k": None}),
     )
-    with steering(lm, edits=edits, positions=positions) as steered:
+    with steering(lm, edits=edits, positions=positions, record=record) as steered:
         for b, lo in enumerate(range(0, len(texts), config.batch_size)):
             batch = texts[lo : lo + config.batch_size]
             # Chat templates carry their own BOS as text; plain prompts get it from the tokenizer.

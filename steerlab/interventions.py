@@ -22,6 +22,16 @@ re-run without the cache). So cached and uncached generation edit exactly the sa
 Units: ``add`` takes a scale-free alpha; the vector added is alpha * alpha_unit[layer] * d, where
 alpha_unit is the mean distance between an emotion's mean activation and the grand mean at that layer
 (stored in the vector file). ``clamp`` sets the projection on d to center . d + value * alpha_unit.
+
+Ablation removes variation along d without pushing activations anywhere: ``mean`` (the default) sets
+the projection on d to its mean over the extraction corpus (``center . d``). ``zero`` sets it to 0,
+which moves every token by -(center . d) d: with a mean projection of several alpha units that is
+steering in disguise, so it is only done when asked for by name. ``directional`` mean-ablates the
+steering layer's direction at every layer (as in refusal-direction ablation).
+
+Every edit records the displacement it causes: the mean norm of the change of the residual stream per
+edited token and layer (:class:`Displacement`), so controls can be matched on what they do to
+activations rather than on alpha.
 """
 
 from __future__ import annotations
@@ -47,6 +57,8 @@ from .vectors import EmotionVectors
 Positions = Literal["all", "prompt", "generated"]
 POSITIONS: tuple[str, ...] = ("all", "prompt", "generated")
 Kind = Literal["add", "ablate", "clamp"]
+Ablation = Literal["mean", "zero", "directional"]
+ABLATIONS: tuple[str, ...] = ("mean", "zero", "directional")
 
 
 @dataclass(frozen=True)
@@ -56,9 +68,24 @@ class Edit:
     kind: Kind
     layer: int
     direction: torch.Tensor  # (hidden,) unit norm
-    value: float = 0.0  # add: absolute norm added; clamp: absolute target projection; ablate: unused
-    label: str = ""  # emotion name or control name, for reports
+    value: float = 0.0  # add: absolute norm added; clamp and ablate: the absolute projection set
+    label: str = ""  # emotion name or control name, for reports and displacement records
     rows: tuple[int, ...] | None = None  # batch rows to edit; None = every row
+
+
+class Displacement:
+    """Mean ||edited - original|| per edited token and layer, per edit label (filled while generating)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, label: str, norms: torch.Tensor) -> None:
+        self.sums[label] = self.sums.get(label, 0.0) + float(norms.sum())
+        self.counts[label] = self.counts.get(label, 0) + int(norms.numel())
+
+    def mean(self, label: str) -> float:
+        return self.sums[label] / self.counts[label] if self.counts.get(label) else float("nan")
 
 
 @dataclass
@@ -91,11 +118,12 @@ class _Positions:
 class _LayerEdits(pv.SourcelessIntervention):  # type: ignore[misc]
     """All edits of one layer, applied in order: ablations, clamps, then additions."""
 
-    def __init__(self, edits: Sequence[Edit], positions: _Positions) -> None:
+    def __init__(self, edits: Sequence[Edit], positions: _Positions, record: Displacement) -> None:
         super().__init__(keep_last_dim=True)
         order = {"ablate": 0, "clamp": 1, "add": 2}
         self.edits = sorted(edits, key=lambda e: order[e.kind])
         self.positions = positions
+        self.record = record
         self.end = 0  # position after the last call of this session; 0 = fresh
 
     def _offset(self, length: int) -> int:
@@ -111,34 +139,39 @@ class _LayerEdits(pv.SourcelessIntervention):  # type: ignore[misc]
         cells = self.positions.mask(self._offset(base.shape[1]), base.shape[1], base.device)
         cells = cells.expand(base.shape[0], -1)
         x = base
+        touched: dict[str, torch.Tensor] = {}
         for edit in self.edits:
             where = cells
             if edit.rows is not None:
                 chosen = torch.zeros(base.shape[0], dtype=torch.bool, device=base.device)
                 chosen[list(edit.rows)] = True
                 where = cells & chosen[:, None]
-            where = where[..., None]
+            touched[edit.label] = touched.get(edit.label, torch.zeros_like(where)) | where
             d = edit.direction.to(device=x.device, dtype=x.dtype)
             if edit.kind == "add":
                 new = x + edit.value * d
             else:
-                proj = (x @ d).unsqueeze(-1)
-                target = 0.0 if edit.kind == "ablate" else edit.value
-                new = x + (target - proj) * d
-            x = torch.where(where, new, x)
+                new = x + (edit.value - (x @ d).unsqueeze(-1)) * d
+            x = torch.where(where[..., None], new, x)
+        moved = (x.float() - base.float()).norm(dim=-1)
+        for label, where in touched.items():
+            self.record.add(label, moved[where])
         return x
 
 
 class Steered:
     """A model with edits attached for the duration of a ``with steering(...)`` block."""
 
-    def __init__(self, lm: LoadedModel, edits: Sequence[Edit], positions: Positions) -> None:
+    def __init__(self, lm: LoadedModel, edits: Sequence[Edit], positions: Positions,
+                 record: Displacement | None = None) -> None:
         self.lm = lm
+        self.displacement = record if record is not None else Displacement()
         self._positions = _Positions(positions)
         by_layer: dict[int, list[Edit]] = {}
         for edit in edits:
             by_layer.setdefault(edit.layer, []).append(edit)
-        self._layers = [_LayerEdits(items, self._positions) for _, items in sorted(by_layer.items())]
+        self._layers = [_LayerEdits(items, self._positions, self.displacement) for _, items in sorted(by_layer.items())]
+        self._closed = False
         reps = [
             {"component": component(layer), "intervention": module}
             for layer, module in zip(sorted(by_layer), self._layers)
@@ -147,6 +180,9 @@ class Steered:
 
     @contextmanager
     def _session(self, input_ids: torch.Tensor, prompt_len: int | None) -> Iterator[None]:
+        if self._closed:
+            raise InterventionError("this steering handle was used after its `with steering(...)` block: "
+                                    "generate inside the block")
         special = torch.tensor(sorted(set(self.lm.tokenizer.all_special_ids)), device=input_ids.device)
         self._positions.prompt_len = prompt_len
         self._positions.content = ~torch.isin(input_ids, special)
@@ -173,30 +209,66 @@ class Steered:
             return out.logits
 
 
+def parse_ablation(spec: str) -> tuple[str, Ablation]:
+    """``"desperate"`` -> (desperate, mean); ``"desperate:zero"`` -> (desperate, zero)."""
+    name, _, mode = spec.partition(":")
+    mode = mode.strip().lower() or "mean"
+    if mode not in ABLATIONS:
+        raise InterventionError(f"unknown ablation {spec!r}: use EMOTION or EMOTION:{'|'.join(ABLATIONS)}")
+    return name.strip(), mode  # type: ignore[return-value]
+
+
+def add_edit(vectors: EmotionVectors, layer: int, direction: torch.Tensor, alpha: float, label: str) -> Edit:
+    """The one place where a scale-free alpha becomes an absolute edit: alpha * alpha_unit[layer] * d."""
+    return Edit("add", layer, direction, finite(alpha, "alpha") * float(vectors.alpha_unit[layer]), label)
+
+
+def ablate_edit(vectors: EmotionVectors, layer: int, direction: torch.Tensor, mode: Ablation, label: str) -> Edit:
+    """Set the projection on ``direction`` to its corpus mean (``mean``) or to 0 (``zero``)."""
+    target = 0.0 if mode == "zero" else vectors.mean_projection(direction, layer)
+    return Edit("ablate", layer, direction, target, label)
+
+
+def ablation_edits(vectors: EmotionVectors, emotion: str, layers: Sequence[int], mode: Ablation,
+                   label: str = "") -> list[Edit]:
+    """Edits that ablate ``emotion`` (see the module doc for the modes); ``label`` names the records."""
+    if mode == "directional":
+        d = vectors.direction(emotion, vectors.check_layer(layers[0]))
+        return [ablate_edit(vectors, layer, d, "mean", label or emotion) for layer in range(vectors.n_layers)]
+    return [ablate_edit(vectors, layer, vectors.direction(emotion, vectors.check_layer(layer)), mode, label or emotion)
+            for layer in layers]
+
+
 def build_edits(
     vectors: EmotionVectors,
     layers: Sequence[int],
     add: Mapping[str, float] | None = None,
     ablate: Sequence[str] = (),
     clamp: Mapping[str, float] | None = None,
+    label: str = "",
 ) -> list[Edit]:
-    """Edits for named emotions at ``layers``, in the vector file's scale-free units."""
+    """Edits for named emotions at ``layers``, in the vector file's scale-free units.
+
+    ``ablate`` entries are ``EMOTION`` (mean-ablation) or ``EMOTION:zero|mean|directional``;
+    ``clamp`` sets the projection to ``center . d + value * alpha_unit``. ``label`` names every edit
+    (default: the emotion).
+    """
     check_layers(list(layers), vectors.n_layers)
     edits = []
+    for spec in ablate:
+        emotion, mode = parse_ablation(spec)
+        edits += ablation_edits(vectors, emotion, layers, mode, label or spec)
     for layer in layers:
-        unit = float(vectors.alpha_unit[layer])
-        for emotion in ablate:
-            edits.append(Edit("ablate", layer, vectors.direction(emotion, layer), 0.0, emotion))
         for emotion, value in (clamp or {}).items():
             d = vectors.direction(emotion, layer)
-            base = float(vectors.center[layer] @ d)
-            edits.append(Edit("clamp", layer, d, base + _finite(value, "clamp") * unit, emotion))
+            target = vectors.mean_projection(d, layer) + finite(value, "clamp") * float(vectors.alpha_unit[layer])
+            edits.append(Edit("clamp", layer, d, target, label or emotion))
         for emotion, alpha in (add or {}).items():
-            edits.append(Edit("add", layer, vectors.direction(emotion, layer), _finite(alpha, "alpha") * unit, emotion))
+            edits.append(add_edit(vectors, layer, vectors.direction(emotion, layer), alpha, label or emotion))
     return edits
 
 
-def _finite(value: float, name: str) -> float:
+def finite(value: float, name: str) -> float:
     if not math.isfinite(value):
         raise InterventionError(f"{name} {value} is not a finite number: use e.g. 4 or -2")
     return float(value)
@@ -207,6 +279,15 @@ def random_direction(hidden: int, seed: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     d = torch.randn(hidden, generator=gen)
     return d / d.norm()
+
+
+def random_directions(hidden: int, k: int, seed: int) -> torch.Tensor:
+    """``k`` seeded orthonormal directions (k, hidden), a uniformly random subspace. The first j rows
+    do not depend on k, so a calibration over many k describes exactly the subspace later removed."""
+    gen = torch.Generator().manual_seed(seed)
+    rows = torch.randn(k, hidden, generator=gen, dtype=torch.float64)
+    q, r = torch.linalg.qr(rows.T)
+    return (q * torch.sign(torch.diagonal(r))).T.float().contiguous()
 
 
 @contextmanager
@@ -220,6 +301,7 @@ def steering(
     layers: Sequence[int] | None = None,
     positions: Positions = "all",
     edits: Sequence[Edit] = (),
+    record: Displacement | None = None,
 ) -> Iterator[Steered]:
     """Attach edits for the block: ``with steering(lm, v, add={"hopeful": 4}) as s: s.generate(...)``.
 
@@ -234,7 +316,7 @@ def steering(
         if vectors is None:
             raise InterventionError("named emotions need vectors: pass vectors=load_vectors(...)")
         vectors.check_compatible(lm.model_id, lm.hidden_size, lm.n_layers)
-        chosen = list(layers) if layers is not None else [vectors.chosen_layer]
+        chosen = list(layers) if layers is not None else [vectors.steering_layer]
         all_edits += build_edits(vectors, chosen, add, ablate, clamp)
     for edit in all_edits:
         check_layers([edit.layer], lm.n_layers)
@@ -243,8 +325,9 @@ def steering(
                 f"direction for {edit.label or edit.kind} has shape {tuple(edit.direction.shape)}, "
                 f"the model's hidden size is {lm.hidden_size}"
             )
-    steered = Steered(lm, all_edits, positions)
+    steered = Steered(lm, all_edits, positions, record)
     try:
         yield steered
     finally:
         steered._pv = None  # pyvene removes its hooks after each call; drop the wrapper too
+        steered._closed = True

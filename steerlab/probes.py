@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from sklearn.metrics import roc_auc_score
 
 from .vectors import fit_probe
-
-if TYPE_CHECKING:
-    from .models import LoadedModel
-    from .vectors import EmotionVectors
 
 LAYER_RULE = (
     "chosen layer = the earliest layer whose held-out top-1 lies inside the bootstrap 95% CI of the "
@@ -114,24 +108,3 @@ def choose_layer(rows: list[LayerScore]) -> tuple[int, int]:
     best = max(rows, key=lambda r: (r.top1, r.auroc, -r.layer))
     chosen = min(r.layer for r in rows if r.top1 >= best.top1_lo)
     return chosen, best.layer
-
-
-def read_texts(
-    lm: LoadedModel,
-    vectors: EmotionVectors,
-    texts: list[str],
-    layer: int,
-    reader: str = "cosine",
-    batch_size: int = 16,
-) -> np.ndarray:
-    """Emotion scores (texts, emotions) of each text, read in a fresh pass of the *clean* model.
-
-    ``cosine``: cosine of the centred mean content-token activation with each direction;
-    ``probe``: the logistic probe's softmax probability.
-    """
-    from .activations import PoolingConfig, pooled_activations
-
-    feats = torch.from_numpy(pooled_activations(lm, texts, PoolingConfig(batch_size=batch_size)).features[:, layer])
-    if reader == "probe":
-        return torch.softmax(vectors.probe_logits(feats, layer), dim=-1).numpy()
-    return vectors.read(feats, layer).numpy()

@@ -18,8 +18,9 @@ from sklearn.linear_model import LogisticRegression
 
 from .errors import InterventionError, VectorsError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 TENSORS = ("directions", "raw_norms", "center", "alpha_unit", "token_norm", "probe_weight", "probe_bias")
+OPTIONAL_TENSORS = ("reply_weight", "reply_bias")
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class EmotionVectors:
     token_norm: torch.Tensor  # (layers,) mean norm of content-token activations (BOS excluded)
     probe_weight: torch.Tensor  # (layers, emotions, hidden) logistic probe, standardisation folded in
     probe_bias: torch.Tensor  # (layers, emotions)
+    reply_weight: torch.Tensor | None = None  # (layers, reply labels, hidden) reader trained on replies
+    reply_bias: torch.Tensor | None = None  # (layers, reply labels); labels in meta["reply_reader"]
     meta: dict[str, Any] = field(default_factory=dict)  # provenance; JSON-serialisable
 
     @property
@@ -47,6 +50,32 @@ class EmotionVectors:
     @property
     def chosen_layer(self) -> int:
         return int(self.meta["chosen_layer"])
+
+    @property
+    def steering_layer(self) -> int:
+        """Where edits go by default (the layer rule of the sweep, ``meta["layer_rule"]``)."""
+        return self.chosen_layer
+
+    @property
+    def default_reader(self) -> str:
+        """The reader validated on labelled replies when the file was built (``meta["reading"]``)."""
+        return str(self.meta.get("reading", {}).get("reader", "vector"))
+
+    @property
+    def reading_layer(self) -> int:
+        """Where readers read by default: the layer chosen on labelled replies, else the sweep's best."""
+        reading = self.meta.get("reading", {})
+        return int(reading.get("layer", self.meta.get("best_layer", self.chosen_layer)))
+
+    def check_layer(self, layer: int, what: str = "layer") -> int:
+        if not 0 <= layer < self.n_layers:
+            raise InterventionError(f"{what} {layer} is out of range: use 0-{self.n_layers - 1}")
+        return layer
+
+    def mean_projection(self, direction: torch.Tensor, layer: int) -> float:
+        """Mean projection of the extraction corpus's activations on ``direction`` at ``layer``: the
+        value a mean-ablation sets the projection to (``center`` is that corpus's mean activation)."""
+        return float(self.center[layer] @ direction)
 
     def index(self, emotion: str) -> int:
         """Position of ``emotion``; unknown names get the list and the nearest match."""
@@ -194,6 +223,8 @@ def save_vectors(vectors: EmotionVectors, path: str | Path) -> Path:
     meta = {**vectors.meta, "emotions": list(vectors.emotions), "format_version": FORMAT_VERSION}
     text = json.dumps(meta, sort_keys=True, indent=1)
     tensors = {name: getattr(vectors, name).float().contiguous() for name in TENSORS}
+    tensors |= {name: getattr(vectors, name).float().contiguous() for name in OPTIONAL_TENSORS
+                if getattr(vectors, name) is not None}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         _atomic(path, lambda tmp: save_file(tensors, tmp, metadata={"steerlab": text}))
@@ -221,10 +252,12 @@ def load_vectors(path: str | Path) -> EmotionVectors:
     try:
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
-            tensors = {name: f.get_tensor(name) for name in TENSORS}
+            present = set(f.keys())
+            tensors = {name: f.get_tensor(name) for name in TENSORS + OPTIONAL_TENSORS if name in present}
     except Exception as err:  # noqa: BLE001  (safetensors raises its own error types for corrupt files)
         raise VectorsError(f"cannot read vector file {str(path)!r} ({err}): re-run `steerlab extract`") from None
-    if "steerlab" not in header:
+    missing = [name for name in TENSORS if name not in tensors]
+    if "steerlab" not in header or missing:
         raise VectorsError(f"{str(path)!r} has no steerlab metadata: it was not written by steerlab")
     meta = json.loads(header["steerlab"])
     if meta.get("format_version") != FORMAT_VERSION:

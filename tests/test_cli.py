@@ -81,9 +81,16 @@ def test_evaluate_json_shape(tiny_vec_file, tiny_corpus_path, capsys, monkeypatc
     code, out, _ = run(["evaluate", "--vectors", str(tiny_vec_file), "--corpus", str(tiny_corpus_path), "--json"], capsys, monkeypatch)
     assert code == 0
     obj = json.loads(out)
-    assert set(obj) == {"chosen_layer", "best_layer", "layers"}
+    assert set(obj) == {"reader", "reading_layer", "steering_layer", "in_context", "layers"}
+    assert obj["reader"] == "vector" and not obj["in_context"]
     assert [r["layer"] for r in obj["layers"]] == [0, 1, 2, 3]
-    assert all(set(r) == {"layer", "top1", "top3", "n"} and r["n"] == 18 for r in obj["layers"])
+    assert all({"layer", "top1", "top3", "n", "auroc", "auroc_length_adjusted"} <= set(r) and r["n"] == 18
+               for r in obj["layers"])
+    assert all(set(r["auroc"]) == set(TINY_TEXTS) for r in obj["layers"])
+    code, out, _ = run(["evaluate", "--vectors", str(tiny_vec_file), "--corpus", str(tiny_corpus_path), "--json",
+                        "--reader", "lexicon"], capsys, monkeypatch)
+    lex = json.loads(out)
+    assert code == 0 and lex["reading_layer"] is None and [r["layer"] for r in lex["layers"]] == [None]
 
 
 def test_steer_tiny_json(tiny_vec_file, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ import torch
 from steerlab.activations import pad_batch, tokenize
 from steerlab.errors import InterventionError
 from steerlab.generate import GenerationConfig, generate
-from steerlab.interventions import Edit, build_edits, random_direction, steering
+from steerlab.interventions import Displacement, Edit, build_edits, random_direction, steering
 from steerlab.sites import decoder_layers
 
 LAYER = 1
@@ -76,15 +76,58 @@ def test_edits_can_target_some_rows(tiny, tiny_vectors) -> None:  # type: ignore
     assert not torch.equal(steered[LAYER][1], clean[LAYER][1])
 
 
-def test_ablation_zeroes_the_projection(tiny, tiny_vectors) -> None:  # type: ignore[no-untyped-def]
+def test_mean_ablation_keeps_the_mean_projection_and_zero_ablation_moves_it(tiny, tiny_vectors) -> None:  # type: ignore[no-untyped-def]
     enc = pad_batch(tiny, tokenize(tiny, PROMPTS, 64))
     clean, _ = _outputs(tiny, enc)
-    steered, _ = _outputs(tiny, enc, build_edits(tiny_vectors, [LAYER], ablate=["grim"]))
     d = tiny_vectors.direction("grim", LAYER)
+    centre = float(tiny_vectors.center[LAYER] @ d)
     content = enc["special_tokens_mask"] == 0
-    assert (clean[LAYER][content] @ d).abs().max() > 1e-2
-    assert (steered[LAYER][content] @ d).abs().max() < 1e-4
-    assert torch.equal(steered[LAYER][~content], clean[LAYER][~content])  # BOS / padding untouched
+    assert abs(centre) > 1e-2  # the planted model's mean projection is far from zero, as in real models
+    mean_ab, _ = _outputs(tiny, enc, build_edits(tiny_vectors, [LAYER], ablate=["grim"]))
+    zero_ab, _ = _outputs(tiny, enc, build_edits(tiny_vectors, [LAYER], ablate=["grim:zero"]))
+    got_mean = mean_ab[LAYER][content] @ d
+    got_zero = zero_ab[LAYER][content] @ d
+    assert torch.allclose(got_mean, torch.full_like(got_mean, centre), atol=1e-4)  # variation removed, mean kept
+    assert got_zero.abs().max() < 1e-4
+    # Zero-ablation = mean-ablation moved by -(centre . d) d: the push mean-ablation avoids.
+    shift = zero_ab[LAYER][content] - mean_ab[LAYER][content]
+    assert torch.allclose(shift, (-centre * d).expand_as(shift), atol=1e-4)
+    assert torch.equal(mean_ab[LAYER][~content], clean[LAYER][~content])  # BOS / padding untouched
+
+
+def test_directional_ablation_edits_every_layer(tiny, tiny_vectors) -> None:  # type: ignore[no-untyped-def]
+    edits = build_edits(tiny_vectors, [LAYER], ablate=["grim:directional"])
+    d = tiny_vectors.direction("grim", LAYER)
+    assert [e.layer for e in edits] == list(range(tiny.n_layers))
+    assert all(torch.equal(e.direction, d) for e in edits)
+    assert [e.value for e in edits] == [pytest.approx(float(tiny_vectors.center[la] @ d)) for la in range(tiny.n_layers)]
+    with pytest.raises(InterventionError, match="grim:sideways"):
+        build_edits(tiny_vectors, [LAYER], ablate=["grim:sideways"])
+
+
+def test_displacement_is_recorded_per_edited_token(tiny, tiny_vectors) -> None:  # type: ignore[no-untyped-def]
+    enc = pad_batch(tiny, tokenize(tiny, PROMPTS, 64))
+    clean, _ = _outputs(tiny, enc)
+    content = enc["special_tokens_mask"] == 0
+    record = Displacement()
+    edits = [replace(e, label="add", rows=(1, 2)) for e in build_edits(tiny_vectors, [LAYER], add={"joyful": 2.0})]
+    edits += [replace(e, label="ablate", rows=(0,)) for e in build_edits(tiny_vectors, [LAYER], ablate=["grim"])]
+    with steering(tiny, edits=edits, record=record) as s:
+        s.logits(enc)
+    assert record.mean("add") == pytest.approx(2.0 * float(tiny_vectors.alpha_unit[LAYER]), rel=1e-4)
+    d = tiny_vectors.direction("grim", LAYER)
+    row0 = clean[LAYER][0][content[0]]
+    moved = (row0 @ d - float(tiny_vectors.center[LAYER] @ d)).abs()  # |projection - its corpus mean|
+    assert record.mean("ablate") == pytest.approx(float(moved.mean()), rel=1e-3)
+    assert record.counts["ablate"] == int(content[0].sum())
+
+
+def test_a_handle_used_after_its_block_refuses(tiny, tiny_vectors) -> None:  # type: ignore[no-untyped-def]
+    enc = tiny.tokenizer(PROMPTS[:1], return_tensors="pt")
+    with steering(tiny, tiny_vectors, add={"grim": 4.0}) as s:
+        pass
+    with pytest.raises(InterventionError, match="after its"):
+        s.generate(enc, max_new_tokens=2)
 
 
 def test_clamp_sets_the_projection(tiny, tiny_vectors) -> None:  # type: ignore[no-untyped-def]

@@ -14,65 +14,17 @@ import yaml
 from click.testing import CliRunner
 
 from steerlab import validate as V
+from steerlab.validate.conditions import Calibration
+from steerlab.validate.decide import Readings, evaluate_claims
 from steerlab.activations import pooled_activations
 from steerlab.errors import SuiteError
 from steerlab.generate import GenerationConfig, generate
-from steerlab.interventions import build_edits
+from steerlab.interventions import build_edits, random_direction
 from steerlab.models import LoadedModel
 from steerlab.vectors import EmotionVectors, save_vectors
 
 REPO = Path(__file__).resolve().parents[1]
 SUITES = REPO / "eval" / "suites"
-
-
-# --- statistics ------------------------------------------------------------------------------
-
-
-def test_bootstrap_ci_covers_true_mean_at_about_nominal_rate() -> None:
-    rng = np.random.default_rng(0)
-    hits = [V.paired_stats(rng.normal(0.3, 1.0, size=40), seed=i, n_boot=1000).ci for i in range(300)]
-    coverage = np.mean([lo <= 0.3 <= hi for lo, hi in hits])
-    assert 0.89 <= coverage <= 0.98, coverage
-
-
-def test_permutation_p_is_roughly_uniform_under_the_null() -> None:
-    rng = np.random.default_rng(1)
-    ps = np.array([V.permutation_p(rng.normal(size=30), seed=i, n_perm=2000) for i in range(300)])
-    assert 0.02 <= np.mean(ps < 0.05) <= 0.09
-    assert 0.42 <= np.mean(ps < 0.5) <= 0.58
-    assert np.all((ps > 0) & (ps <= 1))
-
-
-def test_permutation_p_exact_for_small_n_and_tiny_for_a_clear_effect() -> None:
-    assert V.permutation_p(np.ones(6)) == pytest.approx(2 / 64)  # all +1 or all -1 signs
-    assert V.permutation_p(np.full(40, 2.0) + np.random.default_rng(0).normal(size=40) * 0.1) < 0.001
-
-
-def test_paired_stats_fields() -> None:
-    diff = np.array([1.0, 2.0, 3.0, -1.0, np.nan])
-    s = V.paired_stats(diff, direction="increase")
-    assert s.n == 4 and s.effect == pytest.approx(1.25)
-    assert s.reversed == pytest.approx(0.25)
-    assert s.effect_size == pytest.approx(1.25 / np.std([1, 2, 3, -1], ddof=1))
-    assert V.paired_stats(diff, direction="decrease").reversed == pytest.approx(0.75)
-
-
-def _stats(lo: float, hi: float) -> V.Stats:
-    return V.Stats((lo + hi) / 2, (lo, hi), 0.01, 1.0, 0.0, 20)
-
-
-def test_decide_pass_fail_inconclusive() -> None:
-    assert V.decide(_stats(0.1, 0.3), {"r": _stats(0.05, 0.2)}, "increase", 0.0)[0] == "pass"
-    assert V.decide(_stats(-0.3, -0.1), {}, "decrease", 0.0)[0] == "pass"
-    assert V.decide(_stats(-0.3, -0.1), {}, "increase", 0.0)[0] == "fail"
-    assert V.decide(_stats(0.01, 0.04), {}, "increase", 0.05)[0] == "fail"  # confidently below the threshold
-    assert V.decide(_stats(-0.1, 0.3), {}, "increase", 0.0)[0] == "inconclusive"
-    assert V.decide(_stats(0.1, 0.3), {"r": _stats(-0.1, 0.2)}, "increase", 0.0)[0] == "inconclusive"
-    assert V.decide(_stats(0.1, 0.3), {"r": _stats(-0.3, -0.1)}, "increase", 0.0)[0] == "fail"
-    weak_p = dataclasses.replace(_stats(0.1, 0.3), p=0.07)
-    assert V.decide(weak_p, {}, "increase", 0.0)[0] == "inconclusive"
-    verdict, reasons = V.decide(_stats(0.1, 0.3), {}, "increase", 0.0, degenerate=["add"])
-    assert verdict == "inconclusive" and "degenerate" in reasons[0]
 
 
 def test_distinct2() -> None:
@@ -123,6 +75,13 @@ def _with(path: str, value: Any) -> dict[str, Any]:
         ("generation", {"samples": 3}, "'generation.samples'"),
         ("generation", {"temprature": 0.5}, "did you mean 'temperature'"),
         ("prompts", {"template": "no slot", "inline": ["a"]}, "'prompts.template'"),
+        ("statistics", {"correction": "bonferoni"}, "'statistics.correction'"),
+        ("statistics", {"alpha": 1.5}, "'statistics.alpha'"),
+        ("claims.0.premise", "later", "'claims[0].premise'"),
+        ("conditions.1.mode", "sideways", "'conditions[1].mode'"),
+        ("metrics.m", {"kind": "specificity", "emotion": "grim"}, "'metrics.m.against'"),
+        ("measurement", {"reader": "oracle"}, "'measurement.reader'"),
+        ("generation", {"chat": False, "frame": [{"user": "hi", "assistant": "hello"}]}, "'generation.frame'"),
     ],
 )
 def test_malformed_suite_names_the_field(path: str, value: Any, needle: str) -> None:
@@ -172,23 +131,49 @@ def test_select_prompts_is_stratified_by_label() -> None:
     assert V.select_prompts([V.Prompt("x"), V.Prompt("y")], 1) == [V.Prompt("x")]
 
 
-def test_expand_conditions_and_similar_emotion(tiny_vectors: EmotionVectors) -> None:
+def test_expand_conditions_and_similar_emotion(tiny: LoadedModel, tiny_vectors: EmotionVectors) -> None:
     suite = V.parse_suite({
         **MINIMAL,
         "conditions": [
             {"name": "baseline"},
             {"name": "add", "op": "add", "emotions": ["joyful", "grim"], "alphas": [-2, 4]},
-            {"name": "rand", "op": "random_ablate", "seeds": 3},
+            {"name": "abl", "op": "ablate", "emotions": ["grim"]},
+            {"name": "rand", "op": "random_ablate", "seeds": 3, "match": "abl"},
             {"name": "other", "op": "ablate_similar", "like": "grim"},
             {"name": "ask", "op": "prompt", "instruction": "Be happy."},
         ],
         "claims": [],
     })
-    names = [c.name for c in V.expand_conditions(suite, tiny_vectors)]
-    assert names == ["baseline", "add:joyful:-2", "add:joyful:4", "add:grim:-2", "add:grim:4",
-                     "rand:s1000", "rand:s1001", "rand:s1002", "other", "ask"]
-    other = V.expand_conditions(suite, tiny_vectors)[-2]
-    assert other.emotion in ("joyful", "edgy") and other.layers == (tiny_vectors.chosen_layer,)
+    prompts = [V.Prompt("sun and cake"), V.Prompt("the phone rang twice"), V.Prompt("dust on the table")]
+    cal = Calibration(tiny, tiny_vectors, [p.text for p in prompts])
+    conditions = V.expand_conditions(suite, tiny_vectors, prompts, cal)
+    assert [c.name for c in conditions] == ["baseline", "add:joyful:-2", "add:joyful:4", "add:grim:-2", "add:grim:4",
+                                            "abl", "rand:s1000", "rand:s1001", "rand:s1002", "other", "ask"]
+    other = conditions[-2]
+    assert other.emotion in ("joyful", "edgy") and other.layers == (tiny_vectors.steering_layer,)
+    target = conditions[5].expected_displacement
+    for rand in conditions[6:9]:  # random subspaces sized to displace tokens as much as the ablation does
+        assert rand.k >= 1 and rand.expected_displacement == pytest.approx(target, rel=0.35)
+
+
+def test_matched_random_ablation_displaces_like_the_emotion_ablation(tiny: LoadedModel,
+                                                                    tiny_vectors: EmotionVectors) -> None:
+    suite = V.parse_suite({
+        "name": "match", "prompts": ["sun and cake and songs all day", "the phone rang twice at night"],
+        "generation": {"max_new_tokens": 6, "chat": False},
+        "conditions": [{"name": "baseline"}, {"name": "abl", "op": "ablate", "emotions": ["grim"], "layers": [1]},
+                       {"name": "rand", "op": "random_ablate", "seeds": 3, "match": "abl", "layers": [1]},
+                       {"name": "one", "op": "random_ablate", "seeds": 1, "seed": 5, "layers": [1]}],
+        "metrics": {"m": {"kind": "reply", "emotion": "grim"}}, "measurement": {"reader": "vector", "layer": 2},
+        "claims": [{"name": "c", "condition": "abl", "metric": "m", "direction": "decrease", "controls": ["rand"]}],
+    })
+    result = V.run_suite(suite, tiny, tiny_vectors, V.RunOptions(allow_random_claims=True))
+    q = {row["name"]: row for row in result.quality}
+    assert all(np.isfinite(row["displacement"]) and row["displacement"] > 0 for n, row in q.items() if n != "baseline")
+    assert np.isnan(q["baseline"]["displacement"])
+    for name in ("rand:s1000", "rand:s1001", "rand:s1002"):
+        assert q[name]["displacement"] == pytest.approx(q["abl"]["displacement"], rel=0.5)
+    assert q["one:s5"]["k"] == 1
 
 
 # --- per-row edits ---------------------------------------------------------------------------
@@ -223,7 +208,7 @@ def _planted(tiny: LoadedModel, vectors: EmotionVectors) -> EmotionVectors:
     dirs = vectors.directions.clone()
     dirs[EDIT_LAYER, 0] = unembed / unembed.norm()
     dirs[READ_LAYER, 0] = read / read.norm()
-    dirs[EDIT_LAYER, 1] = V.random_direction(vectors.hidden_size, 99)
+    dirs[EDIT_LAYER, 1] = random_direction(vectors.hidden_size, 99)
     return dataclasses.replace(vectors, directions=dirs)
 
 
@@ -237,9 +222,10 @@ def _planted_suite(min_distinct2: float) -> V.Suite:
             {"name": "add", "op": "add", "emotions": ["joyful", "grim"], "alphas": [8], "layers": [EDIT_LAYER]},
             {"name": "random_add", "op": "random_add", "alphas": [8], "seeds": 3, "layers": [EDIT_LAYER]},
         ],
-        "measurement": {"layer": READ_LAYER},
+        "measurement": {"layer": READ_LAYER, "reader": "vector"},
         "metrics": {"joy": {"kind": "reply", "emotion": "joyful"}},
-        "coherence": {"min_distinct2": min_distinct2, "max_ppl_ratio": 100},
+        # The random model writes loops: only the distinct-2 limit under test may flag a condition.
+        "coherence": {"min_distinct2": min_distinct2, "max_ppl_ratio": 100, "max_degenerate_share": 1.0},
         "claims": [{"name": "planted", "condition": "add", "metric": "joy", "direction": "increase",
                     "controls": ["random_add"]}],
     })
@@ -253,7 +239,7 @@ def planted_result(tiny: LoadedModel, tiny_vectors: EmotionVectors) -> V.SuiteRe
 def test_planted_direction_passes_and_null_direction_does_not(planted_result: V.SuiteResult) -> None:
     verdicts = {c["condition"]: c for c in planted_result.claims}
     assert verdicts["add:joyful"]["verdict"] == "pass", verdicts["add:joyful"]
-    assert verdicts["add:joyful"]["ci"][0] > 0 and verdicts["add:joyful"]["p"] < 0.05
+    assert verdicts["add:joyful"]["ci"][0] > 0 and verdicts["add:joyful"]["p_adj"] < 0.05
     assert verdicts["add:grim"]["verdict"] != "pass"
     assert planted_result.note and not planted_result.is_claim  # random weights: never a claim
 
@@ -276,7 +262,9 @@ def test_outputs_are_written(planted_result: V.SuiteResult, tmp_path: Path) -> N
     assert {"rows.csv", "summary.json", "summary.md", "means_joy.png", "dose_response.png"} <= names
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["suite"] == "planted" and summary["n"] == 8
-    assert {c["verdict"] for c in summary["claims"]} <= {"pass", "fail", "inconclusive"}
+    assert {c["verdict"] for c in summary["claims"]} <= {"pass", "fail", "inconclusive", "not-testable"}
+    assert all({"p", "p_adj", "ci", "premise", "reader"} <= set(c) for c in summary["claims"])
+    assert all({"degenerate", "displacement", "echo_rate"} <= set(c) for c in summary["conditions"])
     import pandas as pd
 
     rows = pd.read_csv(tmp_path / "out" / "rows.csv")
@@ -300,9 +288,9 @@ def test_cli_validate_json_strict_and_errors(tiny_vectors: EmotionVectors, tmp_p
     res = runner.invoke(cli, args)
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout.strip().splitlines()[-1])
-    assert set(out) == {"suite", "n", "claims", "conditions"} and out["n"] == 3
+    assert set(out) == {"suite", "n", "reader", "premises", "claims", "conditions", "warnings"} and out["n"] == 3
     assert out["claims"][0]["verdict"] == "inconclusive"  # random weights
-    assert set(out["claims"][0]) == {"name", "verdict", "effect", "ci", "p"}
+    assert set(out["claims"][0]) == {"name", "verdict", "effect", "ci", "p", "p_adj", "premise", "reader"}
     assert runner.invoke(cli, [*args, "--strict"]).exit_code == 1
     path.write_text(yaml.safe_dump(dict(suite, claims=[{"name": "c"}])))
     bad = runner.invoke(cli, args)
@@ -350,3 +338,73 @@ def test_reply_perplexity_matches_an_unpadded_pass(tiny: LoadedModel) -> None:
         nll = -logp[len(a) - 1 :].gather(-1, ids[0, len(a) :, None]).mean()
         assert value == pytest.approx(math.exp(float(nll)), rel=1e-4)
     assert np.isnan(got[2])
+
+
+# --- premises, correction, readers ---------------------------------------------------------------
+
+GATED: dict[str, Any] = {
+    "name": "gated", "prompts": ["x"],
+    "conditions": [{"name": "baseline"}, {"name": "add", "op": "add", "emotions": ["joyful"], "alphas": [4]}],
+    "metrics": {"joy": {"kind": "reply", "emotion": "joyful"}},
+    "claims": [
+        {"name": "baseline replies read joyful", "condition": "baseline", "compare_to": "none",
+         "metric": "joy", "direction": "increase"},
+        {"name": "adding joyful raises it", "condition": "add", "metric": "joy", "direction": "increase",
+         "premise": "baseline replies read joyful"},
+    ],
+}
+
+
+def _gated(baseline_level: float, correction: str = "holm") -> list[dict[str, Any]]:
+    suite = V.parse_suite({**GATED, "statistics": {"correction": correction}})
+    conditions = [V.Condition("baseline", "baseline", "baseline"),
+                  V.Condition("add", "add", "add", emotion="joyful", alpha=4.0, layers=(1,))]
+    prompts = [V.Prompt(f"p{i}") for i in range(16)]
+    rng = np.random.default_rng(0)
+    scores = rng.normal(0, 0.1, size=(2, 16, 1, 3))
+    scores[0, :, 0, 0] += baseline_level
+    scores[1, :, 0, 0] = scores[0, :, 0, 0] + 1.0  # a large effect of adding
+    readings = Readings("vector", 2, scores, np.zeros((16, 3)))
+    return evaluate_claims(suite, conditions, prompts, ["joyful", "grim", "edgy"], readings, [], set(), {}, True)
+
+
+def test_a_claim_whose_premise_fails_is_not_testable() -> None:
+    premise, claim = _gated(-1.0)
+    assert premise["verdict"] == "fail" and premise["compare_to"] == "none"
+    assert claim["verdict"] == "not-testable" and "premise" in claim["reasons"][0]
+    assert claim["p_adj"] < 0.05  # the effect itself is clear: only the missing premise blocks it
+    premise, claim = _gated(+1.0)
+    assert premise["verdict"] == "pass" and claim["verdict"] == "pass"
+    assert claim["premise"] == {"claim": "baseline replies read joyful", "verdicts": ["pass"]}
+
+
+def test_corrected_p_is_reported_beside_the_raw_p() -> None:
+    for correction in ("holm", "bh", "none"):
+        claims = _gated(+0.03, correction)
+        for c in claims:
+            assert c["p_adj"] >= c["p"] - 1e-12 and c["correction"] == correction
+        if correction == "none":
+            assert all(c["p_adj"] == pytest.approx(c["p"]) for c in claims)
+
+
+def test_suite_reads_replies_in_context_with_the_named_reader(tiny: LoadedModel, tiny_vectors: EmotionVectors) -> None:
+    suite = V.parse_suite({
+        "name": "ctx", "prompts": ["sun and cake", "the phone rang twice"],
+        "generation": {"max_new_tokens": 5, "chat": True,
+                       "frame": [{"user": "what time is it", "assistant": "about nine"}]},
+        "conditions": [{"name": "baseline"}],
+        "metrics": {"m": {"kind": "reply", "emotion": "grim"}},
+        "measurement": {"reader": "vector", "layer": 2, "secondary": ["probe"]},
+        "claims": [{"name": "c", "condition": "baseline", "compare_to": "none", "metric": "m",
+                    "direction": "increase"}],
+    })
+    result = V.run_suite(suite, tiny, tiny_vectors, V.RunOptions(allow_random_claims=True))
+    from steerlab.readers import read_texts
+
+    for p, prompt in enumerate(result.prompts):
+        reply = result.replies[0][p][0]
+        if reply.strip():
+            want = read_texts(tiny, tiny_vectors, [reply], 2, "vector", contexts=[prompt.text])[0]
+            np.testing.assert_allclose(result.readings.replies[0, p, 0], want, atol=1e-5)
+    assert [r.reader for r in result.secondary] == ["probe"]
+    assert "secondary" in result.claims[0] and set(result.claims[0]["secondary"]) == {"probe"}

@@ -6,13 +6,15 @@ import time
 from pathlib import Path
 
 import click
+import numpy as np
 import pandas as pd
 
 from ..activations import PoolingConfig
 from ..corpus import corpus_stats, load_corpus
 from ..errors import SteerlabError
-from ..extract import ExtractConfig, evaluate, extract
+from ..extract import ExtractConfig, extract
 from ..models import KNOWN_SPECS, is_cached
+from ..readers import READERS, evaluate_reader
 from ..report import plot_layer_sweep
 from ..vectors import METHODS, load_vectors, save_vectors
 from .common import (
@@ -142,24 +144,35 @@ def _check_writable(target: Path) -> None:
 
 @cli.command("evaluate")
 @click.option("--vectors", "vectors_path", required=True, help="A vector file from `steerlab extract`.")
-@click.option("--corpus", "corpus_path", required=True, help="Labelled JSONL corpus to score.")
+@click.option("--corpus", "corpus_path", required=True,
+              help="Labelled JSONL: text, emotion, optional context (the user message a reply answers).")
+@click.option("--reader", "reader_name", type=click.Choice(sorted(READERS)), default=None,
+              help="Reader to validate (default: the vector file's validated default).")
 @model_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1, 1024))
-def evaluate_cmd(vectors_path: str, corpus_path: str, model_spec: str | None, revision: str | None,
-                 dtype: str | None, as_json: bool, batch_size: int) -> None:
-    """Score a labelled corpus with the vectors at every layer (argmax cosine)."""
+def evaluate_cmd(vectors_path: str, corpus_path: str, reader_name: str | None, model_spec: str | None,
+                 revision: str | None, dtype: str | None, as_json: bool, batch_size: int) -> None:
+    """Validate a reader on a labelled corpus at every layer: top-1/top-3 and one-vs-rest AUROC.
+
+    Rows whose label is not an emotion of the vectors (e.g. "neutral") are negatives for every emotion.
+    Rows with a "context" are read as the model's reply to that message (only the reply is pooled).
+    """
     v = load_vectors(vectors_path)
     c = load_corpus(corpus_path, min_per_emotion=1)
+    name = reader_name or v.default_reader
     lm = get_model(model_spec or v.meta.get("model_spec"), revision, dtype)
-    bar, tick = _tick_bar(len(c.records), "evaluate")
-    with bar:
-        rows, shared = evaluate(lm, v, c, PoolingConfig(batch_size=batch_size), tick)
-    best = max(rows, key=lambda r: (r.top1, -r.layer)).layer
+    v.check_compatible(lm.model_id, lm.hidden_size, lm.n_layers)
+    rows = evaluate_reader(lm, v, c.texts, c.labels, name, c.contexts, batch_size)
+    reading = v.reading_layer if READERS[name].layered else None
     if as_json:
-        echo_json({"chosen_layer": v.chosen_layer, "best_layer": best,
-                   "layers": [{"layer": r.layer, "top1": r.top1, "top3": r.top3, "n": r.n} for r in rows]})
+        echo_json({"reader": name, "reading_layer": reading, "steering_layer": v.steering_layer,
+                   "in_context": c.contexts is not None, "layers": [r.row() for r in rows]})
         return
-    table = pd.DataFrame([r.row() for r in rows]).set_index("layer").drop(columns=["probe_top1"])
+    table = pd.DataFrame([{"layer": r.layer, "top1": r.top1, "top3": r.top3, "macro AUROC": r.macro_auroc,
+                           "length-adjusted": float(np.mean(list(r.auroc_length_adjusted.values())))
+                           if r.auroc_length_adjusted else float("nan")} for r in rows]).set_index("layer")
     click.echo(table.to_string(float_format=lambda x: f"{x:.3f}"))
-    click.echo(f"{len(shared)} shared emotions (chance {1 / len(shared):.3f}); chosen layer {v.chosen_layer}, best here {best}")
+    at = next((r for r in rows if r.layer == reading), rows[0])
+    click.echo(f"reader {name}, reading layer {reading}: " +
+               ", ".join(f"{e} {a:.3f}" for e, a in sorted(at.auroc.items(), key=lambda kv: -kv[1])))

@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import SteerlabError
 from ..generate import GenerationConfig, generate
 from ..interventions import POSITIONS, build_edits
-from ..probes import read_texts
+from ..readers import READERS, read_texts
 from ..sites import parse_layers
 from ..validate import load_prompts
 from .common import cli, echo_json, get_vectors_and_model, model_options, say
@@ -56,13 +56,15 @@ def _parse_clamp(items: tuple[str, ...]) -> dict[str, float]:
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--samples", default=1, show_default=True, type=click.IntRange(1, 1000), help="Replies per prompt (needs --temperature > 0 to differ).")
 @click.option("--sweep-alpha", default=None, help="Comma-separated alphas, one row each, e.g. 0,1,2,4,8.")
-@click.option("--reader-layer", default=None, type=int, help="Layer at which the clean model re-reads replies (default: the best reading layer of the vector file).")
+@click.option("--reader", "reader_name", type=click.Choice(sorted(READERS)), default=None,
+              help="How the clean model re-reads replies (default: the vector file's validated reader).")
+@click.option("--reader-layer", default=None, type=int, help="Layer at which replies are re-read (default: the vector file's reading layer).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per prompt (and alpha, sample).")
 def steer_cmd(prompt: tuple[str, ...], emotions: tuple[str, ...], alphas: tuple[float, ...], ablate: tuple[str, ...],
               clamps: tuple[str, ...], vectors_path: str | None, model_spec: str | None, revision: str | None,
               dtype: str | None, layer_spec: str | None, positions: str, prompts_file: str | None, chat: bool,
               max_new_tokens: int, temperature: float, seed: int, samples: int, sweep_alpha: str | None,
-              reader_layer: int | None, as_json: bool) -> None:
+              reader_name: str | None, reader_layer: int | None, as_json: bool) -> None:
     """Generate with emotion directions added, ablated or clamped, beside the unsteered baseline.
 
     Alpha is scale-free: alpha 1 adds one "typical emotion offset" at the layer (the mean distance
@@ -86,8 +88,9 @@ def steer_cmd(prompt: tuple[str, ...], emotions: tuple[str, ...], alphas: tuple[
     v, lm = get_vectors_and_model(vectors_path, model_spec, revision, dtype)
     for name in [*emotions, *ablate, *clamp]:
         v.index(name)
-    layers = parse_layers(layer_spec, lm.n_layers) if layer_spec else [v.chosen_layer]
-    reader = int(v.meta.get("best_layer", v.chosen_layer)) if reader_layer is None else parse_layers(str(reader_layer), lm.n_layers)[0]
+    layers = parse_layers(layer_spec, lm.n_layers) if layer_spec else [v.steering_layer]
+    if reader_layer is not None:
+        v.check_layer(reader_layer, "--reader-layer")
     if sweep_alpha and len(alphas) > 1:
         raise SteerlabError("--sweep-alpha applies one alpha to every --emotion: drop the per-emotion --alpha values")
     # "alpha" in the output is the strength of the first added emotion (0 when nothing is added).
@@ -103,7 +106,13 @@ def steer_cmd(prompt: tuple[str, ...], emotions: tuple[str, ...], alphas: tuple[
     expanded = [p for p in prompts for _ in range(samples)]
     say(f"generating baseline for {len(expanded)} prompt(s)")
     base = generate(lm, expanded, config)
-    base_scores = read_texts(lm, v, base, reader)
+    # Replies are read as the model's turn after the user's message; continuations alone.
+    contexts = expanded if chat else None
+
+    def read(replies: list[str]) -> np.ndarray:
+        return read_texts(lm, v, replies, reader_layer, reader_name, contexts)
+
+    base_scores = read(base)
     target = emotions[0] if emotions else (next(iter(clamp)) if clamp else ablate[0])
     t = v.index(target)
     for alpha in sweep:
@@ -113,7 +122,7 @@ def steer_cmd(prompt: tuple[str, ...], emotions: tuple[str, ...], alphas: tuple[
         say(f"steering alpha={alpha:g} {describe(add, ablate, clamp)} at layers {layers}, positions={positions}; "
             f"alpha unit = {units}")
         steered = generate(lm, expanded, config, edits, positions)  # type: ignore[arg-type]
-        scores = read_texts(lm, v, steered, reader)
+        scores = read(steered)
         for i, p in enumerate(expanded):
             record = {"prompt": p, "alpha": alpha, "layers": layers,
                       "baseline": {"text": base[i], "scores": _named(v.emotions, base_scores[i])},
@@ -136,7 +145,7 @@ def _named(names: tuple[str, ...], row: np.ndarray) -> dict[str, float]:
 
 
 def _top(names: tuple[str, ...], row: np.ndarray, k: int = 3) -> str:
-    return ", ".join(f"{names[i]} {row[i]:+.3f}" for i in np.argsort(-row)[:k])
+    return ", ".join(f"{names[i]} {row[i]:+.3f}" for i in np.argsort(-np.nan_to_num(row, nan=-np.inf))[:k])
 
 
 def _show(record: dict, names: tuple[str, ...], target: str, b: np.ndarray, s: np.ndarray, t: int, norm: float) -> None:

@@ -1,4 +1,4 @@
-"""``steerlab validate``: run a causal validation suite and report PASS / FAIL / INCONCLUSIVE per claim."""
+"""``steerlab validate``: run a causal validation suite; PASS / FAIL / INCONCLUSIVE / NOT-TESTABLE per claim."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from ..validate import RunOptions, load_suite, run_suite, summary, write_outputs
+from ..validate.outputs import validation_line
 from .common import cli, echo_json, get_vectors_and_model, model_options, progress_bar, say
 
 
@@ -42,14 +43,22 @@ def validate_cmd(suite_path: str, prompts_path: str | None, n: int | None, vecto
     say(f"{summ['n']} prompts x {len(result.conditions)} conditions in {time.perf_counter() - start:.0f}s "
         f"(suite {result.seconds:.0f}s); wrote {target}/ ({', '.join(p.name for p in written)})")
     if as_json:
-        echo_json({k: summ[k] for k in ("suite", "n", "claims", "conditions")})
+        echo_json({k: summ[k] for k in ("suite", "n", "reader", "premises", "claims", "conditions", "warnings")})
     else:
-        for row in result.coherence:
+        click.echo(f"reader {summ['reader']['name']} at layer {summ['reader']['layer']}: "
+                   f"{validation_line(summ['reader']['validation'])}")
+        for row in result.quality:
             flag = f"DEGENERATE ({row['why']})" if row["degenerate"] else ""
-            click.echo(f"{row['name']:34} ppl x{row['ppl_ratio']:5.2f}  distinct-2 {row['distinct2']:.2f}  {flag}")
+            click.echo(f"{row['name']:34} |dx| {row['displacement']:7.1f}  ppl x{row['ppl_ratio']:5.2f}  "
+                       f"echo {row['echo_rate']:4.0%}  looping {row['degenerate_replies']:4.0%}  {flag}")
         for c in result.claims:
-            click.echo(f"{c['verdict'].upper():12} {c['name']}: effect {c['effect']:+.4f} "
-                       f"[{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}]  p={c['p']:.3g}  n={c['n']}")
+            click.echo(f"{c['verdict'].upper():13} {c['name']}: effect {c['effect']:+.4f} "
+                       f"[{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}]  p={c['p']:.3g} p_adj={c['p_adj']:.3g}  "
+                       f"power {c['power']:.2f}  n={c['n']}")
+            if c["verdict"] != "pass":
+                click.echo(f"{'':13} {c['reasons'][0] if c['reasons'] else ''}")
+    for warning in result.warnings:
+        say(f"warning: {warning}")
     if result.note:
         say(f"note: {result.note}")
     if strict and any(c["verdict"] != "pass" for c in result.claims):

@@ -1,0 +1,28 @@
+"""Causal validation suites: state a claim, intervene, generate, re-read with the clean model, decide.
+
+Modules, in pipeline order: :mod:`.schema` (suite files), :mod:`.prompts`, :mod:`.conditions`
+(displacement-matched controls and per-row edits), :mod:`.measure` and :mod:`.coherence` (fluency,
+loops, echo), :mod:`.stats` (tests, CIs, correction, power, the decision rule), :mod:`.decide`
+(claims, premises, readers), :mod:`.run`, :mod:`.outputs`.
+
+Verdicts per claim: PASS (the effect and every non-degenerate control comparison hold after the
+suite's correction), FAIL (the effect is significantly reversed, or a control significantly beats the
+condition, after correction), NOT-TESTABLE (its premise did not PASS), INCONCLUSIVE otherwise.
+"""
+
+from .coherence import degenerate_reasons, echo_fraction
+from .conditions import Condition, condition_edits, expand_conditions
+from .decide import Readings, metric_values
+from .measure import distinct2, reply_perplexity
+from .outputs import summary, write_outputs
+from .prompts import Prompt, load_prompts, select_prompts, suite_prompts
+from .run import RunOptions, SuiteResult, run_suite
+from .schema import Suite, load_suite, parse_suite
+from .stats import adjust, ci_mean, judge, sign_flip_p
+
+__all__ = [
+    "Condition", "Prompt", "Readings", "RunOptions", "Suite", "SuiteResult", "adjust", "ci_mean",
+    "condition_edits", "degenerate_reasons", "distinct2", "echo_fraction", "expand_conditions", "judge",
+    "load_prompts", "load_suite", "metric_values", "parse_suite", "reply_perplexity", "run_suite",
+    "select_prompts", "sign_flip_p", "suite_prompts", "summary", "write_outputs",
+]

@@ -1,0 +1,228 @@
+"""Running a suite: generate every (prompt, condition, sample), re-read the replies with the clean model,
+measure quality and displacement, and decide the claims.
+
+Rows of *different* conditions share a generate call: each row carries its own condition's edits
+(``Edit.rows``), so the cost of a suite grows with its rows, not with conditions times an idle batch.
+Chat replies are read in their conversation: the suite's prompt as the user's message (the same for
+every condition, so a prompting condition's instruction is not read as part of the reply's context),
+then the reply as the model's own turn; continuations are read alone.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from ..chat import prompt_text
+from ..corpus import load_corpus
+from ..errors import SuiteError
+from ..generate import GenerationConfig, generate
+from ..interventions import Displacement
+from ..models import LoadedModel
+from ..readers import evaluate_reader, get_reader, read_texts
+from ..vectors import EmotionVectors
+from .conditions import (
+    Calibration,
+    Condition,
+    condition_edits,
+    expand_conditions,
+    needs_calibration,
+)
+from .decide import Readings, evaluate_claims, low_power
+from .measure import distinct2, quality_table, reply_perplexity
+from .prompts import Prompt, resolve_path, suite_prompts
+from .schema import LABEL, TARGET, Suite
+from .stats import ci_mean
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    prompts: str | None = None  # replace the suite's prompts with this file
+    n: int | None = None  # use at most this many prompts (overrides the suite's n)
+    allow_random_claims: bool = False  # tests: give verdicts on random-weight models too
+
+
+@dataclass
+class SuiteResult:
+    suite: Suite
+    prompts: list[Prompt]
+    conditions: list[Condition]
+    replies: list[list[list[str]]]  # [condition][prompt][sample]
+    readings: Readings  # the primary reader's scores
+    secondary: list[Readings]
+    ppl: np.ndarray  # (conditions, prompts, samples)
+    distinct: np.ndarray  # (conditions, prompts, samples)
+    emotions: tuple[str, ...]
+    is_claim: bool  # False on random weights: verdicts are not claims about the model
+    seconds: float
+    quality: list[dict[str, Any]] = field(default_factory=list)
+    claims: list[dict[str, Any]] = field(default_factory=list)
+    dose: list[dict[str, Any]] = field(default_factory=list)
+    validation: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    note: str = ""
+
+
+Progress = Callable[[int, int], None]  # (rows done, rows total)
+
+
+def _with_instruction(text: str, instruction: str) -> str:
+    return f"{text}\n\n{instruction}" if instruction else text
+
+
+def check_suite(suite: Suite, vectors: EmotionVectors, prompts: list[Prompt]) -> tuple[str, int]:
+    """The reader and layer the suite uses; every emotion the suite names exists in the vectors."""
+    reader = suite.measurement.reader or vectors.default_reader
+    get_reader(reader)
+    layer = suite.measurement.layer if suite.measurement.layer is not None else vectors.reading_layer
+    if not 0 <= layer < vectors.n_layers:
+        raise SuiteError(f"{suite.path}: field 'measurement.layer' is {layer}: use 0-{vectors.n_layers - 1}")
+    for prompt in prompts:
+        if prompt.label is not None and prompt.label not in vectors.emotions:
+            raise SuiteError(f"prompt label {prompt.label!r} is not an emotion of the vectors ({', '.join(vectors.emotions)})")
+    for m in suite.metrics:
+        for name in (m.emotion, *m.against):
+            if name not in (TARGET, LABEL, *vectors.emotions):
+                raise SuiteError(f"{suite.path}: metric {m.name!r} names {name!r}: use 'target', 'label' or one of "
+                                 f"{', '.join(vectors.emotions)}")
+    return reader, layer
+
+
+def run_suite(suite: Suite, lm: LoadedModel, vectors: EmotionVectors, options: RunOptions = RunOptions(),
+              progress: Progress | None = None) -> SuiteResult:
+    """Generate, re-read with the clean model, measure, decide (see the module doc)."""
+    start = time.perf_counter()
+    vectors.check_compatible(lm.model_id, lm.hidden_size, lm.n_layers)
+    prompts = suite_prompts(suite, options.prompts, options.n)
+    reader, layer = check_suite(suite, vectors, prompts)
+    gen = suite.generation
+    shown = [suite.prompts.template.format(text=q.text) for q in prompts]
+    calibration = None
+    if needs_calibration(suite):
+        calibration = Calibration(lm, vectors, [prompt_text(lm.tokenizer, s, gen.chat, gen.frame) for s in shown])
+    conditions = expand_conditions(suite, vectors, prompts, calibration)
+    jobs = [(c, p, s) for p in range(len(prompts)) for c in range(len(conditions)) for s in range(gen.samples)]
+    replies: list[list[list[str]]] = [[["" for _ in range(gen.samples)] for _ in prompts] for _ in conditions]
+    edits = [[condition_edits(c, vectors, q.label) for q in prompts] for c in conditions]
+    config = GenerationConfig(max_new_tokens=gen.max_new_tokens, temperature=gen.temperature, top_p=1.0,
+                              chat=gen.chat, batch_size=gen.batch_size, frame=gen.frame)
+    record = Displacement()
+    for b, lo in enumerate(range(0, len(jobs), gen.batch_size)):
+        batch = jobs[lo : lo + gen.batch_size]
+        row_edits = [replace(e, rows=(i,)) for i, (c, p, _) in enumerate(batch) for e in edits[c][p]]
+        texts = [_with_instruction(shown[p], conditions[c].instruction) for c, p, _ in batch]
+        out = generate(lm, texts, replace(config, seed=gen.seed + b, batch_size=len(batch)), row_edits, record=record)
+        for (c, p, s), reply in zip(batch, out):
+            replies[c][p][s] = reply
+        if progress:
+            progress(lo + len(batch), len(jobs))
+    flat = [replies[c][p][s] for c, p, s in jobs]
+    readings = [_read(lm, vectors, name, layer, conditions, prompts, shown, jobs, flat, gen.chat)
+                for name in (reader, *suite.measurement.secondary)]
+    contexts = [prompt_text(lm.tokenizer, _with_instruction(shown[p], conditions[c].instruction), gen.chat, gen.frame)
+                for c, p, _ in jobs]
+    ppl = _grid(reply_perplexity(lm, contexts, flat), len(prompts), len(conditions), gen.samples)
+    d2 = [distinct2(lm.tokenizer(r, add_special_tokens=False)["input_ids"]) for r in flat]
+    distinct = _grid(np.array(d2), len(prompts), len(conditions), gen.samples)
+    baseline = next(i for i, c in enumerate(conditions) if c.op == "baseline")
+    quality = quality_table([c.name for c in conditions], replies, shown, ppl, distinct,
+                            [record.mean(c.name) for c in conditions], baseline, suite.coherence)
+    for row, cond in zip(quality, conditions):
+        row["expected_displacement"] = cond.expected_displacement
+        row["k"] = cond.k if cond.op == "random_ablate" else None
+    is_random = bool(lm.is_random or vectors.meta.get("is_random"))
+    validation = reader_validation(lm, vectors, suite, [r.reader for r in readings], layer)
+    degenerate = {row["name"] for row in quality if row["degenerate"]}
+    claims = evaluate_claims(suite, conditions, prompts, vectors.emotions, readings[0], readings[1:], degenerate,
+                             validation, options.allow_random_claims or not is_random, suite.generation.seed)
+    result = SuiteResult(suite, prompts, conditions, replies, readings[0], readings[1:], ppl, distinct,
+                         tuple(vectors.emotions), not is_random, 0.0, quality, claims, validation=validation)
+    result.dose = dose_table(result)
+    weak = low_power(claims)
+    if weak:
+        result.warnings.append(f"power < 0.8 at the minimum effect of interest for {len(weak)} claim(s): "
+                               f"{', '.join(weak[:5])}{' ...' if len(weak) > 5 else ''}; a null verdict there "
+                               "is weak evidence of no effect")
+    if is_random:
+        result.note = ("random weights: the verdicts test the plumbing and are not claims about the model"
+                       + ("" if options.allow_random_claims else "; every claim is reported inconclusive"))
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _grid(values: np.ndarray, n_prompts: int, n_conditions: int, samples: int) -> np.ndarray:
+    """Job-ordered values -> (conditions, prompts, samples)."""
+    return values.reshape(n_prompts, n_conditions, samples).transpose(1, 0, 2)
+
+
+def _read(lm: LoadedModel, vectors: EmotionVectors, reader: str, layer: int, conditions: list[Condition],
+          prompts: list[Prompt], shown: list[str], jobs: list[tuple[int, int, int]], flat: list[str],
+          chat: bool) -> Readings:
+    """Every distinct (reply, user message) read once; prompts read alone, by the same reader."""
+    scores = np.full((len(conditions), len(prompts), max(s for _, _, s in jobs) + 1, len(vectors.emotions)), np.nan)
+    pairs = sorted({(r, shown[p] if chat else "") for (_, p, _), r in zip(jobs, flat) if r.strip()})
+    if pairs:
+        texts = [t for t, _ in pairs]
+        read = read_texts(lm, vectors, texts, layer, reader, [c for _, c in pairs] if chat else None)
+        lookup = {pair: read[i] for i, pair in enumerate(pairs)}
+        for (c, p, s), r in zip(jobs, flat):
+            key = (r, shown[p] if chat else "")
+            if key in lookup:
+                scores[c, p, s] = lookup[key]
+    prompt_scores = read_texts(lm, vectors, [q.text for q in prompts], layer, reader)
+    return Readings(reader, layer if get_reader(reader).layered else None, scores, prompt_scores)
+
+
+def reader_validation(lm: LoadedModel, vectors: EmotionVectors, suite: Suite, readers: list[str],
+                      layer: int) -> dict[str, Any]:
+    """Each reader's one-vs-rest AUROC on the suite's labelled replies (``measurement.validate_on``),
+    at the layer the suite reads; else the selection figure recorded in the vector file."""
+    out: dict[str, Any] = {}
+    if suite.measurement.validate_on:
+        path = resolve_path(suite.measurement.validate_on, suite.path)
+        corpus = load_corpus(path, min_per_emotion=1)
+        for name in readers:
+            rows = evaluate_reader(lm, vectors, corpus.texts, corpus.labels, name, corpus.contexts)
+            row = next((r for r in rows if r.layer == layer), rows[0])
+            out[name] = {"validated_on": str(suite.measurement.validate_on), "n": len(corpus.texts),
+                         "auroc": row.auroc, "auroc_length_adjusted": row.auroc_length_adjusted,
+                         "macro_auroc": row.macro_auroc}
+        return out
+    selection = vectors.meta.get("reading", {}).get("selection_macro_auroc", {})
+    for name in readers:
+        table = selection.get(name, {})
+        value = table.get(str(layer if get_reader(name).layered else "-"))
+        out[name] = {"validated_on": "the vector file's reader-selection replies", "macro_auroc": value}
+    return out
+
+
+def dose_table(result: SuiteResult) -> list[dict[str, Any]]:
+    """For every condition that edits one emotion: target and mean off-target change vs baseline."""
+    base = next(i for i, c in enumerate(result.conditions) if c.op == "baseline")
+    quality = {row["name"]: row for row in result.quality}
+    n_emotions = len(result.emotions)
+    scores = result.readings.replies
+    rows = []
+    with np.errstate(all="ignore"):
+        b = np.nanmean(scores[base], axis=1)  # (prompts, emotions)
+        for i, cond in enumerate(result.conditions):
+            if cond.emotion is None:
+                continue
+            delta = np.nanmean(scores[i], axis=1) - b
+            idx = [result.emotions.index(p.label if cond.emotion == LABEL else cond.emotion)  # type: ignore[arg-type]
+                   for p in result.prompts]
+            target = delta[np.arange(len(result.prompts)), idx]
+            off = (np.nansum(delta, axis=1) - target) / (n_emotions - 1)
+            ok = np.isfinite(target)
+            lo, hi = ci_mean(target[ok]) if ok.sum() > 1 else (float("nan"), float("nan"))
+            q = quality[cond.name]
+            rows.append({"name": cond.name, "op": cond.op, "emotion": cond.emotion, "alpha": cond.alpha,
+                         "target_delta": float(np.nanmean(target)) if ok.any() else float("nan"),
+                         "target_ci": [lo, hi], "offtarget_delta": float(np.nanmean(off)) if ok.any() else float("nan"),
+                         "ppl_ratio": q["ppl_ratio"], "distinct2": q["distinct2"], "displacement": q["displacement"],
+                         "degenerate": q["degenerate"]})
+    return rows

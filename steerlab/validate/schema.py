@@ -1,0 +1,391 @@
+"""Suite files: the typed schema and its parser. Every problem names the file, the field and the fix.
+
+A suite (YAML, see ``eval/suites/``) fixes before it runs: the prompts (and an optional few-shot frame
+that makes a base model answer as an assistant), generation, conditions, the reader, the metrics,
+degeneration limits, the statistics (correction, alpha, minimum effect of interest) and the claims,
+each with its direction, threshold, controls and, optionally, the premise it depends on.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import yaml
+
+from ..errors import SuiteError
+from ..interventions import ABLATIONS, Ablation
+from ..readers import READERS
+from .coherence import DegenerationLimits
+
+Op = Literal["baseline", "add", "ablate", "clamp", "random_add", "random_ablate", "ablate_similar", "prompt"]
+Direction = Literal["increase", "decrease"]
+MetricKind = Literal["reply", "shift", "specificity"]
+Correction = Literal["holm", "bh", "none"]
+TARGET, LABEL = "target", "label"  # metric emotions resolved per claim / per prompt
+NONE = "none"  # compare_to: none makes a one-sample claim (the metric itself against the threshold)
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    file: str | None  # JSONL (``text`` field) or plain text file, one prompt per line
+    inline: tuple[str, ...]  # prompts written in the suite itself (used when ``file`` is None)
+    template: str = "{text}"  # how a prompt is presented to the model; must contain {text}
+
+
+@dataclass(frozen=True)
+class GenerationSpec:
+    max_new_tokens: int = 32  # tokens generated per reply
+    temperature: float = 0.0  # 0 = greedy
+    seed: int = 0  # sampling seed
+    samples: int = 1  # replies per prompt and condition; > 1 needs temperature > 0
+    chat: bool = True  # True: the prompt is a user turn and the reply the assistant's; False: continuation
+    batch_size: int = 32  # rows (prompt x condition x sample) per generate call
+    frame: tuple[tuple[str, str], ...] = ()  # (user, assistant) exchanges shown before each prompt (chat only)
+
+
+@dataclass(frozen=True)
+class ConditionSpec:
+    name: str  # unique; a spec that expands to several conditions names their group
+    op: Op  # what is done to the model or the prompt
+    emotions: tuple[str, ...] = ()  # add / ablate / clamp: emotion names, "label" (the prompt's own) or "all"
+    alphas: tuple[float, ...] = ()  # add / random_add: scale-free strengths; clamp: values (one condition each)
+    mode: Ablation = "mean"  # ablate / random_ablate / ablate_similar: how the projection is removed
+    seeds: int = 3  # random_*: number of random controls (seed, seed + 1, ...)
+    seed: int = 1000  # random_*: first seed
+    match: str = ""  # random_ablate: the ablation whose displacement the random subspace matches
+    like: str = ""  # ablate_similar: ablate the same-valence emotion whose displacement is closest to this one's
+    instruction: str = ""  # prompt: text appended to every prompt (no intervention)
+    layers: tuple[int, ...] | None = None  # None: the vector file's steering layer
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    kind: MetricKind  # reply: score(reply, e); shift: score(reply, e) - score(prompt, e);
+    #                   specificity: score(reply, e) - mean score(reply, ``against``)
+    emotion: str  # an emotion, "target" (the claim condition's emotion) or "label" (the prompt's own)
+    against: tuple[str, ...] = ()  # specificity: the named comparison emotions (e.g. happy, calm)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    reader: str | None = None  # a reader name; None = the vector file's validated default
+    layer: int | None = None  # reader layer; None = the vector file's reading layer
+    secondary: tuple[str, ...] = ()  # other readers the claims are also judged with (disagreement is reported)
+    validate_on: str | None = None  # labelled replies (JSONL with context) to report the reader's AUROC on
+
+
+@dataclass(frozen=True)
+class Coherence:
+    max_ppl_ratio: float = 3.0  # degenerate above this geometric-mean perplexity ratio to baseline
+    min_distinct2: float = 0.3  # degenerate below this mean distinct-2 (unique token bigrams / bigrams)
+    max_empty: float = 0.5  # degenerate above this share of empty replies
+    max_repeat_share: float = DegenerationLimits.max_repeat_share  # a reply loops above this share of words in repeated 3-grams
+    min_compression: float = DegenerationLimits.min_compression  # a reply loops when zlib shrinks it below this ratio
+    max_markup_share: float = DegenerationLimits.max_markup_share  # markup junk above this share of tag / symbol-run chars
+    max_degenerate_share: float = 0.25  # degenerate above this share of looping / junk replies
+
+
+@dataclass(frozen=True)
+class Statistics:
+    correction: Correction = "holm"  # family-wise (holm) or false-discovery (bh) correction across claims
+    alpha: float = 0.05  # level of every decision, after correction
+    min_effect: float = 0.0  # minimum effect of interest in metric units; 0 = use min_effect_dz
+    min_effect_dz: float = 0.5  # ... else as a standardised paired effect (mean / sd of the differences)
+
+
+@dataclass(frozen=True)
+class ClaimSpec:
+    name: str
+    condition: str  # a condition or group; a group of several gives one claim per member
+    metric: str  # a metric name
+    direction: Direction  # the claimed sign of condition - compare_to
+    compare_to: str = "baseline"  # a condition, or "none" for a one-sample claim on the metric itself
+    controls: tuple[str, ...] = ()  # conditions or groups the condition must beat (members matched by alpha)
+    threshold: float = 0.0  # minimal effect, in metric units, in the claimed direction
+    alpha: float | None = None  # select the members of a swept group with this alpha
+    premise: str = ""  # a claim that must PASS for this one to be testable
+    min_effect: float | None = None  # overrides statistics.min_effect
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    model: str | None  # model spec; None = the vector file's
+    vectors: str | None  # vector file; None = the shipped one for the model
+    prompts: PromptSpec
+    n: int | None  # use at most this many prompts (stratified by label when labelled)
+    generation: GenerationSpec
+    conditions: tuple[ConditionSpec, ...]
+    measurement: Measurement
+    metrics: tuple[MetricSpec, ...]
+    coherence: Coherence
+    statistics: Statistics
+    claims: tuple[ClaimSpec, ...]
+    path: str = ""  # where the suite was read from (prompt paths resolve against it)
+
+
+_MISSING = object()
+
+
+class _Reader:
+    """Typed access to one YAML mapping; every error names the suite file and the field."""
+
+    def __init__(self, data: object, where: str, source: str, allowed: Sequence[str]) -> None:
+        if not isinstance(data, dict):
+            raise SuiteError(f"{source}: {where or 'the file'} must be a mapping (key: value), got {_show(data)}")
+        for key in data:
+            if key not in allowed:
+                near = difflib.get_close_matches(str(key), allowed, n=1)
+                hint = f" (did you mean {near[0]!r}?)" if near else ""
+                raise SuiteError(f"{source}: unknown field {self._at(where, key)!r}{hint}: allowed are {', '.join(allowed)}")
+        self.data, self.where, self.source = data, where, source
+
+    @staticmethod
+    def _at(where: str, key: object) -> str:
+        return f"{where}.{key}" if where else str(key)
+
+    def fail(self, key: str, msg: str) -> SuiteError:
+        return SuiteError(f"{self.source}: field {self._at(self.where, key)!r} {msg}")
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = _MISSING) -> Any:
+        if key not in self.data or self.data[key] is None:
+            if default is _MISSING:
+                raise self.fail(key, "is missing: add it")
+            return default
+        value = self.data[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+            name = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            raise self.fail(key, f"must be {name}, got {_show(value)}")
+        return value
+
+    def number(self, key: str, default: Any = _MISSING, low: float | None = None) -> Any:
+        value = self.get(key, float, default)
+        if value is not None and (not math.isfinite(value) or (low is not None and value < low)):
+            raise self.fail(key, f"must be a finite number{f' >= {low:g}' if low is not None else ''}, got {value!r}")
+        return float(value) if value is not None else value
+
+    def integer(self, key: str, default: Any = _MISSING, low: int = 0) -> int:
+        value = self.get(key, int, default)
+        if value is not None and value < low:
+            raise self.fail(key, f"must be an integer >= {low}, got {value}")
+        return value  # type: ignore[no-any-return]
+
+    def choice(self, key: str, options: Sequence[str], default: Any = _MISSING) -> Any:
+        value = self.get(key, str, default)
+        if value is None and default is None:
+            return None
+        if value not in options:
+            raise self.fail(key, f"is {value!r}: use one of {', '.join(options)}")
+        return value  # type: ignore[no-any-return]
+
+    def strings(self, key: str, default: Any = _MISSING) -> tuple[str, ...]:
+        if self.data.get(key) is None and default is not _MISSING:
+            return default  # type: ignore[no-any-return]
+        value = self.get(key, (list, str))
+        items = [value] if isinstance(value, str) else list(value)
+        if not all(isinstance(v, str) and v.strip() for v in items):
+            raise self.fail(key, f"must be a list of non-empty strings, got {_show(value)}")
+        return tuple(v.strip() for v in items)
+
+    def numbers(self, key: str, default: Any = _MISSING) -> tuple[float, ...]:
+        if self.data.get(key) is None and default is not _MISSING:
+            return default  # type: ignore[no-any-return]
+        value = self.get(key, (list, int, float))
+        items = value if isinstance(value, list) else [value]
+        if not items or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in items):
+            raise self.fail(key, f"must be a number or a non-empty list of numbers, got {_show(value)}")
+        return tuple(float(v) for v in items)
+
+    def sub(self, key: str, allowed: Sequence[str], default: Any = _MISSING) -> _Reader:
+        value = self.data.get(key, _MISSING)
+        if value is _MISSING or value is None:
+            if default is _MISSING:
+                raise self.fail(key, "is missing: add it")
+            value = default
+        return _Reader(value, self._at(self.where, key), self.source, allowed)
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Read and check a suite file; every problem is a SuiteError naming the field and the fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise SuiteError(f"suite file {str(path)!r} not found: pass a YAML file such as eval/suites/necessity.yaml")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise SuiteError(f"{path}: not valid YAML ({str(err).splitlines()[0]}): fix the syntax") from None
+    return parse_suite(data, str(path))
+
+
+def parse_suite(data: object, source: str = "<suite>") -> Suite:
+    top = _Reader(data, "", source, ["name", "description", "model", "vectors", "prompts", "n", "generation",
+                                     "conditions", "measurement", "metrics", "coherence", "statistics", "claims"])
+    prompts = _parse_prompts(top)
+    g = top.sub("generation", ["max_new_tokens", "temperature", "seed", "samples", "chat", "batch_size", "frame"], {})
+    generation = GenerationSpec(
+        max_new_tokens=g.integer("max_new_tokens", 32, low=1), temperature=g.number("temperature", 0.0, low=0),
+        seed=g.integer("seed", 0), samples=g.integer("samples", 1, low=1), chat=g.get("chat", bool, True),
+        batch_size=g.integer("batch_size", 32, low=1), frame=_parse_frame(g))
+    if generation.samples > 1 and generation.temperature == 0:
+        raise g.fail("samples", f"is {generation.samples} but temperature is 0 (greedy replies are identical): "
+                     "set temperature > 0 or samples: 1")
+    if generation.frame and not generation.chat:
+        raise g.fail("frame", "needs chat: true (a frame is a list of user/assistant exchanges)")
+    conditions = _parse_conditions(top)
+    m = top.sub("measurement", ["reader", "layer", "secondary", "validate_on"], {})
+    readers = list(READERS)
+    measurement = Measurement(
+        reader=m.choice("reader", readers, None), layer=m.integer("layer", None),
+        secondary=tuple(_known(m, "secondary", m.strings("secondary", ()), readers)),
+        validate_on=m.get("validate_on", str, None))
+    metrics = _parse_metrics(top)
+    c = top.sub("coherence", [f for f in Coherence.__dataclass_fields__], {})
+    coherence = Coherence(**{name: c.number(name, getattr(Coherence(), name), low=0)
+                             for name in Coherence.__dataclass_fields__})
+    s = top.sub("statistics", ["correction", "alpha", "min_effect", "min_effect_dz"], {})
+    statistics = Statistics(correction=s.choice("correction", get_args(Correction), "holm"),  # type: ignore[arg-type]
+                            alpha=s.number("alpha", 0.05, low=0), min_effect=s.number("min_effect", 0.0, low=0),
+                            min_effect_dz=s.number("min_effect_dz", 0.5, low=0))
+    if not 0 < statistics.alpha < 1:
+        raise s.fail("alpha", f"is {statistics.alpha}: use a level between 0 and 1, e.g. 0.05")
+    return Suite(
+        name=top.get("name", str), description=top.get("description", str, ""), model=top.get("model", str, None),
+        vectors=top.get("vectors", str, None), prompts=prompts, n=top.integer("n", None, low=1),
+        generation=generation, conditions=conditions, measurement=measurement, metrics=metrics,
+        coherence=coherence, statistics=statistics, claims=_parse_claims(top, conditions, metrics), path=source)
+
+
+def _known(r: _Reader, key: str, values: Sequence[str], options: Sequence[str]) -> Sequence[str]:
+    for value in values:
+        if value not in options:
+            raise r.fail(key, f"names unknown {value!r}: use one of {', '.join(options)}")
+    return values
+
+
+def _parse_frame(g: _Reader) -> tuple[tuple[str, str], ...]:
+    out = []
+    for i, item in enumerate(g.get("frame", list, [])):
+        r = _Reader(item, f"{g.where}.frame[{i}]" if g.where else f"frame[{i}]", g.source, ["user", "assistant"])
+        user, assistant = r.get("user", str), r.get("assistant", str)
+        if not user.strip() or not assistant.strip():
+            raise r.fail("user", "and 'assistant' must both be non-empty text")
+        out.append((user.strip(), assistant.strip()))
+    return tuple(out)
+
+
+def _parse_prompts(top: _Reader) -> PromptSpec:
+    raw = top.data.get("prompts")
+    if isinstance(raw, str):
+        return PromptSpec(file=raw, inline=())
+    if isinstance(raw, list):
+        return PromptSpec(file=None, inline=top.strings("prompts"))
+    p = top.sub("prompts", ["file", "inline", "template"])
+    template = p.get("template", str, "{text}")
+    if "{text}" not in template:
+        raise p.fail("template", f"is {template!r}: it must contain {{text}} where the prompt goes")
+    file, inline = p.get("file", str, None), p.strings("inline", ())
+    if (file is None) == (not inline):
+        raise p.fail("file", "and 'inline' are both set or both missing: give exactly one")
+    return PromptSpec(file=file, inline=inline, template=template)
+
+
+NEEDS: dict[str, tuple[str, ...]] = {
+    "add": ("emotions", "alphas"), "ablate": ("emotions",), "clamp": ("emotions", "alphas"),
+    "random_add": ("alphas",), "random_ablate": (), "ablate_similar": ("like",), "prompt": ("instruction",),
+    "baseline": (),
+}
+
+
+def _parse_conditions(top: _Reader) -> tuple[ConditionSpec, ...]:
+    items = top.get("conditions", list)
+    out: list[ConditionSpec] = []
+    for i, item in enumerate(items):
+        r = _Reader(item, f"conditions[{i}]", top.source, ["name", "op", "emotions", "alphas", "mode", "seeds", "seed",
+                                                          "match", "like", "instruction", "layers"])
+        op = r.choice("op", get_args(Op), "baseline" if r.data.get("name") == "baseline" else _MISSING)
+        for key in NEEDS[op]:
+            r.get(key, object)  # present and not null
+        layers = r.data.get("layers")
+        if layers is not None and (not isinstance(layers, list) or not layers
+                                   or not all(isinstance(x, int) and not isinstance(x, bool) for x in layers)):
+            raise r.fail("layers", f"must be a non-empty list of layer numbers, got {_show(layers)}")
+        spec = ConditionSpec(
+            name=r.get("name", str), op=op,  # type: ignore[arg-type]
+            emotions=r.strings("emotions", ()), alphas=r.numbers("alphas", ()),
+            mode=r.choice("mode", ABLATIONS, "mean"),  # type: ignore[arg-type]
+            seeds=r.integer("seeds", 3, low=1), seed=r.integer("seed", 1000), match=r.get("match", str, ""),
+            like=r.get("like", str, ""), instruction=r.get("instruction", str, ""),
+            layers=tuple(layers) if layers else None)
+        if spec.op == "random_ablate" and spec.mode == "directional":
+            raise r.fail("mode", "is 'directional', which random_ablate does not support: use mean or zero")
+        if spec.name in {s.name for s in out}:
+            raise r.fail("name", f"{spec.name!r} is used twice: condition names must be unique")
+        out.append(spec)
+    names = [s.name for s in out]
+    for i, spec in enumerate(out):
+        if spec.match and spec.match not in names:
+            raise SuiteError(f"{top.source}: field 'conditions[{i}].match' names unknown condition {spec.match!r}: "
+                             f"defined are {', '.join(names)}")
+    if not any(s.op == "baseline" for s in out):
+        raise top.fail("conditions", "has no baseline: add `- name: baseline`")
+    return tuple(out)
+
+
+def _parse_metrics(top: _Reader) -> tuple[MetricSpec, ...]:
+    items = top.get("metrics", dict)
+    out = []
+    for name, item in items.items():
+        r = _Reader(item, f"metrics.{name}", top.source, ["kind", "emotion", "against"])
+        kind = r.choice("kind", get_args(MetricKind))
+        against = r.strings("against", ())
+        if kind == "specificity" and not against:
+            raise r.fail("against", "is missing: a specificity metric names its comparison emotions, "
+                         "e.g. against: [happy, calm, confident]")
+        out.append(MetricSpec(str(name), kind, r.get("emotion", str), against))  # type: ignore[arg-type]
+    if not out:
+        raise top.fail("metrics", "is empty: define at least one metric")
+    return tuple(out)
+
+
+def _parse_claims(top: _Reader, conditions: Sequence[ConditionSpec], metrics: Sequence[MetricSpec]
+                  ) -> tuple[ClaimSpec, ...]:
+    names = [c.name for c in conditions]
+    out: list[ClaimSpec] = []
+    for i, item in enumerate(top.get("claims", list, [])):
+        r = _Reader(item, f"claims[{i}]", top.source, ["name", "condition", "compare_to", "metric", "direction",
+                                                       "controls", "threshold", "alpha", "premise", "min_effect"])
+        claim = ClaimSpec(
+            name=r.get("name", str), condition=r.get("condition", str), metric=r.get("metric", str),
+            direction=r.choice("direction", get_args(Direction)),  # type: ignore[arg-type]
+            compare_to=r.get("compare_to", str, "baseline"), controls=r.strings("controls", ()),
+            threshold=r.number("threshold", 0.0, low=0), alpha=r.number("alpha", None),
+            premise=r.get("premise", str, ""), min_effect=r.number("min_effect", None, low=0))
+        checks = [("condition", claim.condition), *[("controls", c) for c in claim.controls]]
+        if claim.compare_to != NONE:
+            checks.append(("compare_to", claim.compare_to))
+        for key, value in checks:
+            if value not in names:
+                raise r.fail(key, f"names unknown condition {value!r}: defined are {', '.join(names)}")
+        if claim.metric not in [m.name for m in metrics]:
+            raise r.fail("metric", f"names unknown metric {claim.metric!r}: defined are {', '.join(m.name for m in metrics)}")
+        if claim.premise and claim.premise not in [c.name for c in out]:
+            raise r.fail("premise", f"names {claim.premise!r}, which is not a claim listed before this one: "
+                         "list the premise first and use its name")
+        if claim.name in [c.name for c in out]:
+            raise r.fail("name", f"{claim.name!r} is used twice: claim names must be unique")
+        out.append(claim)
+    return tuple(out)

@@ -1,0 +1,255 @@
+"""Statistics for causal-validation verdicts: known answers, coverage and error-rate simulations."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from steerlab.validate import stats as S
+
+# --- sign-flip p-values --------------------------------------------------------------------------
+
+
+def brute_force_p(d: np.ndarray, alternative: str) -> float:
+    signs = np.array(list(itertools.product([1.0, -1.0], repeat=d.size)))
+    t, obs, tol = signs @ d, d.sum(), 1e-9 * np.abs(d).sum()
+    hits = {"greater": t >= obs - tol, "less": t <= obs + tol,
+            "two-sided": np.abs(t) >= abs(obs) - tol}[alternative]
+    return float(hits.mean())
+
+
+def test_sign_flip_exact_by_hand() -> None:
+    p = S.sign_flip_p([1.0, 2.0, 3.0])  # only the all-plus vector reaches the sum 6
+    assert p == S.PValue(0.125, exact=True, floor=0.125)
+    assert str(p) == "p = 0.1250 (exact)"
+    assert S.sign_flip_p([1.0, 2.0, 3.0], "less").value == 1.0
+    assert S.sign_flip_p([1.0, 2.0, 3.0], "two-sided").value == 0.25
+    # signed sums of (1, 2, 3): 6, 0, 2, -4, 4, -2, 0, -6; observed 1 - 2 + 3 = 2 -> {6, 2, 4}
+    assert S.sign_flip_p([1.0, -2.0, 3.0]).value == 3 / 8
+    assert str(S.sign_flip_p([1.0, -2.0, 3.0])) == "p = 0.3750"
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 8, 11, 14])
+@pytest.mark.parametrize("alternative", ["greater", "less", "two-sided"])
+def test_sign_flip_exact_equals_brute_force(n: int, alternative: str) -> None:
+    d = np.random.default_rng(n).normal(0.4, 1.0, size=n)
+    got = S.sign_flip_p(d, alternative, shift=0.1)  # type: ignore[arg-type]
+    assert got.exact
+    assert got.value == pytest.approx(brute_force_p(d - 0.1, alternative), abs=1e-12)
+
+
+def test_sign_flip_ties_and_missing_values() -> None:
+    assert S.sign_flip_p([0.0, 0.0, 0.0]).value == 1.0  # every sign vector ties with 0
+    assert S.sign_flip_p([np.nan, 1.0, 2.0, 3.0]).value == 0.125  # nan pairs are dropped
+    empty = S.sign_flip_p([])
+    assert math.isnan(empty.value) and str(empty) == "p = nan"
+    with pytest.raises(ValueError):
+        S.sign_flip_p([1.0], "bigger")  # type: ignore[arg-type]
+
+
+def test_sign_flip_monte_carlo_path() -> None:
+    d = np.random.default_rng(3).normal(3.0, 1.0, size=30)
+    p = S.sign_flip_p(d)
+    assert not p.exact and p.floor == 1 / 20001 and p.value == p.floor
+    assert str(p) == "p < 5e-05"
+    small = S.sign_flip_p(d, n_perm=999)
+    assert small.floor == 1 / 1000 and str(small) == "p < 0.0010"
+    assert S.sign_flip_p(d, seed=7) == S.sign_flip_p(d, seed=7)  # seeded
+
+
+def test_monte_carlo_agrees_with_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    d = np.random.default_rng(4).normal(0.3, 1.0, size=16)
+    exact = S.sign_flip_p(d, "two-sided")
+    monkeypatch.setattr(S, "EXACT_MAX_N", 0)
+    mc = S.sign_flip_p(d, "two-sided", n_perm=40000, seed=1)
+    assert exact.exact and not mc.exact
+    assert mc.value == pytest.approx(exact.value, abs=0.01)
+
+
+# --- multiplicity --------------------------------------------------------------------------------
+
+
+def test_adjust_by_hand() -> None:
+    p = [0.01, 0.04, 0.03, 0.2]
+    # Holm: sorted 0.01, 0.03, 0.04, 0.2 -> 4*.01, 3*.03, max(2*.04, .09), max(.2, .09)
+    np.testing.assert_allclose(S.adjust(p, "holm"), [0.04, 0.09, 0.09, 0.2])
+    # BH: 4/1*.01, 4/2*.03 = .06, 4/3*.04 = .0533, .2 -> running min from the top
+    np.testing.assert_allclose(S.adjust(p, "bh"), [0.04, 0.16 / 3, 0.16 / 3, 0.2])
+    np.testing.assert_allclose(S.adjust(p, "none"), p)
+    np.testing.assert_allclose(S.adjust([0.5, 0.6], "holm"), [1.0, 1.0])  # capped at 1
+
+
+def test_adjust_ignores_nan() -> None:
+    out = S.adjust([np.nan, 0.01, 0.04], "holm")  # m = 2, not 3
+    assert math.isnan(out[0])
+    np.testing.assert_allclose(out[1:], [0.02, 0.04])
+    assert np.isnan(S.adjust([np.nan], "bh")).all() and S.adjust([], "holm").size == 0
+
+
+# --- power ---------------------------------------------------------------------------------------
+
+
+def test_power_textbook_value_and_monotone() -> None:
+    # G*Power, one-sample t, one-tailed, d = 0.5, alpha = 0.05: n = 27 gives power 0.8118
+    assert S.power(0.5, 1.0, 27) == pytest.approx(0.8118, abs=5e-4)
+    assert S.power(0.0, 1.0, 24) == pytest.approx(0.05)
+    powers = [S.power(0.4, 1.0, n) for n in (8, 16, 32, 64, 128)]
+    assert all(a < b for a, b in itertools.pairwise(powers))
+    assert math.isnan(S.power(0.5, 0.0, 24)) and math.isnan(S.power(0.5, 1.0, 1))
+
+
+def test_power_matches_simulation() -> None:
+    rng = np.random.default_rng(5)
+    x = rng.normal(0.8, 2.0, size=(40000, 10))
+    t = x.mean(axis=1) / (x.std(axis=1, ddof=1) / math.sqrt(10))
+    simulated = float(np.mean(t > sps.t.ppf(0.95, 9)))
+    assert S.power(0.8, 2.0, 10) == pytest.approx(simulated, abs=0.01)
+
+
+def test_mde_inverts_power() -> None:
+    for sd, n in [(1.0, 8), (0.3, 24), (2.0, 200)]:
+        assert S.power(S.mde(sd, n), sd, n) == pytest.approx(0.8, abs=1e-6)
+    assert S.mde(2.0, 24) == pytest.approx(2 * S.mde(1.0, 24))
+    assert S.mde(1.0, 24, alpha=0.01) > S.mde(1.0, 24)
+    assert math.isnan(S.mde(0.0, 24))
+
+
+# --- bootstrap CI --------------------------------------------------------------------------------
+
+COVERAGE_SETS = 1000
+
+
+@pytest.mark.parametrize("n", [8, 24])
+@pytest.mark.parametrize("dist", ["normal", "exponential"])
+def test_ci_mean_coverage(dist: str, n: int) -> None:
+    rng = np.random.default_rng(100 + n)
+    if dist == "normal":
+        data, mu = rng.normal(0.3, 1.0, size=(COVERAGE_SETS, n)), 0.3
+    else:  # skewness 2: the percentile bootstrap covers ~0.88 at n = 8
+        data, mu = rng.exponential(1.0, size=(COVERAGE_SETS, n)), 1.0
+    cis = np.array([S.ci_mean(x, seed=i, n_boot=999) for i, x in enumerate(data)])
+    coverage = float(np.mean((cis[:, 0] <= mu) & (mu <= cis[:, 1])))
+    assert 0.92 <= coverage <= 0.98, coverage
+
+
+def test_ci_mean_degenerate_inputs() -> None:
+    assert all(math.isnan(v) for v in S.ci_mean([]))
+    assert all(math.isnan(v) for v in S.ci_mean([1.0, np.nan]))
+    assert S.ci_mean([2.0, 2.0, 2.0]) == (2.0, 2.0)
+    lo, hi = S.ci_mean([1.0, 2.0, np.nan, 3.0, 4.0, 5.0])
+    assert lo < 3.0 < hi
+    assert S.ci_mean([1.0, 5.0, 2.0, 7.0], seed=3) == S.ci_mean([1.0, 5.0, 2.0, 7.0], seed=3)
+
+
+# --- the decision rule ---------------------------------------------------------------------------
+
+
+
+def family(rng: np.random.Generator, effect: float, start: int, size: int = 5, n: int = 24,
+           k: int = 4) -> list[S.ClaimData]:
+    """Claims whose condition is `effect` (in sd of a difference) above a reference and k controls.
+
+    Every condition's per-prompt value carries independent noise of sd 1/sqrt(2), so every paired
+    difference has sd 1 and the control differences share the condition's noise, as in a suite.
+    """
+    noise = rng.normal(0.0, math.sqrt(0.5), size=(size, 2 + k, n))
+    cond = noise[:, 0] + effect
+    return [S.ClaimData(f"claim{start + i}", cond[i] - noise[i, 1],
+                        {f"random:s{1000 + j}": cond[i] - noise[i, 2 + j] for j in range(k)})
+            for i in range(size)]
+
+
+def verdict_rates(effect: float, families: int, seed: int) -> tuple[float, float, float]:
+    """Per-claim FAIL and PASS rates and the family-wise FAIL rate over simulated suites."""
+    rng = np.random.default_rng(seed)
+    # the verdict uses only p-values (1000 sign flips resolve p = 0.001) and CIs need few draws
+    verdicts = [[j.verdict for j in S.judge(family(rng, effect, 5 * f), seed=f, n_perm=1000,
+                                            n_boot=100)]
+                for f in range(families)]
+    flat = np.array(verdicts)
+    family_fail = float(np.mean([("fail" in v) for v in verdicts]))
+    return float(np.mean(flat == "fail")), float(np.mean(flat == "pass")), family_fail
+
+
+def test_global_null_error_rates() -> None:
+    fail, passed, family_fail = verdict_rates(0.0, families=200, seed=11)  # 1000 claims
+    assert fail <= 0.06 and passed <= 0.06, (fail, passed)
+    assert family_fail <= 0.05 + 2 * math.sqrt(0.05 * 0.95 / 200), family_fail  # Holm's FWER
+
+
+def test_planted_effect_passes() -> None:
+    fail, passed, _ = verdict_rates(1.0, families=40, seed=12)  # 200 claims, d = 1, n = 24
+    assert passed > 0.8 and fail == 0.0, (passed, fail)
+
+
+def controls(rng: np.random.Generator, means: dict[str, float],
+             n: int = 24) -> dict[str, np.ndarray]:
+    return {name: rng.normal(mu, 1.0, size=n) for name, mu in means.items()}
+
+
+def test_reversed_effect_fails_as_reversed() -> None:
+    rng = np.random.default_rng(13)
+    claim = S.ClaimData("reversed", rng.normal(-1.0, 1.0, size=24),
+                        controls(rng, {"random:s1": 0.0, "random:s2": 0.0}))
+    (j,) = S.judge([claim])
+    assert j.verdict == "fail" and j.fail_reasons == ("reversed",), j.reasons
+    assert j.reasons[0].startswith("reversed: effect -")
+
+
+def test_control_beating_the_condition_fails_as_not_specific() -> None:
+    rng = np.random.default_rng(14)
+    claim = S.ClaimData("unspecific", rng.normal(1.0, 1.0, size=24),
+                        controls(rng, {"random:s1001": -1.0, "random:s1002": 1.0}))
+    (j,) = S.judge([claim])
+    assert j.verdict == "fail" and j.fail_reasons == ("not specific",), j.reasons
+    assert "control random:s1001 beats the condition" in j.reasons[0]
+
+
+def test_degenerate_claim_never_passes() -> None:
+    rng = np.random.default_rng(15)
+    main = rng.normal(2.0, 1.0, size=24)
+    ctrl = controls(rng, {"random:s1": 2.0})
+    clean, dirty = S.judge([S.ClaimData("a", main, ctrl),
+                            S.ClaimData("b", main, ctrl, degenerate=("ablate desperate",))])
+    assert clean.verdict == "pass"
+    assert dirty.verdict == "inconclusive" and dirty.p_pass_adj < 0.05
+    assert any("degenerate" in r and "ablate desperate" in r for r in dirty.reasons)
+
+
+def test_inconclusive_names_what_is_missing() -> None:
+    rng = np.random.default_rng(16)
+    claim = S.ClaimData("weak", rng.normal(1.0, 1.0, size=24),
+                        controls(rng, {"random:s1001": 0.0, "random:s1002": 1.0}), min_effect=0.1)
+    (j,) = S.judge([claim])
+    assert j.verdict == "inconclusive" and j.fail_reasons == ()
+    assert j.reasons[0].startswith("p_pass_adj = ") and "≥ 0.05" in j.reasons[0]
+    assert any(r.startswith("does not beat control random:s1001 (p = ") for r in j.reasons)
+    assert any(r.startswith("low power") for r in j.reasons)
+
+
+def test_judgement_fields() -> None:
+    rng = np.random.default_rng(17)
+    main = rng.normal(0.5, 1.0, size=16)  # n <= 20: exact p-values, whatever the seed
+    ctrl = controls(rng, {"c1": 0.3, "c2": 0.1}, n=16)
+    a, b = S.judge([S.ClaimData("a", main, ctrl, threshold=0.2),
+                    S.ClaimData("b", np.array([1.0, np.nan]), ctrl)], seed=3)
+    assert a.n == 16 and a.effect == pytest.approx(main.mean())
+    assert a.effect_size == pytest.approx(main.mean() / main.std(ddof=1))
+    assert a.p_pass == max([a.p.value] + [c.p.value for c in a.controls])
+    assert a.p == S.sign_flip_p(main, shift=0.2)
+    worse = [S.sign_flip_p(main, "less").value] + [c.p_worse.value for c in a.controls]
+    assert a.p_fail == min(1.0, 3 * min(worse))
+    assert a.p_pass_adj == a.p_pass  # the unusable claim b is not counted in m
+    assert a.power == pytest.approx(S.power(0.2, main.std(ddof=1), 16))
+    assert a.mde == pytest.approx(S.mde(main.std(ddof=1), 16))
+    assert [c.name for c in a.controls] == ["c1", "c2"]
+    assert b.verdict == "inconclusive" and b.reasons == ("fewer than 2 usable pairs (n = 1)",)
+    assert math.isnan(b.p_pass) and math.isnan(b.p_pass_adj)
+    again = S.judge([S.ClaimData("a", main, ctrl, threshold=0.2)], seed=3)[0]
+    assert again.p == a.p and again.ci == a.ci  # seeded per claim name
+    no_effect = S.judge([S.ClaimData("c", main, ctrl)])[0]
+    assert math.isnan(no_effect.power)  # neither min_effect nor threshold set
