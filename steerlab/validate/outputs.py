@@ -156,9 +156,10 @@ def markdown(result: SuiteResult, summ: Mapping[str, Any]) -> str:
               "| condition | " + " | ".join(summ["means"]) + " | ‖Δx‖ per token | ppl ratio | distinct-2 | echo | looping | degenerate |",
               "|---|" + "---|" * (len(summ["means"]) + 6)]
     means = {k: {r["condition"]: r for r in v} for k, v in summ["means"].items()}
-    for q in result.quality:
+    for q, cond in zip(result.quality, result.conditions):
         cells = [_f(means[k][q["name"]]["mean"]) if q["name"] in means[k] else "–" for k in means]
-        lines.append(f"| {q['name']} | " + " | ".join(cells) + f" | {q['displacement']:.1f} | {q['ppl_ratio']:.2f} | "
+        what = {"ablate_similar": f" ({cond.emotion})", "random_ablate": f" (k = {cond.k})"}.get(cond.op, "")
+        lines.append(f"| {q['name']}{what} | " + " | ".join(cells) + f" | {q['displacement']:.1f} | {q['ppl_ratio']:.2f} | "
                      f"{q['distinct2']:.2f} | {q['echo_rate']:.0%} | {q['degenerate_replies']:.0%} | {q['why'] or 'no'} |")
     if result.dose:
         lines += ["", "## Dose response (vs baseline)", "",
