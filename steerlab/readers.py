@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -117,7 +117,7 @@ def _lexicon(v: EmotionVectors, feats: np.ndarray | None, texts: Sequence[str], 
 
 
 @lru_cache(maxsize=1)
-def _lexicons() -> tuple[object, dict[str, list[str]]]:
+def _lexicons() -> tuple[Any, dict[str, list[str]]]:
     """VADER's analyser and NRC's word -> categories table, both shipped inside their wheels."""
     import json
     from importlib.resources import files
@@ -278,8 +278,8 @@ def choose_reader(vectors: EmotionVectors, features: np.ndarray, texts: Sequence
     select = set(rng.permutation(messages)[: len(messages) // 2].tolist())
     is_sel = np.array([ctx in select for ctx in contexts])
     fit_rows, sel_rows = np.flatnonzero(~is_sel), np.flatnonzero(is_sel)
-    half = with_reply_reader(vectors, features[fit_rows], [labels[i] for i in fit_rows], seed, c, provenance)
-    sel_texts, sel_labels = [texts[i] for i in sel_rows], [labels[i] for i in sel_rows]
+    half = with_reply_reader(vectors, features[fit_rows], [labels[int(i)] for i in fit_rows], seed, c, provenance)
+    sel_texts, sel_labels = [texts[int(i)] for i in sel_rows], [labels[int(i)] for i in sel_rows]
     table: dict[str, dict[str, float]] = {}
     for name, spec in READERS.items():
         rows = evaluate_reader(None, half, sel_texts, sel_labels, name, features=features[sel_rows] if spec.layered else None)

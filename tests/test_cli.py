@@ -100,7 +100,7 @@ def test_steer_tiny_json(tiny_vec_file, capsys, monkeypatch) -> None:  # type: i
     rows = [json.loads(line) for line in out.splitlines()]
     assert [r["alpha"] for r in rows] == [0.0, 4.0]
     for r in rows:
-        assert set(r) == {"prompt", "alpha", "layers", "baseline", "steered"}
+        assert set(r) == {"prompt", "alpha", "layers", "displacement", "baseline", "steered"}
         assert set(r["steered"]["scores"]) == set(TINY_TEXTS)
     assert rows[0]["steered"]["text"] == rows[0]["baseline"]["text"]  # alpha 0 changes nothing
 
@@ -157,3 +157,13 @@ def test_extract_end_to_end_on_embedded_model(tmp_path, capsys, monkeypatch) -> 
     assert meta["n_layers"] == 18 and meta["hidden_size"] == 640 and meta["is_random"] is False
     assert set(meta["emotions"]) == {"happy", "afraid", "calm", "angry"}
     assert 0 <= meta["chosen_layer"] < 18
+
+
+def test_steer_named_ablation_modes(tiny_vec_file, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    for spec in ("grim", "grim:zero", "grim:directional"):
+        code, out, err = run(["steer", "a day at the sea", "--vectors", str(tiny_vec_file), "--ablate", spec,
+                              "--max-new-tokens", "4", "--json"], capsys, monkeypatch)
+        assert code == 0, err
+        assert json.loads(out.splitlines()[0])["displacement"] > 0
+    code, _, err = run(["steer", "x", "--vectors", str(tiny_vec_file), "--ablate", "grim:half"], capsys, monkeypatch)
+    one_line_error(code, err, "grim:half")

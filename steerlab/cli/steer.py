@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import SteerlabError
 from ..generate import GenerationConfig, generate
-from ..interventions import POSITIONS, build_edits
+from ..interventions import POSITIONS, Displacement, build_edits, parse_ablation
 from ..readers import READERS, read_texts
 from ..sites import parse_layers
 from ..validate import load_prompts
@@ -43,7 +43,9 @@ def _parse_clamp(items: tuple[str, ...]) -> dict[str, float]:
 @click.argument("prompt", nargs=-1)
 @click.option("--emotion", "emotions", multiple=True, help="Emotion to add (repeatable).")
 @click.option("--alpha", "alphas", multiple=True, type=float, help="Strength per --emotion (one value applies to all). Default 4.")
-@click.option("--ablate", multiple=True, help="Emotion to project out (repeatable).")
+@click.option("--ablate", multiple=True,
+              help="EMOTION or EMOTION:zero|mean|directional (repeatable). Default mean-ablation: the projection "
+                   "is set to its corpus mean, removing variation without pushing activations.")
 @click.option("--clamp", "clamps", multiple=True, help="EMOTION=VALUE: set the projection to VALUE alpha-units above the mean.")
 @click.option("--vectors", "vectors_path", default=None, help="Vector file (default: the shipped vectors for the model).")
 @model_options
@@ -86,7 +88,8 @@ def steer_cmd(prompt: tuple[str, ...], emotions: tuple[str, ...], alphas: tuple[
             raise SteerlabError(f"--alpha {a} is not a finite number: use e.g. 4 or -2")
     clamp = _parse_clamp(clamps)
     v, lm = get_vectors_and_model(vectors_path, model_spec, revision, dtype)
-    for name in [*emotions, *ablate, *clamp]:
+    ablated = [parse_ablation(spec)[0] for spec in ablate]
+    for name in [*emotions, *ablated, *clamp]:
         v.index(name)
     layers = parse_layers(layer_spec, lm.n_layers) if layer_spec else [v.steering_layer]
     if reader_layer is not None:
@@ -113,18 +116,19 @@ def steer_cmd(prompt: tuple[str, ...], emotions: tuple[str, ...], alphas: tuple[
         return read_texts(lm, v, replies, reader_layer, reader_name, contexts)
 
     base_scores = read(base)
-    target = emotions[0] if emotions else (next(iter(clamp)) if clamp else ablate[0])
+    target = emotions[0] if emotions else (next(iter(clamp)) if clamp else ablated[0])
     t = v.index(target)
     for alpha in sweep:
         add = {e: (per_emotion[i] if per_emotion else alpha) for i, e in enumerate(emotions)}
-        edits = build_edits(v, layers, add=add, ablate=list(ablate), clamp=clamp)
+        edits = build_edits(v, layers, add=add, ablate=list(ablate), clamp=clamp, label="steered")
         units = ", ".join(f"L{layer}: {float(v.alpha_unit[layer]):.1f} (token norm {float(v.token_norm[layer]):.0f})" for layer in layers)
         say(f"steering alpha={alpha:g} {describe(add, ablate, clamp)} at layers {layers}, positions={positions}; "
             f"alpha unit = {units}")
-        steered = generate(lm, expanded, config, edits, positions)  # type: ignore[arg-type]
+        moved = Displacement()
+        steered = generate(lm, expanded, config, edits, positions, record=moved)  # type: ignore[arg-type]
         scores = read(steered)
         for i, p in enumerate(expanded):
-            record = {"prompt": p, "alpha": alpha, "layers": layers,
+            record = {"prompt": p, "alpha": alpha, "layers": layers, "displacement": round(moved.mean("steered"), 3),
                       "baseline": {"text": base[i], "scores": _named(v.emotions, base_scores[i])},
                       "steered": {"text": steered[i], "scores": _named(v.emotions, scores[i])}}
             if samples > 1:
@@ -132,7 +136,7 @@ def steer_cmd(prompt: tuple[str, ...], emotions: tuple[str, ...], alphas: tuple[
             if as_json:
                 echo_json(record)
             else:
-                _show(record, v.emotions, target, base_scores[i], scores[i], t, float(v.alpha_unit[layers[0]]) * abs(alpha))
+                _show(record, v.emotions, target, base_scores[i], scores[i], t)
 
 
 def describe(add: dict[str, float], ablate: tuple[str, ...], clamp: dict[str, float]) -> str:
@@ -148,11 +152,12 @@ def _top(names: tuple[str, ...], row: np.ndarray, k: int = 3) -> str:
     return ", ".join(f"{names[i]} {row[i]:+.3f}" for i in np.argsort(-np.nan_to_num(row, nan=-np.inf))[:k])
 
 
-def _show(record: dict, names: tuple[str, ...], target: str, b: np.ndarray, s: np.ndarray, t: int, norm: float) -> None:
+def _show(record: dict, names: tuple[str, ...], target: str, b: np.ndarray, s: np.ndarray, t: int) -> None:
     width = 100
     click.echo("=" * width)
     click.echo(f"prompt: {record['prompt']}")
-    click.echo(f"alpha {record['alpha']:g} at layers {record['layers']} (|added| = {norm:.1f})")
+    click.echo(f"alpha {record['alpha']:g} at layers {record['layers']} "
+               f"(mean |dx| per edited token = {record['displacement']:.1f})")
     for label, key, row in (("baseline", "baseline", b), ("steered ", "steered", s)):
         click.echo(f"-- {label}: {record[key]['text']!r}")
         click.echo(f"   read by the clean model: {_top(names, row)}")
