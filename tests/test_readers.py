@@ -12,11 +12,11 @@ from sklearn.metrics import roc_auc_score
 
 from steerlab.activations import PoolingConfig, pad_batch, pooled_activations, token_activations
 from steerlab.chat import format_chat
+from steerlab.corpus import load_corpus
 from steerlab.errors import SteerlabError
+from steerlab.extract import ExtractConfig, extract
 from steerlab.models import LoadedModel
 from steerlab.readers import READERS, evaluate_reader, read_texts, score_readings
-from steerlab.corpus import load_corpus
-from steerlab.extract import ExtractConfig, extract
 from steerlab.vectors import EmotionVectors, load_vectors, save_vectors
 
 REPLY = "the puppy wagged its tail"

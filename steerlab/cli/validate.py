@@ -52,9 +52,11 @@ def validate_cmd(suite_path: str, prompts_path: str | None, n: int | None, vecto
             click.echo(f"{row['name']:34} |dx| {row['displacement']:7.1f}  ppl x{row['ppl_ratio']:5.2f}  "
                        f"echo {row['echo_rate']:4.0%}  looping {row['degenerate_replies']:4.0%}  {flag}")
         for c in result.claims:
+            macro = c["reader"].get("macro_auroc")
+            shown = f"{macro:.2f}" if isinstance(macro, float) else "–"
             click.echo(f"{c['verdict'].upper():13} {c['name']}: effect {c['effect']:+.4f} "
                        f"[{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}]  p={c['p']:.3g} p_adj={c['p_adj']:.3g}  "
-                       f"power {c['power']:.2f}  n={c['n']}")
+                       f"power {c['power']:.2f}  n={c['n']}  (reader {c['reader']['name']}, AUROC {shown})")
             if c["verdict"] != "pass":
                 click.echo(f"{'':13} {c['reasons'][0] if c['reasons'] else ''}")
     for warning in result.warnings:
