@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
+from steerlab.validate import rule as R
 from steerlab.validate import stats as S
 
 # --- sign-flip p-values --------------------------------------------------------------------------
@@ -150,7 +151,7 @@ def test_ci_mean_degenerate_inputs() -> None:
 
 
 def family(rng: np.random.Generator, effect: float, start: int, size: int = 5, n: int = 24,
-           k: int = 4) -> list[S.ClaimData]:
+           k: int = 4) -> list[R.ClaimData]:
     """Claims whose condition is `effect` (in sd of a difference) above a reference and k controls.
 
     Every condition's per-prompt value carries independent noise of sd 1/sqrt(2), so every paired
@@ -158,7 +159,7 @@ def family(rng: np.random.Generator, effect: float, start: int, size: int = 5, n
     """
     noise = rng.normal(0.0, math.sqrt(0.5), size=(size, 2 + k, n))
     cond = noise[:, 0] + effect
-    return [S.ClaimData(f"claim{start + i}", cond[i] - noise[i, 1],
+    return [R.ClaimData(f"claim{start + i}", cond[i] - noise[i, 1],
                         {f"random:s{1000 + j}": cond[i] - noise[i, 2 + j] for j in range(k)})
             for i in range(size)]
 
@@ -167,7 +168,7 @@ def verdict_rates(effect: float, families: int, seed: int) -> tuple[float, float
     """Per-claim FAIL and PASS rates and the family-wise FAIL rate over simulated suites."""
     rng = np.random.default_rng(seed)
     # the verdict uses only p-values (1000 sign flips resolve p = 0.001) and CIs need few draws
-    verdicts = [[j.verdict for j in S.judge(family(rng, effect, 5 * f), seed=f, n_perm=1000,
+    verdicts = [[j.verdict for j in R.judge(family(rng, effect, 5 * f), seed=f, n_perm=1000,
                                             n_boot=100)]
                 for f in range(families)]
     flat = np.array(verdicts)
@@ -193,18 +194,18 @@ def controls(rng: np.random.Generator, means: dict[str, float],
 
 def test_reversed_effect_fails_as_reversed() -> None:
     rng = np.random.default_rng(13)
-    claim = S.ClaimData("reversed", rng.normal(-1.0, 1.0, size=24),
+    claim = R.ClaimData("reversed", rng.normal(-1.0, 1.0, size=24),
                         controls(rng, {"random:s1": 0.0, "random:s2": 0.0}))
-    (j,) = S.judge([claim])
+    (j,) = R.judge([claim])
     assert j.verdict == "fail" and j.fail_reasons == ("reversed",), j.reasons
     assert j.reasons[0].startswith("reversed: effect -")
 
 
 def test_control_beating_the_condition_fails_as_not_specific() -> None:
     rng = np.random.default_rng(14)
-    claim = S.ClaimData("unspecific", rng.normal(1.0, 1.0, size=24),
+    claim = R.ClaimData("unspecific", rng.normal(1.0, 1.0, size=24),
                         controls(rng, {"random:s1001": -1.0, "random:s1002": 1.0}))
-    (j,) = S.judge([claim])
+    (j,) = R.judge([claim])
     assert j.verdict == "fail" and j.fail_reasons == ("not specific",), j.reasons
     assert "control random:s1001 beats the condition" in j.reasons[0]
 
@@ -213,8 +214,8 @@ def test_degenerate_claim_never_passes() -> None:
     rng = np.random.default_rng(15)
     main = rng.normal(2.0, 1.0, size=24)
     ctrl = controls(rng, {"random:s1": 2.0})
-    clean, dirty = S.judge([S.ClaimData("a", main, ctrl),
-                            S.ClaimData("b", main, ctrl, degenerate=("ablate desperate",))])
+    clean, dirty = R.judge([R.ClaimData("a", main, ctrl),
+                            R.ClaimData("b", main, ctrl, degenerate=("ablate desperate",))])
     assert clean.verdict == "pass"
     assert dirty.verdict == "inconclusive" and dirty.p_pass_adj < 0.05
     assert any("degenerate" in r and "ablate desperate" in r for r in dirty.reasons)
@@ -222,9 +223,9 @@ def test_degenerate_claim_never_passes() -> None:
 
 def test_inconclusive_names_what_is_missing() -> None:
     rng = np.random.default_rng(16)
-    claim = S.ClaimData("weak", rng.normal(1.0, 1.0, size=24),
+    claim = R.ClaimData("weak", rng.normal(1.0, 1.0, size=24),
                         controls(rng, {"random:s1001": 0.0, "random:s1002": 1.0}), min_effect=0.1)
-    (j,) = S.judge([claim])
+    (j,) = R.judge([claim])
     assert j.verdict == "inconclusive" and j.fail_reasons == ()
     assert j.reasons[0].startswith("p_pass_adj = ") and "≥ 0.05" in j.reasons[0]
     assert any(r.startswith("does not beat control random:s1001 (p = ") for r in j.reasons)
@@ -235,8 +236,8 @@ def test_judgement_fields() -> None:
     rng = np.random.default_rng(17)
     main = rng.normal(0.5, 1.0, size=16)  # n <= 20: exact p-values, whatever the seed
     ctrl = controls(rng, {"c1": 0.3, "c2": 0.1}, n=16)
-    a, b = S.judge([S.ClaimData("a", main, ctrl, threshold=0.2),
-                    S.ClaimData("b", np.array([1.0, np.nan]), ctrl)], seed=3)
+    a, b = R.judge([R.ClaimData("a", main, ctrl, threshold=0.2),
+                    R.ClaimData("b", np.array([1.0, np.nan]), ctrl)], seed=3)
     assert a.n == 16 and a.effect == pytest.approx(main.mean())
     assert a.effect_size == pytest.approx(main.mean() / main.std(ddof=1))
     assert a.p_pass == max([a.p.value] + [c.p.value for c in a.controls])
@@ -249,7 +250,7 @@ def test_judgement_fields() -> None:
     assert [c.name for c in a.controls] == ["c1", "c2"]
     assert b.verdict == "inconclusive" and b.reasons == ("fewer than 2 usable pairs (n = 1)",)
     assert math.isnan(b.p_pass) and math.isnan(b.p_pass_adj)
-    again = S.judge([S.ClaimData("a", main, ctrl, threshold=0.2)], seed=3)[0]
+    again = R.judge([R.ClaimData("a", main, ctrl, threshold=0.2)], seed=3)[0]
     assert again.p == a.p and again.ci == a.ci  # seeded per claim name
-    no_effect = S.judge([S.ClaimData("c", main, ctrl)])[0]
+    no_effect = R.judge([R.ClaimData("c", main, ctrl)])[0]
     assert math.isnan(no_effect.power)  # neither min_effect nor threshold set

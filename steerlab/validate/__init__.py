@@ -16,9 +16,10 @@ from .decide import Readings, metric_values
 from .measure import distinct2, reply_perplexity
 from .outputs import summary, write_outputs
 from .prompts import Prompt, load_prompts, select_prompts, suite_prompts
+from .rule import judge
 from .run import RunOptions, SuiteResult, run_suite
 from .schema import Suite, load_suite, parse_suite
-from .stats import adjust, ci_mean, judge, sign_flip_p
+from .stats import adjust, ci_mean, sign_flip_p
 
 __all__ = [
     "Condition", "Prompt", "Readings", "RunOptions", "Suite", "SuiteResult", "adjust", "ci_mean",

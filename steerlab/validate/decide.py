@@ -18,8 +18,8 @@ import numpy as np
 from ..errors import SuiteError
 from .conditions import Condition
 from .prompts import Prompt
+from .rule import ClaimData, Judgement, judge
 from .schema import LABEL, NONE, TARGET, ClaimSpec, MetricSpec, Suite
-from .stats import ClaimData, Judgement, judge
 
 
 @dataclass(frozen=True)

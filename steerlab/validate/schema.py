@@ -8,12 +8,10 @@ each with its direction, threshold, controls and, optionally, the premise it dep
 
 from __future__ import annotations
 
-import difflib
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
 import yaml
 
@@ -21,6 +19,7 @@ from ..errors import SuiteError
 from ..interventions import ABLATIONS, Ablation
 from ..readers import READERS
 from .coherence import DegenerationLimits
+from .fields import MISSING, Fields, show
 
 Op = Literal["baseline", "add", "ablate", "clamp", "random_add", "random_ablate", "ablate_similar", "prompt"]
 Direction = Literal["increase", "decrease"]
@@ -131,94 +130,6 @@ class Suite:
     path: str = ""  # where the suite was read from (prompt paths resolve against it)
 
 
-_MISSING = object()
-
-
-class _Reader:
-    """Typed access to one YAML mapping; every error names the suite file and the field."""
-
-    def __init__(self, data: object, where: str, source: str, allowed: Sequence[str]) -> None:
-        if not isinstance(data, dict):
-            raise SuiteError(f"{source}: {where or 'the file'} must be a mapping (key: value), got {_show(data)}")
-        for key in data:
-            if key not in allowed:
-                near = difflib.get_close_matches(str(key), allowed, n=1)
-                hint = f" (did you mean {near[0]!r}?)" if near else ""
-                raise SuiteError(f"{source}: unknown field {self._at(where, key)!r}{hint}: allowed are {', '.join(allowed)}")
-        self.data, self.where, self.source = data, where, source
-
-    @staticmethod
-    def _at(where: str, key: object) -> str:
-        return f"{where}.{key}" if where else str(key)
-
-    def fail(self, key: str, msg: str) -> SuiteError:
-        return SuiteError(f"{self.source}: field {self._at(self.where, key)!r} {msg}")
-
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any = _MISSING) -> Any:
-        if key not in self.data or self.data[key] is None:
-            if default is _MISSING:
-                raise self.fail(key, "is missing: add it")
-            return default
-        value = self.data[key]
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
-            name = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-            raise self.fail(key, f"must be {name}, got {_show(value)}")
-        return value
-
-    def number(self, key: str, default: Any = _MISSING, low: float | None = None) -> Any:
-        value = self.get(key, float, default)
-        if value is not None and (not math.isfinite(value) or (low is not None and value < low)):
-            raise self.fail(key, f"must be a finite number{f' >= {low:g}' if low is not None else ''}, got {value!r}")
-        return float(value) if value is not None else value
-
-    def integer(self, key: str, default: Any = _MISSING, low: int = 0) -> int:
-        value = self.get(key, int, default)
-        if value is not None and value < low:
-            raise self.fail(key, f"must be an integer >= {low}, got {value}")
-        return value  # type: ignore[no-any-return]
-
-    def choice(self, key: str, options: Sequence[str], default: Any = _MISSING) -> Any:
-        value = self.get(key, str, default)
-        if value is None and default is None:
-            return None
-        if value not in options:
-            raise self.fail(key, f"is {value!r}: use one of {', '.join(options)}")
-        return value  # type: ignore[no-any-return]
-
-    def strings(self, key: str, default: Any = _MISSING) -> tuple[str, ...]:
-        if self.data.get(key) is None and default is not _MISSING:
-            return default  # type: ignore[no-any-return]
-        value = self.get(key, (list, str))
-        items = [value] if isinstance(value, str) else list(value)
-        if not all(isinstance(v, str) and v.strip() for v in items):
-            raise self.fail(key, f"must be a list of non-empty strings, got {_show(value)}")
-        return tuple(v.strip() for v in items)
-
-    def numbers(self, key: str, default: Any = _MISSING) -> tuple[float, ...]:
-        if self.data.get(key) is None and default is not _MISSING:
-            return default  # type: ignore[no-any-return]
-        value = self.get(key, (list, int, float))
-        items = value if isinstance(value, list) else [value]
-        if not items or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in items):
-            raise self.fail(key, f"must be a number or a non-empty list of numbers, got {_show(value)}")
-        return tuple(float(v) for v in items)
-
-    def sub(self, key: str, allowed: Sequence[str], default: Any = _MISSING) -> _Reader:
-        value = self.data.get(key, _MISSING)
-        if value is _MISSING or value is None:
-            if default is _MISSING:
-                raise self.fail(key, "is missing: add it")
-            value = default
-        return _Reader(value, self._at(self.where, key), self.source, allowed)
-
-
-def _show(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def load_suite(path: str | Path) -> Suite:
     """Read and check a suite file; every problem is a SuiteError naming the field and the fix."""
     path = Path(path)
@@ -232,7 +143,7 @@ def load_suite(path: str | Path) -> Suite:
 
 
 def parse_suite(data: object, source: str = "<suite>") -> Suite:
-    top = _Reader(data, "", source, ["name", "description", "model", "vectors", "prompts", "n", "generation",
+    top = Fields(data, "", source, ["name", "description", "model", "vectors", "prompts", "n", "generation",
                                      "conditions", "measurement", "metrics", "coherence", "statistics", "claims"])
     prompts = _parse_prompts(top)
     g = top.sub("generation", ["max_new_tokens", "temperature", "seed", "samples", "chat", "batch_size", "frame"], {})
@@ -269,17 +180,17 @@ def parse_suite(data: object, source: str = "<suite>") -> Suite:
         coherence=coherence, statistics=statistics, claims=_parse_claims(top, conditions, metrics), path=source)
 
 
-def _known(r: _Reader, key: str, values: Sequence[str], options: Sequence[str]) -> Sequence[str]:
+def _known(r: Fields, key: str, values: Sequence[str], options: Sequence[str]) -> Sequence[str]:
     for value in values:
         if value not in options:
             raise r.fail(key, f"names unknown {value!r}: use one of {', '.join(options)}")
     return values
 
 
-def _parse_frame(g: _Reader) -> tuple[tuple[str, str], ...]:
+def _parse_frame(g: Fields) -> tuple[tuple[str, str], ...]:
     out = []
     for i, item in enumerate(g.get("frame", list, [])):
-        r = _Reader(item, f"{g.where}.frame[{i}]" if g.where else f"frame[{i}]", g.source, ["user", "assistant"])
+        r = Fields(item, f"{g.where}.frame[{i}]" if g.where else f"frame[{i}]", g.source, ["user", "assistant"])
         user, assistant = r.get("user", str), r.get("assistant", str)
         if not user.strip() or not assistant.strip():
             raise r.fail("user", "and 'assistant' must both be non-empty text")
@@ -287,7 +198,7 @@ def _parse_frame(g: _Reader) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def _parse_prompts(top: _Reader) -> PromptSpec:
+def _parse_prompts(top: Fields) -> PromptSpec:
     raw = top.data.get("prompts")
     if isinstance(raw, str):
         return PromptSpec(file=raw, inline=())
@@ -310,19 +221,19 @@ NEEDS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _parse_conditions(top: _Reader) -> tuple[ConditionSpec, ...]:
+def _parse_conditions(top: Fields) -> tuple[ConditionSpec, ...]:
     items = top.get("conditions", list)
     out: list[ConditionSpec] = []
     for i, item in enumerate(items):
-        r = _Reader(item, f"conditions[{i}]", top.source, ["name", "op", "emotions", "alphas", "mode", "seeds", "seed",
+        r = Fields(item, f"conditions[{i}]", top.source, ["name", "op", "emotions", "alphas", "mode", "seeds", "seed",
                                                           "match", "like", "instruction", "layers"])
-        op = r.choice("op", get_args(Op), "baseline" if r.data.get("name") == "baseline" else _MISSING)
+        op = r.choice("op", get_args(Op), "baseline" if r.data.get("name") == "baseline" else MISSING)
         for key in NEEDS[op]:
             r.get(key, object)  # present and not null
         layers = r.data.get("layers")
         if layers is not None and (not isinstance(layers, list) or not layers
                                    or not all(isinstance(x, int) and not isinstance(x, bool) for x in layers)):
-            raise r.fail("layers", f"must be a non-empty list of layer numbers, got {_show(layers)}")
+            raise r.fail("layers", f"must be a non-empty list of layer numbers, got {show(layers)}")
         spec = ConditionSpec(
             name=r.get("name", str), op=op,  # type: ignore[arg-type]
             emotions=r.strings("emotions", ()), alphas=r.numbers("alphas", ()),
@@ -345,11 +256,11 @@ def _parse_conditions(top: _Reader) -> tuple[ConditionSpec, ...]:
     return tuple(out)
 
 
-def _parse_metrics(top: _Reader) -> tuple[MetricSpec, ...]:
+def _parse_metrics(top: Fields) -> tuple[MetricSpec, ...]:
     items = top.get("metrics", dict)
     out = []
     for name, item in items.items():
-        r = _Reader(item, f"metrics.{name}", top.source, ["kind", "emotion", "against"])
+        r = Fields(item, f"metrics.{name}", top.source, ["kind", "emotion", "against"])
         kind = r.choice("kind", get_args(MetricKind))
         against = r.strings("against", ())
         if kind == "specificity" and not against:
@@ -361,12 +272,12 @@ def _parse_metrics(top: _Reader) -> tuple[MetricSpec, ...]:
     return tuple(out)
 
 
-def _parse_claims(top: _Reader, conditions: Sequence[ConditionSpec], metrics: Sequence[MetricSpec]
+def _parse_claims(top: Fields, conditions: Sequence[ConditionSpec], metrics: Sequence[MetricSpec]
                   ) -> tuple[ClaimSpec, ...]:
     names = [c.name for c in conditions]
     out: list[ClaimSpec] = []
     for i, item in enumerate(top.get("claims", list, [])):
-        r = _Reader(item, f"claims[{i}]", top.source, ["name", "condition", "compare_to", "metric", "direction",
+        r = Fields(item, f"claims[{i}]", top.source, ["name", "condition", "compare_to", "metric", "direction",
                                                        "controls", "threshold", "alpha", "premise", "min_effect"])
         claim = ClaimSpec(
             name=r.get("name", str), condition=r.get("condition", str), metric=r.get("metric", str),

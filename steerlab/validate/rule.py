@@ -1,0 +1,240 @@
+"""The decision rule: PASS, FAIL or INCONCLUSIVE per claim, with error control on both verdicts.
+
+PASS is an intersection-union test (the main effect AND every control must be beaten, so the max of
+the p-values is a valid level-alpha p); FAIL is a Bonferroni union over the "wrong side" tests (the
+effect reversed, or a control beating the condition). Each family is then corrected across the claims
+of a suite (Holm by default), so a FAIL carries the same error control as a PASS.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from .stats import (
+    Correction,
+    FloatArray,
+    PValue,
+    adjust,
+    ci_mean,
+    finite_values,
+    fmt_p,
+    mde,
+    power,
+    sign_flip_p,
+    sign_flip_tails,
+)
+
+Verdict = Literal["pass", "fail", "inconclusive"]
+FailReason = Literal["reversed", "not specific"]
+
+
+# --- the decision rule -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class ClaimData:
+    name: str
+    main: ArrayLike  # oriented per-prompt differences, condition - compare_to
+    controls: Mapping[str, ArrayLike] = field(default_factory=dict)  # condition - control, oriented
+    threshold: float = 0.0  # the claim is "oriented mean > threshold"
+    min_effect: float = 0.0  # effect of interest for power; 0 = use threshold; both 0 -> power nan
+    degenerate: tuple[str, ...] = ()  # degenerate conditions involved: the claim cannot PASS
+
+
+@dataclass(frozen=True)
+class ControlResult:
+    name: str
+    effect: float  # mean of condition - control (oriented)
+    ci: tuple[float, float]  # ci_mean of it
+    p: PValue  # the condition beats the control (one-sided greater)
+    p_worse: PValue  # the control beats the condition (one-sided less)
+
+
+@dataclass(frozen=True)
+class Judgement:
+    name: str
+    verdict: Verdict
+    reasons: tuple[str, ...]  # human-readable, one line each
+    fail_reasons: tuple[FailReason, ...]  # empty unless FAIL
+    effect: float  # mean of main
+    ci: tuple[float, float]  # ci_mean of main
+    effect_size: float  # d_z = mean / sd
+    n: int  # usable (finite) pairs of main
+    p: PValue  # one-sided greater p of main - threshold (raw)
+    p_pass: float  # intersection-union p: max(p, p vs every control), raw
+    p_pass_adj: float  # p_pass corrected across claims
+    p_fail: float  # Bonferroni over the k + 1 wrong-side tests: min(1, (k + 1) * min p), raw
+    p_fail_adj: float  # p_fail corrected across claims
+    power: float  # at min_effect (or threshold), observed sd and n, one-sided t at alpha
+    mde: float  # minimum detectable effect at this n (80 % power, alpha)
+    controls: tuple[ControlResult, ...]
+
+
+@dataclass(frozen=True)
+class _Tested:
+    """One claim's raw statistics, before the correction across claims."""
+
+    claim: ClaimData
+    n: int
+    effect: float
+    ci: tuple[float, float]
+    effect_size: float
+    p: PValue
+    p_reversed: PValue
+    controls: tuple[ControlResult, ...]
+    p_pass: float
+    p_fail: float
+    power: float
+    mde: float
+
+
+def _subseed(seed: int, name: str, j: int) -> int:
+    """A seed per (claim, test) that does not change when other claims are added or reordered."""
+    state = np.random.SeedSequence([seed, zlib.crc32(name.encode()), j]).generate_state(1)
+    return int(state[0])
+
+
+def _summary(x: FloatArray, seed: int, n_boot: int) -> tuple[float, tuple[float, float]]:
+    mean = float(x.mean()) if x.size else math.nan
+    return mean, ci_mean(x, seed=seed, n_boot=n_boot)
+
+
+def _control(name: str, values: ArrayLike, seed: int, n_perm: int, n_boot: int) -> ControlResult:
+    x = finite_values(values)
+    effect, ci = _summary(x, seed, n_boot)
+    if x.size < 2:
+        nan = PValue(math.nan, exact=False, floor=math.nan)
+        return ControlResult(name, effect, ci, nan, nan)
+    tails = sign_flip_tails(x, seed, n_perm)
+    return ControlResult(name, effect, ci, tails.pvalue("greater"), tails.pvalue("less"))
+
+
+def _or_one(p: float) -> float:
+    """An untestable component counts as p = 1: it can neither support PASS nor FAIL."""
+    return p if math.isfinite(p) else 1.0
+
+
+def _test(claim: ClaimData, alpha: float, seed: int, n_perm: int, n_boot: int) -> _Tested:
+    x = finite_values(claim.main)
+    n = x.size
+    effect, ci = _summary(x, _subseed(seed, claim.name, 0), n_boot)
+    sd = float(x.std(ddof=1)) if n >= 2 else math.nan
+    controls = tuple(_control(name, values, _subseed(seed, claim.name, 2 + j), n_perm, n_boot)
+                     for j, (name, values) in enumerate(claim.controls.items()))
+    if n < 2:
+        nan = PValue(math.nan, exact=False, floor=math.nan)
+        return _Tested(claim, n, effect, ci, math.nan, nan, nan, controls, math.nan, math.nan,
+                       math.nan, math.nan)
+    s = _subseed(seed, claim.name, 1)
+    reversed_tails = sign_flip_tails(x, s, n_perm)
+    p = reversed_tails.pvalue("greater") if claim.threshold == 0 else sign_flip_p(
+        x, "greater", shift=claim.threshold, seed=s, n_perm=n_perm)
+    p_reversed = reversed_tails.pvalue("less")
+    p_pass = max([p.value] + [_or_one(c.p.value) for c in controls])
+    wrong = [p_reversed.value] + [_or_one(c.p_worse.value) for c in controls]
+    p_fail = min(1.0, len(wrong) * min(wrong))
+    interest = claim.min_effect if claim.min_effect > 0 else claim.threshold
+    pw = power(interest, sd, n, alpha) if interest > 0 else math.nan
+    d_z = effect / sd if sd > 0 else math.nan
+    return _Tested(claim, n, effect, ci, d_z, p, p_reversed, controls, p_pass, p_fail, pw,
+                   mde(sd, n, alpha))
+
+
+def _fail_reasons(t: _Tested, p_fail_adj: float,
+                  alpha: float) -> tuple[tuple[FailReason, ...], list[str]]:
+    """Which wrong-side tests carry the FAIL: those significant at the claim's effective level.
+
+    The effective multiplier is (k + 1) within the claim times the cross-claim inflation
+    p_fail_adj / p_fail; the smallest wrong-side p is always named.
+    """
+    k1 = len(t.controls) + 1
+    scale = k1 * (p_fail_adj / t.p_fail if t.p_fail > 0 else 1.0)
+    smallest = min([t.p_reversed.value] + [_or_one(c.p_worse.value) for c in t.controls])
+
+    def hit(p: float) -> bool:
+        return math.isfinite(p) and (p * scale < alpha or p == smallest)
+
+    kinds: list[FailReason] = []
+    lines: list[str] = []
+    if hit(t.p_reversed.value):
+        kinds.append("reversed")
+        lines.append(f"reversed: effect {t.effect:.3g} is below 0 ({t.p_reversed})")
+    for c in t.controls:
+        if hit(c.p_worse.value):
+            if "not specific" not in kinds:
+                kinds.append("not specific")
+            lines.append(f"not specific: control {c.name} beats the condition "
+                         f"(effect {c.effect:.3g}, {c.p_worse})")
+    lines.append(f"p_fail_adj = {fmt_p(p_fail_adj)} < {alpha:g}")
+    return tuple(kinds), lines
+
+
+def _not_pass_reasons(t: _Tested, p_pass_adj: float, alpha: float) -> list[str]:
+    """Why a claim did not reach PASS: the adjusted p and every component that was not shown."""
+    lines = [f"p_pass_adj = {fmt_p(p_pass_adj)} ≥ {alpha:g}"]
+    if not t.p.value < alpha:
+        lines.append(f"effect {t.effect:.3g} not shown above threshold {t.claim.threshold:g} "
+                     f"({t.p})")
+    for c in t.controls:
+        if not c.p.value < alpha:
+            lines.append(f"does not beat control {c.name} ({c.p})")
+    if t.power < 0.8:
+        lines.append(f"low power {t.power:.2f} at n = {t.n} (MDE {t.mde:.3g})")
+    return lines
+
+
+def _pass_reasons(t: _Tested, p_pass_adj: float, alpha: float) -> list[str]:
+    main = (f"effect {t.effect:.3g} > threshold {t.claim.threshold:g} ({t.p}, d_z = "
+            f"{t.effect_size:.2f}, n = {t.n})")
+    lines = [main]
+    lines += [f"beats control {c.name} ({c.p})" for c in t.controls]
+    lines.append(f"p_pass_adj = {fmt_p(p_pass_adj)} < {alpha:g}")
+    return lines
+
+
+def _decide(t: _Tested, p_pass_adj: float, p_fail_adj: float, alpha: float) -> Judgement:
+    """FAIL takes precedence over PASS (possible only with a negative threshold)."""
+    verdict: Verdict = "inconclusive"
+    kinds: tuple[FailReason, ...] = ()
+    if t.n < 2:
+        lines = [f"fewer than 2 usable pairs (n = {t.n})"]
+    elif p_fail_adj < alpha:
+        verdict = "fail"
+        kinds, lines = _fail_reasons(t, p_fail_adj, alpha)
+    elif p_pass_adj < alpha:
+        lines = _pass_reasons(t, p_pass_adj, alpha)
+        if t.claim.degenerate:
+            lines.insert(0, "would pass, but a degenerate condition is involved")
+        else:
+            verdict = "pass"
+    else:
+        lines = _not_pass_reasons(t, p_pass_adj, alpha)
+    if t.claim.degenerate:
+        lines.append("degenerate: " + ", ".join(t.claim.degenerate))
+    return Judgement(
+        name=t.claim.name, verdict=verdict, reasons=tuple(lines), fail_reasons=kinds,
+        effect=t.effect, ci=t.ci, effect_size=t.effect_size, n=t.n, p=t.p, p_pass=t.p_pass,
+        p_pass_adj=p_pass_adj, p_fail=t.p_fail, p_fail_adj=p_fail_adj, power=t.power, mde=t.mde,
+        controls=t.controls)
+
+
+def judge(claims: Sequence[ClaimData], correction: Correction = "holm", alpha: float = 0.05,
+          seed: int = 0, *, n_perm: int = 20000, n_boot: int = 4000) -> list[Judgement]:
+    """PASS / FAIL / INCONCLUSIVE per claim, correcting the PASS and FAIL families across claims.
+
+    PASS iff p_pass_adj < alpha and nothing degenerate is involved; FAIL iff p_fail_adj < alpha
+    (reversed and / or not specific); everything else is inconclusive, with the reasons.
+    Controls must already exclude degenerate ones.
+    """
+    tested = [_test(c, alpha, seed, n_perm, n_boot) for c in claims]
+    pass_adj = adjust([t.p_pass for t in tested], correction)
+    fail_adj = adjust([t.p_fail for t in tested], correction)
+    return [_decide(t, float(pa), float(fa), alpha)
+            for t, pa, fa in zip(tested, pass_adj, fail_adj, strict=True)]
