@@ -415,3 +415,18 @@ def test_suite_reads_replies_in_context_with_the_named_reader(tiny: LoadedModel,
             np.testing.assert_allclose(result.readings.replies[0, p, 0], want, atol=1e-5)
     assert [r.reader for r in result.secondary] == ["probe"]
     assert "secondary" in result.claims[0] and set(result.claims[0]["secondary"]) == {"probe"}
+
+
+def test_looping_is_judged_against_the_baseline() -> None:
+    from steerlab.validate.measure import quality_table
+    from steerlab.validate.schema import Coherence
+
+    loop = "I'll be there. I'll be there. I'll be there. I'll be there."
+    fine = ["The bus leaves at nine from the north stop.", "Add the flour slowly and keep stirring."]
+    replies = [[[fine[0]], [loop]], [[loop], [fine[1]]], [[loop], [loop]]]  # baseline loops on half
+    ppl = np.ones((3, 2, 1))
+    rows = quality_table(["baseline", "same", "worse"], replies, ["a", "b"], ppl, ppl, [np.nan, 1.0, 1.0], 0,
+                         Coherence())
+    assert [r["degenerate_replies"] for r in rows] == [0.5, 0.5, 1.0]
+    assert [r["degenerate"] for r in rows] == [False, False, True]
+    assert "vs 50% at baseline" in rows[2]["why"]

@@ -69,6 +69,12 @@ def quality_table(names: Sequence[str], replies: Sequence[Sequence[Sequence[str]
     displacement, and whether (and why) the condition is degenerate."""
     base = np.log(np.nanmean(ppl[baseline], axis=1))  # (prompts,)
     detector = DegenerationLimits(limits.max_repeat_share, limits.min_compression, limits.max_markup_share)
+
+    def looping(i: int) -> float:
+        flat = [r for per in replies[i] for r in per]
+        return sum(bool(r.strip() and degenerate_reasons(r, detector)) for r in flat) / len(flat)
+
+    base_loops = looping(baseline)
     rows = []
     for i, name in enumerate(names):
         flat = [(p, r) for p, per in enumerate(replies[i]) for r in per]
@@ -77,8 +83,7 @@ def quality_table(names: Sequence[str], replies: Sequence[Sequence[Sequence[str]
             ratio = float(np.exp(np.nanmean(logr))) if np.isfinite(logr).any() else float("nan")
             d2 = float(np.nanmean(distinct[i])) if np.isfinite(distinct[i]).any() else float("nan")
         empty = float(np.mean([not r.strip() for _, r in flat]))
-        looping = [r for _, r in flat if r.strip() and degenerate_reasons(r, detector)]
-        loop_share = len(looping) / len(flat)
+        loop_share = looping(i)
         echo = float(np.mean([echo_fraction(r, prompts[p]) >= ECHO for p, r in flat]))
         why = []
         if ratio > limits.max_ppl_ratio:
@@ -87,8 +92,10 @@ def quality_table(names: Sequence[str], replies: Sequence[Sequence[Sequence[str]
             why.append(f"distinct-2 {d2:.2f} < {limits.min_distinct2:g}")
         if empty > limits.max_empty:
             why.append(f"{empty:.0%} empty replies > {limits.max_empty:.0%}")
-        if loop_share > limits.max_degenerate_share:
-            why.append(f"{loop_share:.0%} looping or junk replies > {limits.max_degenerate_share:.0%}")
+        # Relative to the baseline, like the perplexity ratio: a base model loops on its own too.
+        if loop_share - base_loops > limits.max_degenerate_share:
+            why.append(f"{loop_share:.0%} looping or junk replies vs {base_loops:.0%} at baseline "
+                       f"(> +{limits.max_degenerate_share:.0%})")
         rows.append({"name": name, "ppl": float(np.nanmedian(ppl[i])) if np.isfinite(ppl[i]).any() else float("nan"),
                      "ppl_ratio": ratio, "distinct2": d2, "empty": empty, "degenerate_replies": loop_share,
                      "echo_rate": echo, "displacement": float(displacement[i]), "degenerate": bool(why),

@@ -87,7 +87,7 @@ class Coherence:
     max_repeat_share: float = DegenerationLimits.max_repeat_share  # a reply loops above this share of words in repeated 3-grams
     min_compression: float = DegenerationLimits.min_compression  # a reply loops when zlib shrinks it below this ratio
     max_markup_share: float = DegenerationLimits.max_markup_share  # markup junk above this share of tag / symbol-run chars
-    max_degenerate_share: float = 0.25  # degenerate above this share of looping / junk replies
+    max_degenerate_share: float = 0.25  # degenerate when the share of looping / junk replies exceeds baseline's by this
 
 
 @dataclass(frozen=True)
