@@ -1,5 +1,5 @@
 """From readings to verdicts: metrics per prompt, claims as oriented paired differences, the corrected
-decision of :mod:`.stats`, premise gates, secondary readers and random-weight refusal.
+decision of :mod:`.rule`, premise gates, secondary readers and random-weight refusal.
 
 A claim whose premise did not PASS is NOT-TESTABLE (with the reason), never PASS or FAIL. Degenerate
 controls are excluded from comparisons and listed. A claim judged by secondary readers reports their
