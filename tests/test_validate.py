@@ -430,3 +430,13 @@ def test_looping_is_judged_against_the_baseline() -> None:
     assert [r["degenerate_replies"] for r in rows] == [0.5, 0.5, 1.0]
     assert [r["degenerate"] for r in rows] == [False, False, True]
     assert "vs 50% at baseline" in rows[2]["why"]
+
+
+def test_a_suite_without_reader_or_layer_uses_the_vector_files_validated_choice(
+        tiny: LoadedModel, tiny_vectors: EmotionVectors) -> None:
+    v = dataclasses.replace(tiny_vectors, meta={**tiny_vectors.meta, "reading": {"reader": "probe", "layer": 2}})
+    assert (v.default_reader, v.reading_layer) == ("probe", 2)
+    suite = V.parse_suite({**MINIMAL, "generation": {"max_new_tokens": 3, "chat": False}})
+    result = V.run_suite(suite, tiny, v, V.RunOptions(allow_random_claims=True))
+    assert (result.readings.reader, result.readings.layer) == ("probe", 2)
+    assert result.conditions[1].layers == (v.steering_layer,)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -63,7 +64,20 @@ def get_vectors_and_model(
 
 
 def echo_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, ensure_ascii=False))
+    """One line of strict JSON: NaN and infinities (no value) become null, which every parser reads."""
+    click.echo(json.dumps(_strict(obj), ensure_ascii=False, allow_nan=False))
+
+
+def _strict(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item):  # numpy scalars
+        return _strict(obj.item())
+    return obj
 
 
 def progress_bar(total: int, desc: str, unit: str = "text") -> Any:
