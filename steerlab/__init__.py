@@ -13,10 +13,11 @@ __version__ = "0.1.0"
 
 from .activations import PoolingConfig, pooled_activations
 from .corpus import Corpus, Record, load_corpus
+from .edits import Edit, build_edits, random_direction
 from .errors import SteerlabError
 from .extract import ExtractConfig, extract
 from .generate import GenerationConfig, generate
-from .interventions import Edit, build_edits, random_direction, steering
+from .interventions import steering
 from .models import LoadedModel, load_model
 from .readers import READERS, evaluate_reader, read_texts
 from .vectors import EmotionVectors, load_vectors, save_vectors

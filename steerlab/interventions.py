@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -49,6 +48,7 @@ import torch
 with contextlib.redirect_stdout(io.StringIO()):  # pyvene prints a notice about nnsight at import
     import pyvene as pv
 
+from .edits import Edit, build_edits
 from .errors import InterventionError
 from .models import LoadedModel
 from .sites import check_layers, component
@@ -57,20 +57,6 @@ from .vectors import EmotionVectors
 Positions = Literal["all", "prompt", "generated"]
 POSITIONS: tuple[str, ...] = ("all", "prompt", "generated")
 Kind = Literal["add", "ablate", "clamp"]
-Ablation = Literal["mean", "zero", "directional"]
-ABLATIONS: tuple[str, ...] = ("mean", "zero", "directional")
-
-
-@dataclass(frozen=True)
-class Edit:
-    """One operation on one unit direction at one layer."""
-
-    kind: Kind
-    layer: int
-    direction: torch.Tensor  # (hidden,) unit norm
-    value: float = 0.0  # add: absolute norm added; clamp and ablate: the absolute projection set
-    label: str = ""  # emotion name or control name, for reports and displacement records
-    rows: tuple[int, ...] | None = None  # batch rows to edit; None = every row
 
 
 class Displacement:
@@ -207,87 +193,6 @@ class Steered:
                 return self.lm.model(**inputs, use_cache=False).logits
             _, out = self._pv(inputs, unit_locations=None)
             return out.logits
-
-
-def parse_ablation(spec: str) -> tuple[str, Ablation]:
-    """``"desperate"`` -> (desperate, mean); ``"desperate:zero"`` -> (desperate, zero)."""
-    name, _, mode = spec.partition(":")
-    mode = mode.strip().lower() or "mean"
-    if mode not in ABLATIONS:
-        raise InterventionError(f"unknown ablation {spec!r}: use EMOTION or EMOTION:{'|'.join(ABLATIONS)}")
-    return name.strip(), mode  # type: ignore[return-value]
-
-
-def add_edit(vectors: EmotionVectors, layer: int, direction: torch.Tensor, alpha: float, label: str) -> Edit:
-    """The one place where a scale-free alpha becomes an absolute edit: alpha * alpha_unit[layer] * d."""
-    return Edit("add", layer, direction, finite(alpha, "alpha") * float(vectors.alpha_unit[layer]), label)
-
-
-def ablate_edit(vectors: EmotionVectors, layer: int, direction: torch.Tensor, mode: Ablation, label: str) -> Edit:
-    """Set the projection on ``direction`` to its corpus mean (``mean``) or to 0 (``zero``)."""
-    target = 0.0 if mode == "zero" else vectors.mean_projection(direction, layer)
-    return Edit("ablate", layer, direction, target, label)
-
-
-def ablation_edits(vectors: EmotionVectors, emotion: str, layers: Sequence[int], mode: Ablation,
-                   label: str = "") -> list[Edit]:
-    """Edits that ablate ``emotion`` (see the module doc for the modes); ``label`` names the records."""
-    if mode == "directional":
-        d = vectors.direction(emotion, vectors.check_layer(layers[0]))
-        return [ablate_edit(vectors, layer, d, "mean", label or emotion) for layer in range(vectors.n_layers)]
-    return [ablate_edit(vectors, layer, vectors.direction(emotion, vectors.check_layer(layer)), mode, label or emotion)
-            for layer in layers]
-
-
-def build_edits(
-    vectors: EmotionVectors,
-    layers: Sequence[int],
-    add: Mapping[str, float] | None = None,
-    ablate: Sequence[str] = (),
-    clamp: Mapping[str, float] | None = None,
-    label: str = "",
-) -> list[Edit]:
-    """Edits for named emotions at ``layers``, in the vector file's scale-free units.
-
-    ``ablate`` entries are ``EMOTION`` (mean-ablation) or ``EMOTION:zero|mean|directional``;
-    ``clamp`` sets the projection to ``center . d + value * alpha_unit``. ``label`` names every edit
-    (default: the emotion).
-    """
-    check_layers(list(layers), vectors.n_layers)
-    edits = []
-    for spec in ablate:
-        emotion, mode = parse_ablation(spec)
-        edits += ablation_edits(vectors, emotion, layers, mode, label or spec)
-    for layer in layers:
-        for emotion, value in (clamp or {}).items():
-            d = vectors.direction(emotion, layer)
-            target = vectors.mean_projection(d, layer) + finite(value, "clamp") * float(vectors.alpha_unit[layer])
-            edits.append(Edit("clamp", layer, d, target, label or emotion))
-        for emotion, alpha in (add or {}).items():
-            edits.append(add_edit(vectors, layer, vectors.direction(emotion, layer), alpha, label or emotion))
-    return edits
-
-
-def finite(value: float, name: str) -> float:
-    if not math.isfinite(value):
-        raise InterventionError(f"{name} {value} is not a finite number: use e.g. 4 or -2")
-    return float(value)
-
-
-def random_direction(hidden: int, seed: int) -> torch.Tensor:
-    """A seeded unit direction, uniform on the sphere (for norm-matched controls)."""
-    gen = torch.Generator().manual_seed(seed)
-    d = torch.randn(hidden, generator=gen)
-    return d / d.norm()
-
-
-def random_directions(hidden: int, k: int, seed: int) -> torch.Tensor:
-    """``k`` seeded orthonormal directions (k, hidden), a uniformly random subspace. The first j rows
-    do not depend on k, so a calibration over many k describes exactly the subspace later removed."""
-    gen = torch.Generator().manual_seed(seed)
-    rows = torch.randn(k, hidden, generator=gen, dtype=torch.float64)
-    q, r = torch.linalg.qr(rows.T)
-    return (q * torch.sign(torch.diagonal(r))).T.float().contiguous()
 
 
 @contextmanager

@@ -30,9 +30,9 @@ from scipy import stats
 from .activations import capture, pad_batch, run_backbone, token_activations
 from .chat import ChatText, check_messages, format_chat, token_roles
 from .corpus import data_path, emotion_info
+from .edits import random_direction
 from .errors import SteerlabError
 from .generate import GenerationConfig, clean_reply, generate
-from .interventions import random_direction
 from .models import LoadedModel
 from .vectors import EmotionVectors
 

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from steerlab.activations import pad_batch, tokenize
+from steerlab.edits import Edit, build_edits, random_direction
 from steerlab.errors import InterventionError
 from steerlab.generate import GenerationConfig, generate
-from steerlab.interventions import Displacement, Edit, build_edits, random_direction, steering
+from steerlab.interventions import Displacement, steering
 from steerlab.sites import decoder_layers
 
 LAYER = 1

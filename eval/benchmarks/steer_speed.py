@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from steerlab.corpus import load_corpus
+from steerlab.edits import Edit, build_edits, random_direction
 from steerlab.generate import GenerationConfig, generate
-from steerlab.interventions import Edit, build_edits, random_direction
 from steerlab.models import load_model
 from steerlab.vectors import load_vectors
 

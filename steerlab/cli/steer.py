@@ -7,9 +7,10 @@ import math
 import click
 import numpy as np
 
+from ..edits import build_edits, parse_ablation
 from ..errors import SteerlabError
 from ..generate import GenerationConfig, generate
-from ..interventions import POSITIONS, Displacement, build_edits, parse_ablation
+from ..interventions import POSITIONS, Displacement
 from ..readers import READERS, read_texts
 from ..sites import parse_layers
 from ..validate import load_prompts

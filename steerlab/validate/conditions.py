@@ -21,8 +21,7 @@ import numpy as np
 import torch
 
 from ..activations import content_mask, pad_batch, token_activations, tokenize
-from ..errors import SuiteError
-from ..interventions import (
+from ..edits import (
     Ablation,
     Edit,
     ablate_edit,
@@ -32,6 +31,7 @@ from ..interventions import (
     random_direction,
     random_directions,
 )
+from ..errors import SuiteError
 from ..models import LoadedModel
 from ..vectors import EmotionVectors
 from .prompts import Prompt

@@ -15,8 +15,8 @@ from typing import Literal, get_args
 
 import yaml
 
+from ..edits import ABLATIONS, Ablation
 from ..errors import SuiteError
-from ..interventions import ABLATIONS, Ablation
 from ..readers import READERS
 from .coherence import DegenerationLimits
 from .fields import MISSING, Fields, show
