@@ -126,11 +126,15 @@ def judge_claims(suite: Suite, conditions: Sequence[Condition], prompts: Sequenc
                  ) -> tuple[list[tuple[_Planned, Judgement]], list[ClaimData]]:
     metrics = {m.name: m for m in suite.metrics}
     plans = plan_claims(suite, conditions, degenerate)
+    cache: dict[tuple[str, str | None], list[np.ndarray]] = {}
     data = []
     for plan in plans:
         metric, target = metrics[plan.spec.metric], conditions[plan.cond].emotion
         sign = 1.0 if plan.spec.direction == "increase" else -1.0
-        values = [metric_values(readings, metric, i, target, prompts, emotions) for i in range(len(conditions))]
+        key = (metric.name, target)
+        if key not in cache:  # claims on one metric and emotion share every condition's values
+            cache[key] = [metric_values(readings, metric, i, target, prompts, emotions) for i in range(len(conditions))]
+        values = cache[key]
         mine = values[plan.cond]
         main = sign * (mine - values[plan.ref]) if plan.ref is not None else sign * mine
         controls = {name: sign * (mine - values[i]) for name, i in plan.controls.items()}
