@@ -8,15 +8,13 @@ import json
 import tempfile
 from pathlib import Path
 
-import torch
-
 from steerlab import (
     ExtractConfig,
     extract,
     load_corpus,
     load_model,
     load_vectors,
-    pooled_activations,
+    read_texts,
     save_vectors,
 )
 
@@ -49,10 +47,9 @@ lm = load_model(args.model)
 result = extract(lm, load_corpus(corpus_file), ExtractConfig(test_fraction=0.4, seed=0))
 save_vectors(result.vectors, args.out)
 v = load_vectors(args.out)
-print(f"saved {args.out}; chosen layer {v.chosen_layer}; held-out top-1 per layer:",
-      [round(r.top1, 2) for r in result.sweep])
+print(f"saved {args.out}; steering layer {v.steering_layer}, reading layer {v.reading_layer} "
+      f"({v.default_reader} reader); held-out top-1 per layer:", [round(r.top1, 2) for r in result.sweep])
 new = ["The smoke alarm went off at 3 a.m. and the stairs were full of smoke.",
        "Everyone cheered when the cake came out with sparklers on top."]
-feats = torch.from_numpy(pooled_activations(lm, new).features[:, v.chosen_layer])
-for text, row in zip(new, v.read(feats, v.chosen_layer)):
-    print(f"{dict(zip(v.emotions, row.round(decimals=3).tolist()))}  {text}")
+for text, row in zip(new, read_texts(lm, v, new), strict=True):
+    print(f"{dict(zip(v.emotions, row.round(3).tolist(), strict=True))}  {text}")

@@ -9,21 +9,39 @@ The public API::
         ...
 """
 
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
 
-from .activations import PoolingConfig, pooled_activations
-from .corpus import Corpus, Record, load_corpus
-from .edits import Edit, build_edits, random_direction
-from .errors import SteerlabError
-from .extract import ExtractConfig, extract
-from .generate import GenerationConfig, generate
-from .interventions import steering
-from .models import LoadedModel, load_model
-from .readers import READERS, evaluate_reader, read_texts
-from .vectors import EmotionVectors, load_vectors, save_vectors
+# Names resolve on first use (PEP 562): `import steerlab` and the CLI's --help stay free of torch.
+_HOMES = {
+    "PoolingConfig": "activations", "pooled_activations": "activations",
+    "Corpus": "corpus", "Record": "corpus", "load_corpus": "corpus",
+    "Edit": "edits", "build_edits": "edits", "random_direction": "edits",
+    "SteerlabError": "errors",
+    "ExtractConfig": "extract", "extract": "extract",
+    "GenerationConfig": "generate", "generate": "generate",
+    "steering": "interventions",
+    "LoadedModel": "models", "load_model": "models",
+    "READERS": "readers", "evaluate_reader": "readers", "read_texts": "readers",
+    "Comparison": "compare", "compare": "compare",
+    "EmotionVectors": "vectors", "load_vectors": "vectors", "save_vectors": "vectors", "shipped_vectors": "vectors",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'steerlab' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{_HOMES[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "READERS",
+    "Comparison",
     "Corpus",
     "Edit",
     "EmotionVectors",
@@ -34,6 +52,7 @@ __all__ = [
     "Record",
     "SteerlabError",
     "build_edits",
+    "compare",
     "evaluate_reader",
     "extract",
     "generate",
@@ -44,5 +63,19 @@ __all__ = [
     "random_direction",
     "read_texts",
     "save_vectors",
+    "shipped_vectors",
     "steering",
 ]
+
+if TYPE_CHECKING:  # the same names, eagerly, for type checkers
+    from .activations import PoolingConfig, pooled_activations
+    from .compare import Comparison, compare
+    from .corpus import Corpus, Record, load_corpus
+    from .edits import Edit, build_edits, random_direction
+    from .errors import SteerlabError
+    from .extract import ExtractConfig, extract
+    from .generate import GenerationConfig, generate
+    from .interventions import steering
+    from .models import LoadedModel, load_model
+    from .readers import READERS, evaluate_reader, read_texts
+    from .vectors import EmotionVectors, load_vectors, save_vectors, shipped_vectors

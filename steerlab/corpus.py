@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .errors import CorpusError
+from .files import jsonl_rows
 
 NEUTRAL = "neutral"
 MIN_PER_EMOTION = 4
@@ -102,18 +103,8 @@ def load_corpus(
 
 
 def parse_jsonl(raw: bytes, name: str) -> list[Record]:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise CorpusError(f"{name!r} is not UTF-8 text: save it as UTF-8 JSONL") from None
     records = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise CorpusError(f"{name} line {number}: malformed JSON ({err.msg}): fix that line") from None
+    for number, obj in jsonl_rows(raw, name, CorpusError):
         if not isinstance(obj, dict):
             raise CorpusError(f"{name} line {number}: expected a JSON object with 'text' and 'emotion'")
         body, emotion = obj.get("text"), obj.get("emotion")

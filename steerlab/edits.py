@@ -46,9 +46,28 @@ def parse_ablation(spec: str) -> tuple[str, Ablation]:
     return name.strip(), mode  # type: ignore[return-value]
 
 
+# No edit may move a token further than this many mean token norms of its layer: far past where
+# replies break (alpha 8 is ~0.1 token norm on gemma-3-270m), well short of float overflow.
+MAX_SHIFT = 100.0
+
+
+def scaled(vectors: EmotionVectors, layer: int, alpha: float, what: str = "alpha") -> float:
+    """The one place where a scale-free alpha becomes an absolute norm: alpha * alpha_unit[layer],
+    refused when not finite or beyond ``MAX_SHIFT`` token norms."""
+    unit, token = float(vectors.alpha_unit[layer]), float(vectors.token_norm[layer])
+    value = finite(alpha, what) * unit
+    if not abs(value) <= MAX_SHIFT * token:
+        limit = MAX_SHIFT * token / unit
+        raise InterventionError(
+            f"{what} {alpha:g} at layer {layer} would move tokens by {abs(value):.3g}, more than {MAX_SHIFT:g}x "
+            f"their mean norm ({token:.0f}): use |{what}| <= {limit:.0f}"
+        )
+    return value
+
+
 def add_edit(vectors: EmotionVectors, layer: int, direction: torch.Tensor, alpha: float, label: str) -> Edit:
-    """The one place where a scale-free alpha becomes an absolute edit: alpha * alpha_unit[layer] * d."""
-    return Edit("add", layer, direction, finite(alpha, "alpha") * float(vectors.alpha_unit[layer]), label)
+    """Add ``alpha`` (scale-free, see :func:`scaled`) along ``direction``: alpha * alpha_unit[layer] * d."""
+    return Edit("add", layer, direction, scaled(vectors, layer, alpha), label)
 
 
 def ablate_edit(vectors: EmotionVectors, layer: int, direction: torch.Tensor, mode: Ablation, label: str) -> Edit:
@@ -89,7 +108,7 @@ def build_edits(
     for layer in layers:
         for emotion, value in (clamp or {}).items():
             d = vectors.direction(emotion, layer)
-            target = vectors.mean_projection(d, layer) + finite(value, "clamp") * float(vectors.alpha_unit[layer])
+            target = vectors.mean_projection(d, layer) + scaled(vectors, layer, value, "clamp")
             edits.append(Edit("clamp", layer, d, target, label or emotion))
         for emotion, alpha in (add or {}).items():
             edits.append(add_edit(vectors, layer, vectors.direction(emotion, layer), alpha, label or emotion))

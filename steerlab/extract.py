@@ -12,18 +12,19 @@ from . import __version__
 from .activations import Pooled, PoolingConfig, Tick, pooled_activations
 from .corpus import BUILTIN_REPLIES, NEUTRAL, Corpus, emotion_info, heldout_mask, load_corpus
 from .errors import SteerlabError
+from .methods import DEFAULT_PARAMS, METHODS, MethodInput, class_means
 from .models import LoadedModel
 from .probes import LAYER_RULE, LayerScore, choose_layer, probe_accuracy, score_layer
 from .readers import choose_reader, pooled_features
 from .sites import CONVENTION, SITE
-from .vectors import DEFAULT_PARAMS, METHODS, EmotionVectors, MethodInput, class_means
+from .vectors import EmotionVectors
 
 MethodName = Literal["diffmean", "pca", "probe"]
 
 
 @dataclass(frozen=True)
 class ExtractConfig:
-    method: MethodName = "diffmean"  # a key of vectors.METHODS
+    method: MethodName = "diffmean"  # a key of methods.METHODS
     test_fraction: float = 0.25  # share of each emotion's texts held out for the layer sweep
     seed: int = 0  # split, bootstrap, probes and pairing
     pooling: PoolingConfig = field(default_factory=PoolingConfig)

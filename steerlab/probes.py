@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import torch
+from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from .vectors import fit_probe
+from .methods import fit_probe
+from .vectors import cosine
 
 LAYER_RULE = (
     "chosen layer = the earliest layer whose held-out top-1 lies inside the bootstrap 95% CI of the "
@@ -29,12 +33,6 @@ class LayerScore:
 
     def row(self) -> dict[str, float]:
         return asdict(self)
-
-
-def cosine_scores(features: np.ndarray, center: np.ndarray, directions: np.ndarray) -> np.ndarray:
-    x = features - center
-    x = x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-9)
-    return x @ directions.T
 
 
 def topk_hits(scores: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
@@ -81,7 +79,7 @@ def score_layer(
     seed: int,
     probe_top1: float = float("nan"),
 ) -> LayerScore:
-    scores = cosine_scores(test_x, center, directions)
+    scores = cosine(*(torch.from_numpy(np.asarray(a)) for a in (test_x, center, directions))).numpy()
     hits = topk_hits(scores, test_y, 1).astype(float)
     lo, hi = bootstrap_ci(hits, seed + layer)
     return LayerScore(
@@ -108,3 +106,28 @@ def choose_layer(rows: list[LayerScore]) -> tuple[int, int]:
     best = max(rows, key=lambda r: (r.top1, r.auroc, -r.layer))
     chosen = min(r.layer for r in rows if r.top1 >= best.top1_lo)
     return chosen, best.layer
+
+
+# --- correlations shared by the analyses (geometry, dual speaker, intensity) ---------------------
+
+
+@dataclass(frozen=True)
+class Correlation:
+    r: float
+    p: float
+    n: int
+
+    def text(self) -> str:
+        sig = "significant" if self.p < 0.05 else "not significant"
+        return f"r = {self.r:+.3f}, p = {self.p:.3g}, n = {self.n} ({sig} at 0.05)"
+
+
+def correlate(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray, spearman: bool = False) -> Correlation:
+    """Pearson (or Spearman) r over the pairs where both are finite; nan when fewer than 3 or constant."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return Correlation(float("nan"), float("nan"), len(x))
+    res = stats.spearmanr(x, y) if spearman else stats.pearsonr(x, y)
+    return Correlation(float(res[0]), float(res[1]), len(x))

@@ -149,16 +149,33 @@ def read_texts(
     """Emotion scores (texts, emotions), read in a fresh pass of the *clean* model.
 
     ``reader`` and ``layer`` default to the vector file's validated choice; ``contexts`` (one user
-    message per text) reads each text as the model's reply to it.
+    message per text) reads each text as the model's reply to it. Empty texts read as nan.
     """
     chosen = get_reader(reader or vectors.default_reader)
     at = vectors.check_layer(vectors.reading_layer if layer is None else layer, "reader layer")
     if contexts is not None and len(contexts) != len(texts):
         raise SteerlabError(f"{len(texts)} texts but {len(contexts)} contexts: give one user message per text")
-    if not texts:
-        return np.zeros((0, len(vectors.emotions)))
-    feats = pooled_features(lm, texts, contexts, batch_size)[:, at] if chosen.layered else None
-    return chosen.score(vectors, feats, texts, at)
+    out = np.full((len(texts), len(vectors.emotions)), np.nan)
+    # An empty reply has nothing to read: it stays nan (reported as empty), never a score of the template.
+    keep = [i for i, t in enumerate(texts) if t.strip()]
+    if keep:
+        kept = [texts[i] for i in keep]
+        ctx = [contexts[i] for i in keep] if contexts is not None else None
+        feats = pooled_features(lm, kept, ctx, batch_size)[:, at] if chosen.layered else None
+        out[keep] = chosen.score(vectors, feats, kept, at)
+    return out
+
+
+def read_replies(lm: LoadedModel, vectors: EmotionVectors, replies: Sequence[str], prompts: Sequence[str],
+                 chat: bool, reader: str | None = None, layer: int | None = None) -> np.ndarray:
+    """Scores (replies, emotions) from the clean model: a chat reply is read as the model's turn after
+    its prompt, a continuation alone; each distinct (reply, prompt) is read once, an empty reply is nan."""
+    keys = [(r, p if chat else "") for r, p in zip(replies, prompts, strict=True)]
+    unique = sorted(set(keys))
+    read = read_texts(lm, vectors, [r for r, _ in unique], layer, reader, [c for _, c in unique] if chat else None)
+    where = {key: i for i, key in enumerate(unique)}
+    return read[[where[k] for k in keys]] if keys else read
+
 
 
 # --- validation on labelled texts ----------------------------------------------------------------
@@ -249,7 +266,7 @@ READER_RULE = (
 def fit_reply_reader(features: np.ndarray, labels: Sequence[str], seed: int, c: float
                      ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Multinomial logistic reader at every layer: (weights (layers, K, hidden), bias (layers, K), labels)."""
-    from .vectors import fit_probe
+    from .methods import fit_probe
 
     classes = sorted(set(labels))
     y = np.array([classes.index(lab) for lab in labels])

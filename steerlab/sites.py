@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .errors import SteerlabError
+from .errors import InterventionError, SteerlabError
 
 SITE = "block_output"
 CONVENTION = "layer i = output of decoder block i (0-based) = hidden_states[i+1]; residual stream"
@@ -54,12 +54,11 @@ def replace_block_tensor(output: object, hidden: torch.Tensor) -> object:
     return type(output)([hidden, *output[1:]])
 
 
-def check_layers(layers: list[int], n_layers: int) -> list[int]:
+def check_layers(layers: list[int], n_layers: int, what: str = "layer") -> list[int]:
+    """The one range check of layer indices."""
     for layer in layers:
         if not 0 <= layer < n_layers:
-            raise SteerlabError(
-                f"layer {layer} is out of range: this model has layers 0-{n_layers - 1}"
-            )
+            raise InterventionError(f"{what} {layer} is out of range: use 0-{n_layers - 1}")
     return layers
 
 

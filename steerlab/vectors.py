@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +13,11 @@ import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
-from sklearn.linear_model import LogisticRegression
 
 from .errors import InterventionError, VectorsError
+from .files import atomic_write
+from .names import spec_folder
+from .sites import check_layers
 
 FORMAT_VERSION = 2
 TENSORS = ("directions", "raw_norms", "center", "alpha_unit", "token_norm", "probe_weight", "probe_bias")
@@ -59,18 +60,16 @@ class EmotionVectors:
     @property
     def default_reader(self) -> str:
         """The reader validated on labelled replies when the file was built (``meta["reading"]``)."""
-        return str(self.meta.get("reading", {}).get("reader", "vector"))
+        return str((self.meta.get("reading") or {}).get("reader", "vector"))
 
     @property
     def reading_layer(self) -> int:
         """Where readers read by default: the layer chosen on labelled replies, else the sweep's best."""
-        reading = self.meta.get("reading", {})
+        reading = (self.meta.get("reading") or {})
         return int(reading.get("layer", self.meta.get("best_layer", self.chosen_layer)))
 
     def check_layer(self, layer: int, what: str = "layer") -> int:
-        if not 0 <= layer < self.n_layers:
-            raise InterventionError(f"{what} {layer} is out of range: use 0-{self.n_layers - 1}")
-        return layer
+        return check_layers([layer], self.n_layers, what)[0]
 
     def mean_projection(self, direction: torch.Tensor, layer: int) -> float:
         """Mean projection of the extraction corpus's activations on ``direction`` at ``layer``: the
@@ -92,13 +91,8 @@ class EmotionVectors:
         return self.directions[layer, self.index(emotion)]
 
     def read(self, activations: torch.Tensor, layer: int) -> torch.Tensor:
-        """Cosine of centred activations (..., hidden) with every direction: (..., emotions).
-
-        Cosine makes scores comparable across texts and positions of different norm.
-        """
-        x = activations.float() - self.center[layer]
-        x = x / x.norm(dim=-1, keepdim=True).clamp(min=1e-6)
-        return x @ self.directions[layer].T
+        """The vector reader: cosine of centred activations (..., hidden) with every direction."""
+        return cosine(activations, self.center[layer], self.directions[layer])
 
     def probe_logits(self, activations: torch.Tensor, layer: int) -> torch.Tensor:
         return activations.float() @ self.probe_weight[layer].T + self.probe_bias[layer]
@@ -114,102 +108,18 @@ class EmotionVectors:
             )
 
 
-# --- extraction methods ----------------------------------------------------------------------
+def cosine(activations: torch.Tensor, center: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """Cosine of ``activations - center`` (..., hidden) with unit ``directions`` (k, hidden): (..., k).
+
+    The one scoring rule of directions. Cosine makes texts and positions of different norm comparable.
+    """
+    x = activations.float() - center.float()
+    x = x / x.norm(dim=-1, keepdim=True).clamp(min=1e-6)
+    return x @ directions.float().T
 
 
-@dataclass(frozen=True)
-class MethodInput:
-    features: np.ndarray  # (texts, hidden) pooled training activations at one layer
-    labels: np.ndarray  # (texts,) emotion index per text
-    n_emotions: int
-    neutral: np.ndarray  # (neutral texts, hidden); may have zero rows
-    seed: int
-    params: dict[str, float]
-
-
-Method = Callable[[MethodInput], tuple[np.ndarray, np.ndarray]]  # -> (directions (E, d), raw norms (E,))
-METHODS: dict[str, Method] = {}
-DEFAULT_PARAMS: dict[str, dict[str, float]] = {}
-
-
-def method(name: str, **defaults: float) -> Callable[[Method], Method]:
-    def register(fn: Method) -> Method:
-        METHODS[name] = fn
-        DEFAULT_PARAMS[name] = dict(defaults)
-        return fn
-
-    return register
-
-
-def class_means(features: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
-    return np.stack([features[labels == e].mean(axis=0) for e in range(n)])
-
-
-def _unit(rows: np.ndarray) -> np.ndarray:
+def unit_rows(rows: np.ndarray) -> np.ndarray:
     return rows / np.maximum(np.linalg.norm(rows, axis=-1, keepdims=True), 1e-12)
-
-
-def neutral_components(neutral: np.ndarray, variance: float) -> np.ndarray:
-    """Orthonormal top principal components of neutral text covering ``variance`` of its variance."""
-    if variance <= 0 or len(neutral) < 2:
-        return np.zeros((0, neutral.shape[-1]))
-    centred = neutral - neutral.mean(axis=0)
-    _, s, vt = np.linalg.svd(centred.astype(np.float64), full_matrices=False)
-    share = np.cumsum(s**2) / np.sum(s**2)
-    k = int(np.searchsorted(share, variance) + 1)
-    return vt[:k]
-
-
-@method("diffmean", neutral_variance=0.5)
-def diffmean(inp: MethodInput) -> tuple[np.ndarray, np.ndarray]:
-    """Class mean minus the grand mean of class means, neutral-text PCs projected out, unit norm."""
-    means = class_means(inp.features, inp.labels, inp.n_emotions).astype(np.float64)
-    raw = means - means.mean(axis=0)
-    pcs = neutral_components(inp.neutral, inp.params["neutral_variance"])
-    cleaned = raw - (raw @ pcs.T) @ pcs
-    return _unit(cleaned), np.linalg.norm(raw, axis=1)
-
-
-@method("pca", pairs=64, neutral_variance=0.5)
-def pca(inp: MethodInput) -> tuple[np.ndarray, np.ndarray]:
-    """RepE-style: first PC of sign-randomised (emotion text - other text) differences, after the
-    neutral-text PCs are projected out; the sign is fixed by a projection vote."""
-    rng = np.random.default_rng(inp.seed)
-    pcs = neutral_components(inp.neutral, inp.params["neutral_variance"])
-    feats = inp.features - (inp.features @ pcs.T) @ pcs
-    dirs, norms = [], []
-    for e in range(inp.n_emotions):
-        own = feats[inp.labels == e]
-        other = feats[inp.labels != e]
-        n = int(inp.params["pairs"])
-        diffs = own[rng.integers(len(own), size=n)] - other[rng.integers(len(other), size=n)]
-        # Random signs make the consistent difference the axis of largest variance (RepE).
-        flipped = diffs * rng.choice([-1.0, 1.0], size=(n, 1))
-        _, _, vt = np.linalg.svd(flipped.astype(np.float64), full_matrices=False)
-        d = vt[0]
-        if np.mean(own @ d > other.mean(axis=0) @ d) < 0.5:
-            d = -d
-        dirs.append(d)
-        norms.append(float(np.abs(diffs @ d).mean()))
-    return _unit(np.stack(dirs)), np.array(norms)
-
-
-def fit_probe(features: np.ndarray, labels: np.ndarray, seed: int, c: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """Multinomial logistic probe on standardised features; returns (weights, bias) in raw units."""
-    mu = features.mean(axis=0)
-    sd = features.std(axis=0) + 1e-6
-    clf = LogisticRegression(C=c, max_iter=2000, random_state=seed)
-    clf.fit((features - mu) / sd, labels)
-    weight = clf.coef_ / sd
-    bias = clf.intercept_ - weight @ mu
-    return weight, bias
-
-
-@method("probe", c=1.0)
-def probe(inp: MethodInput) -> tuple[np.ndarray, np.ndarray]:
-    """Logistic-regression weights as directions (they read well but steer poorly)."""
-    weight, _ = fit_probe(inp.features, inp.labels, inp.seed, inp.params["c"])
-    return _unit(weight), np.linalg.norm(weight, axis=1)
 
 
 # --- files -------------------------------------------------------------------------------------
@@ -227,8 +137,8 @@ def save_vectors(vectors: EmotionVectors, path: str | Path) -> Path:
                 if getattr(vectors, name) is not None}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic(path, lambda tmp: save_file(tensors, tmp, metadata={"steerlab": text}))
-        _atomic(path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(text + "\n"))
+        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"steerlab": text}))
+        atomic_write(path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(text + "\n"))
     except OSError as err:
         raise VectorsError(
             f"cannot write vectors to {str(path)!r} ({err.strerror or err}): choose a writable --out"
@@ -236,13 +146,21 @@ def save_vectors(vectors: EmotionVectors, path: str | Path) -> Path:
     return path
 
 
-def _atomic(path: Path, write: Callable[[str], object]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def shipped_vectors(spec: str) -> Path | None:
+    """The vector file for ``spec``: the one shipped with steerlab (package data), else the one
+    ``steerlab extract`` saved in the cache by default (:func:`user_vectors`); None when neither exists."""
+    shipped = Path(str(files("steerlab.shipped") / spec_folder(spec) / "emotions.safetensors"))
+    for path in (shipped, user_vectors(spec)):
+        if path.is_file():
+            return path
+    return None
+
+
+def user_vectors(spec: str) -> Path:
+    """Where ``steerlab extract`` saves vectors for ``spec`` when no ``--out`` is given."""
+    from .models import cache_dir
+
+    return cache_dir() / "vectors" / spec_folder(spec) / "emotions.safetensors"
 
 
 def load_vectors(path: str | Path) -> EmotionVectors:
@@ -259,11 +177,83 @@ def load_vectors(path: str | Path) -> EmotionVectors:
     missing = [name for name in TENSORS if name not in tensors]
     if "steerlab" not in header or missing:
         raise VectorsError(f"{str(path)!r} has no steerlab metadata: it was not written by steerlab")
-    meta = json.loads(header["steerlab"])
-    if meta.get("format_version") != FORMAT_VERSION:
+    try:
+        meta = json.loads(header["steerlab"])
+    except json.JSONDecodeError as err:
+        raise VectorsError(f"{str(path)!r}: its metadata is not valid JSON ({err.msg}): re-run `steerlab extract`") from None
+    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+        version = meta.get("format_version") if isinstance(meta, dict) else None
         raise VectorsError(
-            f"{str(path)!r} has format version {meta.get('format_version')}, this steerlab reads "
-            f"{FORMAT_VERSION}: re-run `steerlab extract`"
+            f"{str(path)!r} has format version {version}, this steerlab reads {FORMAT_VERSION}: re-run `steerlab extract`"
         )
-    emotions = tuple(meta.pop("emotions"))
-    return EmotionVectors(emotions=emotions, meta=meta, **tensors)
+    emotions = meta.pop("emotions", None)
+    if not isinstance(emotions, list) or not emotions or not all(isinstance(e, str) for e in emotions):
+        raise VectorsError(f"{str(path)!r}: metadata lists no emotions: re-run `steerlab extract`")
+    vectors = EmotionVectors(emotions=tuple(emotions), meta=meta, **tensors)
+    problem = consistency_problem(vectors)
+    if problem:
+        raise VectorsError(f"{str(path)!r} is inconsistent: {problem}: re-run `steerlab extract`")
+    return vectors
+
+
+# What a re-extraction reproduces. Same machine, same thread count: every byte. Elsewhere float sums
+# run in another order: the statistics agree to 1e-4 (measured: 2e-6), the logistic fits, which stop
+# at a convergence tolerance, to 1e-2 (measured: 2e-3); the metadata's choices are identical.
+TOLERANCE = {"directions": 1e-4, "raw_norms": 1e-2, "center": 1e-2, "alpha_unit": 1e-2, "token_norm": 1e-2,
+             "probe_weight": 1e-2, "probe_bias": 1e-2, "reply_weight": 1e-2, "reply_bias": 1e-2}
+SAME_CHOICES = ("emotions", "chosen_layer", "best_layer", "reading", "corpus_sha256", "method", "model_id")
+
+
+def differences(a: EmotionVectors, b: EmotionVectors) -> list[str]:
+    """Where two extractions differ beyond :data:`TOLERANCE` (relative to each tensor's scale)."""
+    out = []
+    for name, tol in TOLERANCE.items():
+        x, y = getattr(a, name), getattr(b, name)
+        if x is None or y is None or x.shape != y.shape:
+            if x is not None or y is not None:
+                out.append(f"{name}: missing in one file or shaped differently")
+            continue
+        gap = float((x.float() - y.float()).abs().max()) / max(float(y.float().abs().max()), 1e-12)
+        if gap > tol:
+            out.append(f"{name}: relative difference {gap:.2g} > {tol:g}")
+    a_meta = {"emotions": list(a.emotions), **a.meta}
+    b_meta = {"emotions": list(b.emotions), **b.meta}
+    for key in SAME_CHOICES:
+        ra, rb = a_meta.get(key), b_meta.get(key)
+        if key == "reading" and isinstance(ra, dict) and isinstance(rb, dict):
+            ra, rb = (ra.get("reader"), ra.get("layer")), (rb.get("reader"), rb.get("layer"))
+        if ra != rb:
+            out.append(f"metadata {key}: {ra!r} != {rb!r}")
+    return out
+
+
+def consistency_problem(v: EmotionVectors) -> str | None:
+    """What is wrong with a loaded file (shapes against the metadata, non-finite values, layer
+    indices out of range), so a bad file fails at load time and never gives silent numbers."""
+    n_layers, n_emotions, hidden = v.directions.shape if v.directions.dim() == 3 else (0, 0, 0)
+    if (n_layers, n_emotions) == (0, 0) or n_emotions != len(v.emotions):
+        return f"directions have shape {tuple(v.directions.shape)} for {len(v.emotions)} emotions in the metadata"
+    shapes = {"raw_norms": (n_layers, n_emotions), "center": (n_layers, hidden), "alpha_unit": (n_layers,),
+              "token_norm": (n_layers,), "probe_weight": (n_layers, n_emotions, hidden),
+              "probe_bias": (n_layers, n_emotions)}
+    labels = len((v.meta.get("reply_reader") or {}).get("labels", []))
+    if v.reply_weight is not None:
+        shapes |= {"reply_weight": (n_layers, labels, hidden), "reply_bias": (n_layers, labels)}
+    for name, shape in shapes.items():
+        tensor = getattr(v, name)
+        if tuple(tensor.shape) != shape:
+            return f"{name} has shape {tuple(tensor.shape)}, expected {shape}"
+    for name in ("directions", *shapes):
+        if not bool(torch.isfinite(getattr(v, name)).all()):
+            return f"{name} holds NaN or infinite values"
+    for key in ("n_layers", "hidden_size"):
+        if key in v.meta and v.meta[key] != {"n_layers": n_layers, "hidden_size": hidden}[key]:
+            return f"metadata {key} = {v.meta[key]!r} but the tensors have {n_layers} layers, hidden size {hidden}"
+    layers = {"chosen_layer": v.meta.get("chosen_layer"), "best_layer": v.meta.get("best_layer"),
+              "reading layer": (v.meta.get("reading") or {}).get("layer")}
+    for what, layer in layers.items():
+        if layer is not None and not (isinstance(layer, int) and 0 <= layer < n_layers):
+            return f"{what} {layer!r} is out of range 0-{n_layers - 1}"
+    if "chosen_layer" not in v.meta:
+        return "metadata has no chosen_layer"
+    return None

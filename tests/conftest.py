@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
+from steerlab.cli import main
 from steerlab.corpus import load_corpus
 from steerlab.extract import ExtractConfig, extract
 from steerlab.models import LoadedModel, load_model
@@ -48,3 +50,33 @@ def embedded() -> LoadedModel:
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "vectors" / "gemma-3-270m" / "emotions.safetensors"
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["steerlab", *argv])
+    code = 0
+    try:
+        main()
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="session")
+def tiny_vec_file(tmp_path_factory: pytest.TempPathFactory, tiny_corpus_path: Path) -> Path:
+    from steerlab.corpus import load_corpus
+    from steerlab.extract import ExtractConfig, extract
+    from steerlab.models import load_model
+    from steerlab.vectors import save_vectors
+
+    vec = extract(load_model("random:tiny-gemma2"), load_corpus(tiny_corpus_path), ExtractConfig()).vectors
+    return save_vectors(vec, tmp_path_factory.mktemp("vec") / "emotions.safetensors")
+
+
+def one_line_error(code: int, err: str, *needles: str) -> None:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, err
+    assert lines and lines[-1].startswith("error: "), err
+    for needle in needles:
+        assert needle in lines[-1], (needle, lines[-1])

@@ -4,44 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
-from steerlab.cli import main
-
-from .conftest import SHIPPED, TINY_TEXTS
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["steerlab", *argv])
-    code = 0
-    try:
-        main()
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-@pytest.fixture(scope="module")
-def tiny_vec_file(tmp_path_factory: pytest.TempPathFactory, tiny_corpus_path: Path) -> Path:
-    from steerlab.corpus import load_corpus
-    from steerlab.extract import ExtractConfig, extract
-    from steerlab.models import load_model
-    from steerlab.vectors import save_vectors
-
-    vec = extract(load_model("random:tiny-gemma2"), load_corpus(tiny_corpus_path), ExtractConfig()).vectors
-    return save_vectors(vec, tmp_path_factory.mktemp("vec") / "emotions.safetensors")
-
-
-def one_line_error(code: int, err: str, *needles: str) -> None:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2, err
-    assert lines and lines[-1].startswith("error: "), err
-    for needle in needles:
-        assert needle in lines[-1], (needle, lines[-1])
+from .conftest import SHIPPED, TINY_TEXTS, one_line_error, run
 
 
 def test_extract_on_tiny_model_writes_everything(tiny_corpus_path, tmp_path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -13,7 +13,8 @@ from steerlab.activations import PoolingConfig, content_mask, pooled_activations
 from steerlab.corpus import Record, load_corpus, names_own_emotion, stratified_split
 from steerlab.errors import CorpusError, VectorsError
 from steerlab.extract import ExtractConfig, extract
-from steerlab.vectors import METHODS, MethodInput, load_vectors, save_vectors
+from steerlab.methods import METHODS, MethodInput
+from steerlab.vectors import load_vectors, save_vectors
 
 
 def test_builtin_corpus_meets_the_spec() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import copy
 import dataclasses
 import json
@@ -16,26 +17,27 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from steerlab import plots
 from steerlab.activations import pad_batch, token_activations
 from steerlab.cli import cli
+from steerlab.corpus import data_path
+from steerlab.dual_speaker import dual_speaker, load_dialogues
 from steerlab.errors import SteerlabError
+from steerlab.geometry import geometry, vector_geometry
+from steerlab.intensity import intensity, load_scales
 from steerlab.models import LoadedModel
-from steerlab.report import ReportConfig, build_report, plot_scope
+from steerlab.plots import plot_scope
+from steerlab.report import ReportConfig, build_report
 from steerlab.scope import (
     ScopeConfig,
-    dual_speaker,
     generate_reply,
-    geometry,
-    intensity,
     load_conversation,
-    load_dialogues,
-    load_scales,
     read_conversation,
     read_text,
 )
 from steerlab.vectors import EmotionVectors, save_vectors
 
-from .conftest import SHIPPED
+from .conftest import REPO, SHIPPED
 
 CONV = [
     {"role": "user", "content": "I am so scared tonight."},
@@ -64,7 +66,7 @@ def dialogue_vectors(lm: LoadedModel) -> EmotionVectors:
         emotions=emotions, directions=d / d.norm(dim=-1, keepdim=True), raw_norms=zeros + 1,
         center=torch.zeros(lm.n_layers, lm.hidden_size), alpha_unit=torch.ones(lm.n_layers),
         token_norm=torch.ones(lm.n_layers), probe_weight=d.clone(), probe_bias=zeros,
-        meta={"chosen_layer": 2, "model_id": lm.model_id, "model_spec": lm.spec},
+        meta={"chosen_layer": 2, "reading": {"layer": 1}, "model_id": lm.model_id, "model_spec": lm.spec},
     )
 
 
@@ -146,8 +148,27 @@ def test_bad_input_is_one_clear_error(tiny: LoadedModel, tiny_vectors: EmotionVe
         load_conversation(bad)
     with pytest.raises(SteerlabError, match="refusing"):
         read_text(tiny, tiny_vectors, "x" * 600)  # tiny context is 512 positions
-    with pytest.raises(SteerlabError, match="layer 9 out of range"):
+    with pytest.raises(SteerlabError, match="layer 9 is out of range: use 0-3"):
         read_text(tiny, tiny_vectors, "hello", ScopeConfig(layers=(9,)))
+
+
+def reading_at(vectors: EmotionVectors, reading: int, steering: int) -> EmotionVectors:
+    return dataclasses.replace(vectors, meta={**vectors.meta, "chosen_layer": steering, "reading": {"layer": reading}})
+
+
+def test_analyses_default_to_the_reading_layer(tiny: LoadedModel, tiny_vectors: EmotionVectors, tmp_path: Path) -> None:
+    vectors = reading_at(tiny_vectors, reading=3, steering=1)
+    assert (vectors.reading_layer, vectors.steering_layer) == (3, 1)
+    assert read_text(tiny, vectors, "sun and rain").layers == (3,)
+    assert vector_geometry(vectors).layer == 3
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"scales": [{"name": "rain", "template": "It rained for {x} days.", "values": [1, 2, 5],
+                                            "expect": {"grim": "+"}}]}))
+    assert intensity(tiny, vectors, load_scales(path)).layer == 3
+    with pytest.raises(SteerlabError, match="layer 7 is out of range"):
+        vector_geometry(vectors, 7)
+    with pytest.raises(SteerlabError, match="layer -1 is out of range"):
+        intensity(tiny, vectors, load_scales(path), layer=-1)
 
 
 # --- geometry, intensity, dual speaker --------------------------------------------------------------
@@ -171,6 +192,8 @@ def test_geometry_recovers_planted_axes() -> None:
 
 def test_scales_load_both_formats(tmp_path: Path) -> None:
     own = load_scales()
+    assert data_path("intensity_scales.json").is_file() and not (REPO / "eval" / "intensity").exists()
+    assert [s.name for s in own] == [s.name for s in load_scales(data_path("intensity_scales.json"))]
     assert len(own) >= 4 and all(s.is_message and "{x}" in s.template and s.expect for s in own)
     ext = tmp_path / "ext.json"
     ext.write_text(json.dumps({"dog": {"template": "User: My dog has been missing {value} days.\n\nAssistant:",
@@ -198,6 +221,7 @@ def test_intensity_on_tiny(tiny: LoadedModel, tiny_vectors: EmotionVectors, tmp_
 def test_dual_speaker_on_tiny(tiny: LoadedModel) -> None:
     vectors = dialogue_vectors(tiny)
     ds = dual_speaker(tiny, vectors, load_dialogues()[:24], batch_size=8)
+    assert ds.layer == vectors.reading_layer == 1 and vectors.steering_layer == 2
     e = len(ds.emotions)
     assert ds.current.shape == ds.other.shape == (e, tiny.hidden_size)
     assert ds.cos.shape == (e,) and ds.mismatched.shape == (e * (e - 1),)
@@ -215,6 +239,22 @@ def test_dialogue_data_covers_every_emotion_on_both_sides() -> None:
     assert len(users) == 20 and users == assistants
 
 
+def test_dialogue_file_errors_name_the_line(tmp_path: Path) -> None:
+    good = data_path("dialogues.jsonl").read_text().splitlines()[0]
+    path = tmp_path / "d.jsonl"
+    path.write_text(good + "\n\n" + json.dumps({"id": "x", "user_emotion": "calm", "assistant_emotion": "calm"}) + "\n")
+    with pytest.raises(SteerlabError, match=r"line 3: bad dialogue .*needs id, user_emotion, assistant_emotion, turns"):
+        load_dialogues(path)
+    path.write_text(good + "\n{not json\n")
+    with pytest.raises(SteerlabError, match="line 2: malformed JSON"):
+        load_dialogues(path)
+    path.write_text("\n")
+    with pytest.raises(SteerlabError, match="no dialogues"):
+        load_dialogues(path)
+    with pytest.raises(SteerlabError, match="cannot read dialogue file"):
+        load_dialogues(tmp_path / "missing.jsonl")
+
+
 # --- figures, report, CLI -----------------------------------------------------------------------------
 
 
@@ -224,8 +264,27 @@ def test_scope_plot_is_written(tiny: LoadedModel, tiny_vectors: EmotionVectors, 
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
 
 
+@pytest.mark.parametrize("n_words", [4, 90])
+def test_scope_plot_token_labels_are_readable(tiny: LoadedModel, tiny_vectors: EmotionVectors, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch, n_words: int) -> None:
+    figures = []
+    close = plots.plt.close
+    monkeypatch.setattr(plots.plt, "close", lambda fig: (figures.append(fig), close(fig)))
+    r = read_text(tiny, tiny_vectors, " ".join(["rain"] * n_words))  # byte tokens: ~5 per word
+    plot_scope(r, tmp_path / "scope.png")
+    (fig,) = figures
+    width = fig.get_size_inches()[0]
+    heatmap = fig.axes[1]
+    labels = heatmap.get_xticklabels()
+    assert 8 <= width <= 24 and (n_words == 4 or width == 24)
+    assert all(t.get_fontsize() >= 8 for t in labels + heatmap.get_yticklabels())
+    assert len(labels) * 0.15 <= width  # thinned so that labels do not overlap
+    assert len(labels) == len(r.tokens) or n_words > 4
+
+
 @pytest.fixture(scope="module")
 def tiny_report(tiny: LoadedModel, tiny_vectors: EmotionVectors, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The report of the tiny model, reading at layer 3 and steering at layer 1."""
     out = tmp_path_factory.mktemp("report") / "report.html"
     ext = EXTERNAL if EXTERNAL.is_file() else None
     dialogues = out.with_name("dialogues.jsonl")  # a subset keeps the test fast
@@ -233,8 +292,10 @@ def tiny_report(tiny: LoadedModel, tiny_vectors: EmotionVectors, tmp_path_factor
 
     dialogues.write_text("\n".join(data_path("dialogues.jsonl").read_text().splitlines()[::4]) + "\n")
     config = ReportConfig(external_scales=str(ext) if ext else None, max_new_tokens=6, dialogues=str(dialogues))
-    path, numbers = build_report(tiny, tiny_vectors, out, config)
+    path, numbers = build_report(tiny, reading_at(tiny_vectors, reading=3, steering=1), out, config)
     assert "dual_speaker" in numbers and "geometry" in numbers
+    assert (numbers["reading_layer"], numbers["steering_layer"]) == (3, 1) and "chosen_layer" not in numbers
+    assert numbers["dual_speaker"]["layer"] == 3
     return path
 
 
@@ -245,6 +306,8 @@ def test_report_builds_from_the_tiny_model(tiny_report: Path) -> None:
     for section in ("Layer sweep", "Geometry", "Intensity scales", "Dual speaker", "Scope examples", "Random weights"):
         assert section in page
     assert page.count("<table>") >= 5
+    assert "<th>p &lt; 0.05</th>" in page and "&amp;lt;" not in page  # escaped once, not twice
+    assert "reading layer 3 (steering layer 1)" in page
     assert not re.search(r'(src|href)="https?:', page)  # self-contained: nothing fetched
 
 
@@ -295,6 +358,15 @@ def test_cli_scope_json_and_errors(tiny: LoadedModel, tiny_vectors: EmotionVecto
                            "--vectors", str(vec), "--model", "random:tiny-gemma2"], check=False, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
     assert "unknown role 'robot'" in proc.stderr
+
+
+def test_cli_scope_module_imports_only_click_at_top_level() -> None:
+    """``steerlab --help`` must not pay for torch: the scope commands import steerlab's modules lazily."""
+    tree = ast.parse((REPO / "steerlab" / "cli" / "scope.py").read_text())
+    top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    names = {a.name for n in top if isinstance(n, ast.Import) for a in n.names}
+    names |= {"." * n.level + (n.module or "") for n in top if isinstance(n, ast.ImportFrom)}
+    assert names <= {"__future__", "json", "typing", "click", ".common"}, names
 
 
 # --- the real embedded model (slow) ---------------------------------------------------------------------

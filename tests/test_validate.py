@@ -291,7 +291,8 @@ def test_cli_validate_json_strict_and_errors(tiny_vectors: EmotionVectors, tmp_p
     assert set(out) == {"suite", "n", "reader", "premises", "claims", "conditions", "warnings"} and out["n"] == 3
     assert out["claims"][0]["verdict"] == "inconclusive"  # random weights
     assert set(out["claims"][0]) == {"name", "verdict", "effect", "ci", "p", "p_adj", "premise", "reader"}
-    assert runner.invoke(cli, [*args, "--strict"]).exit_code == 1
+    assert runner.invoke(cli, [*args, "--strict"]).exit_code == 2  # --out exists: refused without --force
+    assert runner.invoke(cli, [*args, "--strict", "--force"]).exit_code == 1
     path.write_text(yaml.safe_dump(dict(suite, claims=[{"name": "c"}])))
     bad = runner.invoke(cli, args)
     assert bad.exit_code != 0 and "claims[0].condition" in str(bad.exception)

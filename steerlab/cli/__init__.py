@@ -15,7 +15,7 @@ from .common import cli
 
 
 def main() -> None:
-    """Entry point: library errors become one line on stderr and exit code 2."""
+    """Entry point: every error is one line on stderr naming the value and the fix; exit code 2."""
     try:
         cli.main(standalone_mode=False)
     except SteerlabError as err:
@@ -24,8 +24,13 @@ def main() -> None:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except click.UsageError as err:
+        command = err.ctx.command_path if err.ctx else "steerlab"
+        message = " ".join(err.format_message().split())
+        click.echo(f"error: {message} (see `{command} --help`)", err=True)
+        sys.exit(2)
     except click.ClickException as err:
-        err.show()
+        click.echo(f"error: {' '.join(err.format_message().split())}", err=True)
         sys.exit(2 if err.exit_code in (1, 2) else err.exit_code)
     except click.exceptions.Exit as err:
         sys.exit(err.exit_code)

@@ -1,22 +1,28 @@
-"""Shared CLI pieces: the group, model/vector options, progress bars, JSON output."""
+"""Shared CLI pieces: the group, model/vector options, progress, JSON output.
+
+Commands import torch and transformers only inside their bodies, so ``--help`` and every argument
+error answer at once.
+"""
 
 from __future__ import annotations
 
 import json
 import math
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Self
 
 import click
 
 from .. import __version__
 from ..errors import SteerlabError
-from ..models import EMBEDDED, LoadedModel, load_model
-from ..vectors import EmotionVectors, load_vectors
+from ..names import EMBEDDED
 
-REPO = Path(__file__).resolve().parents[2]
+if TYPE_CHECKING:
+    from ..models import LoadedModel
+    from ..vectors import EmotionVectors
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -32,35 +38,50 @@ def say(message: str) -> None:
 
 def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default=None,
-                      help="Weights dtype (default: float32 for gemma-3-270m, bfloat16 for random:gemma-2-2b, the checkpoint's own otherwise).")(fn)
+                      help="Weights dtype (default: float32 for gemma-3-270m, bfloat16 for random:gemma-2-2b, "
+                           "the checkpoint's own otherwise).")(fn)
     fn = click.option("--revision", default=None, help="Hub revision (branch, tag or commit) for a Hugging Face id.")(fn)
     fn = click.option("--model", "model_spec", default=None,
-                      help=f"Model: {EMBEDDED} (embedded default), random:gemma-2-2b, a Hugging Face id or a local path. Default: the vector file's model, else {EMBEDDED}.")(fn)
+                      help=f"Model: {EMBEDDED} (embedded default), random:gemma-2-2b, a Hugging Face id or a local "
+                           f"path. Default: the vector file's model, else {EMBEDDED}.")(fn)
     return fn
 
 
 def get_model(spec: str | None, revision: str | None, dtype: str | None) -> LoadedModel:
+    from ..models import load_model
+
     return load_model(spec or EMBEDDED, revision=revision, dtype=dtype, progress=say)
 
 
-def default_vectors_path(spec: str) -> Path:
-    return REPO / "vectors" / spec.replace("/", "__").replace(":", "_") / "emotions.safetensors"
+def get_vectors(vectors_path: str | None, spec: str | None) -> EmotionVectors:
+    """The vector file given, else the one shipped (or extracted into the cache) for the model."""
+    from ..vectors import load_vectors, shipped_vectors, user_vectors
+
+    if vectors_path:
+        return load_vectors(vectors_path)
+    found = shipped_vectors(spec or EMBEDDED)
+    if found is None:
+        raise SteerlabError(
+            f"no vectors for model {spec or EMBEDDED!r} (none shipped, none at {user_vectors(spec or EMBEDDED)}): "
+            f"run `steerlab extract --model {spec or EMBEDDED}` first, or pass --vectors"
+        )
+    return load_vectors(found)
 
 
 def get_vectors_and_model(
     vectors_path: str | None, spec: str | None, revision: str | None, dtype: str | None
 ) -> tuple[EmotionVectors, LoadedModel]:
     """Vectors (given, or the shipped ones for the model) and a model they were built for."""
-    path = Path(vectors_path) if vectors_path else default_vectors_path(spec or EMBEDDED)
-    if not vectors_path and not path.exists():
-        raise SteerlabError(
-            f"no shipped vectors for model {spec or EMBEDDED!r} at {path}: run "
-            f"`steerlab extract --model {spec or EMBEDDED}` first, or pass --vectors"
-        )
-    vectors = load_vectors(path)
+    vectors = get_vectors(vectors_path, spec)
     lm = get_model(spec or vectors.meta.get("model_spec") or EMBEDDED, revision, dtype)
     vectors.check_compatible(lm.model_id, lm.hidden_size, lm.n_layers)
     return vectors, lm
+
+
+def check_out(path: str | Path, what: str = "--out", *, directory: bool = False, force: bool = False) -> Path:
+    from ..files import check_writable
+
+    return check_writable(path, what, directory=directory, force=force)
 
 
 def echo_json(obj: Any) -> None:
@@ -80,8 +101,41 @@ def _strict(obj: Any) -> Any:
     return obj
 
 
-def progress_bar(total: int, desc: str, unit: str = "text") -> Any:
-    """A tqdm bar on stderr that also shows tokens/s; silent when stderr is not a terminal."""
-    from tqdm import tqdm
+class Progress:
+    """Progress on stderr: a tqdm bar on a terminal; otherwise one line every ``every`` seconds (done,
+    rate, ETA), so logged runs show that they are alive."""
 
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=None, leave=False)
+    def __init__(self, total: int, desc: str, unit: str = "text", every: float = 30.0) -> None:
+        self.total, self.desc, self.unit, self.every = total, desc, unit, every
+        self.n, self.tokens = 0, 0
+        self.start = self.last = time.perf_counter()
+        self.bar: Any = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total or None, desc=desc, unit=unit, file=sys.stderr, leave=False)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def update(self, done: int, total: int | None = None, tokens: int = 0) -> None:
+        """``done`` items so far (absolute), ``tokens`` more tokens read since the last call."""
+        self.total = total if total is not None else self.total
+        self.tokens += tokens
+        step, self.n = done - self.n, done
+        now = time.perf_counter()
+        rate = f", {self.tokens / (now - self.start):.0f} tok/s" if self.tokens else ""
+        if self.bar is not None:
+            self.bar.total = self.total or None
+            self.bar.update(step)
+            if rate:
+                self.bar.set_postfix_str(rate[2:])
+        elif now - self.last >= self.every or (self.total and done >= self.total and step):
+            self.last = now
+            eta = (now - self.start) / done * (self.total - done) if done and self.total else float("nan")
+            say(f"{self.desc}: {done}/{self.total or '?'} {self.unit}s{rate}, "
+                f"{now - self.start:.0f}s elapsed" + (f", ETA {eta:.0f}s" if math.isfinite(eta) else ""))

@@ -2,40 +2,23 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import click
-import numpy as np
-import pandas as pd
 
-from ..activations import PoolingConfig
-from ..corpus import corpus_stats, load_corpus
 from ..errors import SteerlabError
-from ..extract import ExtractConfig, extract
-from ..models import KNOWN_SPECS, is_cached
-from ..readers import READERS, evaluate_reader
-from ..report import plot_layer_sweep
-from ..vectors import METHODS, load_vectors, save_vectors
-from .common import (
-    cli,
-    default_vectors_path,
-    echo_json,
-    get_model,
-    model_options,
-    progress_bar,
-    say,
-)
-
-SHAPES = {"gemma-3-270m": (18, 640), "random:gemma-2-2b": (26, 2304), "random:tiny-gemma2": (4, 64)}
+from ..names import EMBEDDED, METHOD_NAMES, READER_NAMES
+from .common import Progress, check_out, cli, echo_json, get_model, get_vectors, model_options, say
 
 
 @cli.command()
 def models() -> None:
     """List the built-in model specs with layers, hidden size and cache state."""
+    from ..models import KNOWN_SPECS, is_cached, model_shape
+
     click.echo(f"{'spec':22} {'layers':>6} {'hidden':>6}  cached")
     for spec in KNOWN_SPECS:
-        layers, hidden = SHAPES[spec]
+        layers, hidden = model_shape(spec)
         click.echo(f"{spec:22} {layers:>6} {hidden:>6}  {'yes' if is_cached(spec) else 'no (built on first use)'}")
     click.echo("Any Hugging Face id or local path also works, e.g. --model google/gemma-2-2b-it.")
 
@@ -50,12 +33,16 @@ def corpus() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def corpus_stats_cmd(path: str | None, as_json: bool) -> None:
     """Counts, lengths, duplicates and self-naming texts (PATH default: the built-in corpus)."""
+    import pandas as pd
+
+    from ..corpus import corpus_stats, load_corpus
+
     stats = corpus_stats(load_corpus(path))
     if as_json:
         echo_json(stats)
         return
     click.echo(f"{stats['source']}  sha256 {str(stats['sha256'])[:12]}  {stats['n_texts']} texts, {stats['n_emotions']} emotions")
-    table = pd.DataFrame(stats["per_emotion"]).T
+    table = pd.DataFrame.from_dict(stats["per_emotion"], orient="index")
     click.echo(table.to_string(float_format=lambda v: f"{v:.1f}"))
     click.echo(f"duplicates: {len(stats['duplicates'])}   texts naming their own emotion: {len(stats['self_naming'])}")
     for item in stats["self_naming"][:20]:
@@ -66,6 +53,8 @@ def corpus_stats_cmd(path: str | None, as_json: bool) -> None:
 @click.argument("path")
 def corpus_validate_cmd(path: str) -> None:
     """Check a corpus file; exit 2 with the first problem, 0 when it loads."""
+    from ..corpus import corpus_stats, load_corpus
+
     c = load_corpus(path)
     stats = corpus_stats(c)
     problems = len(stats["duplicates"]) + len(stats["self_naming"])
@@ -75,41 +64,44 @@ def corpus_validate_cmd(path: str) -> None:
         raise SteerlabError(f"{path}: fix the duplicates / self-naming texts listed by `steerlab corpus stats {path}`")
 
 
-def _tick_bar(total: int, desc: str):  # type: ignore[no-untyped-def]
-    bar = progress_bar(total, desc)
-    tokens = [0, time.perf_counter()]
-
-    def tick(n_texts: int, n_tokens: int) -> None:
-        tokens[0] += n_tokens
-        bar.update(n_texts)
-        bar.set_postfix_str(f"{tokens[0] / (time.perf_counter() - tokens[1]):.0f} tok/s")
-
-    return bar, tick
-
-
 @cli.command("extract")
 @model_options
 @click.option("--corpus", "corpus_path", default=None, help="JSONL corpus (default: the built-in one).")
-@click.option("--method", type=click.Choice(sorted(METHODS)), default="diffmean", show_default=True)
-@click.option("--out", default=None, help="Output .safetensors (default: vectors/<model>/emotions.safetensors).")
+@click.option("--method", type=click.Choice(METHOD_NAMES), default="diffmean", show_default=True)
+@click.option("--out", default=None,
+              help="Output .safetensors (default: <cache>/vectors/<model>/emotions.safetensors, see `steerlab models`).")
+@click.option("--force", is_flag=True, help="Overwrite an existing --out file.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--test-fraction", default=0.25, show_default=True, type=float, help="Held-out share per emotion.")
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1, 1024))
 @click.option("--max-length", default=256, show_default=True, type=click.IntRange(8, 8192))
 @click.option("--skip-tokens", default=0, show_default=True, type=click.IntRange(0, 1000), help="Content tokens skipped at the start of each text.")
 def extract_cmd(model_spec: str | None, revision: str | None, dtype: str | None, corpus_path: str | None,
-                method: str, out: str | None, seed: int, test_fraction: float, batch_size: int,
+                method: str, out: str | None, force: bool, seed: int, test_fraction: float, batch_size: int,
                 max_length: int, skip_tokens: int) -> None:
     """Extract one direction per emotion at every layer and sweep the layers on held-out texts."""
+    import pandas as pd
+
+    from ..activations import PoolingConfig
+    from ..corpus import load_corpus
+    from ..extract import ExtractConfig, extract
+    from ..plots import plot_layer_sweep
+    from ..vectors import save_vectors, user_vectors
+
+    if not 0 < test_fraction < 1:
+        raise SteerlabError(f"--test-fraction {test_fraction} must lie between 0 and 1, e.g. 0.25")
+    target = Path(out) if out else user_vectors(model_spec or EMBEDDED)
+    if target.suffix != ".safetensors":
+        raise SteerlabError(f"--out {str(target)!r} must end in .safetensors")
+    for path in (target, target.with_suffix(".json"), target.with_name("layer_sweep.csv"),
+                 target.with_name("layer_sweep.png")):
+        check_out(path, "--out", force=force)
     c = load_corpus(corpus_path)
-    target = Path(out) if out else default_vectors_path(model_spec or "gemma-3-270m")
-    _check_writable(target)
     lm = get_model(model_spec, revision, dtype)
     config = ExtractConfig(method=method, test_fraction=test_fraction, seed=seed,  # type: ignore[arg-type]
                            pooling=PoolingConfig(batch_size, max_length, skip_tokens))
-    bar, tick = _tick_bar(len(c.records), f"extract {lm.spec}")
-    with bar:
-        result = extract(lm, c, config, tick)
+    with Progress(len(c.records), f"extract {lm.spec}") as bar:
+        result = extract(lm, c, config, lambda n_texts, n_tokens: bar.update(bar.n + n_texts, tokens=n_tokens))
     v = result.vectors
     say(f"{len(c.records)} texts, {result.pooled.n_tokens} content tokens in {result.pooled.seconds:.1f}s "
         f"({result.pooled.n_tokens / result.pooled.seconds:.0f} tok/s)")
@@ -125,28 +117,15 @@ def extract_cmd(model_spec: str | None, revision: str | None, dtype: str | None,
     plot_layer_sweep(result.sweep, v.chosen_layer, len(v.emotions), target.with_name("layer_sweep.png"),
                      title=f"{lm.spec} · {method} · {c.source}")
     click.echo(f"wrote {target}, {target.with_suffix('.json').name}, layer_sweep.csv, layer_sweep.png")
-
-
-def _check_writable(target: Path) -> None:
-    """Fail before the expensive pass, not after it."""
-    if target.suffix != ".safetensors":
-        raise SteerlabError(f"--out {str(target)!r} must end in .safetensors")
-    parent = target.parent
-    while not parent.exists():
-        parent = parent.parent
-    probe = parent / ".steerlab-write-test"
-    try:
-        probe.touch()
-        probe.unlink()
-    except OSError:
-        raise SteerlabError(f"output path {str(target)!r} is not writable: choose another --out") from None
+    if not out:
+        say(f"use them with --vectors {target}")
 
 
 @cli.command("evaluate")
 @click.option("--vectors", "vectors_path", required=True, help="A vector file from `steerlab extract`.")
 @click.option("--corpus", "corpus_path", required=True,
               help="Labelled JSONL: text, emotion, optional context (the user message a reply answers).")
-@click.option("--reader", "reader_name", type=click.Choice(sorted(READERS)), default=None,
+@click.option("--reader", "reader_name", type=click.Choice(READER_NAMES), default=None,
               help="Reader to validate (default: the vector file's validated default).")
 @model_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
@@ -158,7 +137,13 @@ def evaluate_cmd(vectors_path: str, corpus_path: str, reader_name: str | None, m
     Rows whose label is not an emotion of the vectors (e.g. "neutral") are negatives for every emotion.
     Rows with a "context" are read as the model's reply to that message (only the reply is pooled).
     """
-    v = load_vectors(vectors_path)
+    import numpy as np
+    import pandas as pd
+
+    from ..corpus import load_corpus
+    from ..readers import READERS, evaluate_reader
+
+    v = get_vectors(vectors_path, None)
     c = load_corpus(corpus_path, min_per_emotion=1)
     name = reader_name or v.default_reader
     lm = get_model(model_spec or v.meta.get("model_spec"), revision, dtype)

@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
-import numpy as np
 
-from ..errors import SteerlabError
-from ..report import ReportConfig, build_report, plot_scope
-from ..scope import (
-    Reading,
-    ScopeConfig,
-    generate_reply,
-    load_conversation,
-    read_conversation,
-    read_text,
-)
-from ..sites import parse_layers
-from .common import cli, echo_json, get_vectors_and_model, model_options, say
+from .common import check_out, cli, echo_json, get_vectors_and_model, model_options, say
+
+if TYPE_CHECKING:  # steerlab's modules load torch: they are imported inside the commands
+    import numpy as np
+
+    from ..scope import Reading
 
 
 @cli.command("scope")
@@ -28,7 +22,7 @@ from .common import cli, echo_json, get_vectors_and_model, model_options, say
 @click.option("--max-new-tokens", default=48, show_default=True, type=click.IntRange(1, 1024))
 @click.option("--vectors", "vectors_path", default=None, help="Vector file (default: the shipped vectors of the model).")
 @model_options
-@click.option("--layers", "layers_spec", default=None, help="Layers to read: 8, 6,8,10, 4-12 or all (default: chosen layer).")
+@click.option("--layers", "layers_spec", default=None, help="Layers to read: 8, 6,8,10, 4-12 or all (default: the reading layer).")
 @click.option("--top", default=3, show_default=True, type=click.IntRange(1, 50), help="Emotions shown per row.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: tokens, positions, speakers, scores.")
 @click.option("--plot", "plot_path", default=None, help="Write a tokens x emotions heatmap + trajectory PNG.")
@@ -39,13 +33,20 @@ def scope_cmd(text: str | None, conversation_path: str | None, do_generate: bool
     """Read TEXT (or --conversation FILE) token by token: per-token, per-turn and readout-point scores.
 
     Scores are cosines of the centred activation with each unit emotion direction, comparable across
-    texts; the noise floor is the 95th percentile of |cosine| with random directions. A TEXT with
-    --generate is taken as the user's message.
+    texts; the noise floor is the 95th percentile of |cosine| with random directions. Layers default
+    to the vectors' reading layer. A TEXT with --generate is taken as the user's message.
     """
+    from ..errors import SteerlabError
+    from ..plots import plot_scope
+    from ..scope import ScopeConfig, generate_reply, load_conversation, read_conversation, read_text
+    from ..sites import parse_layers
+
     if (text is None) == (conversation_path is None):
         raise SteerlabError('give either TEXT or --conversation FILE (e.g. steerlab scope "I can\'t sleep")')
     if text is not None and not text.strip():
         raise SteerlabError("empty TEXT: give some text to read")
+    if plot_path:
+        check_out(plot_path, "--plot", force=True)
     messages = load_conversation(conversation_path) if conversation_path else None
     if do_generate and messages is None:
         messages = [{"role": "user", "content": str(text)}]
@@ -70,6 +71,8 @@ def scope_cmd(text: str | None, conversation_path: str | None, do_generate: bool
 
 
 def _top(scores: np.ndarray, emotions: tuple[str, ...], k: int) -> str:
+    import numpy as np
+
     return "  ".join(f"{emotions[i]} {scores[i]:+.2f}" for i in np.argsort(-scores)[:k])
 
 
@@ -98,12 +101,17 @@ def _print_reading(r: Reading, top: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the key numbers as one JSON object.")
 def report_cmd(vectors_path: str | None, model_spec: str | None, revision: str | None, dtype: str | None,
                out: str, external: str | None, no_generate: bool, as_json: bool) -> None:
-    """Layer sweep, geometry, intensity scales, dual speaker and scope examples in one HTML file."""
+    """Layer sweep, geometry, intensity scales, dual speaker and scope examples in one HTML file.
+
+    Every analysis reads at the vectors' reading layer."""
+    from ..errors import SteerlabError
+    from ..intensity import load_scales
+    from ..report import ReportConfig, build_report
+
     if not out.endswith((".html", ".htm")):
         raise SteerlabError(f"--out {out!r} must end in .html")
+    check_out(out, "--out", force=True)
     if external:
-        from ..scope import load_scales
-
         load_scales(external)  # fail before the expensive passes
     vectors, lm = get_vectors_and_model(vectors_path, model_spec, revision, dtype)
     path, numbers = build_report(lm, vectors, out, ReportConfig(external_scales=external, generate=not no_generate),
@@ -121,6 +129,6 @@ def report_cmd(vectors_path: str | None, model_spec: str | None, revision: str |
                    f"{s['significant_right']} significant right, {s['significant_wrong']} significant wrong")
     geo = numbers.get("geometry")
     if isinstance(geo, dict):
-        click.echo(f"geometry (layer {numbers['chosen_layer']}): PC1~valence r {geo['pc1_valence']['r']:+.3f} "
+        click.echo(f"geometry (layer {numbers['reading_layer']}): PC1~valence r {geo['pc1_valence']['r']:+.3f} "
                    f"(p {geo['pc1_valence']['p']:.3g}), PC2~arousal r {geo['pc2_arousal']['r']:+.3f}")
     click.echo(f"wrote {path}")

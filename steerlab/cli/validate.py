@@ -8,9 +8,7 @@ from pathlib import Path
 
 import click
 
-from ..validate import RunOptions, load_suite, run_suite, summary, write_outputs
-from ..validate.outputs import validation_line
-from .common import cli, echo_json, get_vectors_and_model, model_options, progress_bar, say
+from .common import Progress, check_out, cli, echo_json, get_vectors_and_model, model_options, say
 
 
 @cli.command("validate")
@@ -20,24 +18,27 @@ from .common import cli, echo_json, get_vectors_and_model, model_options, progre
 @click.option("--vectors", "vectors_path", default=None, help="Vector file (default: the suite's, else the shipped one).")
 @model_options
 @click.option("--out", default=None, help="Output folder (default: runs/validate/<suite name>).")
+@click.option("--force", is_flag=True, help="Overwrite an existing --out folder's result files.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the verdicts.")
 @click.option("--strict", is_flag=True, help="Exit 1 when any claim is not PASS.")
 def validate_cmd(suite_path: str, prompts_path: str | None, n: int | None, vectors_path: str | None,
                  model_spec: str | None, revision: str | None, dtype: str | None, out: str | None,
-                 as_json: bool, strict: bool) -> None:
+                 force: bool, as_json: bool, strict: bool) -> None:
     """Run SUITE (YAML): intervene, generate, re-read the replies with the clean model, judge the claims."""
+    from ..validate import RunOptions, load_suite, run_suite, summary, write_outputs
+    from ..validate.outputs import OUTPUT_FILES, validation_line
+    from ..validate.prompts import suite_prompts
+
     start = time.perf_counter()
     suite = load_suite(suite_path)
-    vectors, lm = get_vectors_and_model(vectors_path or suite.vectors, model_spec or suite.model, revision, dtype)
-    bar = progress_bar(0, f"validate {suite.name}", unit="reply")
-
-    def tick(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-
-    with bar:
-        result = run_suite(suite, lm, vectors, RunOptions(prompts=prompts_path, n=n), tick)
+    suite_prompts(suite, prompts_path, n)  # a bad prompt file fails here, before the model loads
     target = Path(out) if out else Path("runs") / "validate" / suite.name
+    check_out(target, "--out", directory=True)
+    for name in OUTPUT_FILES:
+        check_out(target / name, "--out", force=force)
+    vectors, lm = get_vectors_and_model(vectors_path or suite.vectors, model_spec or suite.model, revision, dtype)
+    with Progress(0, f"validate {suite.name}", unit="reply") as bar:
+        result = run_suite(suite, lm, vectors, RunOptions(prompts=prompts_path, n=n), bar.update)
     written = write_outputs(result, target)
     summ = summary(result)
     say(f"{summ['n']} prompts x {len(result.conditions)} conditions in {time.perf_counter() - start:.0f}s "
@@ -57,8 +58,8 @@ def validate_cmd(suite_path: str, prompts_path: str | None, n: int | None, vecto
             click.echo(f"{c['verdict'].upper():13} {c['name']}: effect {c['effect']:+.4f} "
                        f"[{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}]  p={c['p']:.3g} p_adj={c['p_adj']:.3g}  "
                        f"power {c['power']:.2f}  n={c['n']}  (reader {c['reader']['name']}, AUROC {shown})")
-            if c["verdict"] != "pass":
-                click.echo(f"{'':13} {c['reasons'][0] if c['reasons'] else ''}")
+            for reason in c["reasons"] if c["verdict"] != "pass" else []:
+                click.echo(f"{'':13} why: {reason}")
     for warning in result.warnings:
         say(f"warning: {warning}")
     if result.note:

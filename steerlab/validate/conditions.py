@@ -106,9 +106,7 @@ def expand_conditions(suite: Suite, vectors: EmotionVectors, prompts: Sequence[P
     for i, spec in enumerate(suite.conditions):
         layers = spec.layers if spec.layers is not None else (vectors.steering_layer,)
         for layer in layers:
-            if not 0 <= layer < vectors.n_layers:
-                raise SuiteError(f"{suite.path}: field 'conditions[{i}].layers' has layer {layer}: "
-                                 f"the vectors have layers 0-{vectors.n_layers - 1}")
+            vectors.check_layer(layer, f"{suite.path}: field 'conditions[{i}].layers' has layer")
         emotions = _emotions(spec, vectors, suite.path, i)
         base = Condition(spec.name, spec.name, spec.op, instruction=spec.instruction, layers=tuple(layers),
                          mode=spec.mode)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SuiteError
+from ..files import atomic_write
 from .decide import metric_values
 from .run import SuiteResult
 from .schema import TARGET, MetricSpec
@@ -64,11 +65,14 @@ def summary(result: SuiteResult) -> dict[str, Any]:
     }
 
 
+OUTPUT_FILES = ("rows.csv", "summary.json", "summary.md")
+
+
 def write_outputs(result: SuiteResult, out_dir: str | Path) -> list[Path]:
     """rows.csv (one row per prompt x condition x sample, with the reply), summary.json, summary.md, figures."""
     import pandas as pd
 
-    from ..report import plot_condition_means, plot_dose_response
+    from ..plots import plot_condition_means, plot_dose_response
 
     out = Path(out_dir)
     try:
@@ -87,10 +91,10 @@ def write_outputs(result: SuiteResult, out_dir: str | Path) -> list[Path]:
                     row[f"prompt_{emotion}"] = result.readings.prompts[p, e]
                 rows.append(row)
     summ = summary(result)
-    written = [out / "rows.csv", out / "summary.json", out / "summary.md"]
-    pd.DataFrame(rows).to_csv(written[0], index=False, float_format="%.6g")
-    written[1].write_text(json.dumps(summ, indent=1, default=_json_default) + "\n")
-    written[2].write_text(markdown(result, summ))
+    written = [out / name for name in OUTPUT_FILES]
+    atomic_write(written[0], lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.6g"))
+    atomic_write(written[1], lambda tmp: Path(tmp).write_text(json.dumps(summ, indent=1, default=_json_default) + "\n"))
+    atomic_write(written[2], lambda tmp: Path(tmp).write_text(markdown(result, summ)))
     degenerate = {q["name"] for q in result.quality if q["degenerate"]}
     for name, means in summ["means"].items():
         if 0 < len(means) <= 40:

@@ -24,7 +24,7 @@ from ..errors import SuiteError
 from ..generate import GenerationConfig, generate
 from ..interventions import Displacement
 from ..models import LoadedModel
-from ..readers import evaluate_reader, get_reader, read_texts
+from ..readers import evaluate_reader, get_reader, read_replies, read_texts
 from ..vectors import EmotionVectors
 from .conditions import (
     Calibration,
@@ -80,8 +80,7 @@ def check_suite(suite: Suite, vectors: EmotionVectors, prompts: list[Prompt]) ->
     reader = suite.measurement.reader or vectors.default_reader
     get_reader(reader)
     layer = suite.measurement.layer if suite.measurement.layer is not None else vectors.reading_layer
-    if not 0 <= layer < vectors.n_layers:
-        raise SuiteError(f"{suite.path}: field 'measurement.layer' is {layer}: use 0-{vectors.n_layers - 1}")
+    vectors.check_layer(layer, f"{suite.path}: field 'measurement.layer'")
     for prompt in prompts:
         if prompt.label is not None and prompt.label not in vectors.emotions:
             raise SuiteError(f"prompt label {prompt.label!r} is not an emotion of the vectors ({', '.join(vectors.emotions)})")
@@ -169,17 +168,11 @@ def _grid(values: np.ndarray, n_prompts: int, n_conditions: int, samples: int) -
 def _read(lm: LoadedModel, vectors: EmotionVectors, reader: str, layer: int, conditions: list[Condition],
           prompts: list[Prompt], shown: list[str], jobs: list[tuple[int, int, int]], flat: list[str],
           chat: bool) -> Readings:
-    """Every distinct (reply, user message) read once; prompts read alone, by the same reader."""
+    """Replies read in their conversation (:func:`read_replies`); prompts read alone, by the same reader."""
     scores = np.full((len(conditions), len(prompts), max(s for _, _, s in jobs) + 1, len(vectors.emotions)), np.nan)
-    pairs = sorted({(r, shown[p] if chat else "") for (_, p, _), r in zip(jobs, flat) if r.strip()})
-    if pairs:
-        texts = [t for t, _ in pairs]
-        read = read_texts(lm, vectors, texts, layer, reader, [c for _, c in pairs] if chat else None)
-        lookup = {pair: read[i] for i, pair in enumerate(pairs)}
-        for (c, p, s), r in zip(jobs, flat):
-            key = (r, shown[p] if chat else "")
-            if key in lookup:
-                scores[c, p, s] = lookup[key]
+    read = read_replies(lm, vectors, flat, [shown[p] for _, p, _ in jobs], chat, reader, layer)
+    for j, (c, p, s) in enumerate(jobs):
+        scores[c, p, s] = read[j]
     prompt_scores = read_texts(lm, vectors, [q.text for q in prompts], layer, reader)
     return Readings(reader, layer if get_reader(reader).layered else None, scores, prompt_scores)
 

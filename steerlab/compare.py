@@ -1,0 +1,114 @@
+"""Baseline against steered: generate both, re-read both replies with the clean model, record ‖Δx‖.
+
+``steerlab steer`` and the examples get whole comparisons from :func:`compare`; replies are read the
+way the suites read them (:func:`readers.read_replies`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .chat import prompt_text
+from .edits import Edit, build_edits
+from .errors import SteerlabError
+from .generate import GenerationConfig, generate
+from .interventions import Displacement, Positions
+from .models import LoadedModel
+from .readers import read_replies
+from .vectors import EmotionVectors
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One prompt (and sample) at one strength: both replies, their readings, the displacement."""
+
+    prompt: str
+    sample: int
+    alpha: float  # strength of the first added emotion (0 when nothing is added)
+    layers: tuple[int, ...]
+    displacement: float  # mean ‖Δx‖ per edited token and layer while generating
+    baseline: str
+    steered: str
+    baseline_scores: np.ndarray  # (emotions,) nan for an empty reply
+    steered_scores: np.ndarray
+
+    def to_json(self, emotions: Sequence[str]) -> dict[str, Any]:
+        def side(text: str, row: np.ndarray) -> dict[str, Any]:
+            empty = not text.strip()
+            return {"text": text, "empty": empty,
+                    "scores": None if empty else {e: round(float(s), 4) for e, s in zip(emotions, row)}}
+
+        return {"prompt": self.prompt, "sample": self.sample, "alpha": self.alpha, "layers": list(self.layers),
+                "displacement": round(self.displacement, 3), "baseline": side(self.baseline, self.baseline_scores),
+                "steered": side(self.steered, self.steered_scores)}
+
+
+def check_prompts(prompts: Sequence[str]) -> None:
+    if not prompts:
+        raise SteerlabError("no prompt given: pass PROMPT text or --prompts-file FILE")
+    if any(not p.strip() for p in prompts):
+        raise SteerlabError("empty prompt: every prompt needs some text")
+
+
+def compare(
+    lm: LoadedModel,
+    vectors: EmotionVectors,
+    prompts: Sequence[str],
+    *,
+    add: Mapping[str, float] | None = None,
+    ablate: Sequence[str] = (),
+    clamp: Mapping[str, float] | None = None,
+    sweep: Sequence[float] = (),
+    layers: Sequence[int] | None = None,
+    positions: Positions = "all",
+    config: GenerationConfig | None = None,
+    samples: int = 1,
+    reader: str | None = None,
+    reader_layer: int | None = None,
+    note: Callable[[str], None] | None = None,
+) -> list[Comparison]:
+    """Steered replies beside the baseline for every prompt, sample and strength.
+
+    ``add`` maps emotions to alphas; a ``sweep`` runs once per value with that alpha for every added
+    emotion. Edits default to the steering layer, readings to the file's reader and reading layer.
+    Every input is checked before anything is generated.
+    """
+    say = note or (lambda _: None)
+    config = config or GenerationConfig()
+    check_prompts(prompts)
+    if samples < 1:
+        raise SteerlabError(f"samples {samples} must be >= 1")
+    vectors.check_compatible(lm.model_id, lm.hidden_size, lm.n_layers)
+    at = list(layers) if layers is not None else [vectors.steering_layer]
+    if reader_layer is not None:
+        vectors.check_layer(reader_layer, "reader layer")
+    strengths = list(sweep) or [next(iter((add or {}).values()), 0.0)]
+    conditions: list[tuple[float, list[Edit]]] = []
+    for alpha in strengths:
+        amounts = {e: alpha for e in add or {}} if sweep else dict(add or {})
+        edits = build_edits(vectors, at, add=amounts, ablate=ablate, clamp=clamp, label="steered")
+        conditions.append((alpha, edits))
+    if not any(edits for _, edits in conditions):
+        raise SteerlabError("nothing to steer: add, ablate or clamp at least one emotion")
+    for i, p in enumerate(prompts):
+        text = prompt_text(lm.tokenizer, p, config.chat, config.frame)
+        lm.check_length(len(lm.tokenizer(text)["input_ids"]), f"prompt {i + 1}", extra=config.max_new_tokens)
+    if samples > 1 and config.temperature == 0:
+        say(f"warning: {samples} samples at temperature 0 are identical (greedy): set a temperature > 0")
+    expanded = [p for p in prompts for _ in range(samples)]
+    say(f"baseline: {len(expanded)} repl{'y' if len(expanded) == 1 else 'ies'}")
+    base = generate(lm, expanded, config)
+    base_scores = read_replies(lm, vectors, base, expanded, config.chat, reader, reader_layer)
+    out = []
+    for k, (alpha, edits) in enumerate(conditions):
+        say(f"steered {k + 1}/{len(conditions)}: alpha {alpha:g} at layers {at}, positions {positions}")
+        moved = Displacement()
+        steered = generate(lm, expanded, config, edits, positions, record=moved)
+        scores = read_replies(lm, vectors, steered, expanded, config.chat, reader, reader_layer)
+        out += [Comparison(p, i % samples, alpha, tuple(at), moved.mean("steered"), base[i], steered[i],
+                           base_scores[i], scores[i]) for i, p in enumerate(expanded)]
+    return out

@@ -1,0 +1,130 @@
+"""Intensity scales: does an emotion's reading rise (or fall) along a graded series of prompts?
+
+Each scale is one template with a slot filled by ordered values (1 day, 3 days, 2 weeks, ...); every
+prompt is read at its response-preparation token and each expected emotion's score is correlated
+(Spearman) with the position along the scale. The shipped scales are package data
+(``steerlab/data/intensity_scales.json``); EmotionScope's format is read too.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .activations import pad_batch, token_activations
+from .chat import format_chat
+from .corpus import data_path
+from .errors import SteerlabError
+from .models import LoadedModel
+from .probes import correlate
+from .vectors import EmotionVectors
+
+SCALES = "intensity_scales.json"
+
+
+@dataclass(frozen=True)
+class Scale:
+    name: str
+    template: str  # with one "{x}" slot
+    values: tuple[str, ...]  # in the order along which the expected relations hold
+    expect: dict[str, int]  # emotion -> +1 (rises along values) / -1 (falls)
+    is_message: bool  # True: template is a user message (steerlab); False: a full prompt (EmotionScope)
+
+    def prompt(self, lm: LoadedModel, value: str) -> str:
+        text = self.template.replace("{x}", value)
+        if not self.is_message:
+            return text
+        return format_chat(lm.tokenizer, [{"role": "user", "content": text}], add_generation_prompt=True).text
+
+
+def load_scales(path: str | Path | None = None) -> list[Scale]:
+    """Intensity scales: steerlab's format ({"scales": [{name, template "{x}", values, expect}]}) or
+    EmotionScope's ({name: {template "{value}", values, expected_increasing, expected_decreasing}})."""
+    path = Path(path) if path else data_path(SCALES)
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise SteerlabError(f"cannot read scales file {str(path)!r} ({err.strerror or err})") from None
+    except json.JSONDecodeError as err:
+        raise SteerlabError(f"{path}: malformed JSON at line {err.lineno} ({err.msg})") from None
+    out = []
+    try:
+        if isinstance(obj, dict) and isinstance(obj.get("scales"), list):
+            for s in obj["scales"]:
+                expect = {e: {"+": 1, "-": -1}[sign] for e, sign in s["expect"].items()}
+                out.append(Scale(s["name"], s["template"], tuple(map(str, s["values"])), expect, True))
+        elif isinstance(obj, dict):
+            for name, s in obj.items():
+                expect = {**{e: 1 for e in s.get("expected_increasing", [])}, **{e: -1 for e in s.get("expected_decreasing", [])}}
+                out.append(Scale(name, s["template"].replace("{value}", "{x}"), tuple(map(str, s["values"])), expect, False))
+        else:
+            raise TypeError("top level must be an object")
+    except (KeyError, TypeError, AttributeError) as err:
+        raise SteerlabError(
+            f"{path}: not a scales file ({err!r}): expected {{\"scales\": [{{name, template with {{x}}, values, expect}}]}}"
+        ) from None
+    bad = [s.name for s in out if "{x}" not in s.template or len(s.values) < 3 or not s.expect]
+    if bad or not out:
+        raise SteerlabError(f"{path}: scales {bad or '(none)'} need a template with {{x}}, >= 3 values and expectations")
+    return out
+
+
+@dataclass(frozen=True)
+class IntensityRow:
+    scale: str
+    emotion: str
+    expected: int  # +1 / -1
+    rho: float  # Spearman rho between position along the values and the score at the prep token
+    p: float
+    n: int
+
+    @property
+    def agrees(self) -> bool:
+        return bool(np.isfinite(self.rho) and np.sign(self.rho) == self.expected)
+
+
+@dataclass(frozen=True)
+class Intensity:
+    layer: int
+    rows: list[IntensityRow]
+    curves: dict[str, tuple[tuple[str, ...], dict[str, np.ndarray]]]  # scale -> (values, {emotion: scores})
+    skipped: tuple[str, ...]  # "scale:emotion" pairs whose emotion the vectors lack
+
+    def summary(self) -> dict[str, float]:
+        ok = [r for r in self.rows if np.isfinite(r.rho)]
+        return {"relations": len(ok), "right_sign": sum(r.agrees for r in ok),
+                "significant_right": sum(r.agrees and r.p < 0.05 for r in ok),
+                "significant_wrong": sum((not r.agrees) and r.p < 0.05 for r in ok),
+                "mean_signed_rho": float(np.mean([r.rho * r.expected for r in ok])) if ok else float("nan")}
+
+
+def intensity(lm: LoadedModel, vectors: EmotionVectors, scales: Sequence[Scale], layer: int | None = None,
+              batch_size: int = 16) -> Intensity:
+    """Read every scale prompt at its response-preparation token (its last token: prompts are left
+    padded) at ``layer`` (default: the reading layer) and correlate each expected emotion's score
+    with the position along the scale."""
+    vectors.check_compatible(lm.model_id, lm.hidden_size, lm.n_layers)
+    layer = vectors.check_layer(vectors.reading_layer if layer is None else layer, "layer")
+    rows, curves, skipped = [], {}, []
+    for scale in scales:
+        ids = [list(lm.tokenizer(scale.prompt(lm, v))["input_ids"]) for v in scale.values]
+        last = []
+        for lo in range(0, len(ids), batch_size):
+            acts = token_activations(lm, pad_batch(lm, ids[lo : lo + batch_size]), [layer])
+            last.append(acts[layer][:, -1])
+        scores = vectors.read(torch.cat(last), layer).numpy()
+        curve = {}
+        for emotion, sign in scale.expect.items():
+            if emotion not in vectors.emotions:
+                skipped.append(f"{scale.name}:{emotion}")
+                continue
+            curve[emotion] = scores[:, vectors.emotions.index(emotion)]
+            c = correlate(np.arange(len(ids)), curve[emotion], spearman=True)
+            rows.append(IntensityRow(scale.name, emotion, sign, c.r, c.p, c.n))
+        curves[scale.name] = (scale.values, curve)
+    return Intensity(layer, rows, curves, tuple(skipped))

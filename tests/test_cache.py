@@ -1,0 +1,234 @@
+"""The embedded-model cache: one builder under a lock, a completeness marker, no leftovers."""
+
+from __future__ import annotations
+
+import functools
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from transformers import Gemma2ForCausalLM
+
+from steerlab import models
+from steerlab.models import CACHE_MARKER, EMBEDDED, byte_tokenizer, is_cached, tiny_gemma2_config
+
+BUILDS = "builds.log"  # one line per (fake) conversion, next to the cache
+
+
+def fake_convert(out: Path, progress: Callable[[str], None] | None, delay: float = 0.0) -> None:
+    """Stands in for the 1-minute GGUF conversion: a tiny Gemma 2 with the byte tokenizer."""
+    out.mkdir(parents=True)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        Gemma2ForCausalLM(tiny_gemma2_config()).save_pretrained(out)
+    byte_tokenizer().save_pretrained(out)
+    with open(out.parent / BUILDS, "a") as log:
+        log.write(f"{os.getpid()}\n")
+    time.sleep(delay)
+
+
+def n_builds(cache: Path) -> int:
+    path = cache / BUILDS
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    root = tmp_path / "cache"
+    monkeypatch.setenv("STEERLAB_CACHE", str(root))
+    monkeypatch.setattr(models, "_convert", fake_convert)
+    models._load.cache_clear()
+    yield root
+    models._load.cache_clear()
+
+
+def load(messages: list[str]) -> models.LoadedModel:
+    return models._load_embedded(None, messages.append)
+
+
+def tmp_leftovers(cache: Path) -> list[str]:
+    return sorted(p.name for p in cache.iterdir() if ".tmp-" in p.name)
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_first_use_builds_a_marked_cache(cache: Path) -> None:
+    assert not is_cached(EMBEDDED)
+    messages: list[str] = []
+    lm = load(messages)
+    assert lm.n_layers == 4 and lm.spec == EMBEDDED
+    assert is_cached(EMBEDDED) and n_builds(cache) == 1
+    marker = json.loads((cache / EMBEDDED / CACHE_MARKER).read_text())
+    assert marker["files"]["model.safetensors"] == (cache / EMBEDDED / "model.safetensors").stat().st_size
+    assert marker["steerlab"] and marker["build"]
+    assert [m for m in messages if "converting" in m] and tmp_leftovers(cache) == []
+    load(messages)
+    assert n_builds(cache) == 1  # complete: reused, not rebuilt
+
+
+def test_leftovers_of_dead_builds_are_removed(cache: Path) -> None:
+    cache.mkdir()
+    dead_dir = cache / f"{EMBEDDED}.tmp-{dead_pid()}"
+    (dead_dir / "gguf").mkdir(parents=True)
+    (dead_dir / "model.safetensors").write_bytes(b"half")
+    dead_file = cache / f"{EMBEDDED}.tmp-{dead_pid()}"
+    dead_file.write_bytes(b"x")
+    live_recent = cache / f"{EMBEDDED}.tmp-{os.getppid()}"  # alive, not ours, young: maybe building
+    live_recent.mkdir()
+    live_stale = cache / f"{EMBEDDED}.tmp-1"  # alive (pid 1) but two hours old: abandoned
+    live_stale.mkdir()
+    two_hours_ago = time.time() - 7200
+    os.utime(live_stale, (two_hours_ago, two_hours_ago))
+    messages: list[str] = []
+    load(messages)
+    assert tmp_leftovers(cache) == [live_recent.name]
+    assert sum("left over" in m for m in messages) == 3
+    assert is_cached(EMBEDDED)
+
+
+def test_folder_without_marker_is_not_cached_and_is_rebuilt(cache: Path) -> None:
+    fake_convert(cache / EMBEDDED, None)  # complete files, but no marker: e.g. an older steerlab
+    assert not is_cached(EMBEDDED)
+    assert models.cache_problem(cache / EMBEDDED) == "no completeness marker"
+    messages: list[str] = []
+    load(messages)
+    assert any("incomplete (no completeness marker): rebuilding" in m for m in messages)
+    assert is_cached(EMBEDDED) and n_builds(cache) == 2
+
+
+def test_wrong_size_is_incomplete_and_rebuilt(cache: Path) -> None:
+    load([])
+    weights = cache / EMBEDDED / "model.safetensors"
+    with weights.open("r+b") as handle:
+        handle.truncate(weights.stat().st_size // 2)
+    assert not is_cached(EMBEDDED)
+    assert "model.safetensors" in str(models.cache_problem(cache / EMBEDDED))
+    messages: list[str] = []
+    assert load(messages).n_layers == 4
+    assert any("incomplete" in m and "rebuilding" in m for m in messages)
+    assert n_builds(cache) == 2 and is_cached(EMBEDDED)
+
+
+def test_corrupt_file_of_the_right_size_is_rebuilt(cache: Path) -> None:
+    load([])
+    weights = cache / EMBEDDED / "model.safetensors"
+    weights.write_bytes(bytes(weights.stat().st_size))
+    assert is_cached(EMBEDDED)  # sizes match; only loading finds it
+    messages: list[str] = []
+    assert load(messages).n_layers == 4
+    assert any("corrupt (SafetensorError): rebuilding" in m for m in messages)
+    assert n_builds(cache) == 2 and is_cached(EMBEDDED)
+
+
+def test_interrupted_build_leaves_nothing(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(out: Path, progress: Callable[[str], None] | None) -> None:
+        fake_convert(out, progress)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(models, "_convert", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        load([])
+    assert tmp_leftovers(cache) == [] and not (cache / EMBEDDED).exists()
+    monkeypatch.setattr(models, "_convert", fake_convert)
+    load([])  # the lock was released
+    assert is_cached(EMBEDDED)
+
+
+def _first_use(cache: str, barrier: Any, results: Any) -> None:
+    os.environ["STEERLAB_CACHE"] = cache
+    models._convert = functools.partial(fake_convert, delay=3.0)
+    messages: list[str] = []
+    barrier.wait()
+    lm = models.load_model(progress=messages.append)
+    results.put((os.getpid(), messages, is_cached(EMBEDDED), lm.n_layers))
+
+
+def test_concurrent_first_use_builds_once(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(3), ctx.Queue()
+    cache = tmp_path / "cache"
+    procs = [ctx.Process(target=_first_use, args=(str(cache), barrier, results)) for _ in range(3)]
+    for proc in procs:
+        proc.start()
+    outcomes = [results.get(timeout=120) for _ in procs]
+    for proc in procs:
+        proc.join(timeout=30)
+    assert [proc.exitcode for proc in procs] == [0, 0, 0]
+    assert n_builds(cache) == 1
+    assert all(cached and layers == 4 for _, _, cached, layers in outcomes)
+    messages = [m for _, ms, _, _ in outcomes for m in ms]
+    assert sum("converting" in m for m in messages) == 1
+    assert sum("waiting for another process" in m for m in messages) == 2
+    assert tmp_leftovers(cache) == []
+
+
+# --- the real conversion (slow: ~1 minute each) -------------------------------------------------------
+
+LOAD = "from steerlab.models import load_model; load_model(progress=print)"
+
+
+def real_env(cache: Path) -> dict[str, str]:
+    return {**os.environ, "STEERLAB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+
+
+@pytest.fixture
+def real_cache(tmp_path: Path) -> Iterator[Path]:
+    root = tmp_path / "real-cache"
+    yield root
+    shutil.rmtree(root, ignore_errors=True)  # ~1 GB
+
+
+def run_loads(cache: Path, n: int) -> list[subprocess.CompletedProcess[str]]:
+    procs = [
+        subprocess.Popen([sys.executable, "-c", LOAD], env=real_env(cache), text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(n)
+    ]
+    done = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        done.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    return done
+
+
+@pytest.mark.slow
+def test_real_concurrent_first_use(real_cache: Path) -> None:
+    done = run_loads(real_cache, 3)
+    assert [d.returncode for d in done] == [0, 0, 0], [d.stderr[-2000:] for d in done]
+    out = "".join(d.stdout for d in done)
+    assert out.count("converting the") == 1, out
+    assert models.cache_problem(real_cache / EMBEDDED) is None
+    assert tmp_leftovers(real_cache) == []
+
+
+@pytest.mark.slow
+def test_real_build_killed_midway_is_cleaned_up(real_cache: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", LOAD], env=real_env(real_cache),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tmp = real_cache / f"{EMBEDDED}.tmp-{proc.pid}"
+    deadline = time.monotonic() + 120
+    while not (tmp / "gguf").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(5)  # into the assembly / de-quantisation
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert tmp.exists() and not (real_cache / EMBEDDED).exists()
+    (done,) = run_loads(real_cache, 1)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"removing {tmp}, left over by an aborted build" in done.stdout
+    assert models.cache_problem(real_cache / EMBEDDED) is None
+    assert tmp_leftovers(real_cache) == []

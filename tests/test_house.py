@@ -1,0 +1,119 @@
+"""House rules: one owner per default, names the CLI offers match the registries, reproducibility as
+stated, and an installed steerlab that works outside the checkout."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from steerlab import names
+from steerlab.corpus import load_corpus
+from steerlab.edits import ABLATIONS, MAX_SHIFT, build_edits
+from steerlab.errors import InterventionError
+from steerlab.extract import ExtractConfig, extract
+from steerlab.interventions import steering
+from steerlab.methods import METHODS
+from steerlab.models import LoadedModel
+from steerlab.readers import READERS
+from steerlab.vectors import EmotionVectors, differences
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_cli_names_match_the_registries() -> None:
+    assert set(names.READER_NAMES) == set(READERS)
+    assert set(names.METHOD_NAMES) == set(METHODS)
+    assert ABLATIONS == ("mean", "zero", "directional")
+
+
+def test_layers_have_one_owner(tiny_vectors: EmotionVectors) -> None:
+    v = replace(tiny_vectors, meta={**tiny_vectors.meta, "chosen_layer": 1, "best_layer": 3,
+                                    "reading": {"reader": "vector", "layer": 2}})
+    assert (v.steering_layer, v.reading_layer, v.default_reader) == (1, 2, "vector")
+    with pytest.raises(InterventionError, match="out of range: use 0-3"):
+        v.check_layer(4)
+
+
+def test_a_suite_without_layer_reads_at_the_reading_layer(tiny_vectors: EmotionVectors) -> None:
+    from steerlab.validate.run import check_suite
+    from steerlab.validate.schema import parse_suite
+
+    suite = parse_suite({"name": "s", "prompts": ["a"], "conditions": [{"name": "baseline"}],
+                         "metrics": {"m": {"kind": "reply", "emotion": "joyful"}},
+                         "claims": []}, "s.yaml")
+    v = replace(tiny_vectors, meta={**tiny_vectors.meta, "chosen_layer": 1, "reading": {"reader": "vector", "layer": 2}})
+    reader, layer = check_suite(suite, v, [])
+    assert (reader, layer) == ("vector", 2)
+
+
+def test_alpha_becomes_an_edit_in_one_place_with_a_bound(tiny_vectors: EmotionVectors) -> None:
+    layer = 1
+    (edit,) = build_edits(tiny_vectors, [layer], add={"joyful": 2.0})
+    assert edit.value == pytest.approx(2.0 * float(tiny_vectors.alpha_unit[layer]))
+    too_far = MAX_SHIFT * float(tiny_vectors.token_norm[layer]) / float(tiny_vectors.alpha_unit[layer]) * 1.01
+    for bad in (float("nan"), float("inf"), too_far):
+        with pytest.raises(InterventionError):
+            build_edits(tiny_vectors, [layer], add={"joyful": bad})
+        with pytest.raises(InterventionError):
+            build_edits(tiny_vectors, [layer], clamp={"joyful": bad})
+
+
+def test_a_closed_steering_handle_refuses_to_generate(tiny: LoadedModel, tiny_vectors: EmotionVectors) -> None:
+    enc = tiny.tokenizer(["a day"], return_tensors="pt")
+    with steering(tiny, tiny_vectors, add={"joyful": 4}) as s:
+        s.generate(enc, max_new_tokens=2, do_sample=False)
+    with pytest.raises(InterventionError, match="after its"):
+        s.generate(enc, max_new_tokens=2, do_sample=False)
+
+
+def test_extraction_reproduces_within_the_stated_tolerance(tiny: LoadedModel, tiny_corpus_path: Path) -> None:
+    """Same threads: identical; other thread counts: within ``vectors.TOLERANCE`` (sums run in
+    another order)."""
+    corpus = load_corpus(tiny_corpus_path)
+    before = torch.get_num_threads()
+    try:
+        runs = []
+        for threads in (1, 2, 1):
+            torch.set_num_threads(threads)
+            runs.append(extract(tiny, corpus, ExtractConfig(seed=0)).vectors)
+    finally:
+        torch.set_num_threads(before)
+    assert differences(runs[0], runs[1]) == []
+    assert torch.equal(runs[0].directions, runs[2].directions)
+    moved = replace(runs[0], directions=runs[0].directions * 1.01)
+    other = {**runs[0].meta, "chosen_layer": (runs[0].steering_layer + 1) % runs[0].n_layers}
+    assert differences(moved, runs[0]) and differences(runs[0], replace(runs[0], meta=other))
+
+
+@pytest.mark.slow
+def test_installed_steerlab_works_from_an_empty_directory(tmp_path: Path) -> None:
+    """A non-editable install into a fresh venv (reusing this environment's packages) finds its
+    shipped vectors and data through package data: `steer` and `scope` run from an empty folder."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    # The dependencies are already in this interpreter's site-packages; only steerlab itself is built.
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", str(REPO)],
+                   check=True, timeout=600)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    env = {**os.environ, "PYTHONPATH": "", "PYTHONNOUSERSITE": "1"}
+    where = subprocess.run([str(py), "-c", "import steerlab; print(steerlab.__file__)"], cwd=empty, env=env,
+                           capture_output=True, text=True, check=True).stdout
+    assert str(venv) in where, f"imported the checkout, not the install: {where}"
+    steer = subprocess.run([str(venv / "bin" / "steerlab"), "steer", "I lost my job today.", "--chat", "--emotion",
+                            "hopeful", "--alpha", "4", "--max-new-tokens", "8", "--json"], cwd=empty, env=env,
+                           capture_output=True, text=True, timeout=600, check=False)
+    assert steer.returncode == 0, steer.stderr[-2000:]
+    assert '"steered"' in steer.stdout
+    scope = subprocess.run([str(venv / "bin" / "steerlab"), "scope", "The storm took the roof."], cwd=empty, env=env,
+                           capture_output=True, text=True, timeout=600, check=False)
+    assert scope.returncode == 0, scope.stderr[-2000:]
+    assert "readout points" in scope.stdout
+    assert list(empty.iterdir()) == []
