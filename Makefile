@@ -23,18 +23,18 @@ browser:
 # The main job on the embedded model: extract vectors with a layer sweep, then steer and scope with them.
 demo: install
 	$(BIN)/steerlab models
-	$(BIN)/steerlab extract --out $(DEMO)/emotions.safetensors
+	$(BIN)/steerlab extract --out $(DEMO)/emotions.safetensors --force
 	$(BIN)/steerlab steer "I lost my job today and I can't pay rent next week." --chat \
 	  --vectors $(DEMO)/emotions.safetensors --emotion hopeful --alpha 4 --max-new-tokens 40
 	$(BIN)/steerlab scope --vectors $(DEMO)/emotions.safetensors \
 	  "The storm took the roof, but the neighbours came at dawn with ladders and soup."
 
-test: install browser
+test: install browser lint
 	$(BIN)/pytest -q
 
 lint: install
 	$(BIN)/ruff check steerlab tests eval examples
-	$(BIN)/mypy steerlab
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

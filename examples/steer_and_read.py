@@ -18,12 +18,14 @@ ap.add_argument("--tokens", type=int, default=32)
 args = ap.parse_args()
 
 lm = load_model()  # gemma-3-270m, embedded: works offline
-v = load_vectors(shipped_vectors(lm.spec))
+shipped = shipped_vectors(lm.spec)
+assert shipped is not None, "steerlab ships vectors for its embedded model"
+v = load_vectors(shipped)
 config = GenerationConfig(max_new_tokens=args.tokens, chat=True)
 h = v.index("hopeful")
-for name, edit in {"add hopeful (alpha 4)": {"add": {"hopeful": 4.0}},
-                   "ablate desperate": {"ablate": ["desperate"]}}.items():
+for name, rows in (("add hopeful (alpha 4)", compare(lm, v, PROMPTS, config=config, add={"hopeful": 4.0})),
+                   ("ablate desperate", compare(lm, v, PROMPTS, config=config, ablate=["desperate"]))):
     print(f"== {name} (reader {v.default_reader} at layer {v.reading_layer})")
-    for row in compare(lm, v, PROMPTS, config=config, **edit):
+    for row in rows:
         print(f"   hopeful {row.baseline_scores[h]:+.3f} -> {row.steered_scores[h]:+.3f}  "
               f"|dx| {row.displacement:.0f} | {row.steered[:100]!r}")

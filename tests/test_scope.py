@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -180,7 +181,7 @@ def test_geometry_recovers_planted_axes() -> None:
     valence, arousal = rng.uniform(-1, 1, n), rng.uniform(-1, 1, n) * 0.6
     basis = np.linalg.qr(rng.normal(size=(hidden, 2)))[0].T
     dirs = valence[:, None] * basis[0] + arousal[:, None] * basis[1] + 0.02 * rng.normal(size=(n, hidden))
-    g = geometry(dirs, [f"e{i}" for i in range(n)], valence, arousal, layer=3)
+    g = geometry(dirs, [f"e{i}" for i in range(n)], valence.tolist(), arousal.tolist(), layer=3)
     assert g.r["pc1_valence"].r > 0.99 and g.r["pc1_valence"].p < 1e-6
     assert g.r["pc2_arousal"].r > 0.99
     assert abs(g.r["pc1_arousal"].r) < 0.6 and g.explained[0] > g.explained[1]
@@ -269,7 +270,12 @@ def test_scope_plot_token_labels_are_readable(tiny: LoadedModel, tiny_vectors: E
                                               monkeypatch: pytest.MonkeyPatch, n_words: int) -> None:
     figures = []
     close = plots.plt.close
-    monkeypatch.setattr(plots.plt, "close", lambda fig: (figures.append(fig), close(fig)))
+
+    def keep(fig: Any) -> None:
+        figures.append(fig)
+        close(fig)
+
+    monkeypatch.setattr(plots.plt, "close", keep)
     r = read_text(tiny, tiny_vectors, " ".join(["rain"] * n_words))  # byte tokens: ~5 per word
     plot_scope(r, tmp_path / "scope.png")
     (fig,) = figures

@@ -12,7 +12,7 @@ from steerlab.activations import pad_batch, tokenize
 from steerlab.edits import Edit, build_edits, random_direction
 from steerlab.errors import InterventionError
 from steerlab.generate import GenerationConfig, generate
-from steerlab.interventions import Displacement, steering
+from steerlab.interventions import Displacement, Positions, steering
 from steerlab.sites import decoder_layers
 
 LAYER = 1
@@ -142,7 +142,7 @@ def test_clamp_sets_the_projection(tiny, tiny_vectors) -> None:  # type: ignore[
 
 
 @pytest.mark.parametrize("positions", ["all", "prompt", "generated"])
-def test_kv_cache_matches_full_recompute(tiny, tiny_vectors, positions: str) -> None:  # type: ignore[no-untyped-def]
+def test_kv_cache_matches_full_recompute(tiny, tiny_vectors, positions: Positions) -> None:  # type: ignore[no-untyped-def]
     edits = build_edits(tiny_vectors, [LAYER], add={"grim": 40.0})
     enc = tiny.tokenizer(PROMPTS, return_tensors="pt", padding=True)
     runs = {}

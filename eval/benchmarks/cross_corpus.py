@@ -22,6 +22,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -71,7 +72,7 @@ def main() -> int:
     cols = [ours.index(e) for e in shared]
     y_all = np.array([shared.index(x) if x in shared else -1 for x in labels])
     valence = np.array([ours.meta["valence"][e] for e in shared])
-    rows = []
+    rows: list[dict[str, Any]] = []
     for layer in range(lm.n_layers):
         feats = theirs.pooled.features[:, layer]
         center, dirs = ours.center[layer].numpy(), ours.directions[layer, cols].numpy()
