@@ -23,9 +23,13 @@ assert shipped is not None, "steerlab ships vectors for its embedded model"
 v = load_vectors(shipped)
 config = GenerationConfig(max_new_tokens=args.tokens, chat=True)
 h = v.index("hopeful")
-for name, rows in (("add hopeful (alpha 4)", compare(lm, v, PROMPTS, config=config, add={"hopeful": 4.0})),
-                   ("ablate desperate", compare(lm, v, PROMPTS, config=config, ablate=["desperate"]))):
+for name, rows in (
+    ("add hopeful (alpha 4)", compare(lm, v, PROMPTS, config=config, add={"hopeful": 4.0})),
+    ("ablate desperate", compare(lm, v, PROMPTS, config=config, ablate=["desperate"])),
+):
     print(f"== {name} (reader {v.default_reader} at layer {v.reading_layer})")
     for row in rows:
-        print(f"   hopeful {row.baseline_scores[h]:+.3f} -> {row.steered_scores[h]:+.3f}  "
-              f"|dx| {row.displacement:.0f} | {row.steered[:100]!r}")
+        print(
+            f"   hopeful {row.baseline_scores[h]:+.3f} -> {row.steered_scores[h]:+.3f}  "
+            f"|dx| {row.displacement:.0f} | {row.steered[:100]!r}"
+        )

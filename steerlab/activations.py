@@ -90,8 +90,11 @@ def tokenize_replies(
     """
     ids_out, keep_out = [], []
     for reply, context in zip(replies, contexts, strict=True):
-        chat = format_chat(lm.tokenizer, [{"role": "user", "content": context},
-                                          {"role": "assistant", "content": reply}], add_generation_prompt=False)
+        chat = format_chat(
+            lm.tokenizer,
+            [{"role": "user", "content": context}, {"role": "assistant", "content": reply}],
+            add_generation_prompt=False,
+        )
         turn = chat.turns[-1]
         enc = lm.tokenizer(chat.text, return_offsets_mapping=True, add_special_tokens=True)
         ids = list(enc["input_ids"])
@@ -174,9 +177,7 @@ def pooled_activations(
     return Pooled(features, token_norm, n_tokens, seconds)
 
 
-def token_activations(
-    lm: LoadedModel, encoding: BatchEncoding, layers: Sequence[int]
-) -> dict[int, torch.Tensor]:
+def token_activations(lm: LoadedModel, encoding: BatchEncoding, layers: Sequence[int]) -> dict[int, torch.Tensor]:
     """Per-token residual stream at ``layers``: {layer: (batch, tokens, hidden) float32 on CPU}."""
     out: dict[int, torch.Tensor] = {}
 

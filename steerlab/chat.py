@@ -34,7 +34,7 @@ class ChatText:
 def check_messages(messages: object) -> list[dict[str, str]]:
     """Validate a list of {role, content}; errors say what is wrong and where."""
     if not isinstance(messages, list) or not messages:
-        raise SteerlabError("a conversation must be a non-empty JSON list of {\"role\", \"content\"} objects")
+        raise SteerlabError('a conversation must be a non-empty JSON list of {"role", "content"} objects')
     out = []
     for i, msg in enumerate(messages):
         if not isinstance(msg, dict) or "role" not in msg or "content" not in msg:
@@ -60,9 +60,7 @@ def format_chat(
     """Format ``messages``; with ``add_generation_prompt`` the text ends where the reply begins."""
     msgs = check_messages(list(messages))
     if has_template(tokenizer):
-        text = str(
-            tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=add_generation_prompt)
-        )
+        text = str(tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=add_generation_prompt))
         # The template may prepend BOS as text; tokenisation adds it again, so drop it here.
         if tokenizer.bos_token and text.startswith(tokenizer.bos_token):
             text = text[len(tokenizer.bos_token) :]
@@ -99,7 +97,11 @@ def prompt_text(
         raise SteerlabError("empty prompt: give some text to continue")
     if not chat:
         return prompt
-    shown = [{"role": role, "content": text} for pair in frame for role, text in zip(("user", "assistant"), pair)]
+    shown = [
+        {"role": role, "content": text}
+        for user, reply in frame
+        for role, text in (("user", user), ("assistant", reply))
+    ]
     return format_chat(tokenizer, [*shown, {"role": "user", "content": prompt}], add_generation_prompt=True).text
 
 

@@ -39,12 +39,21 @@ class Comparison:
     def to_json(self, emotions: Sequence[str]) -> dict[str, Any]:
         def side(text: str, row: np.ndarray) -> dict[str, Any]:
             empty = not text.strip()
-            return {"text": text, "empty": empty,
-                    "scores": None if empty else {e: round(float(s), 4) for e, s in zip(emotions, row)}}
+            return {
+                "text": text,
+                "empty": empty,
+                "scores": None if empty else {e: round(float(s), 4) for e, s in zip(emotions, row, strict=True)},
+            }
 
-        return {"prompt": self.prompt, "sample": self.sample, "alpha": self.alpha, "layers": list(self.layers),
-                "displacement": round(self.displacement, 3), "baseline": side(self.baseline, self.baseline_scores),
-                "steered": side(self.steered, self.steered_scores)}
+        return {
+            "prompt": self.prompt,
+            "sample": self.sample,
+            "alpha": self.alpha,
+            "layers": list(self.layers),
+            "displacement": round(self.displacement, 3),
+            "baseline": side(self.baseline, self.baseline_scores),
+            "steered": side(self.steered, self.steered_scores),
+        }
 
 
 def check_prompts(prompts: Sequence[str]) -> None:
@@ -109,6 +118,10 @@ def compare(
         moved = Displacement()
         steered = generate(lm, expanded, config, edits, positions, record=moved)
         scores = read_replies(lm, vectors, steered, expanded, config.chat, reader, reader_layer)
-        out += [Comparison(p, i % samples, alpha, tuple(at), moved.mean("steered"), base[i], steered[i],
-                           base_scores[i], scores[i]) for i, p in enumerate(expanded)]
+        out += [
+            Comparison(
+                p, i % samples, alpha, tuple(at), moved.mean("steered"), base[i], steered[i], base_scores[i], scores[i]
+            )
+            for i, p in enumerate(expanded)
+        ]
     return out

@@ -63,7 +63,9 @@ class Corpus:
         if all(c is None for c in found):
             return None
         if any(c is None for c in found):
-            raise CorpusError(f"{self.source}: some records have a 'context' and some do not: give every reply its message")
+            raise CorpusError(
+                f"{self.source}: some records have a 'context' and some do not: give every reply its message"
+            )
         return [str(c) for c in found]
 
 
@@ -115,9 +117,19 @@ def parse_jsonl(raw: bytes, name: str) -> list[Record]:
         split = obj.get("split") if obj.get("split") in ("train", "test") else None
         context = obj.get("context")
         if context is not None and (not isinstance(context, str) or not context.strip()):
-            raise CorpusError(f"{name} line {number}: 'context' must be a non-empty string (the user message) or absent")
-        records.append(Record(body.strip(), emotion.strip().lower(), obj.get("topic"), obj.get("speaker"), split,
-                              context.strip() if context else None))
+            raise CorpusError(
+                f"{name} line {number}: 'context' must be a non-empty string (the user message) or absent"
+            )
+        records.append(
+            Record(
+                body.strip(),
+                emotion.strip().lower(),
+                obj.get("topic"),
+                obj.get("speaker"),
+                split,
+                context.strip() if context else None,
+            )
+        )
     return records
 
 
@@ -132,10 +144,7 @@ class EmotionInfo:
 def emotion_info() -> dict[str, EmotionInfo]:
     """Valence, arousal (both in [-1, 1]) and own-name word lists of the built-in emotions."""
     data = json.loads(data_path("emotions.json").read_text())["emotions"]
-    return {
-        name: EmotionInfo(float(v["valence"]), float(v["arousal"]), tuple(v["words"]))
-        for name, v in data.items()
-    }
+    return {name: EmotionInfo(float(v["valence"]), float(v["arousal"]), tuple(v["words"])) for name, v in data.items()}
 
 
 @lru_cache(maxsize=64)

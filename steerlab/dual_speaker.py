@@ -56,6 +56,7 @@ def load_dialogues(path: str | Path | None = None) -> list[Dialogue]:
         raise SteerlabError(f"{path}: no dialogues")
     return out
 
+
 @dataclass(frozen=True)
 class TurnFeatures:
     features: np.ndarray  # (turns, layers, hidden) mean activation over each turn's content tokens
@@ -108,10 +109,16 @@ def turn_features(lm: LoadedModel, dialogues: Sequence[Dialogue], batch_size: in
     keep = [(i, k) for i, n in enumerate(n_turns) for k in range(n)]
     role = [dialogues[i].messages[k]["role"] for i, k in keep]
     labels = {"user": [d.user_emotion for d in dialogues], "assistant": [d.assistant_emotion for d in dialogues]}
-    own = [labels[r][i] if r in labels else NEUTRAL for (i, _), r in zip(keep, role)]
-    other = [labels["assistant" if r == "user" else "user"][i] for (i, _), r in zip(keep, role)]
-    return TurnFeatures(np.stack([feats[i, k] for i, k in keep]), np.array([i for i, _ in keep]),
-                        np.array(role), np.array(own), np.array(other))
+    own = [labels[r][i] if r in labels else NEUTRAL for (i, _), r in zip(keep, role, strict=True)]
+    other = [labels["assistant" if r == "user" else "user"][i] for (i, _), r in zip(keep, role, strict=True)]
+    return TurnFeatures(
+        np.stack([feats[i, k] for i, k in keep]),
+        np.array([i for i, _ in keep]),
+        np.array(role),
+        np.array(own),
+        np.array(other),
+    )
+
 
 @dataclass(frozen=True)
 class DualSpeaker:
@@ -135,8 +142,11 @@ class DualSpeaker:
 
 
 def dual_speaker(
-    lm: LoadedModel, vectors: EmotionVectors, dialogues: Sequence[Dialogue] | None = None,
-    layer: int | None = None, batch_size: int = 8,
+    lm: LoadedModel,
+    vectors: EmotionVectors,
+    dialogues: Sequence[Dialogue] | None = None,
+    layer: int | None = None,
+    batch_size: int = 8,
 ) -> DualSpeaker:
     """Build current/other-speaker vectors and run the role grid and the arousal "thermostat" test at
     ``layer`` (default: the vectors' reading layer); ``by_layer`` covers every layer.
@@ -154,7 +164,9 @@ def dual_speaker(
     tf = turn_features(lm, dialogues, batch_size)
     notes = []
     if sum(len(d.messages) for d in dialogues) > len(tf.role):
-        notes.append(f"{sum(len(d.messages) for d in dialogues) - len(tf.role)} turns beyond the model's context were left out")
+        notes.append(
+            f"{sum(len(d.messages) for d in dialogues) - len(tf.role)} turns beyond the model's context were left out"
+        )
     emotions = tuple(sorted({e for e in np.concatenate([tf.own, tf.other]) if e != NEUTRAL}))
     info = emotion_info()
     valence = {e: i.valence for e, i in info.items()}
@@ -176,10 +188,12 @@ def dual_speaker(
     cur, oth = sets(layer)
     c = unit_rows(cur) @ unit_rows(oth).T
     dirs = vectors.directions[layer].numpy()
-    with_vectors = np.array([
-        float(unit_rows(cur[k]) @ dirs[vectors.emotions.index(e)]) if e in vectors.emotions else np.nan
-        for k, e in enumerate(emotions)
-    ])
+    with_vectors = np.array(
+        [
+            float(unit_rows(cur[k]) @ dirs[vectors.emotions.index(e)]) if e in vectors.emotions else np.nan
+            for k, e in enumerate(emotions)
+        ]
+    )
 
     # role grid and thermostat read the turns with the extracted vectors
     scores = vectors.read(torch.from_numpy(tf.features[:, layer]), layer).numpy()
@@ -190,9 +204,11 @@ def dual_speaker(
         labels[str(tf.role[t])][int(tf.dialogue[t])] = str(tf.own[t])
     for i, role in enumerate(("user", "assistant")):
         for j, whose in enumerate(("user", "assistant")):
-            vals = [excess[t, vectors.emotions.index(labels[whose][int(tf.dialogue[t])])]
-                    for t in range(len(tf.role)) if tf.role[t] == role
-                    and labels[whose].get(int(tf.dialogue[t])) in vectors.emotions]
+            vals = [
+                excess[t, vectors.emotions.index(labels[whose][int(tf.dialogue[t])])]
+                for t in range(len(tf.role))
+                if tf.role[t] == role and labels[whose].get(int(tf.dialogue[t])) in vectors.emotions
+            ]
             grid_n[i, j] = len(vals)
             if vals:
                 grid[i, j] = float(np.mean(vals))
@@ -212,7 +228,12 @@ def dual_speaker(
         ar = np.array([np.mean(asst_read[i]) for i in idx])
         ur = np.array([np.mean(user_read[i]) for i in idx])
         ul = np.array([info[dialogues[i].user_emotion].arousal for i in idx])
-        al = np.array([info[dialogues[i].assistant_emotion].arousal if dialogues[i].assistant_emotion in info else 0.0 for i in idx])
+        al = np.array(
+            [
+                info[dialogues[i].assistant_emotion].arousal if dialogues[i].assistant_emotion in info else 0.0
+                for i in idx
+            ]
+        )
         thermostat["labelled"] = correlate(ar, ul)
         thermostat["read"] = correlate(ar, ur)
         thermostat["script"] = correlate(al, ul)
@@ -221,10 +242,19 @@ def dual_speaker(
     else:
         notes.append("thermostat skipped: fewer than 3 of the vectors' emotions have a known arousal")
     return DualSpeaker(
-        layer=layer, emotions=emotions, current=cur, other=oth, cos=np.diag(c).copy(), mismatched=c[off],
-        random_bound=1.96 / float(np.sqrt(hidden)), by_layer=by_layer,
+        layer=layer,
+        emotions=emotions,
+        current=cur,
+        other=oth,
+        cos=np.diag(c).copy(),
+        mismatched=c[off],
+        random_bound=1.96 / float(np.sqrt(hidden)),
+        by_layer=by_layer,
         valence={"current": pc1_valence(cur, emotions, valence), "other": pc1_valence(oth, emotions, valence)},
-        with_vectors=with_vectors, role_grid=grid, role_grid_n=grid_n, thermostat=thermostat,
-        n_dialogues=len(dialogues), notes=tuple(notes),
+        with_vectors=with_vectors,
+        role_grid=grid,
+        role_grid_n=grid_n,
+        thermostat=thermostat,
+        n_dialogues=len(dialogues),
+        notes=tuple(notes),
     )
-

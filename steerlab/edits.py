@@ -76,14 +76,17 @@ def ablate_edit(vectors: EmotionVectors, layer: int, direction: torch.Tensor, mo
     return Edit("ablate", layer, direction, target, label)
 
 
-def ablation_edits(vectors: EmotionVectors, emotion: str, layers: Sequence[int], mode: Ablation,
-                   label: str = "") -> list[Edit]:
+def ablation_edits(
+    vectors: EmotionVectors, emotion: str, layers: Sequence[int], mode: Ablation, label: str = ""
+) -> list[Edit]:
     """Edits that ablate ``emotion`` (see the module doc for the modes); ``label`` names the records."""
     if mode == "directional":
         d = vectors.direction(emotion, vectors.check_layer(layers[0]))
         return [ablate_edit(vectors, layer, d, "mean", label or emotion) for layer in range(vectors.n_layers)]
-    return [ablate_edit(vectors, layer, vectors.direction(emotion, vectors.check_layer(layer)), mode, label or emotion)
-            for layer in layers]
+    return [
+        ablate_edit(vectors, layer, vectors.direction(emotion, vectors.check_layer(layer)), mode, label or emotion)
+        for layer in layers
+    ]
 
 
 def build_edits(

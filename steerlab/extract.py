@@ -40,7 +40,9 @@ class ExtractResult:
     pooled: Pooled
 
 
-def extract(lm: LoadedModel, corpus: Corpus, config: ExtractConfig = ExtractConfig(), tick: Tick | None = None) -> ExtractResult:
+def extract(
+    lm: LoadedModel, corpus: Corpus, config: ExtractConfig = ExtractConfig(), tick: Tick | None = None
+) -> ExtractResult:
     if config.method not in METHODS:
         raise SteerlabError(f"unknown method {config.method!r}: use one of {', '.join(METHODS)}")
     if not 0 < config.test_fraction < 1:
@@ -73,9 +75,7 @@ def extract(lm: LoadedModel, corpus: Corpus, config: ExtractConfig = ExtractConf
         inp = MethodInput(feats[train], y[train], len(emotions), feats[labels == NEUTRAL], config.seed, params)
         d, r = METHODS[config.method](inp)
         directions[layer], raw_norms[layer] = d, r
-        acc, probe_w[layer], probe_b[layer] = probe_accuracy(
-            feats[train], y[train], feats[test], y[test], config.seed
-        )
+        acc, probe_w[layer], probe_b[layer] = probe_accuracy(feats[train], y[train], feats[test], y[test], config.seed)
         sweep.append(score_layer(layer, feats[test], y[test], center[layer], d, valence, config.seed, acc))
     chosen, best = choose_layer(sweep)
     meta = {
@@ -90,8 +90,11 @@ def extract(lm: LoadedModel, corpus: Corpus, config: ExtractConfig = ExtractConf
         "layer_convention": CONVENTION,
         "method": config.method,
         "method_params": params,
-        "pooling": {"reduce": "mean over content tokens (BOS, padding, template markers excluded)",
-                    "skip_tokens": config.pooling.skip_tokens, "max_length": config.pooling.max_length},
+        "pooling": {
+            "reduce": "mean over content tokens (BOS, padding, template markers excluded)",
+            "skip_tokens": config.pooling.skip_tokens,
+            "max_length": config.pooling.max_length,
+        },
         "corpus_source": corpus.source,
         "corpus_sha256": corpus.sha256,
         "n_train": int(train.sum()),
@@ -105,7 +108,7 @@ def extract(lm: LoadedModel, corpus: Corpus, config: ExtractConfig = ExtractConf
         "reader": "cosine of (activation - center[layer]) with each unit direction",
         "alpha_unit": "alpha = 1 adds alpha_unit[layer]: the mean norm of (emotion mean - grand mean) at that layer",
         "sweep": [row.row() for row in sweep],
-        "valence": {e: float(v) for e, v in zip(emotions, valence)},
+        "valence": {e: float(v) for e, v in zip(emotions, valence, strict=True)},
         "arousal": {e: (info[e].arousal if e in info else 0.0) for e in emotions},
     }
     vectors = EmotionVectors(
@@ -126,18 +129,27 @@ def extract(lm: LoadedModel, corpus: Corpus, config: ExtractConfig = ExtractConf
 
 def attach_reply_reader(lm: LoadedModel, vectors: EmotionVectors, config: ExtractConfig) -> EmotionVectors:
     """Fit the reader of replies on labelled replies in conversation and choose the default reader."""
-    replies = load_corpus(None if config.replies == BUILTIN_REPLIES else config.replies, min_per_emotion=1,
-                          builtin=BUILTIN_REPLIES)
+    replies = load_corpus(
+        None if config.replies == BUILTIN_REPLIES else config.replies, min_per_emotion=1, builtin=BUILTIN_REPLIES
+    )
     contexts = replies.contexts
     shared = [e for e in replies.emotions if e in vectors.emotions]
     if contexts is None or len(shared) < 2:
-        note = (f"no reply reader: {replies.source} shares {len(shared)} emotion(s) with the vectors"
-                if contexts is not None else f"no reply reader: {replies.source} has no 'context' fields")
+        note = (
+            f"no reply reader: {replies.source} shares {len(shared)} emotion(s) with the vectors"
+            if contexts is not None
+            else f"no reply reader: {replies.source} has no 'context' fields"
+        )
         return replace(vectors, meta={**vectors.meta, "reply_reader": None, "reading_note": note})
     feats = pooled_features(lm, replies.texts, contexts, config.pooling.batch_size)
-    provenance = {"source": replies.source, "sha256": replies.sha256, "n_replies": len(replies.records),
-                  "n_messages": len(set(contexts)),
-                  "fit": "multinomial logistic regression on standardised mean activations of the reply's "
-                         "tokens, each reply read as the model's turn after its user message"}
-    return choose_reader(vectors, feats, replies.texts, replies.labels, contexts, config.seed, config.reply_c,
-                         provenance)
+    provenance = {
+        "source": replies.source,
+        "sha256": replies.sha256,
+        "n_replies": len(replies.records),
+        "n_messages": len(set(contexts)),
+        "fit": "multinomial logistic regression on standardised mean activations of the reply's "
+        "tokens, each reply read as the model's turn after its user message",
+    }
+    return choose_reader(
+        vectors, feats, replies.texts, replies.labels, contexts, config.seed, config.reply_c, provenance
+    )

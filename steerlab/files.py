@@ -35,7 +35,9 @@ def check_writable(path: str | Path, what: str = "--out", *, directory: bool = F
         kind = "a folder" if path.is_dir() else "a file"
         raise SteerlabError(f"{what} {str(path)!r} is {kind}: choose another {what}")
     if path.exists() and not force and not directory:
-        raise SteerlabError(f"{what} {str(path)!r} already exists: pass --force to overwrite it, or choose another {what}")
+        raise SteerlabError(
+            f"{what} {str(path)!r} already exists: pass --force to overwrite it, or choose another {what}"
+        )
     parent = path if directory and path.is_dir() else path.parent
     while not parent.exists():
         parent = parent.parent
@@ -46,7 +48,9 @@ def check_writable(path: str | Path, what: str = "--out", *, directory: bool = F
         probe.touch()
         probe.unlink()
     except OSError as err:
-        raise SteerlabError(f"{what} {str(path)!r} is not writable ({err.strerror or err}): choose another {what}") from None
+        raise SteerlabError(
+            f"{what} {str(path)!r} is not writable ({err.strerror or err}): choose another {what}"
+        ) from None
     return path
 
 

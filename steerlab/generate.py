@@ -59,7 +59,9 @@ def generate(
                 torch.manual_seed(config.seed + b)
                 out = steered.generate(enc, **options)
             new = out[:, enc["input_ids"].shape[1] :]
-            replies += [clean_reply(lm, t, config.chat) for t in lm.tokenizer.batch_decode(new, skip_special_tokens=True)]
+            replies += [
+                clean_reply(lm, t, config.chat) for t in lm.tokenizer.batch_decode(new, skip_special_tokens=True)
+            ]
     return replies
 
 

@@ -28,12 +28,15 @@ class Geometry:
     cosine: np.ndarray  # (E, E) cosine matrix in ``order``
 
 
-def geometry(directions: np.ndarray, emotions: Sequence[str], valence: Sequence[float],
-             arousal: Sequence[float], layer: int = 0) -> Geometry:
+def geometry(
+    directions: np.ndarray, emotions: Sequence[str], valence: Sequence[float], arousal: Sequence[float], layer: int = 0
+) -> Geometry:
     """PCA of ``directions`` (E, hidden); PC signs are arbitrary, so they are oriented to the labels."""
     d = np.asarray(directions, dtype=np.float64)
     if d.ndim != 2 or d.shape[0] != len(emotions) or d.shape[0] < 3:
-        raise SteerlabError(f"geometry needs (>= 3 emotions, hidden) directions, got shape {d.shape} for {len(emotions)} emotions")
+        raise SteerlabError(
+            f"geometry needs (>= 3 emotions, hidden) directions, got shape {d.shape} for {len(emotions)} emotions"
+        )
     val, aro = np.asarray(valence, float), np.asarray(arousal, float)
     centred = d - d.mean(axis=0)
     _, s, vt = np.linalg.svd(centred, full_matrices=False)
@@ -42,7 +45,11 @@ def geometry(directions: np.ndarray, emotions: Sequence[str], valence: Sequence[
         rk = correlate(coords[:, k], ref).r
         if np.isfinite(rk) and rk < 0:
             coords[:, k] *= -1
-    r = {f"pc{k + 1}_{name}": correlate(coords[:, k], ref) for k in range(2) for name, ref in (("valence", val), ("arousal", aro))}
+    r = {
+        f"pc{k + 1}_{name}": correlate(coords[:, k], ref)
+        for k in range(2)
+        for name, ref in (("valence", val), ("arousal", aro))
+    }
     order = tuple(int(i) for i in np.argsort(-np.nan_to_num(val, nan=0.0), kind="stable"))
     u = unit_rows(d)
     cos = (u @ u.T)[np.ix_(order, order)]
@@ -68,8 +75,13 @@ def vector_geometry(vectors: EmotionVectors, layer: int | None = None) -> Geomet
     """Geometry of the vectors at ``layer`` (default: the reading layer)."""
     layer = vectors.check_layer(vectors.reading_layer if layer is None else layer, "layer")
     val, aro = affect(vectors, "valence"), affect(vectors, "arousal")
-    return geometry(vectors.directions[layer].numpy(), vectors.emotions,
-                    [val.get(e, np.nan) for e in vectors.emotions], [aro.get(e, np.nan) for e in vectors.emotions], layer)
+    return geometry(
+        vectors.directions[layer].numpy(),
+        vectors.emotions,
+        [val.get(e, np.nan) for e in vectors.emotions],
+        [aro.get(e, np.nan) for e in vectors.emotions],
+        layer,
+    )
 
 
 def geometry_sweep(vectors: EmotionVectors) -> list[Geometry]:

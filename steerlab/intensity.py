@@ -60,17 +60,25 @@ def load_scales(path: str | Path | None = None) -> list[Scale]:
                 out.append(Scale(s["name"], s["template"], tuple(map(str, s["values"])), expect, True))
         elif isinstance(obj, dict):
             for name, s in obj.items():
-                expect = {**{e: 1 for e in s.get("expected_increasing", [])}, **{e: -1 for e in s.get("expected_decreasing", [])}}
-                out.append(Scale(name, s["template"].replace("{value}", "{x}"), tuple(map(str, s["values"])), expect, False))
+                expect = {
+                    **{e: 1 for e in s.get("expected_increasing", [])},
+                    **{e: -1 for e in s.get("expected_decreasing", [])},
+                }
+                out.append(
+                    Scale(name, s["template"].replace("{value}", "{x}"), tuple(map(str, s["values"])), expect, False)
+                )
         else:
             raise TypeError("top level must be an object")
     except (KeyError, TypeError, AttributeError) as err:
         raise SteerlabError(
-            f"{path}: not a scales file ({err!r}): expected {{\"scales\": [{{name, template with {{x}}, values, expect}}]}}"
+            f"{path}: not a scales file ({err!r}): "
+            'expected {"scales": [{name, template with {x}, values, expect}]}'
         ) from None
     bad = [s.name for s in out if "{x}" not in s.template or len(s.values) < 3 or not s.expect]
     if bad or not out:
-        raise SteerlabError(f"{path}: scales {bad or '(none)'} need a template with {{x}}, >= 3 values and expectations")
+        raise SteerlabError(
+            f"{path}: scales {bad or '(none)'} need a template with {{x}}, >= 3 values and expectations"
+        )
     return out
 
 
@@ -97,14 +105,18 @@ class Intensity:
 
     def summary(self) -> dict[str, float]:
         ok = [r for r in self.rows if np.isfinite(r.rho)]
-        return {"relations": len(ok), "right_sign": sum(r.agrees for r in ok),
-                "significant_right": sum(r.agrees and r.p < 0.05 for r in ok),
-                "significant_wrong": sum((not r.agrees) and r.p < 0.05 for r in ok),
-                "mean_signed_rho": float(np.mean([r.rho * r.expected for r in ok])) if ok else float("nan")}
+        return {
+            "relations": len(ok),
+            "right_sign": sum(r.agrees for r in ok),
+            "significant_right": sum(r.agrees and r.p < 0.05 for r in ok),
+            "significant_wrong": sum((not r.agrees) and r.p < 0.05 for r in ok),
+            "mean_signed_rho": float(np.mean([r.rho * r.expected for r in ok])) if ok else float("nan"),
+        }
 
 
-def intensity(lm: LoadedModel, vectors: EmotionVectors, scales: Sequence[Scale], layer: int | None = None,
-              batch_size: int = 16) -> Intensity:
+def intensity(
+    lm: LoadedModel, vectors: EmotionVectors, scales: Sequence[Scale], layer: int | None = None, batch_size: int = 16
+) -> Intensity:
     """Read every scale prompt at its response-preparation token (its last token: prompts are left
     padded) at ``layer`` (default: the reading layer) and correlate each expected emotion's score
     with the position along the scale."""

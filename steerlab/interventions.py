@@ -148,8 +148,9 @@ class _LayerEdits(pv.SourcelessIntervention):  # type: ignore[misc]
 class Steered:
     """A model with edits attached for the duration of a ``with steering(...)`` block."""
 
-    def __init__(self, lm: LoadedModel, edits: Sequence[Edit], positions: Positions,
-                 record: Displacement | None = None) -> None:
+    def __init__(
+        self, lm: LoadedModel, edits: Sequence[Edit], positions: Positions, record: Displacement | None = None
+    ) -> None:
         self.lm = lm
         self.displacement = record if record is not None else Displacement()
         self._positions = _Positions(positions)
@@ -160,15 +161,16 @@ class Steered:
         self._closed = False
         reps = [
             {"component": component(layer), "intervention": module}
-            for layer, module in zip(sorted(by_layer), self._layers)
+            for layer, module in zip(sorted(by_layer), self._layers, strict=True)
         ]
         self._pv = pv.IntervenableModel(pv.IntervenableConfig(representations=reps), lm.model) if reps else None
 
     @contextmanager
     def _session(self, input_ids: torch.Tensor, prompt_len: int | None) -> Iterator[None]:
         if self._closed:
-            raise InterventionError("this steering handle was used after its `with steering(...)` block: "
-                                    "generate inside the block")
+            raise InterventionError(
+                "this steering handle was used after its `with steering(...)` block: generate inside the block"
+            )
         special = torch.tensor(sorted(set(self.lm.tokenizer.all_special_ids)), device=input_ids.device)
         self._positions.prompt_len = prompt_len
         self._positions.content = ~torch.isin(input_ids, special)

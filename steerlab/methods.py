@@ -104,5 +104,3 @@ def probe(inp: MethodInput) -> tuple[np.ndarray, np.ndarray]:
     """Logistic-regression weights as directions (they read well but steer poorly)."""
     weight, _ = fit_probe(inp.features, inp.labels, inp.seed, inp.params["c"])
     return unit_rows(weight), np.linalg.norm(weight, axis=1)
-
-

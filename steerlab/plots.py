@@ -29,8 +29,14 @@ def _save(fig: Any, path: str | Path, **kwargs: Any) -> Path:
     return Path(path)
 
 
-def plot_layer_sweep(rows: list[LayerScore], steering: int, n_emotions: int, path: str | Path, title: str = "",
-                     reading: int | None = None) -> Path:
+def plot_layer_sweep(
+    rows: list[LayerScore],
+    steering: int,
+    n_emotions: int,
+    path: str | Path,
+    title: str = "",
+    reading: int | None = None,
+) -> Path:
     """Held-out top-1 (with 95% CI), top-3, AUROC and probe top-1 across layers; the ``steering``
     layer (the sweep's layer rule) and, when given and different, the ``reading`` layer are marked."""
     layers = [r.layer for r in rows]
@@ -53,7 +59,13 @@ def plot_layer_sweep(rows: list[LayerScore], steering: int, n_emotions: int, pat
 
 # --- scope, geometry, dual speaker, intensity (steerlab scope / steerlab report) -----------------
 
-SPEAKER_COLORS = {"user": "#4c72b0", "assistant": "#dd8452", "system": "#8c8c8c", "template": "#e0e0e0", "text": "#9ecae1"}
+SPEAKER_COLORS = {
+    "user": "#4c72b0",
+    "assistant": "#dd8452",
+    "system": "#8c8c8c",
+    "template": "#e0e0e0",
+    "text": "#9ecae1",
+}
 
 
 def _short(token: str) -> str:
@@ -75,13 +87,21 @@ def plot_scope(reading: Reading, path: str | Path, layer: int | None = None, top
     step = max(1, math.ceil(n_tok / ((width - 2.5) / 0.16)))  # an 8-pt label needs ~0.16 in
     label_room = 0.75  # inches below the heatmap for the rotated token labels (the trajectory would cover them)
     fig = plt.figure(figsize=(width, 1.6 + 0.2 * n_emo + label_room + 2.6), dpi=110)
-    grid = fig.add_gridspec(4, 2, height_ratios=[0.25, 0.2 * n_emo, label_room, 2.4], width_ratios=[1, 0.015],
-                            hspace=0.04, wspace=0.02)
-    strip, ax, tr, cax = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[3, 0]), fig.add_subplot(grid[1, 1])
+    grid = fig.add_gridspec(
+        4, 2, height_ratios=[0.25, 0.2 * n_emo, label_room, 2.4], width_ratios=[1, 0.015], hspace=0.04, wspace=0.02
+    )
+    strip, ax, tr, cax = (
+        fig.add_subplot(grid[0, 0]),
+        fig.add_subplot(grid[1, 0]),
+        fig.add_subplot(grid[3, 0]),
+        fig.add_subplot(grid[1, 1]),
+    )
     colors = [SPEAKER_COLORS.get(r, "#cccccc") for r in reading.roles]
     strip.bar(range(n_tok), 1, width=1.0, color=colors)
     strip.set(xlim=(-0.5, n_tok - 0.5), yticks=[], xticks=[])
-    strip.set_title(title or f"emotion scores per token · layer {reading.layers[li]} · cosine with centred activations", fontsize=9)
+    strip.set_title(
+        title or f"emotion scores per token · layer {reading.layers[li]} · cosine with centred activations", fontsize=9
+    )
     for role in dict.fromkeys(reading.roles):
         strip.bar([0], 0, color=SPEAKER_COLORS.get(role, "#cccccc"), label=role)
     strip.legend(fontsize=7, ncol=5, loc="lower right", bbox_to_anchor=(1, 1.0), frameon=False)
@@ -115,13 +135,17 @@ def plot_geometry(geom: Geometry, path: str | Path, title: str = "") -> Path:
     """PCA scatter (coloured by valence) and the cosine matrix sorted by valence."""
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 5.2), dpi=110, gridspec_kw={"width_ratios": [1, 1.1]})
     val = np.nan_to_num(geom.valence)
-    sc = ax.scatter(geom.coords[:, 0], geom.coords[:, 1], c=val, cmap="coolwarm_r", vmin=-1, vmax=1, s=40, edgecolor="k", lw=0.4)
-    for (x, y), e in zip(geom.coords, geom.emotions):
+    sc = ax.scatter(
+        geom.coords[:, 0], geom.coords[:, 1], c=val, cmap="coolwarm_r", vmin=-1, vmax=1, s=40, edgecolor="k", lw=0.4
+    )
+    for (x, y), e in zip(geom.coords, geom.emotions, strict=True):
         ax.annotate(e, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     r1, r2 = geom.r["pc1_valence"], geom.r["pc2_arousal"]
-    ax.set(xlabel=f"PC1 ({geom.explained[0]:.0%}) · r with valence {r1.r:+.2f} (p={r1.p:.2g})",
-           ylabel=f"PC2 ({geom.explained[1]:.0%}) · r with arousal {r2.r:+.2f} (p={r2.p:.2g})",
-           title=title or f"emotion directions, layer {geom.layer}")
+    ax.set(
+        xlabel=f"PC1 ({geom.explained[0]:.0%}) · r with valence {r1.r:+.2f} (p={r1.p:.2g})",
+        ylabel=f"PC2 ({geom.explained[1]:.0%}) · r with arousal {r2.r:+.2f} (p={r2.p:.2g})",
+        title=title or f"emotion directions, layer {geom.layer}",
+    )
     ax.grid(alpha=0.3)
     fig.colorbar(sc, ax=ax, fraction=0.04).set_label("labelled valence", fontsize=7)
     names = [geom.emotions[i] for i in geom.order]
@@ -142,7 +166,12 @@ def plot_geometry_sweep(geoms: list[Geometry], path: str | Path) -> Path:
     for key, style in (("pc1_valence", "-o"), ("pc2_arousal", "-s"), ("pc1_arousal", ":"), ("pc2_valence", ":")):
         ax.plot(layers, [g.r[key].r for g in geoms], style, ms=3, label=key.replace("_", " vs "))
     ax.axhline(0, color="grey", lw=0.8)
-    ax.set(xlabel="layer", ylabel="Pearson r (PC signs oriented to the labels)", ylim=(-1, 1), title="emotion geometry across layers")
+    ax.set(
+        xlabel="layer",
+        ylabel="Pearson r (PC signs oriented to the labels)",
+        ylim=(-1, 1),
+        title="emotion geometry across layers",
+    )
     ax.set_xticks(layers)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
@@ -164,7 +193,9 @@ def plot_dual_speaker(ds: DualSpeaker, path: str | Path) -> Path:
     ax.set_title(f"labelled emotion's score minus mean\n(extracted vectors, layer {ds.layer})", fontsize=9)
     order = np.argsort(-ds.cos)
     lo, hi = np.percentile(ds.mismatched, [2.5, 97.5])
-    bx.bar(range(len(order)), ds.cos[order], color=["#4c72b0" if c > hi else "#9db4d6" for c in ds.cos[order]], zorder=3)
+    bx.bar(
+        range(len(order)), ds.cos[order], color=["#4c72b0" if c > hi else "#9db4d6" for c in ds.cos[order]], zorder=3
+    )
     bx.axhspan(lo, hi, color="orange", alpha=0.2, lw=0, label="mismatched pairs (95%)")
     bx.axhspan(-ds.random_bound, ds.random_bound, color="grey", alpha=0.25, lw=0, label="random directions (95%)")
     bx.set_xticks(range(len(order)))
@@ -189,34 +220,44 @@ def plot_intensity(result: Intensity, path: str | Path, title: str = "") -> Path
     rows_n = int(np.ceil(len(names) / cols))
     fig, axes = plt.subplots(rows_n, cols, figsize=(3.6 * cols, 2.8 * rows_n), dpi=110, squeeze=False)
     rho = {(r.scale, r.emotion): r for r in result.rows}
-    for ax, name in zip(axes.flat, names):
+    for ax, name in zip(axes.flat, names, strict=True):
         values, curve = result.curves[name]
         for k, (emotion, ys) in enumerate(curve.items()):
             r = rho[(name, emotion)]
             mark = "✓" if r.agrees else "✗"
-            ax.plot(range(len(ys)), ys, "-o", ms=3, color=plt.get_cmap("tab10")(k),
-                    label=f"{emotion} ({'+' if r.expected > 0 else '−'}) ρ={r.rho:+.2f} {mark}")
+            ax.plot(
+                range(len(ys)),
+                ys,
+                "-o",
+                ms=3,
+                color=plt.get_cmap("tab10")(k),
+                label=f"{emotion} ({'+' if r.expected > 0 else '−'}) ρ={r.rho:+.2f} {mark}",
+            )
         ax.set_xticks(range(len(values)))
         ax.set_xticklabels(values, rotation=45, fontsize=6)
         ax.set_title(name, fontsize=8)
         ax.legend(fontsize=6)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(names):]:
+    for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
-    fig.suptitle(title or f"intensity scales · score at the response-preparation token · layer {result.layer}", fontsize=10)
+    fig.suptitle(
+        title or f"intensity scales · score at the response-preparation token · layer {result.layer}", fontsize=10
+    )
     return _save(fig, path)
 
 
 # --- validation suites (steerlab validate) --------------------------------------------------------
 
 
-def plot_condition_means(means: list[dict], path: str | Path, title: str = "", degenerate: set[str] | None = None) -> Path:
+def plot_condition_means(
+    means: list[dict], path: str | Path, title: str = "", degenerate: set[str] | None = None
+) -> Path:
     """One horizontal bar per condition: mean metric with its bootstrap 95% CI; degenerate ones hatched."""
     degenerate = degenerate or set()
     names = [m["condition"] for m in means]
     y = list(range(len(names)))[::-1]
     fig, ax = plt.subplots(figsize=(7, 0.9 + 0.32 * len(names)), dpi=120)
-    for yi, m in zip(y, means):
+    for yi, m in zip(y, means, strict=True):
         bad = m["condition"] in degenerate
         ax.barh(yi, m["mean"], color="#bbbbbb" if bad else "#1f77b4", hatch="//" if bad else None, alpha=0.85)
         lo, hi = m["ci"]
@@ -239,8 +280,10 @@ def plot_dose_response(rows: list[dict], path: str | Path, title: str = "") -> P
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.6), dpi=120)
     cmap = plt.get_cmap("tab20")
     for k, (emotion, items) in enumerate(sorted(by.items())):
-        pts = sorted([{"alpha": 0.0, "target_delta": 0.0, "offtarget_delta": 0.0, "ppl_ratio": 1.0}, *items],
-                     key=lambda r: r["alpha"])
+        pts = sorted(
+            [{"alpha": 0.0, "target_delta": 0.0, "offtarget_delta": 0.0, "ppl_ratio": 1.0}, *items],
+            key=lambda r: r["alpha"],
+        )
         a = [p["alpha"] for p in pts]
         color = cmap(k % 20)
         ax.plot(a, [p["target_delta"] for p in pts], "-o", ms=3, color=color, label=emotion)
@@ -250,8 +293,17 @@ def plot_dose_response(rows: list[dict], path: str | Path, title: str = "") -> P
             if p.get("degenerate"):
                 bx.plot(p["alpha"], p["ppl_ratio"], "x", color="black", ms=6)
     ax.axhline(0, color="grey", lw=0.8)
-    ax.set(xlabel="alpha (scale-free)", ylabel="reply reading change vs baseline", title=f"{title}: target (solid) vs mean off-target (dotted)")
-    bx.set(xlabel="alpha (scale-free)", ylabel="perplexity ratio to baseline (log)", yscale="log", title="coherence (x = degenerate)")
+    ax.set(
+        xlabel="alpha (scale-free)",
+        ylabel="reply reading change vs baseline",
+        title=f"{title}: target (solid) vs mean off-target (dotted)",
+    )
+    bx.set(
+        xlabel="alpha (scale-free)",
+        ylabel="perplexity ratio to baseline (log)",
+        yscale="log",
+        title="coherence (x = degenerate)",
+    )
     ax.grid(alpha=0.3)
     bx.grid(alpha=0.3)
     ax.legend(fontsize=6, ncol=2, loc="best")

@@ -95,7 +95,9 @@ def score_layer(
     )
 
 
-def probe_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, seed: int) -> tuple[float, np.ndarray, np.ndarray]:
+def probe_accuracy(
+    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, seed: int
+) -> tuple[float, np.ndarray, np.ndarray]:
     weight, bias = fit_probe(train_x, train_y, seed)
     pred = np.argmax(test_x @ weight.T + bias, axis=1)
     return float((pred == test_y).mean()), weight, bias

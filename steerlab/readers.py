@@ -36,12 +36,25 @@ if TYPE_CHECKING:
 
 # The NRC category an emotion's words belong to; emotions without a clear category get valence only.
 NRC_CATEGORY = {
-    "happy": "joy", "proud": "joy", "enthusiastic": "joy", "loving": "joy",
-    "sad": "sadness", "gloomy": "sadness", "brooding": "sadness", "guilty": "sadness",
-    "afraid": "fear", "nervous": "fear", "desperate": "fear",
-    "angry": "anger", "frustrated": "anger", "hostile": "anger",
-    "surprised": "surprise", "hopeful": "anticipation", "curious": "anticipation",
-    "confident": "trust", "calm": "trust",
+    "happy": "joy",
+    "proud": "joy",
+    "enthusiastic": "joy",
+    "loving": "joy",
+    "sad": "sadness",
+    "gloomy": "sadness",
+    "brooding": "sadness",
+    "guilty": "sadness",
+    "afraid": "fear",
+    "nervous": "fear",
+    "desperate": "fear",
+    "angry": "anger",
+    "frustrated": "anger",
+    "hostile": "anger",
+    "surprised": "surprise",
+    "hopeful": "anticipation",
+    "curious": "anticipation",
+    "confident": "trust",
+    "calm": "trust",
 }
 
 Score = Callable[["EmotionVectors", "np.ndarray | None", Sequence[str], int], np.ndarray]
@@ -166,8 +179,15 @@ def read_texts(
     return out
 
 
-def read_replies(lm: LoadedModel, vectors: EmotionVectors, replies: Sequence[str], prompts: Sequence[str],
-                 chat: bool, reader: str | None = None, layer: int | None = None) -> np.ndarray:
+def read_replies(
+    lm: LoadedModel,
+    vectors: EmotionVectors,
+    replies: Sequence[str],
+    prompts: Sequence[str],
+    chat: bool,
+    reader: str | None = None,
+    layer: int | None = None,
+) -> np.ndarray:
     """Scores (replies, emotions) from the clean model: a chat reply is read as the model's turn after
     its prompt, a continuation alone; each distinct (reply, prompt) is read once, an empty reply is nan."""
     keys = [(r, p if chat else "") for r, p in zip(replies, prompts, strict=True)]
@@ -175,7 +195,6 @@ def read_replies(lm: LoadedModel, vectors: EmotionVectors, replies: Sequence[str
     read = read_texts(lm, vectors, [r for r, _ in unique], layer, reader, [c for _, c in unique] if chat else None)
     where = {key: i for i, key in enumerate(unique)}
     return read[[where[k] for k in keys]] if keys else read
-
 
 
 # --- validation on labelled texts ----------------------------------------------------------------
@@ -194,16 +213,24 @@ class ReaderScore:
     macro_auroc: float  # mean of ``auroc``
 
     def row(self) -> dict[str, object]:
-        return {"layer": self.layer, "top1": self.top1, "top3": self.top3, "n": self.n, "auroc": self.auroc,
-                "auroc_length_adjusted": self.auroc_length_adjusted, "macro_auroc": self.macro_auroc}
+        return {
+            "layer": self.layer,
+            "top1": self.top1,
+            "top3": self.top3,
+            "n": self.n,
+            "auroc": self.auroc,
+            "auroc_length_adjusted": self.auroc_length_adjusted,
+            "macro_auroc": self.macro_auroc,
+        }
 
 
 def word_count(text: str) -> int:
     return len(text.split())
 
 
-def score_readings(scores: np.ndarray, labels: Sequence[str], emotions: Sequence[str], texts: Sequence[str],
-                   layer: int | None) -> ReaderScore:
+def score_readings(
+    scores: np.ndarray, labels: Sequence[str], emotions: Sequence[str], texts: Sequence[str], layer: int | None
+) -> ReaderScore:
     """Top-1/top-3 and per-emotion AUROC, raw and with length regressed out of every score column."""
     from sklearn.metrics import roc_auc_score
 
@@ -225,8 +252,9 @@ def score_readings(scores: np.ndarray, labels: Sequence[str], emotions: Sequence
     top1 = top3 = float("nan")
     if labelled.any() and cols:
         sub = scores[labelled][:, cols]
-        truth = np.array([cols.index(emotions.index(lab)) if emotions.index(lab) in cols else -1
-                          for lab in y[labelled]])
+        truth = np.array(
+            [cols.index(emotions.index(lab)) if emotions.index(lab) in cols else -1 for lab in y[labelled]]
+        )
         order = np.argsort(-sub, axis=1)
         top1 = float(np.mean(order[:, 0] == truth))
         top3 = float(np.mean((order[:, :3] == truth[:, None]).any(axis=1)))
@@ -234,9 +262,16 @@ def score_readings(scores: np.ndarray, labels: Sequence[str], emotions: Sequence
     return ReaderScore(layer, top1, top3, int(labelled.sum()), auroc, adjusted, macro)
 
 
-def evaluate_reader(lm: LoadedModel | None, vectors: EmotionVectors, texts: Sequence[str], labels: Sequence[str],
-                    reader: str, contexts: Sequence[str] | None = None, batch_size: int = 16,
-                    features: np.ndarray | None = None) -> list[ReaderScore]:
+def evaluate_reader(
+    lm: LoadedModel | None,
+    vectors: EmotionVectors,
+    texts: Sequence[str],
+    labels: Sequence[str],
+    reader: str,
+    contexts: Sequence[str] | None = None,
+    batch_size: int = 16,
+    features: np.ndarray | None = None,
+) -> list[ReaderScore]:
     """One :class:`ReaderScore` per layer (one in all for a reader without layers).
 
     Labels that are not emotions of the vectors (``neutral``, say) are negatives for every emotion.
@@ -250,8 +285,10 @@ def evaluate_reader(lm: LoadedModel | None, vectors: EmotionVectors, texts: Sequ
             raise SteerlabError("a layered reader needs the model or precomputed features")
         features = pooled_features(lm, texts, contexts, batch_size)
     feats = features
-    return [score_readings(chosen.score(vectors, feats[:, layer], texts, layer), labels, emotions, texts, layer)
-            for layer in range(vectors.n_layers)]
+    return [
+        score_readings(chosen.score(vectors, feats[:, layer], texts, layer), labels, emotions, texts, layer)
+        for layer in range(vectors.n_layers)
+    ]
 
 
 # --- the reply reader and the default reader ---------------------------------------------------
@@ -263,20 +300,30 @@ READER_RULE = (
 )
 
 
-def fit_reply_reader(features: np.ndarray, labels: Sequence[str], seed: int, c: float
-                     ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def fit_reply_reader(
+    features: np.ndarray, labels: Sequence[str], seed: int, c: float
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Multinomial logistic reader at every layer: (weights (layers, K, hidden), bias (layers, K), labels)."""
     from .methods import fit_probe
 
     classes = sorted(set(labels))
     y = np.array([classes.index(lab) for lab in labels])
     fits = [fit_probe(features[:, layer].astype(np.float64), y, seed, c) for layer in range(features.shape[1])]
-    return (np.stack([w for w, _ in fits]).astype(np.float32), np.stack([b for _, b in fits]).astype(np.float32),
-            classes)
+    return (
+        np.stack([w for w, _ in fits]).astype(np.float32),
+        np.stack([b for _, b in fits]).astype(np.float32),
+        classes,
+    )
 
 
-def with_reply_reader(vectors: EmotionVectors, features: np.ndarray, labels: Sequence[str], seed: int, c: float,
-                      provenance: dict[str, object]) -> EmotionVectors:
+def with_reply_reader(
+    vectors: EmotionVectors,
+    features: np.ndarray,
+    labels: Sequence[str],
+    seed: int,
+    c: float,
+    provenance: dict[str, object],
+) -> EmotionVectors:
     from dataclasses import replace
 
     weight, bias, classes = fit_reply_reader(features, labels, seed, c)
@@ -284,8 +331,16 @@ def with_reply_reader(vectors: EmotionVectors, features: np.ndarray, labels: Seq
     return replace(vectors, reply_weight=torch.from_numpy(weight), reply_bias=torch.from_numpy(bias), meta=meta)
 
 
-def choose_reader(vectors: EmotionVectors, features: np.ndarray, texts: Sequence[str], labels: Sequence[str],
-                  contexts: Sequence[str], seed: int, c: float, provenance: dict[str, object]) -> EmotionVectors:
+def choose_reader(
+    vectors: EmotionVectors,
+    features: np.ndarray,
+    texts: Sequence[str],
+    labels: Sequence[str],
+    contexts: Sequence[str],
+    seed: int,
+    c: float,
+    provenance: dict[str, object],
+) -> EmotionVectors:
     """Fit the reply reader and choose the default (reader, layer) under ``READER_RULE``.
 
     ``features`` are the replies' pooled activations in conversation (texts, layers, hidden).
@@ -299,15 +354,24 @@ def choose_reader(vectors: EmotionVectors, features: np.ndarray, texts: Sequence
     sel_texts, sel_labels = [texts[int(i)] for i in sel_rows], [labels[int(i)] for i in sel_rows]
     table: dict[str, dict[str, float]] = {}
     for name, spec in READERS.items():
-        rows = evaluate_reader(None, half, sel_texts, sel_labels, name, features=features[sel_rows] if spec.layered else None)
+        rows = evaluate_reader(
+            None, half, sel_texts, sel_labels, name, features=features[sel_rows] if spec.layered else None
+        )
         table[name] = {str(r.layer if r.layer is not None else "-"): r.macro_auroc for r in rows}
-    best_name, best_layer = max(((n, k) for n, layers in table.items() for k in layers),
-                                key=lambda nk: np.nan_to_num(table[nk[0]][nk[1]], nan=-1.0))
+    best_name, best_layer = max(
+        ((n, k) for n, layers in table.items() for k in layers),
+        key=lambda nk: np.nan_to_num(table[nk[0]][nk[1]], nan=-1.0),
+    )
     final = with_reply_reader(vectors, features, labels, seed, c, provenance)
     layer = int(best_layer) if best_layer != "-" else vectors.meta.get("best_layer", vectors.chosen_layer)
-    reading = {"reader": best_name, "layer": int(layer), "rule": READER_RULE,
-               "selection_macro_auroc": table, "n_fit_messages": len(messages) - len(select),
-               "n_select_messages": len(select)}
+    reading = {
+        "reader": best_name,
+        "layer": int(layer),
+        "rule": READER_RULE,
+        "selection_macro_auroc": table,
+        "n_fit_messages": len(messages) - len(select),
+        "n_select_messages": len(select),
+    }
     return _with_meta(final, reading=reading)
 
 

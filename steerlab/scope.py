@@ -91,18 +91,22 @@ class Reading:
             "emotions": list(self.emotions),
             "layers": list(self.layers),
             "score": "cosine of (activation - center[layer]) with each unit direction",
-            "noise_floor": {str(la): round(float(f), 4) for la, f in zip(self.layers, self.noise_floor)},
+            "noise_floor": {str(la): round(float(f), 4) for la, f in zip(self.layers, self.noise_floor, strict=True)},
             "points": {k: list(v) for k, v in self.points.items()},
-            "readouts": {
-                str(la): {k: _rounded(self.readout(k, la)) for k in self.points} for la in self.layers
-            },
+            "readouts": {str(la): {k: _rounded(self.readout(k, la)) for k in self.points} for la in self.layers},
             "turns": [
-                {"turn": i, "role": role, "scores": {str(la): _rounded(m) for la, m in zip(self.layers, means)}}
+                {"turn": i, "role": role, "scores": dict(zip(map(str, self.layers), map(_rounded, means), strict=True))}
                 for i, role, *means in _zip_turns(self)
             ],
             "tokens": [
-                {"position": p, "token": tok, "offset": list(self.offsets[p]), "role": self.roles[p],
-                 "turn": self.turns[p], "scores": {str(la): _rounded(self.scores[li, p]) for li, la in enumerate(self.layers)}}
+                {
+                    "position": p,
+                    "token": tok,
+                    "offset": list(self.offsets[p]),
+                    "role": self.roles[p],
+                    "turn": self.turns[p],
+                    "scores": {str(la): _rounded(self.scores[li, p]) for li, la in enumerate(self.layers)},
+                }
                 for p, tok in enumerate(self.tokens)
             ],
         }
@@ -159,8 +163,20 @@ def read_text(lm: LoadedModel, vectors: EmotionVectors, text: str, config: Scope
     """Read plain text token by token; readout points are ``last`` (final token) and ``mean``."""
     tokens, offsets, scores, floor, layers = _read(lm, vectors, text, config)
     n = len(tokens)
-    return Reading(text, "text", tuple(tokens), tuple(offsets), ("text",) * n, (0,) * n, ("text",),
-                   vectors.emotions, layers, scores, floor, {"last": (n - 1,), "mean": tuple(range(n))})
+    return Reading(
+        text,
+        "text",
+        tuple(tokens),
+        tuple(offsets),
+        ("text",) * n,
+        (0,) * n,
+        ("text",),
+        vectors.emotions,
+        layers,
+        scores,
+        floor,
+        {"last": (n - 1,), "mean": tuple(range(n))},
+    )
 
 
 def token_turns(chat: ChatText, offsets: Sequence[tuple[int, int]]) -> list[int]:
@@ -192,8 +208,20 @@ def read_conversation(
             reply = [p for p in range(len(tokens)) if turns[p] == len(msgs) - 1]
             if reply:
                 points["reply"] = tuple(reply)
-    return Reading(chat.text, chat.template, tuple(tokens), tuple(offsets), tuple(roles), tuple(turns),
-                   tuple(m["role"] for m in msgs), vectors.emotions, layers, scores, floor, points)
+    return Reading(
+        chat.text,
+        chat.template,
+        tuple(tokens),
+        tuple(offsets),
+        tuple(roles),
+        tuple(turns),
+        tuple(m["role"] for m in msgs),
+        vectors.emotions,
+        layers,
+        scores,
+        floor,
+        points,
+    )
 
 
 def response_position(
@@ -215,11 +243,15 @@ def response_position(
     return before[-1] if before else None
 
 
-def generate_reply(lm: LoadedModel, messages: Sequence[dict[str, str]], max_new_tokens: int = 48, seed: int = 0) -> Messages:
+def generate_reply(
+    lm: LoadedModel, messages: Sequence[dict[str, str]], max_new_tokens: int = 48, seed: int = 0
+) -> Messages:
     """Let the model write the assistant reply to a conversation ending in a user turn (greedy)."""
     msgs = check_messages(list(messages))
     if msgs[-1]["role"] != "user":
-        raise SteerlabError("--generate needs a conversation that ends with a user turn: drop the last assistant message")
+        raise SteerlabError(
+            "--generate needs a conversation that ends with a user turn: drop the last assistant message"
+        )
     prompt = format_chat(lm.tokenizer, msgs, add_generation_prompt=True).text
     config = GenerationConfig(max_new_tokens=max_new_tokens, seed=seed, chat=False, batch_size=1)
     reply = clean_reply(lm, generate(lm, [prompt], config)[0], chat=True)
@@ -248,4 +280,3 @@ def load_conversation(path: str | Path) -> Messages:
         return check_messages(obj)
     except SteerlabError as err:
         raise SteerlabError(f"{path}: {err}") from None
-

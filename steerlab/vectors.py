@@ -65,7 +65,7 @@ class EmotionVectors:
     @property
     def reading_layer(self) -> int:
         """Where readers read by default: the layer chosen on labelled replies, else the sweep's best."""
-        reading = (self.meta.get("reading") or {})
+        reading = self.meta.get("reading") or {}
         return int(reading.get("layer", self.meta.get("best_layer", self.chosen_layer)))
 
     def check_layer(self, layer: int, what: str = "layer") -> int:
@@ -83,9 +83,7 @@ class EmotionVectors:
             return self.emotions.index(name)
         near = difflib.get_close_matches(name, self.emotions, n=1)
         hint = f" (did you mean {near[0]!r}?)" if near else ""
-        raise InterventionError(
-            f"unknown emotion {emotion!r}{hint}: available are {', '.join(self.emotions)}"
-        )
+        raise InterventionError(f"unknown emotion {emotion!r}{hint}: available are {', '.join(self.emotions)}")
 
     def direction(self, emotion: str, layer: int) -> torch.Tensor:
         return self.directions[layer, self.index(emotion)]
@@ -133,8 +131,11 @@ def save_vectors(vectors: EmotionVectors, path: str | Path) -> Path:
     meta = {**vectors.meta, "emotions": list(vectors.emotions), "format_version": FORMAT_VERSION}
     text = json.dumps(meta, sort_keys=True, indent=1)
     tensors = {name: getattr(vectors, name).float().contiguous() for name in TENSORS}
-    tensors |= {name: getattr(vectors, name).float().contiguous() for name in OPTIONAL_TENSORS
-                if getattr(vectors, name) is not None}
+    tensors |= {
+        name: getattr(vectors, name).float().contiguous()
+        for name in OPTIONAL_TENSORS
+        if getattr(vectors, name) is not None
+    }
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"steerlab": text}))
@@ -172,7 +173,7 @@ def load_vectors(path: str | Path) -> EmotionVectors:
             header = f.metadata() or {}
             present = set(f.keys())
             tensors = {name: f.get_tensor(name) for name in TENSORS + OPTIONAL_TENSORS if name in present}
-    except Exception as err:  # noqa: BLE001  (safetensors raises its own error types for corrupt files)
+    except Exception as err:
         raise VectorsError(f"cannot read vector file {str(path)!r} ({err}): re-run `steerlab extract`") from None
     missing = [name for name in TENSORS if name not in tensors]
     if "steerlab" not in header or missing:
@@ -180,11 +181,14 @@ def load_vectors(path: str | Path) -> EmotionVectors:
     try:
         meta = json.loads(header["steerlab"])
     except json.JSONDecodeError as err:
-        raise VectorsError(f"{str(path)!r}: its metadata is not valid JSON ({err.msg}): re-run `steerlab extract`") from None
+        raise VectorsError(
+            f"{str(path)!r}: its metadata is not valid JSON ({err.msg}): re-run `steerlab extract`"
+        ) from None
     if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
         version = meta.get("format_version") if isinstance(meta, dict) else None
         raise VectorsError(
-            f"{str(path)!r} has format version {version}, this steerlab reads {FORMAT_VERSION}: re-run `steerlab extract`"
+            f"{str(path)!r} has format version {version}, this steerlab reads {FORMAT_VERSION}: "
+            "re-run `steerlab extract`"
         )
     emotions = meta.pop("emotions", None)
     if not isinstance(emotions, list) or not emotions or not all(isinstance(e, str) for e in emotions):
@@ -199,8 +203,17 @@ def load_vectors(path: str | Path) -> EmotionVectors:
 # What a re-extraction reproduces. Same machine, same thread count: every byte. Elsewhere float sums
 # run in another order: the statistics agree to 1e-4 (measured: 2e-6), the logistic fits, which stop
 # at a convergence tolerance, to 1e-2 (measured: 2e-3); the metadata's choices are identical.
-TOLERANCE = {"directions": 1e-4, "raw_norms": 1e-2, "center": 1e-2, "alpha_unit": 1e-2, "token_norm": 1e-2,
-             "probe_weight": 1e-2, "probe_bias": 1e-2, "reply_weight": 1e-2, "reply_bias": 1e-2}
+TOLERANCE = {
+    "directions": 1e-4,
+    "raw_norms": 1e-2,
+    "center": 1e-2,
+    "alpha_unit": 1e-2,
+    "token_norm": 1e-2,
+    "probe_weight": 1e-2,
+    "probe_bias": 1e-2,
+    "reply_weight": 1e-2,
+    "reply_bias": 1e-2,
+}
 SAME_CHOICES = ("emotions", "chosen_layer", "best_layer", "reading", "corpus_sha256", "method", "model_id")
 
 
@@ -233,9 +246,14 @@ def consistency_problem(v: EmotionVectors) -> str | None:
     n_layers, n_emotions, hidden = v.directions.shape if v.directions.dim() == 3 else (0, 0, 0)
     if (n_layers, n_emotions) == (0, 0) or n_emotions != len(v.emotions):
         return f"directions have shape {tuple(v.directions.shape)} for {len(v.emotions)} emotions in the metadata"
-    shapes = {"raw_norms": (n_layers, n_emotions), "center": (n_layers, hidden), "alpha_unit": (n_layers,),
-              "token_norm": (n_layers,), "probe_weight": (n_layers, n_emotions, hidden),
-              "probe_bias": (n_layers, n_emotions)}
+    shapes = {
+        "raw_norms": (n_layers, n_emotions),
+        "center": (n_layers, hidden),
+        "alpha_unit": (n_layers,),
+        "token_norm": (n_layers,),
+        "probe_weight": (n_layers, n_emotions, hidden),
+        "probe_bias": (n_layers, n_emotions),
+    }
     labels = len((v.meta.get("reply_reader") or {}).get("labels", []))
     if v.reply_weight is not None:
         shapes |= {"reply_weight": (n_layers, labels, hidden), "reply_bias": (n_layers, labels)}
@@ -249,8 +267,11 @@ def consistency_problem(v: EmotionVectors) -> str | None:
     for key in ("n_layers", "hidden_size"):
         if key in v.meta and v.meta[key] != {"n_layers": n_layers, "hidden_size": hidden}[key]:
             return f"metadata {key} = {v.meta[key]!r} but the tensors have {n_layers} layers, hidden size {hidden}"
-    layers = {"chosen_layer": v.meta.get("chosen_layer"), "best_layer": v.meta.get("best_layer"),
-              "reading layer": (v.meta.get("reading") or {}).get("layer")}
+    layers = {
+        "chosen_layer": v.meta.get("chosen_layer"),
+        "best_layer": v.meta.get("best_layer"),
+        "reading layer": (v.meta.get("reading") or {}).get("layer"),
+    }
     for what, layer in layers.items():
         if layer is not None and not (isinstance(layer, int) and 0 <= layer < n_layers):
             return f"{what} {layer!r} is out of range 0-{n_layers - 1}"

@@ -15,12 +15,30 @@ from steerlab.models import LoadedModel, load_model
 from steerlab.vectors import EmotionVectors
 
 TINY_TEXTS = {
-    "joyful": ["sun and cake and songs", "we laughed all day long", "a picnic in the warm park",
-               "music, dancing and friends", "bright flowers everywhere", "the puppy wagged its tail"],
-    "grim": ["rain on the cold grave", "the lights went out for good", "nobody came to the door",
-             "dust on the empty table", "a long grey winter night", "the letter never arrived"],
-    "edgy": ["the floor creaked behind me", "who is knocking at this hour", "my hands would not stop",
-             "the exam starts in a minute", "sirens came closer and closer", "the phone rang twice"],
+    "joyful": [
+        "sun and cake and songs",
+        "we laughed all day long",
+        "a picnic in the warm park",
+        "music, dancing and friends",
+        "bright flowers everywhere",
+        "the puppy wagged its tail",
+    ],
+    "grim": [
+        "rain on the cold grave",
+        "the lights went out for good",
+        "nobody came to the door",
+        "dust on the empty table",
+        "a long grey winter night",
+        "the letter never arrived",
+    ],
+    "edgy": [
+        "the floor creaked behind me",
+        "who is knocking at this hour",
+        "my hands would not stop",
+        "the exam starts in a minute",
+        "sirens came closer and closer",
+        "the phone rang twice",
+    ],
 }
 
 
@@ -33,7 +51,10 @@ def tiny() -> LoadedModel:
 def tiny_corpus_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("corpus") / "tiny.jsonl"
     rows = [{"text": t, "emotion": e} for e, texts in TINY_TEXTS.items() for t in texts]
-    rows += [{"text": t, "emotion": "neutral"} for t in ["the bus leaves at nine", "add two cups of flour", "the file is saved"]]
+    rows += [
+        {"text": t, "emotion": "neutral"}
+        for t in ["the bus leaves at nine", "add two cups of flour", "the file is saved"]
+    ]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     return path
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,8 @@ import torch
 from transformers import Gemma2ForCausalLM
 
 from steerlab import models
-from steerlab.models import CACHE_MARKER, EMBEDDED, byte_tokenizer, is_cached, tiny_gemma2_config
+from steerlab.cache import CACHE_MARKER, cache_problem
+from steerlab.models import EMBEDDED, byte_tokenizer, is_cached, tiny_gemma2_config
 
 BUILDS = "builds.log"  # one line per (fake) conversion, next to the cache
 
@@ -75,7 +77,7 @@ def test_first_use_builds_a_marked_cache(cache: Path) -> None:
     marker = json.loads((cache / EMBEDDED / CACHE_MARKER).read_text())
     assert marker["files"]["model.safetensors"] == (cache / EMBEDDED / "model.safetensors").stat().st_size
     assert marker["steerlab"] and marker["build"]
-    assert [m for m in messages if "converting" in m] and tmp_leftovers(cache) == []
+    assert [m for m in messages if "first use:" in m] and tmp_leftovers(cache) == []
     load(messages)
     assert n_builds(cache) == 1  # complete: reused, not rebuilt
 
@@ -103,7 +105,7 @@ def test_leftovers_of_dead_builds_are_removed(cache: Path) -> None:
 def test_folder_without_marker_is_not_cached_and_is_rebuilt(cache: Path) -> None:
     fake_convert(cache / EMBEDDED, None)  # complete files, but no marker: e.g. an older steerlab
     assert not is_cached(EMBEDDED)
-    assert models.cache_problem(cache / EMBEDDED) == "no completeness marker"
+    assert cache_problem(cache / EMBEDDED) == "no completeness marker"
     messages: list[str] = []
     load(messages)
     assert any("incomplete (no completeness marker): rebuilding" in m for m in messages)
@@ -116,7 +118,7 @@ def test_wrong_size_is_incomplete_and_rebuilt(cache: Path) -> None:
     with weights.open("r+b") as handle:
         handle.truncate(weights.stat().st_size // 2)
     assert not is_cached(EMBEDDED)
-    assert "model.safetensors" in str(models.cache_problem(cache / EMBEDDED))
+    assert "model.safetensors" in str(cache_problem(cache / EMBEDDED))
     messages: list[str] = []
     assert load(messages).n_layers == 4
     assert any("incomplete" in m and "rebuilding" in m for m in messages)
@@ -164,71 +166,82 @@ def test_concurrent_first_use_builds_once(tmp_path: Path) -> None:
     procs = [ctx.Process(target=_first_use, args=(str(cache), barrier, results)) for _ in range(3)]
     for proc in procs:
         proc.start()
-    outcomes = [results.get(timeout=120) for _ in procs]
+    outcomes = [results.get(timeout=300) for _ in procs]
     for proc in procs:
         proc.join(timeout=30)
     assert [proc.exitcode for proc in procs] == [0, 0, 0]
     assert n_builds(cache) == 1
     assert all(cached and layers == 4 for _, _, cached, layers in outcomes)
     messages = [m for _, ms, _, _ in outcomes for m in ms]
-    assert sum("converting" in m for m in messages) == 1
+    assert sum("first use:" in m for m in messages) == 1
     assert sum("waiting for another process" in m for m in messages) == 2
     assert tmp_leftovers(cache) == []
 
 
-# --- the real conversion (slow: ~1 minute each) -------------------------------------------------------
+# --- the real conversion (slow: ~1-2 minutes each; the two tests' conversions overlap) ----------------
 
 LOAD = "from steerlab.models import load_model; load_model(progress=print)"
 
 
-def real_env(cache: Path) -> dict[str, str]:
-    return {**os.environ, "STEERLAB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+def start_load(cache: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "STEERLAB_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-c", LOAD], env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
 
 
-@pytest.fixture
-def real_cache(tmp_path: Path) -> Iterator[Path]:
-    root = tmp_path / "real-cache"
-    yield root
-    shutil.rmtree(root, ignore_errors=True)  # ~1 GB
+@dataclass
+class KilledBuild:
+    cache: Path
+    leftover: Path
+    left_after_kill: bool  # the killed build's tmp folder was there, the cache was not
+    recovery: subprocess.Popen[str]  # the next load_model(), running in the background
 
 
-def run_loads(cache: Path, n: int) -> list[subprocess.CompletedProcess[str]]:
-    procs = [
-        subprocess.Popen([sys.executable, "-c", LOAD], env=real_env(cache), text=True,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        for _ in range(n)
-    ]
-    done = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=300)
-        done.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
-    return done
+@pytest.fixture(scope="module")
+def killed_build(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KilledBuild]:
+    """A real build SIGKILLed midway, then the load that must recover, started without waiting.
 
-
-@pytest.mark.slow
-def test_real_concurrent_first_use(real_cache: Path) -> None:
-    done = run_loads(real_cache, 3)
-    assert [d.returncode for d in done] == [0, 0, 0], [d.stderr[-2000:] for d in done]
-    out = "".join(d.stdout for d in done)
-    assert out.count("converting the") == 1, out
-    assert models.cache_problem(real_cache / EMBEDDED) is None
-    assert tmp_leftovers(real_cache) == []
-
-
-@pytest.mark.slow
-def test_real_build_killed_midway_is_cleaned_up(real_cache: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-c", LOAD], env=real_env(real_cache),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    tmp = real_cache / f"{EMBEDDED}.tmp-{proc.pid}"
-    deadline = time.monotonic() + 120
-    while not (tmp / "gguf").exists() and proc.poll() is None and time.monotonic() < deadline:
+    Module-scoped and requested by both slow tests, so its conversion overlaps the other one's.
+    """
+    cache = tmp_path_factory.mktemp("killed") / "cache"
+    doomed = start_load(cache)
+    leftover = cache / f"{EMBEDDED}.tmp-{doomed.pid}"
+    deadline = time.monotonic() + 180
+    while not (leftover / "gguf").exists() and doomed.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
-    time.sleep(5)  # into the assembly / de-quantisation
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert tmp.exists() and not (real_cache / EMBEDDED).exists()
-    (done,) = run_loads(real_cache, 1)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert f"removing {tmp}, left over by an aborted build" in done.stdout
-    assert models.cache_problem(real_cache / EMBEDDED) is None
-    assert tmp_leftovers(real_cache) == []
+    time.sleep(3)  # into the assembly / de-quantisation
+    doomed.send_signal(signal.SIGKILL)
+    doomed.communicate()
+    left = leftover.is_dir() and not (cache / EMBEDDED).exists()
+    recovery = start_load(cache)
+    yield KilledBuild(cache, leftover, left, recovery)
+    recovery.kill()
+    recovery.communicate()
+    shutil.rmtree(cache, ignore_errors=True)  # ~1 GB
+
+
+@pytest.mark.slow
+def test_real_concurrent_first_use(tmp_path: Path, killed_build: KilledBuild) -> None:
+    cache = tmp_path / "cache"
+    try:
+        procs = [start_load(cache) for _ in range(3)]
+        outputs = [proc.communicate(timeout=400) for proc in procs]
+        assert [proc.returncode for proc in procs] == [0, 0, 0], [err[-2000:] for _, err in outputs]
+        out = "".join(out for out, _ in outputs)
+        assert out.count("first use:") == 1, out
+        assert out.count("waiting for another process") == 2, out
+        assert cache_problem(cache / EMBEDDED) is None
+        assert tmp_leftovers(cache) == []
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)  # ~1 GB
+
+
+@pytest.mark.slow
+def test_real_build_killed_midway_is_cleaned_up(killed_build: KilledBuild) -> None:
+    assert killed_build.left_after_kill
+    out, err = killed_build.recovery.communicate(timeout=400)
+    assert killed_build.recovery.returncode == 0, err[-2000:]
+    assert f"removing {killed_build.leftover}, left over by an aborted build" in out
+    assert cache_problem(killed_build.cache / EMBEDDED) is None
+    assert tmp_leftovers(killed_build.cache) == []

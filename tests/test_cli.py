@@ -12,9 +12,15 @@ from .conftest import SHIPPED, TINY_TEXTS, one_line_error, run
 
 def test_extract_on_tiny_model_writes_everything(tiny_corpus_path, tmp_path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "v" / "emotions.safetensors"
-    code, stdout, _ = run(["extract", "--model", "random:tiny-gemma2", "--corpus", str(tiny_corpus_path), "--out", str(out)], capsys, monkeypatch)
+    code, stdout, _ = run(
+        ["extract", "--model", "random:tiny-gemma2", "--corpus", str(tiny_corpus_path), "--out", str(out)],
+        capsys,
+        monkeypatch,
+    )
     assert code == 0
-    assert {"emotions.safetensors", "emotions.json", "layer_sweep.csv", "layer_sweep.png"} <= {p.name for p in out.parent.iterdir()}
+    assert {"emotions.safetensors", "emotions.json", "layer_sweep.csv", "layer_sweep.png"} <= {
+        p.name for p in out.parent.iterdir()
+    }
     assert "chosen layer" in stdout and "random weights" in stdout
 
 
@@ -38,30 +44,65 @@ def test_malformed_corpus_names_the_line(tmp_path, capsys, monkeypatch) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "a", "emotion": "x"}\n{"text": "b", "emotion": "y"}\n{broken\n')
     out = tmp_path / "o" / "emotions.safetensors"
-    code, _, err = run(["extract", "--model", "random:tiny-gemma2", "--corpus", str(bad), "--out", str(out)], capsys, monkeypatch)
+    code, _, err = run(
+        ["extract", "--model", "random:tiny-gemma2", "--corpus", str(bad), "--out", str(out)], capsys, monkeypatch
+    )
     one_line_error(code, err, "line 3")
     assert not out.parent.exists()
 
 
 def test_evaluate_json_shape(tiny_vec_file, tiny_corpus_path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    code, out, _ = run(["evaluate", "--vectors", str(tiny_vec_file), "--corpus", str(tiny_corpus_path), "--json"], capsys, monkeypatch)
+    code, out, _ = run(
+        ["evaluate", "--vectors", str(tiny_vec_file), "--corpus", str(tiny_corpus_path), "--json"], capsys, monkeypatch
+    )
     assert code == 0
     obj = json.loads(out)
     assert set(obj) == {"reader", "reading_layer", "steering_layer", "in_context", "layers"}
     assert obj["reader"] == "vector" and not obj["in_context"]
     assert [r["layer"] for r in obj["layers"]] == [0, 1, 2, 3]
-    assert all({"layer", "top1", "top3", "n", "auroc", "auroc_length_adjusted"} <= set(r) and r["n"] == 18
-               for r in obj["layers"])
+    assert all(
+        {"layer", "top1", "top3", "n", "auroc", "auroc_length_adjusted"} <= set(r) and r["n"] == 18
+        for r in obj["layers"]
+    )
     assert all(set(r["auroc"]) == set(TINY_TEXTS) for r in obj["layers"])
-    code, out, _ = run(["evaluate", "--vectors", str(tiny_vec_file), "--corpus", str(tiny_corpus_path), "--json",
-                        "--reader", "lexicon"], capsys, monkeypatch)
+    code, out, _ = run(
+        [
+            "evaluate",
+            "--vectors",
+            str(tiny_vec_file),
+            "--corpus",
+            str(tiny_corpus_path),
+            "--json",
+            "--reader",
+            "lexicon",
+        ],
+        capsys,
+        monkeypatch,
+    )
     lex = json.loads(out)
     assert code == 0 and lex["reading_layer"] is None and [r["layer"] for r in lex["layers"]] == [None]
 
 
 def test_steer_tiny_json(tiny_vec_file, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    code, out, _ = run(["steer", "a day at the sea", "--vectors", str(tiny_vec_file), "--emotion", "joyful",
-                        "--alpha", "4", "--max-new-tokens", "6", "--json", "--sweep-alpha", "0,4"], capsys, monkeypatch)
+    code, out, _ = run(
+        [
+            "steer",
+            "a day at the sea",
+            "--vectors",
+            str(tiny_vec_file),
+            "--emotion",
+            "joyful",
+            "--alpha",
+            "4",
+            "--max-new-tokens",
+            "6",
+            "--json",
+            "--sweep-alpha",
+            "0,4",
+        ],
+        capsys,
+        monkeypatch,
+    )
     assert code == 0
     rows = [json.loads(line) for line in out.splitlines()]
     assert [r["alpha"] for r in rows] == [0.0, 4.0]
@@ -94,11 +135,27 @@ def test_steer_empty_prompt(tiny_vec_file, capsys, monkeypatch) -> None:  # type
 @pytest.mark.slow
 def test_steer_embedded_hopeful_alpha_4_json(capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     assert SHIPPED.exists(), "shipped vectors missing: run `steerlab extract`"
-    code, out, err = run(["steer", "I lost my job and I can't pay rent.", "--chat", "--emotion", "hopeful",
-                          "--alpha", "4", "--max-new-tokens", "16", "--json"], capsys, monkeypatch)
+    code, out, err = run(
+        [
+            "steer",
+            "I lost my job and I can't pay rent.",
+            "--chat",
+            "--emotion",
+            "hopeful",
+            "--alpha",
+            "4",
+            "--max-new-tokens",
+            "16",
+            "--json",
+        ],
+        capsys,
+        monkeypatch,
+    )
     assert code == 0, err
     row = json.loads(out.splitlines()[0])
-    assert row["alpha"] == 4.0 and row["layers"] == [json.loads(SHIPPED.with_suffix(".json").read_text())["chosen_layer"]]
+    assert row["alpha"] == 4.0 and row["layers"] == [
+        json.loads(SHIPPED.with_suffix(".json").read_text())["chosen_layer"]
+    ]
     scores = row["steered"]["scores"]
     assert len(row["baseline"]["scores"]) == 20 and row["displacement"] > 0
     # The default reader (reply) reads the emotions it was fitted on; the others are null, not 0.
@@ -131,8 +188,21 @@ def test_extract_end_to_end_on_embedded_model(tmp_path, capsys, monkeypatch) -> 
 
 def test_steer_named_ablation_modes(tiny_vec_file, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     for spec in ("grim", "grim:zero", "grim:directional"):
-        code, out, err = run(["steer", "a day at the sea", "--vectors", str(tiny_vec_file), "--ablate", spec,
-                              "--max-new-tokens", "4", "--json"], capsys, monkeypatch)
+        code, out, err = run(
+            [
+                "steer",
+                "a day at the sea",
+                "--vectors",
+                str(tiny_vec_file),
+                "--ablate",
+                spec,
+                "--max-new-tokens",
+                "4",
+                "--json",
+            ],
+            capsys,
+            monkeypatch,
+        )
         assert code == 0, err
         assert json.loads(out.splitlines()[0])["displacement"] > 0
     code, _, err = run(["steer", "x", "--vectors", str(tiny_vec_file), "--ablate", "grim:half"], capsys, monkeypatch)

@@ -31,17 +31,20 @@ FLUENT = [
     "I'm sorry to hear that. Losing a pet is hard, and it's okay to take some time to grieve.",
     "Honestly, I think the second option is better: it costs less and the reviews are stronger.",
     "Yes.",
-    ("That sounds exciting! Have you decided which city you'll visit first, or are you still "
-     "planning the route?"),
+    ("That sounds exciting! Have you decided which city you'll visit first, or are you still planning the route?"),
     "Photosynthesis lets plants turn sunlight, water and carbon dioxide into sugar and oxygen.",
     "I don't know the answer, but a librarian at your local branch could point you to a source.",
     "Take a deep breath. The exam is only one part of your grade, and you have prepared well.",
     "We missed the last train, so we walked home under the stars and talked about everything.",
     "Try adding a pinch of salt to the dough; it brings out the sweetness of the butter.",
-    ("My grandmother grew tomatoes every summer, and the kitchen always smelled of basil and "
-     "warm soil. She taught me to pick them just before they split."),
-    ("The meeting has moved to Thursday at 3 pm. Please bring the quarterly numbers and your "
-     "questions about the budget."),
+    (
+        "My grandmother grew tomatoes every summer, and the kitchen always smelled of basil and "
+        "warm soil. She taught me to pick them just before they split."
+    ),
+    (
+        "The meeting has moved to Thursday at 3 pm. Please bring the quarterly numbers and your "
+        "questions about the budget."
+    ),
     "To install it, run pip install requests, then import it in your script... It should work.",
     "I think so. I think you're right.",
 ]

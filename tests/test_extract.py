@@ -19,9 +19,28 @@ from steerlab.vectors import load_vectors, save_vectors
 
 def test_builtin_corpus_meets_the_spec() -> None:
     c = load_corpus()
-    required = {"happy", "sad", "afraid", "angry", "calm", "desperate", "hopeful", "frustrated", "curious",
-                "proud", "guilty", "surprised", "loving", "hostile", "nervous", "confident", "brooding",
-                "enthusiastic", "reflective", "gloomy"}
+    required = {
+        "happy",
+        "sad",
+        "afraid",
+        "angry",
+        "calm",
+        "desperate",
+        "hopeful",
+        "frustrated",
+        "curious",
+        "proud",
+        "guilty",
+        "surprised",
+        "loving",
+        "hostile",
+        "nervous",
+        "confident",
+        "brooding",
+        "enthusiastic",
+        "reflective",
+        "gloomy",
+    }
     assert required <= set(c.emotions)
     for e in c.emotions:
         assert sum(r.emotion == e for r in c.records) >= 40, e
@@ -113,7 +132,10 @@ def _planted(seed: int = 0, n: int = 200, d: int = 64, e: int = 4) -> tuple[Meth
     return MethodInput(feats, labels, e, neutral, seed, {}), truth
 
 
-@pytest.mark.parametrize(("name", "params"), [("diffmean", {"neutral_variance": 0.5}), ("pca", {"pairs": 200, "neutral_variance": 0.5}), ("probe", {"c": 1.0})])
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [("diffmean", {"neutral_variance": 0.5}), ("pca", {"pairs": 200, "neutral_variance": 0.5}), ("probe", {"c": 1.0})],
+)
 def test_methods_recover_planted_directions(name: str, params: dict[str, float]) -> None:
     inp, truth = _planted()
     inp = MethodInput(inp.features, inp.labels, inp.n_emotions, inp.neutral, 0, params)
@@ -135,8 +157,10 @@ def test_diffmean_recovers_direction_planted_in_the_model(tiny, tmp_path: Path) 
     v /= v.norm()
     ids_a = [tiny.tokenizer.convert_tokens_to_ids(c) for c in "abcdefghijklm"]
     rng = np.random.default_rng(0)
-    texts = {"alpha": ["".join(rng.choice(list("abcdefghijklm"), 20)) for _ in range(12)],
-             "omega": ["".join(rng.choice(list("nopqrstuvwxyz"), 20)) for _ in range(12)]}
+    texts = {
+        "alpha": ["".join(rng.choice(list("abcdefghijklm"), 20)) for _ in range(12)],
+        "omega": ["".join(rng.choice(list("nopqrstuvwxyz"), 20)) for _ in range(12)],
+    }
     path = tmp_path / "planted.jsonl"
     path.write_text("".join(json.dumps({"text": t, "emotion": e}) + "\n" for e, ts in texts.items() for t in ts))
     try:
@@ -160,8 +184,22 @@ def test_save_load_round_trip_and_same_seed_same_bytes(tiny, tiny_corpus_path: P
     again = save_vectors(v, tmp_path / "c" / "emotions.safetensors")
     assert again.read_bytes() == a.read_bytes()
     meta = json.loads(a.with_suffix(".json").read_text())
-    for key in ("format_version", "model_id", "revision", "hidden_size", "site", "layer_convention", "method",
-                "method_params", "corpus_sha256", "seed", "chosen_layer", "sweep", "steerlab_version", "is_random"):
+    for key in (
+        "format_version",
+        "model_id",
+        "revision",
+        "hidden_size",
+        "site",
+        "layer_convention",
+        "method",
+        "method_params",
+        "corpus_sha256",
+        "seed",
+        "chosen_layer",
+        "sweep",
+        "steerlab_version",
+        "is_random",
+    ):
         assert key in meta, key
     assert meta["is_random"] is True and len(meta["sweep"]) == tiny.n_layers
     assert sorted(p.name for p in a.parent.iterdir()) == ["emotions.json", "emotions.safetensors"]

@@ -20,12 +20,16 @@ from .conftest import run
 Case = Callable[[Path, Path], list[str]]  # (tiny vector file, scratch folder) -> argv
 
 
-def _rewrite(src: Path, dst: Path, tensors: Callable[[dict[str, torch.Tensor]], None] | None = None,
-             meta: Callable[[dict], str] | None = None) -> Path:
+def _rewrite(
+    src: Path,
+    dst: Path,
+    tensors: Callable[[dict[str, torch.Tensor]], None] | None = None,
+    meta: Callable[[dict], str] | None = None,
+) -> Path:
     """A copy of a vector file with its tensors or metadata damaged."""
     with safe_open(str(src), framework="pt") as f:
         header = (f.metadata() or {})["steerlab"]
-        data = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118  (safe_open has no __iter__)
+        data = {k: f.get_tensor(k) for k in f.keys()}
     if tensors:
         tensors(data)
     text = meta(json.loads(header)) if meta else header
@@ -54,47 +58,83 @@ STEER = ["steer", "hello", "--max-new-tokens", "2"]
 CASES: dict[str, tuple[Case, str]] = {
     # vector files that are wrong in a way a loader could miss
     "vectors: 2 emotions' tensors, 3 in the metadata": (
-        lambda v, d: [*STEER, "--emotion", "joyful", "--vectors", _vec(_few_emotions)(v, d)], "directions have shape"),
+        lambda v, d: [*STEER, "--emotion", "joyful", "--vectors", _vec(_few_emotions)(v, d)],
+        "directions have shape",
+    ),
     "vectors: metadata not JSON": (
-        lambda v, d: [*STEER, "--emotion", "joyful", "--vectors", _vec(meta=lambda m: "{not json")(v, d)], "not valid JSON"),
-    "vectors: NaN directions": (
-        lambda v, d: [*STEER, "--emotion", "joyful", "--vectors", _vec(_nan)(v, d)], "NaN"),
+        lambda v, d: [*STEER, "--emotion", "joyful", "--vectors", _vec(meta=lambda m: "{not json")(v, d)],
+        "not valid JSON",
+    ),
+    "vectors: NaN directions": (lambda v, d: [*STEER, "--emotion", "joyful", "--vectors", _vec(_nan)(v, d)], "NaN"),
     "vectors: layer 99": (
-        lambda v, d: [*STEER, "--emotion", "joyful", "--vectors", _vec(meta=_meta(chosen_layer=99))(v, d)], "99"),
+        lambda v, d: [*STEER, "--emotion", "joyful", "--vectors", _vec(meta=_meta(chosen_layer=99))(v, d)],
+        "99",
+    ),
     "vectors: not safetensors": (
-        lambda v, d: [*STEER, "--emotion", "joyful", "--vectors", str(_write(d / "x.safetensors", "junk"))], "cannot read"),
+        lambda v, d: [*STEER, "--emotion", "joyful", "--vectors", str(_write(d / "x.safetensors", "junk"))],
+        "cannot read",
+    ),
     # strengths that are finite as text but not as an edit
-    "steer --alpha 1e30": (lambda v, d: [*STEER, "--vectors", str(v), "--emotion", "joyful", "--alpha", "1e30"], "1e+30"),
+    "steer --alpha 1e30": (
+        lambda v, d: [*STEER, "--vectors", str(v), "--emotion", "joyful", "--alpha", "1e30"],
+        "1e+30",
+    ),
     "steer --sweep-alpha 0,1e39": (
-        lambda v, d: [*STEER, "--vectors", str(v), "--emotion", "joyful", "--sweep-alpha", "0,1e39"], "1e+39"),
+        lambda v, d: [*STEER, "--vectors", str(v), "--emotion", "joyful", "--sweep-alpha", "0,1e39"],
+        "1e+39",
+    ),
     "steer --clamp calm=nan": (lambda v, d: [*STEER, "--vectors", str(v), "--clamp", "joyful=nan"], "finite"),
-    "steer --alpha inf": (lambda v, d: [*STEER, "--vectors", str(v), "--emotion", "joyful", "--alpha", "inf"], "finite"),
+    "steer --alpha inf": (
+        lambda v, d: [*STEER, "--vectors", str(v), "--emotion", "joyful", "--alpha", "inf"],
+        "finite",
+    ),
     # inputs longer than the model reads
     "steer: prompt beyond the context": (
-        lambda v, d: ["steer", "word " * 600, "--vectors", str(v), "--emotion", "joyful"], "context"),
+        lambda v, d: ["steer", "word " * 600, "--vectors", str(v), "--emotion", "joyful"],
+        "context",
+    ),
     "scope: text beyond the context": (lambda v, d: ["scope", "word " * 600, "--vectors", str(v)], "context"),
     # outputs that cannot be written, caught before any work
     "extract --out under a file": (
         lambda v, d: ["extract", "--model", "random:tiny-gemma2", "--out", str(_write(d / "f", "x") / "v.safetensors")],
-        "under the file"),
+        "under the file",
+    ),
     "extract --out is a folder": (
-        lambda v, d: ["extract", "--model", "random:tiny-gemma2", "--out", str(_mkdir(d / "dir.safetensors"))], "a folder"),
+        lambda v, d: ["extract", "--model", "random:tiny-gemma2", "--out", str(_mkdir(d / "dir.safetensors"))],
+        "a folder",
+    ),
     "extract --out exists": (
-        lambda v, d: ["extract", "--model", "random:tiny-gemma2", "--out", str(_write(d / "v.safetensors", "x"))], "--force"),
+        lambda v, d: ["extract", "--model", "random:tiny-gemma2", "--out", str(_write(d / "v.safetensors", "x"))],
+        "--force",
+    ),
     "extract --out under /proc": (
-        lambda v, d: ["extract", "--model", "random:tiny-gemma2", "--out", "/proc/steerlab/x.safetensors"], "not writable"),
+        lambda v, d: ["extract", "--model", "random:tiny-gemma2", "--out", "/proc/steerlab/x.safetensors"],
+        "not writable",
+    ),
     "scope --plot under a file": (
-        lambda v, d: ["scope", "hi", "--vectors", str(v), "--plot", str(_write(d / "f", "x") / "p.png")], "under the file"),
+        lambda v, d: ["scope", "hi", "--vectors", str(v), "--plot", str(_write(d / "f", "x") / "p.png")],
+        "under the file",
+    ),
     "scope --plot under /proc": (
-        lambda v, d: ["scope", "hi", "--vectors", str(v), "--plot", "/proc/steerlab/p.png"], "not writable"),
+        lambda v, d: ["scope", "hi", "--vectors", str(v), "--plot", "/proc/steerlab/p.png"],
+        "not writable",
+    ),
     "report --out under a file": (
-        lambda v, d: ["report", "--vectors", str(v), "--out", str(_write(d / "f", "x") / "r.html")], "under the file"),
-    "report --out under /proc": (lambda v, d: ["report", "--vectors", str(v), "--out", "/proc/x/r.html"], "not writable"),
+        lambda v, d: ["report", "--vectors", str(v), "--out", str(_write(d / "f", "x") / "r.html")],
+        "under the file",
+    ),
+    "report --out under /proc": (
+        lambda v, d: ["report", "--vectors", str(v), "--out", "/proc/x/r.html"],
+        "not writable",
+    ),
     "validate --out under a file": (
         lambda v, d: ["validate", str(_suite(d)), "--vectors", str(v), "--out", str(_write(d / "f", "x") / "o")],
-        "under the file"),
+        "under the file",
+    ),
     "validate --out exists": (
-        lambda v, d: ["validate", str(_suite(d)), "--vectors", str(v), "--out", str(_results(d / "o"))], "--force"),
+        lambda v, d: ["validate", str(_suite(d)), "--vectors", str(v), "--out", str(_results(d / "o"))],
+        "--force",
+    ),
     # usage errors from click: one line too
     "steer --max-new-tokens 0": (lambda v, d: [*STEER, "--max-new-tokens", "0"], "--max-new-tokens"),
     "unknown command": (lambda v, d: ["stear"], "stear"),
@@ -123,17 +163,28 @@ def _results(path: Path) -> Path:
 
 def _suite(folder: Path) -> Path:
     path = folder / "suite.yaml"
-    path.write_text(json.dumps({  # JSON is YAML
-        "name": "tiny", "prompts": ["a day at the sea", "a long night"], "generation": {"max_new_tokens": 2},
-        "conditions": [{"name": "baseline"}, {"name": "add", "op": "add", "emotions": ["joyful"], "alphas": [4]}],
-        "metrics": {"m": {"kind": "reply", "emotion": "joyful"}},
-        "claims": [{"name": "c", "condition": "add", "metric": "m", "direction": "increase"}]}))
+    path.write_text(
+        json.dumps(
+            {  # JSON is YAML
+                "name": "tiny",
+                "prompts": ["a day at the sea", "a long night"],
+                "generation": {"max_new_tokens": 2},
+                "conditions": [
+                    {"name": "baseline"},
+                    {"name": "add", "op": "add", "emotions": ["joyful"], "alphas": [4]},
+                ],
+                "metrics": {"m": {"kind": "reply", "emotion": "joyful"}},
+                "claims": [{"name": "c", "condition": "add", "metric": "m", "direction": "increase"}],
+            }
+        )
+    )
     return path
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_fault_gives_one_line_and_leaves_nothing(case: str, tiny_vec_file: Path, tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fault_gives_one_line_and_leaves_nothing(
+    case: str, tiny_vec_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     build, needle = CASES[case]
     argv = build(tiny_vec_file, tmp_path)
     before = sorted(tmp_path.rglob("*"))
@@ -147,8 +198,12 @@ def test_fault_gives_one_line_and_leaves_nothing(case: str, tiny_vec_file: Path,
     assert sorted(tmp_path.rglob("*")) == before, f"{case} left files behind"
 
 
-def test_greedy_samples_warn(tiny_vec_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    code, _, err = run([*STEER, "--vectors", str(tiny_vec_file), "--emotion", "joyful", "--samples", "2"], capsys, monkeypatch)
+def test_greedy_samples_warn(
+    tiny_vec_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, _, err = run(
+        [*STEER, "--vectors", str(tiny_vec_file), "--emotion", "joyful", "--samples", "2"], capsys, monkeypatch
+    )
     assert code == 0 and "identical" in err
 
 
@@ -162,10 +217,12 @@ def test_empty_reply_is_reported_not_scored(tiny_vec_file: Path) -> None:
 
 def test_parsing_arguments_imports_neither_torch_nor_transformers() -> None:
     """--help and argument errors answer at once: parsing must not import the heavy stack."""
-    code = ("import sys\nfrom steerlab.cli import main\nsys.argv = ['steerlab', 'steer', 'x', '--max-new-tokens', '0']\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n"
-            "heavy = [m for m in ('torch', 'transformers', 'pyvene', 'sklearn') if m in sys.modules]\n"
-            "print(','.join(heavy))\n")
+    code = (
+        "import sys\nfrom steerlab.cli import main\nsys.argv = ['steerlab', 'steer', 'x', '--max-new-tokens', '0']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('torch', 'transformers', 'pyvene', 'sklearn') if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.strip() == "", f"imported at parse time: {done.stdout}"
     assert "error: " in done.stderr

@@ -33,8 +33,10 @@ def test_cli_names_match_the_registries() -> None:
 
 
 def test_layers_have_one_owner(tiny_vectors: EmotionVectors) -> None:
-    v = replace(tiny_vectors, meta={**tiny_vectors.meta, "chosen_layer": 1, "best_layer": 3,
-                                    "reading": {"reader": "vector", "layer": 2}})
+    v = replace(
+        tiny_vectors,
+        meta={**tiny_vectors.meta, "chosen_layer": 1, "best_layer": 3, "reading": {"reader": "vector", "layer": 2}},
+    )
     assert (v.steering_layer, v.reading_layer, v.default_reader) == (1, 2, "vector")
     with pytest.raises(InterventionError, match="out of range: use 0-3"):
         v.check_layer(4)
@@ -44,10 +46,19 @@ def test_a_suite_without_layer_reads_at_the_reading_layer(tiny_vectors: EmotionV
     from steerlab.validate.run import check_suite
     from steerlab.validate.schema import parse_suite
 
-    suite = parse_suite({"name": "s", "prompts": ["a"], "conditions": [{"name": "baseline"}],
-                         "metrics": {"m": {"kind": "reply", "emotion": "joyful"}},
-                         "claims": []}, "s.yaml")
-    v = replace(tiny_vectors, meta={**tiny_vectors.meta, "chosen_layer": 1, "reading": {"reader": "vector", "layer": 2}})
+    suite = parse_suite(
+        {
+            "name": "s",
+            "prompts": ["a"],
+            "conditions": [{"name": "baseline"}],
+            "metrics": {"m": {"kind": "reply", "emotion": "joyful"}},
+            "claims": [],
+        },
+        "s.yaml",
+    )
+    v = replace(
+        tiny_vectors, meta={**tiny_vectors.meta, "chosen_layer": 1, "reading": {"reader": "vector", "layer": 2}}
+    )
     reader, layer = check_suite(suite, v, [])
     assert (reader, layer) == ("vector", 2)
 
@@ -99,21 +110,53 @@ def test_installed_steerlab_works_from_an_empty_directory(tmp_path: Path) -> Non
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
     py = venv / "bin" / "python"
     # The dependencies are already in this interpreter's site-packages; only steerlab itself is built.
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", str(REPO)],
-                   check=True, timeout=600)
+    subprocess.run(
+        [str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", str(REPO)], check=True, timeout=600
+    )
     empty = tmp_path / "empty"
     empty.mkdir()
     env = {**os.environ, "PYTHONPATH": "", "PYTHONNOUSERSITE": "1"}
-    where = subprocess.run([str(py), "-c", "import steerlab; print(steerlab.__file__)"], cwd=empty, env=env,
-                           capture_output=True, text=True, check=True).stdout
+    where = subprocess.run(
+        [str(py), "-c", "import steerlab; print(steerlab.__file__)"],
+        cwd=empty,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert str(venv) in where, f"imported the checkout, not the install: {where}"
-    steer = subprocess.run([str(venv / "bin" / "steerlab"), "steer", "I lost my job today.", "--chat", "--emotion",
-                            "hopeful", "--alpha", "4", "--max-new-tokens", "8", "--json"], cwd=empty, env=env,
-                           capture_output=True, text=True, timeout=600, check=False)
+    steer = subprocess.run(
+        [
+            str(venv / "bin" / "steerlab"),
+            "steer",
+            "I lost my job today.",
+            "--chat",
+            "--emotion",
+            "hopeful",
+            "--alpha",
+            "4",
+            "--max-new-tokens",
+            "8",
+            "--json",
+        ],
+        cwd=empty,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert steer.returncode == 0, steer.stderr[-2000:]
     assert '"steered"' in steer.stdout
-    scope = subprocess.run([str(venv / "bin" / "steerlab"), "scope", "The storm took the roof."], cwd=empty, env=env,
-                           capture_output=True, text=True, timeout=600, check=False)
+    scope = subprocess.run(
+        [str(venv / "bin" / "steerlab"), "scope", "The storm took the roof."],
+        cwd=empty,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert scope.returncode == 0, scope.stderr[-2000:]
     assert "readout points" in scope.stdout
     assert list(empty.iterdir()) == []

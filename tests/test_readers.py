@@ -25,8 +25,11 @@ CONTEXT = "nobody came to the door"
 
 def test_context_pools_exactly_the_reply_tokens(tiny: LoadedModel) -> None:
     pooled = pooled_activations(tiny, [REPLY], PoolingConfig(), contexts=[CONTEXT])
-    chat = format_chat(tiny.tokenizer, [{"role": "user", "content": CONTEXT},
-                                        {"role": "assistant", "content": REPLY}], add_generation_prompt=False)
+    chat = format_chat(
+        tiny.tokenizer,
+        [{"role": "user", "content": CONTEXT}, {"role": "assistant", "content": REPLY}],
+        add_generation_prompt=False,
+    )
     ids = tiny.tokenizer(chat.text)["input_ids"]
     start = chat.text.index(REPLY)
     # The byte tokenizer has BOS then one token per byte: the reply is tokens start+1 .. start+len.
@@ -49,8 +52,9 @@ def test_batched_context_reading_equals_one_by_one(tiny: LoadedModel, tiny_vecto
     replies = [REPLY, "ok", "a long grey winter night and the letter never arrived"]
     contexts = [CONTEXT, "who is knocking at this hour, tell me now please", "hi"]
     batched = read_texts(tiny, tiny_vectors, replies, 1, "probe", contexts=contexts, batch_size=3)
-    alone = np.concatenate([read_texts(tiny, tiny_vectors, [r], 1, "probe", contexts=[c])
-                            for r, c in zip(replies, contexts)])
+    alone = np.concatenate(
+        [read_texts(tiny, tiny_vectors, [r], 1, "probe", contexts=[c]) for r, c in zip(replies, contexts, strict=True)]
+    )
     np.testing.assert_allclose(batched, alone, atol=1e-4)
 
 
@@ -122,15 +126,19 @@ def test_evaluate_reader_one_row_per_layer(tiny: LoadedModel, tiny_vectors: Emot
 def write_replies(path: Path) -> Path:
     rows = []
     for i, ctx in enumerate(["my cat is lost", "the rent is due", "the exam is at nine", "my car broke down"]):
-        for label, reply in [("joyful", f"we laughed all day {i}"), ("grim", f"rain on the cold grave {i}"),
-                             ("neutral", f"the file is saved {i}")]:
+        for label, reply in [
+            ("joyful", f"we laughed all day {i}"),
+            ("grim", f"rain on the cold grave {i}"),
+            ("neutral", f"the file is saved {i}"),
+        ]:
             rows.append({"context": ctx, "text": reply, "emotion": label})
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     return path
 
 
-def test_extract_ships_a_reply_reader_and_records_the_choice(tiny: LoadedModel, tiny_corpus_path: Path,
-                                                             tmp_path: Path) -> None:
+def test_extract_ships_a_reply_reader_and_records_the_choice(
+    tiny: LoadedModel, tiny_corpus_path: Path, tmp_path: Path
+) -> None:
     replies = write_replies(tmp_path / "replies.jsonl")
     v = extract(tiny, load_corpus(tiny_corpus_path), ExtractConfig(seed=0, replies=str(replies))).vectors
     assert v.reply_weight is not None and v.reply_weight.shape == (tiny.n_layers, 3, tiny.hidden_size)

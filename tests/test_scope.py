@@ -64,9 +64,14 @@ def dialogue_vectors(lm: LoadedModel) -> EmotionVectors:
     d = torch.randn(lm.n_layers, len(emotions), lm.hidden_size, generator=gen)
     zeros = torch.zeros(lm.n_layers, len(emotions))
     return EmotionVectors(
-        emotions=emotions, directions=d / d.norm(dim=-1, keepdim=True), raw_norms=zeros + 1,
-        center=torch.zeros(lm.n_layers, lm.hidden_size), alpha_unit=torch.ones(lm.n_layers),
-        token_norm=torch.ones(lm.n_layers), probe_weight=d.clone(), probe_bias=zeros,
+        emotions=emotions,
+        directions=d / d.norm(dim=-1, keepdim=True),
+        raw_norms=zeros + 1,
+        center=torch.zeros(lm.n_layers, lm.hidden_size),
+        alpha_unit=torch.ones(lm.n_layers),
+        token_norm=torch.ones(lm.n_layers),
+        probe_weight=d.clone(),
+        probe_bias=zeros,
         meta={"chosen_layer": 2, "reading": {"layer": 1}, "model_id": lm.model_id, "model_spec": lm.spec},
     )
 
@@ -80,7 +85,7 @@ def test_scores_align_one_to_one_with_tokens(tiny: LoadedModel, tiny_vectors: Em
     assert r.scores.shape == (2, len(r.tokens), len(tiny_vectors.emotions))
     assert len(r.tokens) == len(r.offsets) == len(r.roles) == len(r.turns) == len(text)  # byte tokenizer, BOS dropped
     assert "".join(r.tokens) == text
-    assert all(text[s:e] == tok for tok, (s, e) in zip(r.tokens, r.offsets))
+    assert all(text[s:e] == tok for tok, (s, e) in zip(r.tokens, r.offsets, strict=True))
     ids = tiny.tokenizer(text)["input_ids"]
     acts = token_activations(tiny, pad_batch(tiny, [ids]), [3])[3][0, 1:]
     np.testing.assert_allclose(r.layer_scores(3), tiny_vectors.read(acts, 3).numpy(), atol=1e-6)
@@ -95,9 +100,9 @@ def test_scores_align_one_to_one_with_tokens(tiny: LoadedModel, tiny_vectors: Em
 def test_speakers_follow_the_plain_transcript(tiny: LoadedModel, tiny_vectors: EmotionVectors) -> None:
     r = read_conversation(tiny, tiny_vectors, CONV)
     assert r.template == "plain" and r.text == "User: I am so scared tonight.\n\nAssistant: You are safe here."
-    for role, msg in zip(("user", "assistant"), CONV):
-        assert "".join(t for t, ro in zip(r.tokens, r.roles) if ro == role) == msg["content"]
-    assert "".join(t for t, ro in zip(r.tokens, r.roles) if ro == "template") == "User: \n\nAssistant: "
+    for role, msg in zip(("user", "assistant"), CONV, strict=True):
+        assert "".join(t for t, ro in zip(r.tokens, r.roles, strict=True) if ro == role) == msg["content"]
+    assert "".join(t for t, ro in zip(r.tokens, r.roles, strict=True) if ro == "template") == "User: \n\nAssistant: "
     assert [r.turns[i] for i, ro in enumerate(r.roles) if ro == "assistant"] == [1] * len(CONV[1]["content"])
     prep, user_last = r.points["prep"][0], r.points["user_last"][0]
     assert "".join(r.tokens[prep - 9 : prep + 1]) == "Assistant:"
@@ -107,7 +112,9 @@ def test_speakers_follow_the_plain_transcript(tiny: LoadedModel, tiny_vectors: E
 
 
 @pytest.mark.parametrize("templated", [False, True])
-def test_response_position_matches_the_generation_prompt(tiny: LoadedModel, tiny_vectors: EmotionVectors, templated: bool) -> None:
+def test_response_position_matches_the_generation_prompt(
+    tiny: LoadedModel, tiny_vectors: EmotionVectors, templated: bool
+) -> None:
     lm = with_template(tiny) if templated else tiny
     full = read_conversation(lm, tiny_vectors, CONV)
     open_ended = read_conversation(lm, tiny_vectors, CONV[:1])
@@ -163,8 +170,20 @@ def test_analyses_default_to_the_reading_layer(tiny: LoadedModel, tiny_vectors: 
     assert read_text(tiny, vectors, "sun and rain").layers == (3,)
     assert vector_geometry(vectors).layer == 3
     path = tmp_path / "s.json"
-    path.write_text(json.dumps({"scales": [{"name": "rain", "template": "It rained for {x} days.", "values": [1, 2, 5],
-                                            "expect": {"grim": "+"}}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "scales": [
+                    {
+                        "name": "rain",
+                        "template": "It rained for {x} days.",
+                        "values": [1, 2, 5],
+                        "expect": {"grim": "+"},
+                    }
+                ]
+            }
+        )
+    )
     assert intensity(tiny, vectors, load_scales(path)).layer == 3
     with pytest.raises(SteerlabError, match="layer 7 is out of range"):
         vector_geometry(vectors, 7)
@@ -197,8 +216,18 @@ def test_scales_load_both_formats(tmp_path: Path) -> None:
     assert [s.name for s in own] == [s.name for s in load_scales(data_path("intensity_scales.json"))]
     assert len(own) >= 4 and all(s.is_message and "{x}" in s.template and s.expect for s in own)
     ext = tmp_path / "ext.json"
-    ext.write_text(json.dumps({"dog": {"template": "User: My dog has been missing {value} days.\n\nAssistant:",
-                                       "values": [1, 3, 7], "expected_increasing": ["sad"], "expected_decreasing": ["calm"]}}))
+    ext.write_text(
+        json.dumps(
+            {
+                "dog": {
+                    "template": "User: My dog has been missing {value} days.\n\nAssistant:",
+                    "values": [1, 3, 7],
+                    "expected_increasing": ["sad"],
+                    "expected_decreasing": ["calm"],
+                }
+            }
+        )
+    )
     (scale,) = load_scales(ext)
     assert scale.expect == {"sad": 1, "calm": -1} and not scale.is_message and scale.values == ("1", "3", "7")
     if EXTERNAL.is_file():
@@ -210,8 +239,20 @@ def test_scales_load_both_formats(tmp_path: Path) -> None:
 
 def test_intensity_on_tiny(tiny: LoadedModel, tiny_vectors: EmotionVectors, tmp_path: Path) -> None:
     path = tmp_path / "s.json"
-    path.write_text(json.dumps({"scales": [{"name": "rain", "template": "It rained for {x} days.", "values": [1, 2, 5, 9],
-                                            "expect": {"grim": "+", "joyful": "-", "happy": "+"}}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "scales": [
+                    {
+                        "name": "rain",
+                        "template": "It rained for {x} days.",
+                        "values": [1, 2, 5, 9],
+                        "expect": {"grim": "+", "joyful": "-", "happy": "+"},
+                    }
+                ]
+            }
+        )
+    )
     result = intensity(tiny, tiny_vectors, load_scales(path))
     assert [(r.emotion, r.expected, r.n) for r in result.rows] == [("grim", 1, 4), ("joyful", -1, 4)]
     assert result.skipped == ("rain:happy",)
@@ -266,8 +307,9 @@ def test_scope_plot_is_written(tiny: LoadedModel, tiny_vectors: EmotionVectors, 
 
 
 @pytest.mark.parametrize("n_words", [4, 90])
-def test_scope_plot_token_labels_are_readable(tiny: LoadedModel, tiny_vectors: EmotionVectors, tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch, n_words: int) -> None:
+def test_scope_plot_token_labels_are_readable(
+    tiny: LoadedModel, tiny_vectors: EmotionVectors, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, n_words: int
+) -> None:
     figures = []
     close = plots.plt.close
 
@@ -318,8 +360,11 @@ def test_report_builds_from_the_tiny_model(tiny_report: Path) -> None:
 
 
 def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser") or (
-        "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+    return (
+        shutil.which("chromium")
+        or shutil.which("chromium-browser")
+        or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+    )
 
 
 def test_report_renders_in_headless_chromium(tiny_report: Path, tmp_path: Path) -> None:
@@ -327,13 +372,26 @@ def test_report_renders_in_headless_chromium(tiny_report: Path, tmp_path: Path) 
     if browser is None:
         pytest.skip("chromium not installed (apt-get install -y chromium)")
     probe = tmp_path / "probe.html"
-    check = ("<script>window.addEventListener('load',()=>{const im=[...document.images];"
-             "document.body.setAttribute('data-check',im.length+':'+im.filter(i=>i.naturalWidth>100).length+':'"
-             "+document.querySelectorAll('table tr').length)})</script>")
+    check = (
+        "<script>window.addEventListener('load',()=>{const im=[...document.images];"
+        "document.body.setAttribute('data-check',im.length+':'+im.filter(i=>i.naturalWidth>100).length+':'"
+        "+document.querySelectorAll('table tr').length)})</script>"
+    )
     probe.write_text(tiny_report.read_text().replace("</body>", check + "</body>"))
-    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-           "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()]
+    cmd = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=10000",
+        "--dump-dom",
+        probe.as_uri(),
+    ]
     try:
         dom = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120).stdout
     except (OSError, subprocess.TimeoutExpired) as err:
@@ -351,8 +409,23 @@ def test_cli_scope_json_and_errors(tiny: LoadedModel, tiny_vectors: EmotionVecto
     conv = tmp_path / "c.json"
     conv.write_text(json.dumps(CONV))
     runner = CliRunner()
-    res = runner.invoke(cli, ["scope", "--conversation", str(conv), "--vectors", str(vec), "--model", "random:tiny-gemma2",
-                              "--json", "--layers", "1,3", "--plot", str(tmp_path / "p.png")])
+    res = runner.invoke(
+        cli,
+        [
+            "scope",
+            "--conversation",
+            str(conv),
+            "--vectors",
+            str(vec),
+            "--model",
+            "random:tiny-gemma2",
+            "--json",
+            "--layers",
+            "1,3",
+            "--plot",
+            str(tmp_path / "p.png"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     obj = json.loads(res.stdout)
     assert obj["layers"] == [1, 3] and set(obj["points"]) == {"prep", "user_last", "reply"}
@@ -360,8 +433,24 @@ def test_cli_scope_json_and_errors(tiny: LoadedModel, tiny_vectors: EmotionVecto
     res = runner.invoke(cli, ["scope", "sun and rain", "--vectors", str(vec), "--model", "random:tiny-gemma2"])
     assert res.exit_code == 0 and "readout points" in res.stdout
     conv.write_text('[{"role": "robot", "content": "beep"}]')
-    proc = subprocess.run([sys.executable, "-c", "from steerlab.cli import main; main()", "scope", "--conversation", str(conv),
-                           "--vectors", str(vec), "--model", "random:tiny-gemma2"], check=False, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from steerlab.cli import main; main()",
+            "scope",
+            "--conversation",
+            str(conv),
+            "--vectors",
+            str(vec),
+            "--model",
+            "random:tiny-gemma2",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
     assert "unknown role 'robot'" in proc.stderr
 
@@ -385,10 +474,14 @@ def test_embedded_transcript_readout_points(embedded: LoadedModel) -> None:
     from steerlab.vectors import load_vectors
 
     vectors = load_vectors(SHIPPED)
-    r = read_conversation(embedded, vectors, [
-        {"role": "user", "content": "I have lost everything and I am begging you, please help me."},
-        {"role": "assistant", "content": "There is still a way forward, and we can find it together."},
-    ])
+    r = read_conversation(
+        embedded,
+        vectors,
+        [
+            {"role": "user", "content": "I have lost everything and I am begging you, please help me."},
+            {"role": "assistant", "content": "There is still a way forward, and we can find it together."},
+        ],
+    )
     prep = r.points["prep"][0]
     assert r.tokens[prep - 1 : prep + 1] == ("Assistant", ":")
     assert r.tokens[r.points["user_last"][0]] == "." and r.roles[prep + 1] == "assistant"

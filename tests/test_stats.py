@@ -18,8 +18,7 @@ from steerlab.validate import stats as S
 def brute_force_p(d: np.ndarray, alternative: str) -> float:
     signs = np.array(list(itertools.product([1.0, -1.0], repeat=d.size)))
     t, obs, tol = signs @ d, d.sum(), 1e-9 * np.abs(d).sum()
-    hits = {"greater": t >= obs - tol, "less": t <= obs + tol,
-            "two-sided": np.abs(t) >= abs(obs) - tol}[alternative]
+    hits = {"greater": t >= obs - tol, "less": t <= obs + tol, "two-sided": np.abs(t) >= abs(obs) - tol}[alternative]
     return float(hits.mean())
 
 
@@ -149,9 +148,9 @@ def test_ci_mean_degenerate_inputs() -> None:
 # --- the decision rule ---------------------------------------------------------------------------
 
 
-
-def family(rng: np.random.Generator, effect: float, start: int, size: int = 5, n: int = 24,
-           k: int = 4) -> list[R.ClaimData]:
+def family(
+    rng: np.random.Generator, effect: float, start: int, size: int = 5, n: int = 24, k: int = 4
+) -> list[R.ClaimData]:
     """Claims whose condition is `effect` (in sd of a difference) above a reference and k controls.
 
     Every condition's per-prompt value carries independent noise of sd 1/sqrt(2), so every paired
@@ -159,18 +158,24 @@ def family(rng: np.random.Generator, effect: float, start: int, size: int = 5, n
     """
     noise = rng.normal(0.0, math.sqrt(0.5), size=(size, 2 + k, n))
     cond = noise[:, 0] + effect
-    return [R.ClaimData(f"claim{start + i}", cond[i] - noise[i, 1],
-                        {f"random:s{1000 + j}": cond[i] - noise[i, 2 + j] for j in range(k)})
-            for i in range(size)]
+    return [
+        R.ClaimData(
+            f"claim{start + i}",
+            cond[i] - noise[i, 1],
+            {f"random:s{1000 + j}": cond[i] - noise[i, 2 + j] for j in range(k)},
+        )
+        for i in range(size)
+    ]
 
 
 def verdict_rates(effect: float, families: int, seed: int) -> tuple[float, float, float]:
     """Per-claim FAIL and PASS rates and the family-wise FAIL rate over simulated suites."""
     rng = np.random.default_rng(seed)
     # the verdict uses only p-values (1000 sign flips resolve p = 0.001) and CIs need few draws
-    verdicts = [[j.verdict for j in R.judge(family(rng, effect, 5 * f), seed=f, n_perm=1000,
-                                            n_boot=100)]
-                for f in range(families)]
+    verdicts = [
+        [j.verdict for j in R.judge(family(rng, effect, 5 * f), seed=f, n_perm=1000, n_boot=100)]
+        for f in range(families)
+    ]
     flat = np.array(verdicts)
     family_fail = float(np.mean([("fail" in v) for v in verdicts]))
     return float(np.mean(flat == "fail")), float(np.mean(flat == "pass")), family_fail
@@ -187,15 +192,13 @@ def test_planted_effect_passes() -> None:
     assert passed > 0.8 and fail == 0.0, (passed, fail)
 
 
-def controls(rng: np.random.Generator, means: dict[str, float],
-             n: int = 24) -> dict[str, np.ndarray]:
+def controls(rng: np.random.Generator, means: dict[str, float], n: int = 24) -> dict[str, np.ndarray]:
     return {name: rng.normal(mu, 1.0, size=n) for name, mu in means.items()}
 
 
 def test_reversed_effect_fails_as_reversed() -> None:
     rng = np.random.default_rng(13)
-    claim = R.ClaimData("reversed", rng.normal(-1.0, 1.0, size=24),
-                        controls(rng, {"random:s1": 0.0, "random:s2": 0.0}))
+    claim = R.ClaimData("reversed", rng.normal(-1.0, 1.0, size=24), controls(rng, {"random:s1": 0.0, "random:s2": 0.0}))
     (j,) = R.judge([claim])
     assert j.verdict == "fail" and j.fail_reasons == ("reversed",), j.reasons
     assert j.reasons[0].startswith("reversed: effect -")
@@ -203,8 +206,9 @@ def test_reversed_effect_fails_as_reversed() -> None:
 
 def test_control_beating_the_condition_fails_as_not_specific() -> None:
     rng = np.random.default_rng(14)
-    claim = R.ClaimData("unspecific", rng.normal(1.0, 1.0, size=24),
-                        controls(rng, {"random:s1001": -1.0, "random:s1002": 1.0}))
+    claim = R.ClaimData(
+        "unspecific", rng.normal(1.0, 1.0, size=24), controls(rng, {"random:s1001": -1.0, "random:s1002": 1.0})
+    )
     (j,) = R.judge([claim])
     assert j.verdict == "fail" and j.fail_reasons == ("not specific",), j.reasons
     assert "control random:s1001 beats the condition" in j.reasons[0]
@@ -214,8 +218,9 @@ def test_degenerate_claim_never_passes() -> None:
     rng = np.random.default_rng(15)
     main = rng.normal(2.0, 1.0, size=24)
     ctrl = controls(rng, {"random:s1": 2.0})
-    clean, dirty = R.judge([R.ClaimData("a", main, ctrl),
-                            R.ClaimData("b", main, ctrl, degenerate=("ablate desperate",))])
+    clean, dirty = R.judge(
+        [R.ClaimData("a", main, ctrl), R.ClaimData("b", main, ctrl, degenerate=("ablate desperate",))]
+    )
     assert clean.verdict == "pass"
     assert dirty.verdict == "inconclusive" and dirty.p_pass_adj < 0.05
     assert any("degenerate" in r and "ablate desperate" in r for r in dirty.reasons)
@@ -223,8 +228,9 @@ def test_degenerate_claim_never_passes() -> None:
 
 def test_inconclusive_names_what_is_missing() -> None:
     rng = np.random.default_rng(16)
-    claim = R.ClaimData("weak", rng.normal(1.0, 1.0, size=24),
-                        controls(rng, {"random:s1001": 0.0, "random:s1002": 1.0}), min_effect=0.1)
+    claim = R.ClaimData(
+        "weak", rng.normal(1.0, 1.0, size=24), controls(rng, {"random:s1001": 0.0, "random:s1002": 1.0}), min_effect=0.1
+    )
     (j,) = R.judge([claim])
     assert j.verdict == "inconclusive" and j.fail_reasons == ()
     assert j.reasons[0].startswith("p_pass_adj = ") and "≥ 0.05" in j.reasons[0]
@@ -236,8 +242,9 @@ def test_judgement_fields() -> None:
     rng = np.random.default_rng(17)
     main = rng.normal(0.5, 1.0, size=16)  # n <= 20: exact p-values, whatever the seed
     ctrl = controls(rng, {"c1": 0.3, "c2": 0.1}, n=16)
-    a, b = R.judge([R.ClaimData("a", main, ctrl, threshold=0.2),
-                    R.ClaimData("b", np.array([1.0, np.nan]), ctrl)], seed=3)
+    a, b = R.judge(
+        [R.ClaimData("a", main, ctrl, threshold=0.2), R.ClaimData("b", np.array([1.0, np.nan]), ctrl)], seed=3
+    )
     assert a.n == 16 and a.effect == pytest.approx(main.mean())
     assert a.effect_size == pytest.approx(main.mean() / main.std(ddof=1))
     assert a.p_pass == max([a.p.value] + [c.p.value for c in a.controls])

@@ -56,8 +56,11 @@ def test_addition_is_exact_at_chosen_positions_only(tiny, tiny_vectors, position
     edits = build_edits(tiny_vectors, [LAYER], add={"joyful": 4.0})
     steered, _ = _outputs(tiny, enc, edits, positions, prompt_len)
     delta = 4.0 * float(tiny_vectors.alpha_unit[LAYER]) * tiny_vectors.direction("joyful", LAYER)
-    where = {"all": torch.ones(width, dtype=torch.bool), "prompt": torch.arange(width) < prompt_len,
-             "generated": torch.arange(width) >= prompt_len}[positions]
+    where = {
+        "all": torch.ones(width, dtype=torch.bool),
+        "prompt": torch.arange(width) < prompt_len,
+        "generated": torch.arange(width) >= prompt_len,
+    }[positions]
     content = enc["special_tokens_mask"] == 0  # BOS and padding are never edited
     cells = where[None, :] & content
     assert cells.any() and not cells.all()
@@ -101,7 +104,9 @@ def test_directional_ablation_edits_every_layer(tiny, tiny_vectors) -> None:  # 
     d = tiny_vectors.direction("grim", LAYER)
     assert [e.layer for e in edits] == list(range(tiny.n_layers))
     assert all(torch.equal(e.direction, d) for e in edits)
-    assert [e.value for e in edits] == [pytest.approx(float(tiny_vectors.center[la] @ d)) for la in range(tiny.n_layers)]
+    assert [e.value for e in edits] == [
+        pytest.approx(float(tiny_vectors.center[la] @ d)) for la in range(tiny.n_layers)
+    ]
     with pytest.raises(InterventionError, match="grim:sideways"):
         build_edits(tiny_vectors, [LAYER], ablate=["grim:sideways"])
 
@@ -174,7 +179,10 @@ def test_hooks_are_removed_even_after_an_exception(tiny, tiny_vectors) -> None: 
     enc = pad_batch(tiny, tokenize(tiny, PROMPTS, 64))
     with torch.inference_mode():
         before = tiny.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
-    with pytest.raises(RuntimeError, match="boom"), steering(tiny, tiny_vectors, add={"joyful": 8.0}, layers=[0, 1, 2]) as s:
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        steering(tiny, tiny_vectors, add={"joyful": 8.0}, layers=[0, 1, 2]) as s,
+    ):
         s.logits(enc)
         raise RuntimeError("boom")
     with torch.inference_mode():
@@ -198,7 +206,10 @@ def test_bad_steering_inputs(tiny, tiny_vectors) -> None:  # type: ignore[no-unt
         build_edits(tiny_vectors, [LAYER], add={"joyful": math.nan})
     with pytest.raises(Exception, match="out of range"):
         build_edits(tiny_vectors, [9], add={"joyful": 1.0})
-    with pytest.raises(InterventionError, match="hidden size"), steering(tiny, edits=[Edit("add", 0, torch.ones(3), 1.0)]):
+    with (
+        pytest.raises(InterventionError, match="hidden size"),
+        steering(tiny, edits=[Edit("add", 0, torch.ones(3), 1.0)]),
+    ):
         pass
     with pytest.raises(InterventionError, match="unknown positions"), steering(tiny, positions="middle"):  # type: ignore[arg-type]
         pass

@@ -132,23 +132,36 @@ def test_select_prompts_is_stratified_by_label() -> None:
 
 
 def test_expand_conditions_and_similar_emotion(tiny: LoadedModel, tiny_vectors: EmotionVectors) -> None:
-    suite = V.parse_suite({
-        **MINIMAL,
-        "conditions": [
-            {"name": "baseline"},
-            {"name": "add", "op": "add", "emotions": ["joyful", "grim"], "alphas": [-2, 4]},
-            {"name": "abl", "op": "ablate", "emotions": ["grim"]},
-            {"name": "rand", "op": "random_ablate", "seeds": 3, "match": "abl"},
-            {"name": "other", "op": "ablate_similar", "like": "grim"},
-            {"name": "ask", "op": "prompt", "instruction": "Be happy."},
-        ],
-        "claims": [],
-    })
+    suite = V.parse_suite(
+        {
+            **MINIMAL,
+            "conditions": [
+                {"name": "baseline"},
+                {"name": "add", "op": "add", "emotions": ["joyful", "grim"], "alphas": [-2, 4]},
+                {"name": "abl", "op": "ablate", "emotions": ["grim"]},
+                {"name": "rand", "op": "random_ablate", "seeds": 3, "match": "abl"},
+                {"name": "other", "op": "ablate_similar", "like": "grim"},
+                {"name": "ask", "op": "prompt", "instruction": "Be happy."},
+            ],
+            "claims": [],
+        }
+    )
     prompts = [V.Prompt("sun and cake"), V.Prompt("the phone rang twice"), V.Prompt("dust on the table")]
     cal = Calibration(tiny, tiny_vectors, [p.text for p in prompts])
     conditions = V.expand_conditions(suite, tiny_vectors, prompts, cal)
-    assert [c.name for c in conditions] == ["baseline", "add:joyful:-2", "add:joyful:4", "add:grim:-2", "add:grim:4",
-                                            "abl", "rand:s1000", "rand:s1001", "rand:s1002", "other", "ask"]
+    assert [c.name for c in conditions] == [
+        "baseline",
+        "add:joyful:-2",
+        "add:joyful:4",
+        "add:grim:-2",
+        "add:grim:4",
+        "abl",
+        "rand:s1000",
+        "rand:s1001",
+        "rand:s1002",
+        "other",
+        "ask",
+    ]
     other = conditions[-2]
     assert other.emotion in ("joyful", "edgy") and other.layers == (tiny_vectors.steering_layer,)
     target = conditions[5].expected_displacement
@@ -156,17 +169,25 @@ def test_expand_conditions_and_similar_emotion(tiny: LoadedModel, tiny_vectors: 
         assert rand.k >= 1 and rand.expected_displacement == pytest.approx(target, rel=0.35)
 
 
-def test_matched_random_ablation_displaces_like_the_emotion_ablation(tiny: LoadedModel,
-                                                                    tiny_vectors: EmotionVectors) -> None:
-    suite = V.parse_suite({
-        "name": "match", "prompts": ["sun and cake and songs all day", "the phone rang twice at night"],
-        "generation": {"max_new_tokens": 6, "chat": False},
-        "conditions": [{"name": "baseline"}, {"name": "abl", "op": "ablate", "emotions": ["grim"], "layers": [1]},
-                       {"name": "rand", "op": "random_ablate", "seeds": 3, "match": "abl", "layers": [1]},
-                       {"name": "one", "op": "random_ablate", "seeds": 1, "seed": 5, "layers": [1]}],
-        "metrics": {"m": {"kind": "reply", "emotion": "grim"}}, "measurement": {"reader": "vector", "layer": 2},
-        "claims": [{"name": "c", "condition": "abl", "metric": "m", "direction": "decrease", "controls": ["rand"]}],
-    })
+def test_matched_random_ablation_displaces_like_the_emotion_ablation(
+    tiny: LoadedModel, tiny_vectors: EmotionVectors
+) -> None:
+    suite = V.parse_suite(
+        {
+            "name": "match",
+            "prompts": ["sun and cake and songs all day", "the phone rang twice at night"],
+            "generation": {"max_new_tokens": 6, "chat": False},
+            "conditions": [
+                {"name": "baseline"},
+                {"name": "abl", "op": "ablate", "emotions": ["grim"], "layers": [1]},
+                {"name": "rand", "op": "random_ablate", "seeds": 3, "match": "abl", "layers": [1]},
+                {"name": "one", "op": "random_ablate", "seeds": 1, "seed": 5, "layers": [1]},
+            ],
+            "metrics": {"m": {"kind": "reply", "emotion": "grim"}},
+            "measurement": {"reader": "vector", "layer": 2},
+            "claims": [{"name": "c", "condition": "abl", "metric": "m", "direction": "decrease", "controls": ["rand"]}],
+        }
+    )
     result = V.run_suite(suite, tiny, tiny_vectors, V.RunOptions(allow_random_claims=True))
     q = {row["name"]: row for row in result.quality}
     assert all(np.isfinite(row["displacement"]) and row["displacement"] > 0 for n, row in q.items() if n != "baseline")
@@ -186,7 +207,9 @@ def test_mixed_condition_batch_matches_separate_runs(tiny: LoadedModel, tiny_vec
     cfg = GenerationConfig(max_new_tokens=8, batch_size=8)
     add = build_edits(tiny_vectors, [layer], add={"joyful": 6.0})
     abl = build_edits(tiny_vectors, [layer], ablate=["grim"])
-    want = generate(tiny, prompts, cfg) + generate(tiny, prompts, cfg, edits=add) + generate(tiny, prompts, cfg, edits=abl)
+    want = (
+        generate(tiny, prompts, cfg) + generate(tiny, prompts, cfg, edits=add) + generate(tiny, prompts, cfg, edits=abl)
+    )
     mixed = [dataclasses.replace(e, rows=(2, 3)) for e in add] + [dataclasses.replace(e, rows=(4, 5)) for e in abl]
     got = generate(tiny, prompts * 3, cfg, edits=mixed)
     assert got == want
@@ -213,22 +236,31 @@ def _planted(tiny: LoadedModel, vectors: EmotionVectors) -> EmotionVectors:
 
 
 def _planted_suite(min_distinct2: float) -> V.Suite:
-    return V.parse_suite({
-        "name": "planted",
-        "prompts": [f"prompt number {i} says hi" for i in range(8)],
-        "generation": {"max_new_tokens": 12, "chat": False},
-        "conditions": [
-            {"name": "baseline"},
-            {"name": "add", "op": "add", "emotions": ["joyful", "grim"], "alphas": [8], "layers": [EDIT_LAYER]},
-            {"name": "random_add", "op": "random_add", "alphas": [8], "seeds": 3, "layers": [EDIT_LAYER]},
-        ],
-        "measurement": {"layer": READ_LAYER, "reader": "vector"},
-        "metrics": {"joy": {"kind": "reply", "emotion": "joyful"}},
-        # The random model writes loops: only the distinct-2 limit under test may flag a condition.
-        "coherence": {"min_distinct2": min_distinct2, "max_ppl_ratio": 100, "max_degenerate_share": 1.0},
-        "claims": [{"name": "planted", "condition": "add", "metric": "joy", "direction": "increase",
-                    "controls": ["random_add"]}],
-    })
+    return V.parse_suite(
+        {
+            "name": "planted",
+            "prompts": [f"prompt number {i} says hi" for i in range(8)],
+            "generation": {"max_new_tokens": 12, "chat": False},
+            "conditions": [
+                {"name": "baseline"},
+                {"name": "add", "op": "add", "emotions": ["joyful", "grim"], "alphas": [8], "layers": [EDIT_LAYER]},
+                {"name": "random_add", "op": "random_add", "alphas": [8], "seeds": 3, "layers": [EDIT_LAYER]},
+            ],
+            "measurement": {"layer": READ_LAYER, "reader": "vector"},
+            "metrics": {"joy": {"kind": "reply", "emotion": "joyful"}},
+            # The random model writes loops: only the distinct-2 limit under test may flag a condition.
+            "coherence": {"min_distinct2": min_distinct2, "max_ppl_ratio": 100, "max_degenerate_share": 1.0},
+            "claims": [
+                {
+                    "name": "planted",
+                    "condition": "add",
+                    "metric": "joy",
+                    "direction": "increase",
+                    "controls": ["random_add"],
+                }
+            ],
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -245,7 +277,9 @@ def test_planted_direction_passes_and_null_direction_does_not(planted_result: V.
 
 
 def test_degenerate_condition_cannot_pass(tiny: LoadedModel, tiny_vectors: EmotionVectors) -> None:
-    result = V.run_suite(_planted_suite(0.5), tiny, _planted(tiny, tiny_vectors), V.RunOptions(allow_random_claims=True))
+    result = V.run_suite(
+        _planted_suite(0.5), tiny, _planted(tiny, tiny_vectors), V.RunOptions(allow_random_claims=True)
+    )
     claim = next(c for c in result.claims if c["condition"] == "add:joyful")
     assert claim["verdict"] == "inconclusive" and any("degenerate" in r for r in claim["reasons"])
 
@@ -291,10 +325,11 @@ def test_cli_validate_json_strict_and_errors(tiny_vectors: EmotionVectors, tmp_p
     assert set(out) == {"suite", "n", "reader", "premises", "claims", "conditions", "warnings"} and out["n"] == 3
     assert out["claims"][0]["verdict"] == "inconclusive"  # random weights
     assert set(out["claims"][0]) == {"name", "verdict", "effect", "ci", "p", "p_adj", "premise", "reader"}
-    assert runner.invoke(cli, [*args, "--strict"]).exit_code == 2  # --out exists: refused without --force
+    refused = runner.invoke(cli, [*args, "--strict"])
+    assert refused.exit_code != 0 and "--force" in str(refused.exception)  # --out exists
     assert runner.invoke(cli, [*args, "--strict", "--force"]).exit_code == 1
     path.write_text(yaml.safe_dump(dict(suite, claims=[{"name": "c"}])))
-    bad = runner.invoke(cli, args)
+    bad = runner.invoke(cli, [*args, "--force"])
     assert bad.exit_code != 0 and "claims[0].condition" in str(bad.exception)
 
 
@@ -325,8 +360,9 @@ def test_suite_end_to_end_on_embedded_model(embedded: LoadedModel, tmp_path: Pat
     assert result.readings.reader == "reply" and result.readings.layer == load_vectors(SHIPPED).reading_layer
     q = {row["name"]: row for row in result.quality}
     for name in ("random_ablate:s1000", "random_ablate:s1001", "random_ablate:s1002"):
-        assert q[name]["k"] >= 1 and q[name]["displacement"] == pytest.approx(q["ablate_desperate"]["displacement"],
-                                                                              rel=0.5)
+        assert q[name]["k"] >= 1 and q[name]["displacement"] == pytest.approx(
+            q["ablate_desperate"]["displacement"], rel=0.5
+        )
     assert all(np.isfinite(row["ppl_ratio"]) for row in result.quality)
     V.write_outputs(result, tmp_path)
     assert (tmp_path / "summary.md").read_text().startswith("# desperate_to_hopeful")
@@ -337,7 +373,7 @@ def test_reply_perplexity_matches_an_unpadded_pass(tiny: LoadedModel) -> None:
 
     contexts, replies = ["hello there", "a much longer context here", "x"], ["abc def", "xy", ""]
     got = V.reply_perplexity(tiny, contexts, replies)
-    for ctx, reply, value in zip(contexts[:2], replies[:2], got[:2]):
+    for ctx, reply, value in zip(contexts[:2], replies[:2], got[:2], strict=True):
         a = tiny.tokenizer(ctx)["input_ids"]
         b = tiny.tokenizer(" " + reply, add_special_tokens=False)["input_ids"]
         ids = torch.tensor([a + b])
@@ -351,22 +387,35 @@ def test_reply_perplexity_matches_an_unpadded_pass(tiny: LoadedModel) -> None:
 # --- premises, correction, readers ---------------------------------------------------------------
 
 GATED: dict[str, Any] = {
-    "name": "gated", "prompts": ["x"],
+    "name": "gated",
+    "prompts": ["x"],
     "conditions": [{"name": "baseline"}, {"name": "add", "op": "add", "emotions": ["joyful"], "alphas": [4]}],
     "metrics": {"joy": {"kind": "reply", "emotion": "joyful"}},
     "claims": [
-        {"name": "baseline replies read joyful", "condition": "baseline", "compare_to": "none",
-         "metric": "joy", "direction": "increase"},
-        {"name": "adding joyful raises it", "condition": "add", "metric": "joy", "direction": "increase",
-         "premise": "baseline replies read joyful"},
+        {
+            "name": "baseline replies read joyful",
+            "condition": "baseline",
+            "compare_to": "none",
+            "metric": "joy",
+            "direction": "increase",
+        },
+        {
+            "name": "adding joyful raises it",
+            "condition": "add",
+            "metric": "joy",
+            "direction": "increase",
+            "premise": "baseline replies read joyful",
+        },
     ],
 }
 
 
 def _gated(baseline_level: float, correction: str = "holm") -> list[dict[str, Any]]:
     suite = V.parse_suite({**GATED, "statistics": {"correction": correction}})
-    conditions = [V.Condition("baseline", "baseline", "baseline"),
-                  V.Condition("add", "add", "add", emotion="joyful", alpha=4.0, layers=(1,))]
+    conditions = [
+        V.Condition("baseline", "baseline", "baseline"),
+        V.Condition("add", "add", "add", emotion="joyful", alpha=4.0, layers=(1,)),
+    ]
     prompts = [V.Prompt(f"p{i}") for i in range(16)]
     rng = np.random.default_rng(0)
     scores = rng.normal(0, 0.1, size=(2, 16, 1, 3))
@@ -396,16 +445,23 @@ def test_corrected_p_is_reported_beside_the_raw_p() -> None:
 
 
 def test_suite_reads_replies_in_context_with_the_named_reader(tiny: LoadedModel, tiny_vectors: EmotionVectors) -> None:
-    suite = V.parse_suite({
-        "name": "ctx", "prompts": ["sun and cake", "the phone rang twice"],
-        "generation": {"max_new_tokens": 5, "chat": True,
-                       "frame": [{"user": "what time is it", "assistant": "about nine"}]},
-        "conditions": [{"name": "baseline"}],
-        "metrics": {"m": {"kind": "reply", "emotion": "grim"}},
-        "measurement": {"reader": "vector", "layer": 2, "secondary": ["probe"]},
-        "claims": [{"name": "c", "condition": "baseline", "compare_to": "none", "metric": "m",
-                    "direction": "increase"}],
-    })
+    suite = V.parse_suite(
+        {
+            "name": "ctx",
+            "prompts": ["sun and cake", "the phone rang twice"],
+            "generation": {
+                "max_new_tokens": 5,
+                "chat": True,
+                "frame": [{"user": "what time is it", "assistant": "about nine"}],
+            },
+            "conditions": [{"name": "baseline"}],
+            "metrics": {"m": {"kind": "reply", "emotion": "grim"}},
+            "measurement": {"reader": "vector", "layer": 2, "secondary": ["probe"]},
+            "claims": [
+                {"name": "c", "condition": "baseline", "compare_to": "none", "metric": "m", "direction": "increase"}
+            ],
+        }
+    )
     result = V.run_suite(suite, tiny, tiny_vectors, V.RunOptions(allow_random_claims=True))
     from steerlab.readers import read_texts
 
@@ -426,15 +482,17 @@ def test_looping_is_judged_against_the_baseline() -> None:
     fine = ["The bus leaves at nine from the north stop.", "Add the flour slowly and keep stirring."]
     replies = [[[fine[0]], [loop]], [[loop], [fine[1]]], [[loop], [loop]]]  # baseline loops on half
     ppl = np.ones((3, 2, 1))
-    rows = quality_table(["baseline", "same", "worse"], replies, ["a", "b"], ppl, ppl, [np.nan, 1.0, 1.0], 0,
-                         Coherence())
+    rows = quality_table(
+        ["baseline", "same", "worse"], replies, ["a", "b"], ppl, ppl, [np.nan, 1.0, 1.0], 0, Coherence()
+    )
     assert [r["degenerate_replies"] for r in rows] == [0.5, 0.5, 1.0]
     assert [r["degenerate"] for r in rows] == [False, False, True]
     assert "vs 50% at baseline" in rows[2]["why"]
 
 
 def test_a_suite_without_reader_or_layer_uses_the_vector_files_validated_choice(
-        tiny: LoadedModel, tiny_vectors: EmotionVectors) -> None:
+    tiny: LoadedModel, tiny_vectors: EmotionVectors
+) -> None:
     v = dataclasses.replace(tiny_vectors, meta={**tiny_vectors.meta, "reading": {"reader": "probe", "layer": 2}})
     assert (v.default_reader, v.reading_layer) == ("probe", 2)
     suite = V.parse_suite({**MINIMAL, "generation": {"max_new_tokens": 3, "chat": False}})

@@ -83,10 +83,18 @@ def main() -> int:
         logits = feats[held] @ ours.probe_weight[layer, cols].numpy().T + ours.probe_bias[layer, cols].numpy()
         probe_top1 = float((logits.argmax(axis=1) == y_all[held]).mean())
         es = theirs.sweep[layer]
-        rows.append({"layer": layer, "emotionscope_recipe_top1": es.top1, "steerlab_vectors_top1_same_test": on_test.top1,
-                     "steerlab_ci": [on_test.top1_lo, on_test.top1_hi], "steerlab_vectors_top1_all_1000": on_all.top1,
-                     "steerlab_auroc_all_1000": on_all.auroc, "steerlab_recentred_top1_same_test": recentred.top1,
-                     "steerlab_probe_top1_same_test": probe_top1})
+        rows.append(
+            {
+                "layer": layer,
+                "emotionscope_recipe_top1": es.top1,
+                "steerlab_vectors_top1_same_test": on_test.top1,
+                "steerlab_ci": [on_test.top1_lo, on_test.top1_hi],
+                "steerlab_vectors_top1_all_1000": on_all.top1,
+                "steerlab_auroc_all_1000": on_all.auroc,
+                "steerlab_recentred_top1_same_test": recentred.top1,
+                "steerlab_probe_top1_same_test": probe_top1,
+            }
+        )
     # Reverse: both vector sets read steerlab's unseen first-person texts.
     from steerlab.activations import pooled_activations
     from steerlab.corpus import load_corpus
@@ -98,39 +106,89 @@ def main() -> int:
     for r in rows:
         layer = r["layer"]
         r["reverse_emotionscope_vectors_top1"] = score_layer(
-            layer, mine_x[:, layer], mine_y, theirs.vectors.center[layer].numpy(),
-            theirs.vectors.directions[layer, es_cols].numpy(), valence, 0).top1
+            layer,
+            mine_x[:, layer],
+            mine_y,
+            theirs.vectors.center[layer].numpy(),
+            theirs.vectors.directions[layer, es_cols].numpy(),
+            valence,
+            0,
+        ).top1
         r["reverse_steerlab_vectors_top1"] = score_layer(
-            layer, mine_x[:, layer], mine_y, ours.center[layer].numpy(), ours.directions[layer, cols].numpy(), valence, 0).top1
+            layer,
+            mine_x[:, layer],
+            mine_y,
+            ours.center[layer].numpy(),
+            ours.directions[layer, cols].numpy(),
+            valence,
+            0,
+        ).top1
     best_es = max(rows, key=lambda r: r["emotionscope_recipe_top1"])
     best_ours = max(rows, key=lambda r: r["steerlab_vectors_top1_same_test"])
     best_recentred = max(rows, key=lambda r: r["steerlab_recentred_top1_same_test"])
     chosen = rows[ours.chosen_layer]
     summary = {
-        "model": lm.spec, "vectors": args.vectors, "external": str(folder), "n_test": int(held.sum()),
+        "model": lm.spec,
+        "vectors": args.vectors,
+        "external": str(folder),
+        "n_test": int(held.sum()),
         "emotionscope_recipe_best": {"layer": best_es["layer"], "top1": best_es["emotionscope_recipe_top1"]},
-        "steerlab_best": {"layer": best_ours["layer"], "top1": best_ours["steerlab_vectors_top1_same_test"], "ci": best_ours["steerlab_ci"]},
-        "steerlab_chosen_layer": {"layer": ours.chosen_layer, "top1": chosen["steerlab_vectors_top1_same_test"],
-                                  "top1_all_1000": chosen["steerlab_vectors_top1_all_1000"]},
+        "steerlab_best": {
+            "layer": best_ours["layer"],
+            "top1": best_ours["steerlab_vectors_top1_same_test"],
+            "ci": best_ours["steerlab_ci"],
+        },
+        "steerlab_chosen_layer": {
+            "layer": ours.chosen_layer,
+            "top1": chosen["steerlab_vectors_top1_same_test"],
+            "top1_all_1000": chosen["steerlab_vectors_top1_all_1000"],
+        },
         "reverse_best": {
             "emotionscope_vectors": max(r["reverse_emotionscope_vectors_top1"] for r in rows),
-            "steerlab_vectors": max(r["reverse_steerlab_vectors_top1"] for r in rows), "n": len(mine.texts)},
-        "steerlab_recentred_best": {"layer": best_recentred["layer"], "top1": best_recentred["steerlab_recentred_top1_same_test"]},
-        "seconds": time.perf_counter() - start, "layers": rows,
+            "steerlab_vectors": max(r["reverse_steerlab_vectors_top1"] for r in rows),
+            "n": len(mine.texts),
+        },
+        "steerlab_recentred_best": {
+            "layer": best_recentred["layer"],
+            "top1": best_recentred["steerlab_recentred_top1_same_test"],
+        },
+        "seconds": time.perf_counter() - start,
+        "layers": rows,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(summary, indent=1) + "\n")
-    print("| layer | EmotionScope recipe, own data (test 200) | steerlab vectors, same 200 [95% CI] | re-centred on target (label-free) | steerlab probe | steerlab vectors, all 1000 |")
+    columns = [
+        "layer",
+        "EmotionScope recipe, own data (test 200)",
+        "steerlab vectors, same 200 [95% CI]",
+        "re-centred on target (label-free)",
+        "steerlab probe",
+        "steerlab vectors, all 1000",
+    ]
+    print("| " + " | ".join(columns) + " |")
     print("|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         lo, hi = r["steerlab_ci"]
-        print(f"| {r['layer']} | {r['emotionscope_recipe_top1']:.3f} | {r['steerlab_vectors_top1_same_test']:.3f} [{lo:.2f}, {hi:.2f}] | "
-              f"{r['steerlab_recentred_top1_same_test']:.3f} | {r['steerlab_probe_top1_same_test']:.3f} | {r['steerlab_vectors_top1_all_1000']:.3f} |")
-    print(f"reverse (steerlab's unseen first-person texts, n={len(mine.texts)}): best top-1 of EmotionScope-recipe vectors "
-          f"{summary['reverse_best']['emotionscope_vectors']:.3f}, of steerlab vectors {summary['reverse_best']['steerlab_vectors']:.3f}")
-    print(f"EmotionScope recipe best: {best_es['emotionscope_recipe_top1']:.3f} at layer {best_es['layer']}; "
-          f"steerlab (trained only on its own corpus) best: {best_ours['steerlab_vectors_top1_same_test']:.3f} at layer {best_ours['layer']}, "
-          f"at its chosen layer {ours.chosen_layer}: {chosen['steerlab_vectors_top1_same_test']:.3f}; chance 0.050")
+        cells = [
+            str(r["layer"]),
+            f"{r['emotionscope_recipe_top1']:.3f}",
+            f"{r['steerlab_vectors_top1_same_test']:.3f} [{lo:.2f}, {hi:.2f}]",
+            f"{r['steerlab_recentred_top1_same_test']:.3f}",
+            f"{r['steerlab_probe_top1_same_test']:.3f}",
+            f"{r['steerlab_vectors_top1_all_1000']:.3f}",
+        ]
+        print("| " + " | ".join(cells) + " |")
+    print(
+        f"reverse (steerlab's unseen first-person texts, n={len(mine.texts)}): best top-1 of "
+        f"EmotionScope-recipe vectors {summary['reverse_best']['emotionscope_vectors']:.3f}, "
+        f"of steerlab vectors {summary['reverse_best']['steerlab_vectors']:.3f}"
+    )
+    print(
+        f"EmotionScope recipe best: {best_es['emotionscope_recipe_top1']:.3f} at layer {best_es['layer']}; "
+        f"steerlab (trained only on its own corpus) best: {best_ours['steerlab_vectors_top1_same_test']:.3f} "
+        f"at layer {best_ours['layer']}, "
+        f"at its chosen layer {ours.chosen_layer}: {chosen['steerlab_vectors_top1_same_test']:.3f}; chance 0.050"
+    )
     return 0
 
 

@@ -44,7 +44,10 @@ def main() -> int:
     ids = tokenize(lm, texts, 256)
     n_tokens = sum(len(x) for x in ids)
     order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
-    batches = [pad_batch(lm, [ids[i] for i in order[lo: lo + args.batch_size]]) for lo in range(0, len(order), args.batch_size)]
+    batches = [
+        pad_batch(lm, [ids[i] for i in order[lo : lo + args.batch_size]])
+        for lo in range(0, len(order), args.batch_size)
+    ]
 
     def steerlab_run() -> None:
         pooled_activations(lm, texts, PoolingConfig(batch_size=args.batch_size))
@@ -64,8 +67,12 @@ def main() -> int:
             for x in ids:
                 lm.model(input_ids=torch.tensor([x]), output_hidden_states=True)
 
-    runs = {"steerlab": steerlab_run, "limit (backbone only)": limit_run, "naive batched (full model)": naive_run,
-            "one-by-one loop": loop_run}
+    runs = {
+        "steerlab": steerlab_run,
+        "limit (backbone only)": limit_run,
+        "naive batched (full model)": naive_run,
+        "one-by-one loop": loop_run,
+    }
     best: dict[str, float] = {}
     limit_run()  # warm-up
     for _ in range(args.repeats):  # interleaved, so load on the machine hits every variant alike
@@ -74,16 +81,28 @@ def main() -> int:
             fn()
             best[name] = min(best.get(name, float("inf")), time.perf_counter() - start)
     rate = {k: n_tokens / v for k, v in best.items()}
-    result = {"model": lm.spec, "texts": len(texts), "tokens": n_tokens, "batch_size": args.batch_size,
-              "threads": torch.get_num_threads(), "tokens_per_s": rate,
-              "steerlab_vs_limit": rate["steerlab"] / rate["limit (backbone only)"],
-              "steerlab_vs_naive": rate["steerlab"] / rate["naive batched (full model)"],
-              "steerlab_vs_loop": rate["steerlab"] / rate["one-by-one loop"]}
-    print(f"{lm.spec}: {len(texts)} texts, {n_tokens} tokens, batch {args.batch_size}, {torch.get_num_threads()} threads (best of {args.repeats})")
+    result = {
+        "model": lm.spec,
+        "texts": len(texts),
+        "tokens": n_tokens,
+        "batch_size": args.batch_size,
+        "threads": torch.get_num_threads(),
+        "tokens_per_s": rate,
+        "steerlab_vs_limit": rate["steerlab"] / rate["limit (backbone only)"],
+        "steerlab_vs_naive": rate["steerlab"] / rate["naive batched (full model)"],
+        "steerlab_vs_loop": rate["steerlab"] / rate["one-by-one loop"],
+    }
+    print(
+        f"{lm.spec}: {len(texts)} texts, {n_tokens} tokens, batch {args.batch_size}, "
+        f"{torch.get_num_threads()} threads (best of {args.repeats})"
+    )
     for name, r in rate.items():
         print(f"  {name:28s} {r:8.0f} tok/s")
-    print(f"  steerlab / limit = {result['steerlab_vs_limit']:.2f}x   steerlab / naive = {result['steerlab_vs_naive']:.2f}x   "
-          f"steerlab / loop = {result['steerlab_vs_loop']:.2f}x")
+    print(
+        f"  steerlab / limit = {result['steerlab_vs_limit']:.2f}x   "
+        f"steerlab / naive = {result['steerlab_vs_naive']:.2f}x   "
+        f"steerlab / loop = {result['steerlab_vs_loop']:.2f}x"
+    )
     out = Path(args.out or REPO / "eval" / "benchmarks" / "results" / f"extract_speed_{lm.spec.replace(':', '_')}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")

@@ -64,8 +64,11 @@ def validate(lm, v, texts: list[str], labels: list[str], contexts: list[str]) ->
         rows = evaluate_reader(lm, v, texts, labels, name, contexts, features=feats if reader.layered else None)
         out = []
         for row in rows:
-            scores = (reader.score(v, feats[:, row.layer], texts, row.layer) if row.layer is not None
-                      else read_texts(lm, v, texts, None, name))
+            scores = (
+                reader.score(v, feats[:, row.layer], texts, row.layer)
+                if row.layer is not None
+                else read_texts(lm, v, texts, None, name)
+            )
             out.append({**row.row(), "hopeful_pick_rate": pick_rate(scores, labels, contexts, "hopeful", hopeful)})
         results[name] = out
     return results
@@ -76,10 +79,12 @@ def report(title: str, results: dict[str, list[dict]], layer: int) -> None:  # t
     for name, rows in results.items():
         at = next((r for r in rows if r["layer"] in (layer, None)), rows[0])
         best = max(rows, key=lambda r: r["auroc"].get("hopeful", 0.0))
-        print(f"  {name:8} at layer {at['layer']}: hopeful AUROC {at['auroc'].get('hopeful', float('nan')):.3f} "
-              f"(length-adjusted {at['auroc_length_adjusted'].get('hopeful', float('nan')):.3f}), "
-              f"macro {at['macro_auroc']:.3f}; best layer for hopeful {best['layer']} "
-              f"({best['auroc'].get('hopeful', float('nan')):.3f})")
+        print(
+            f"  {name:8} at layer {at['layer']}: hopeful AUROC {at['auroc'].get('hopeful', float('nan')):.3f} "
+            f"(length-adjusted {at['auroc_length_adjusted'].get('hopeful', float('nan')):.3f}), "
+            f"macro {at['macro_auroc']:.3f}; best layer for hopeful {best['layer']} "
+            f"({best['auroc'].get('hopeful', float('nan')):.3f})"
+        )
 
 
 def main() -> None:
@@ -97,9 +102,14 @@ def main() -> None:
         raise SystemExit(f"{args.replies}: every reply needs a 'context' field (its user message)")
     results = validate(lm, v, corpus.texts, corpus.labels, contexts)
     summary: dict[str, object] = {
-        "replies": args.replies, "n": len(corpus.texts), "messages": len(set(contexts)),
-        "labels": sorted(set(corpus.labels)), "vectors": args.vectors,
-        "default_reader": v.default_reader, "reading_layer": v.reading_layer, "readers": results,
+        "replies": args.replies,
+        "n": len(corpus.texts),
+        "messages": len(set(contexts)),
+        "labels": sorted(set(corpus.labels)),
+        "vectors": args.vectors,
+        "default_reader": v.default_reader,
+        "reading_layer": v.reading_layer,
+        "readers": results,
     }
     report(f"{args.replies} ({len(corpus.texts)} replies)", results, v.reading_layer)
     if args.external:
@@ -109,8 +119,11 @@ def main() -> None:
         else:
             texts, labels, ctx = external_replies(folder)
             external = validate(lm, v, texts, labels, ctx)
-            summary["external"] = {"source": "EmotionScope two_speaker_dialogues.jsonl (Speaker B's first turn)",
-                                   "n": len(texts), "readers": external}
+            summary["external"] = {
+                "source": "EmotionScope two_speaker_dialogues.jsonl (Speaker B's first turn)",
+                "n": len(texts),
+                "readers": external,
+            }
             report(f"EmotionScope dialogues ({len(texts)} replies)", external, v.reading_layer)
     Path(args.out).write_text(json.dumps(summary, indent=1) + "\n")
     print(f"wrote {args.out}")

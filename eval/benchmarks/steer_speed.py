@@ -32,7 +32,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     lm = load_model(args.model)
-    prompts = [t[:120] for t in load_corpus().texts[:: 50][: args.prompts]]
+    prompts = [t[:120] for t in load_corpus().texts[::50][: args.prompts]]
     shipped = REPO / "vectors" / lm.spec / "emotions.safetensors"
     if shipped.exists():
         v = load_vectors(shipped)
@@ -51,8 +51,14 @@ def main() -> int:
     # Both runs generate the same number of tokens (min_new_tokens is not forced: greedy replies may
     # stop early at EOS, so rates are computed on the budget, an upper bound equal for both).
     rate = {k: len(prompts) * args.tokens / v for k, v in best.items()}
-    result = {"model": lm.spec, "prompts": len(prompts), "new_tokens": args.tokens, "tokens_per_s": rate,
-              "steered_vs_unsteered": rate["steered"] / rate["unsteered"], "edit": edits[0].label}
+    result = {
+        "model": lm.spec,
+        "prompts": len(prompts),
+        "new_tokens": args.tokens,
+        "tokens_per_s": rate,
+        "steered_vs_unsteered": rate["steered"] / rate["unsteered"],
+        "edit": edits[0].label,
+    }
     print(f"{lm.spec}: {len(prompts)} prompts x {args.tokens} new tokens, batch {len(prompts)}, best of {args.repeats}")
     for k, r in rate.items():
         print(f"  {k:10s} {r:7.1f} tok/s")

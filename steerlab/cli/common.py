@@ -37,13 +37,23 @@ def say(message: str) -> None:
 
 
 def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    fn = click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default=None,
-                      help="Weights dtype (default: float32 for gemma-3-270m, bfloat16 for random:gemma-2-2b, "
-                           "the checkpoint's own otherwise).")(fn)
-    fn = click.option("--revision", default=None, help="Hub revision (branch, tag or commit) for a Hugging Face id.")(fn)
-    fn = click.option("--model", "model_spec", default=None,
-                      help=f"Model: {EMBEDDED} (embedded default), random:gemma-2-2b, a Hugging Face id or a local "
-                           f"path. Default: the vector file's model, else {EMBEDDED}.")(fn)
+    fn = click.option(
+        "--dtype",
+        type=click.Choice(["float32", "bfloat16", "float16"]),
+        default=None,
+        help="Weights dtype (default: float32 for gemma-3-270m, bfloat16 for random:gemma-2-2b, "
+        "the checkpoint's own otherwise).",
+    )(fn)
+    fn = click.option("--revision", default=None, help="Hub revision (branch, tag or commit) for a Hugging Face id.")(
+        fn
+    )
+    fn = click.option(
+        "--model",
+        "model_spec",
+        default=None,
+        help=f"Model: {EMBEDDED} (embedded default), random:gemma-2-2b, a Hugging Face id or a local "
+        f"path. Default: the vector file's model, else {EMBEDDED}.",
+    )(fn)
     return fn
 
 
@@ -137,5 +147,7 @@ class Progress:
         elif now - self.last >= self.every or (self.total and done >= self.total and step):
             self.last = now
             eta = (now - self.start) / done * (self.total - done) if done and self.total else float("nan")
-            say(f"{self.desc}: {done}/{self.total or '?'} {self.unit}s{rate}, "
-                f"{now - self.start:.0f}s elapsed" + (f", ETA {eta:.0f}s" if math.isfinite(eta) else ""))
+            say(
+                f"{self.desc}: {done}/{self.total or '?'} {self.unit}s{rate}, "
+                f"{now - self.start:.0f}s elapsed" + (f", ETA {eta:.0f}s" if math.isfinite(eta) else "")
+            )

@@ -41,7 +41,10 @@ def corpus_stats_cmd(path: str | None, as_json: bool) -> None:
     if as_json:
         echo_json(stats)
         return
-    click.echo(f"{stats['source']}  sha256 {str(stats['sha256'])[:12]}  {stats['n_texts']} texts, {stats['n_emotions']} emotions")
+    click.echo(
+        f"{stats['source']}  sha256 {str(stats['sha256'])[:12]}  "
+        f"{stats['n_texts']} texts, {stats['n_emotions']} emotions"
+    )
     table = pd.DataFrame.from_dict(stats["per_emotion"], orient="index")
     click.echo(table.to_string(float_format=lambda v: f"{v:.1f}"))
     click.echo(f"duplicates: {len(stats['duplicates'])}   texts naming their own emotion: {len(stats['self_naming'])}")
@@ -58,8 +61,10 @@ def corpus_validate_cmd(path: str) -> None:
     c = load_corpus(path)
     stats = corpus_stats(c)
     problems = len(stats["duplicates"]) + len(stats["self_naming"])
-    click.echo(f"ok: {len(c.records)} texts, {len(c.emotions)} emotions; {len(stats['duplicates'])} duplicates, "
-               f"{len(stats['self_naming'])} texts name their own emotion")
+    click.echo(
+        f"ok: {len(c.records)} texts, {len(c.emotions)} emotions; {len(stats['duplicates'])} duplicates, "
+        f"{len(stats['self_naming'])} texts name their own emotion"
+    )
     if problems:
         raise SteerlabError(f"{path}: fix the duplicates / self-naming texts listed by `steerlab corpus stats {path}`")
 
@@ -68,17 +73,37 @@ def corpus_validate_cmd(path: str) -> None:
 @model_options
 @click.option("--corpus", "corpus_path", default=None, help="JSONL corpus (default: the built-in one).")
 @click.option("--method", type=click.Choice(METHOD_NAMES), default="diffmean", show_default=True)
-@click.option("--out", default=None,
-              help="Output .safetensors (default: <cache>/vectors/<model>/emotions.safetensors, see `steerlab models`).")
+@click.option(
+    "--out",
+    default=None,
+    help="Output .safetensors (default: <cache>/vectors/<model>/emotions.safetensors, see `steerlab models`).",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing --out file.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--test-fraction", default=0.25, show_default=True, type=float, help="Held-out share per emotion.")
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1, 1024))
 @click.option("--max-length", default=256, show_default=True, type=click.IntRange(8, 8192))
-@click.option("--skip-tokens", default=0, show_default=True, type=click.IntRange(0, 1000), help="Content tokens skipped at the start of each text.")
-def extract_cmd(model_spec: str | None, revision: str | None, dtype: str | None, corpus_path: str | None,
-                method: str, out: str | None, force: bool, seed: int, test_fraction: float, batch_size: int,
-                max_length: int, skip_tokens: int) -> None:
+@click.option(
+    "--skip-tokens",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 1000),
+    help="Content tokens skipped at the start of each text.",
+)
+def extract_cmd(
+    model_spec: str | None,
+    revision: str | None,
+    dtype: str | None,
+    corpus_path: str | None,
+    method: str,
+    out: str | None,
+    force: bool,
+    seed: int,
+    test_fraction: float,
+    batch_size: int,
+    max_length: int,
+    skip_tokens: int,
+) -> None:
     """Extract one direction per emotion at every layer and sweep the layers on held-out texts."""
     import pandas as pd
 
@@ -93,29 +118,46 @@ def extract_cmd(model_spec: str | None, revision: str | None, dtype: str | None,
     target = Path(out) if out else user_vectors(model_spec or EMBEDDED)
     if target.suffix != ".safetensors":
         raise SteerlabError(f"--out {str(target)!r} must end in .safetensors")
-    for path in (target, target.with_suffix(".json"), target.with_name("layer_sweep.csv"),
-                 target.with_name("layer_sweep.png")):
+    for path in (
+        target,
+        target.with_suffix(".json"),
+        target.with_name("layer_sweep.csv"),
+        target.with_name("layer_sweep.png"),
+    ):
         check_out(path, "--out", force=force)
     c = load_corpus(corpus_path)
     lm = get_model(model_spec, revision, dtype)
-    config = ExtractConfig(method=method, test_fraction=test_fraction, seed=seed,  # type: ignore[arg-type]
-                           pooling=PoolingConfig(batch_size, max_length, skip_tokens))
+    config = ExtractConfig(
+        method=method,  # type: ignore[arg-type]  # click.Choice checked it
+        test_fraction=test_fraction,
+        seed=seed,
+        pooling=PoolingConfig(batch_size, max_length, skip_tokens),
+    )
     with Progress(len(c.records), f"extract {lm.spec}") as bar:
         result = extract(lm, c, config, lambda n_texts, n_tokens: bar.update(bar.n + n_texts, tokens=n_tokens))
     v = result.vectors
-    say(f"{len(c.records)} texts, {result.pooled.n_tokens} content tokens in {result.pooled.seconds:.1f}s "
-        f"({result.pooled.n_tokens / result.pooled.seconds:.0f} tok/s)")
+    say(
+        f"{len(c.records)} texts, {result.pooled.n_tokens} content tokens in {result.pooled.seconds:.1f}s "
+        f"({result.pooled.n_tokens / result.pooled.seconds:.0f} tok/s)"
+    )
     table = pd.DataFrame([r.row() for r in result.sweep]).set_index("layer")
     click.echo(table.to_string(float_format=lambda x: f"{x:.3f}"))
-    click.echo(f"chance top-1 = {1 / len(v.emotions):.3f} ({len(v.emotions)} emotions); "
-               f"best layer {v.meta['best_layer']}, chosen layer {v.chosen_layer}")
+    click.echo(
+        f"chance top-1 = {1 / len(v.emotions):.3f} ({len(v.emotions)} emotions); "
+        f"best layer {v.meta['best_layer']}, chosen layer {v.chosen_layer}"
+    )
     click.echo(f"rule: {v.meta['layer_rule']}")
     if lm.is_random:
         click.echo("note: random weights — these vectors test the plumbing and say nothing about emotions")
     save_vectors(v, target)
     table.to_csv(target.with_name("layer_sweep.csv"), float_format="%.6f")
-    plot_layer_sweep(result.sweep, v.chosen_layer, len(v.emotions), target.with_name("layer_sweep.png"),
-                     title=f"{lm.spec} · {method} · {c.source}")
+    plot_layer_sweep(
+        result.sweep,
+        v.chosen_layer,
+        len(v.emotions),
+        target.with_name("layer_sweep.png"),
+        title=f"{lm.spec} · {method} · {c.source}",
+    )
     click.echo(f"wrote {target}, {target.with_suffix('.json').name}, layer_sweep.csv, layer_sweep.png")
     if not out:
         say(f"use them with --vectors {target}")
@@ -123,15 +165,32 @@ def extract_cmd(model_spec: str | None, revision: str | None, dtype: str | None,
 
 @cli.command("evaluate")
 @click.option("--vectors", "vectors_path", required=True, help="A vector file from `steerlab extract`.")
-@click.option("--corpus", "corpus_path", required=True,
-              help="Labelled JSONL: text, emotion, optional context (the user message a reply answers).")
-@click.option("--reader", "reader_name", type=click.Choice(READER_NAMES), default=None,
-              help="Reader to validate (default: the vector file's validated default).")
+@click.option(
+    "--corpus",
+    "corpus_path",
+    required=True,
+    help="Labelled JSONL: text, emotion, optional context (the user message a reply answers).",
+)
+@click.option(
+    "--reader",
+    "reader_name",
+    type=click.Choice(READER_NAMES),
+    default=None,
+    help="Reader to validate (default: the vector file's validated default).",
+)
 @model_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1, 1024))
-def evaluate_cmd(vectors_path: str, corpus_path: str, reader_name: str | None, model_spec: str | None,
-                 revision: str | None, dtype: str | None, as_json: bool, batch_size: int) -> None:
+def evaluate_cmd(
+    vectors_path: str,
+    corpus_path: str,
+    reader_name: str | None,
+    model_spec: str | None,
+    revision: str | None,
+    dtype: str | None,
+    as_json: bool,
+    batch_size: int,
+) -> None:
     """Validate a reader on a labelled corpus at every layer: top-1/top-3 and one-vs-rest AUROC.
 
     Rows whose label is not an emotion of the vectors (e.g. "neutral") are negatives for every emotion.
@@ -151,13 +210,33 @@ def evaluate_cmd(vectors_path: str, corpus_path: str, reader_name: str | None, m
     rows = evaluate_reader(lm, v, c.texts, c.labels, name, c.contexts, batch_size)
     reading = v.reading_layer if READERS[name].layered else None
     if as_json:
-        echo_json({"reader": name, "reading_layer": reading, "steering_layer": v.steering_layer,
-                   "in_context": c.contexts is not None, "layers": [r.row() for r in rows]})
+        echo_json(
+            {
+                "reader": name,
+                "reading_layer": reading,
+                "steering_layer": v.steering_layer,
+                "in_context": c.contexts is not None,
+                "layers": [r.row() for r in rows],
+            }
+        )
         return
-    table = pd.DataFrame([{"layer": r.layer, "top1": r.top1, "top3": r.top3, "macro AUROC": r.macro_auroc,
-                           "length-adjusted": float(np.mean(list(r.auroc_length_adjusted.values())))
-                           if r.auroc_length_adjusted else float("nan")} for r in rows]).set_index("layer")
+    table = pd.DataFrame(
+        [
+            {
+                "layer": r.layer,
+                "top1": r.top1,
+                "top3": r.top3,
+                "macro AUROC": r.macro_auroc,
+                "length-adjusted": float(np.mean(list(r.auroc_length_adjusted.values())))
+                if r.auroc_length_adjusted
+                else float("nan"),
+            }
+            for r in rows
+        ]
+    ).set_index("layer")
     click.echo(table.to_string(float_format=lambda x: f"{x:.3f}"))
     at = next((r for r in rows if r.layer == reading), rows[0])
-    click.echo(f"reader {name}, reading layer {reading}: " +
-               ", ".join(f"{e} {a:.3f}" for e, a in sorted(at.auroc.items(), key=lambda kv: -kv[1])))
+    click.echo(
+        f"reader {name}, reading layer {reading}: "
+        + ", ".join(f"{e} {a:.3f}" for e, a in sorted(at.auroc.items(), key=lambda kv: -kv[1]))
+    )

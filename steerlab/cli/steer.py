@@ -40,31 +40,76 @@ def _parse_clamp(items: tuple[str, ...]) -> dict[str, float]:
 @cli.command("steer")
 @click.argument("prompt", nargs=-1)
 @click.option("--emotion", "emotions", multiple=True, help="Emotion to add (repeatable).")
-@click.option("--alpha", "alphas", multiple=True, type=float, help="Strength per --emotion (one value applies to all). Default 4.")
-@click.option("--ablate", multiple=True,
-              help="EMOTION or EMOTION:zero|mean|directional (repeatable). Default mean-ablation: the projection "
-                   "is set to its corpus mean, removing variation without pushing activations.")
-@click.option("--clamp", "clamps", multiple=True, help="EMOTION=VALUE: set the projection to VALUE alpha-units above the mean.")
-@click.option("--vectors", "vectors_path", default=None, help="Vector file (default: the shipped vectors for the model).")
+@click.option(
+    "--alpha", "alphas", multiple=True, type=float, help="Strength per --emotion (one value applies to all). Default 4."
+)
+@click.option(
+    "--ablate",
+    multiple=True,
+    help="EMOTION or EMOTION:zero|mean|directional (repeatable). Default mean-ablation: the projection "
+    "is set to its corpus mean, removing variation without pushing activations.",
+)
+@click.option(
+    "--clamp", "clamps", multiple=True, help="EMOTION=VALUE: set the projection to VALUE alpha-units above the mean."
+)
+@click.option(
+    "--vectors", "vectors_path", default=None, help="Vector file (default: the shipped vectors for the model)."
+)
 @model_options
-@click.option("--layers", "layer_spec", default=None, help="6, 6-10, 3,5 or all (default: the vector file's chosen layer).")
+@click.option(
+    "--layers", "layer_spec", default=None, help="6, 6-10, 3,5 or all (default: the vector file's chosen layer)."
+)
 @click.option("--positions", type=click.Choice(POSITIONS), default="all", show_default=True)
 @click.option("--prompts-file", default=None, help="One prompt per line, or JSONL with a 'text' field.")
 @click.option("--chat", is_flag=True, help="Treat each prompt as a user turn and generate the assistant reply.")
 @click.option("--max-new-tokens", default=48, show_default=True, type=click.IntRange(1, 4096))
 @click.option("--temperature", default=0.0, show_default=True, type=float, help="0 = greedy.")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--samples", default=1, show_default=True, type=click.IntRange(1, 1000), help="Replies per prompt (needs --temperature > 0 to differ).")
+@click.option(
+    "--samples",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="Replies per prompt (needs --temperature > 0 to differ).",
+)
 @click.option("--sweep-alpha", default=None, help="Comma-separated alphas, one row each, e.g. 0,1,2,4,8.")
-@click.option("--reader", "reader_name", type=click.Choice(READER_NAMES), default=None,
-              help="How the clean model re-reads replies (default: the vector file's validated reader).")
-@click.option("--reader-layer", default=None, type=int, help="Layer at which replies are re-read (default: the vector file's reading layer).")
+@click.option(
+    "--reader",
+    "reader_name",
+    type=click.Choice(READER_NAMES),
+    default=None,
+    help="How the clean model re-reads replies (default: the vector file's validated reader).",
+)
+@click.option(
+    "--reader-layer",
+    default=None,
+    type=int,
+    help="Layer at which replies are re-read (default: the vector file's reading layer).",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per prompt (and alpha, sample).")
-def steer_cmd(prompt: tuple[str, ...], emotions: tuple[str, ...], alphas: tuple[float, ...], ablate: tuple[str, ...],
-              clamps: tuple[str, ...], vectors_path: str | None, model_spec: str | None, revision: str | None,
-              dtype: str | None, layer_spec: str | None, positions: str, prompts_file: str | None, chat: bool,
-              max_new_tokens: int, temperature: float, seed: int, samples: int, sweep_alpha: str | None,
-              reader_name: str | None, reader_layer: int | None, as_json: bool) -> None:
+def steer_cmd(
+    prompt: tuple[str, ...],
+    emotions: tuple[str, ...],
+    alphas: tuple[float, ...],
+    ablate: tuple[str, ...],
+    clamps: tuple[str, ...],
+    vectors_path: str | None,
+    model_spec: str | None,
+    revision: str | None,
+    dtype: str | None,
+    layer_spec: str | None,
+    positions: str,
+    prompts_file: str | None,
+    chat: bool,
+    max_new_tokens: int,
+    temperature: float,
+    seed: int,
+    samples: int,
+    sweep_alpha: str | None,
+    reader_name: str | None,
+    reader_layer: int | None,
+    as_json: bool,
+) -> None:
     """Generate with emotion directions added, ablated or clamped, beside the unsteered baseline.
 
     Alpha is scale-free: alpha 1 adds one "typical emotion offset" at the layer (the mean distance
@@ -96,11 +141,26 @@ def steer_cmd(prompt: tuple[str, ...], emotions: tuple[str, ...], alphas: tuple[
     layers = _layers(layer_spec, lm.n_layers)
     add = {e: (alphas[i] if len(alphas) > 1 else (alphas[0] if alphas else 4.0)) for i, e in enumerate(emotions)}
     config = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed, chat=chat)
-    rows = compare(lm, v, prompts, add=add, ablate=ablate, clamp=clamp, sweep=sweep, layers=layers,
-                   positions=positions, config=config, samples=samples, reader=reader_name,  # type: ignore[arg-type]
-                   reader_layer=reader_layer, note=say)
-    units = ", ".join(f"L{la}: {float(v.alpha_unit[la]):.1f} (token norm {float(v.token_norm[la]):.0f})"
-                      for la in layers or [v.steering_layer])
+    rows = compare(
+        lm,
+        v,
+        prompts,
+        add=add,
+        ablate=ablate,
+        clamp=clamp,
+        sweep=sweep,
+        layers=layers,
+        positions=positions,  # type: ignore[arg-type]  # click.Choice checked it
+        config=config,
+        samples=samples,
+        reader=reader_name,
+        reader_layer=reader_layer,
+        note=say,
+    )
+    units = ", ".join(
+        f"L{la}: {float(v.alpha_unit[la]):.1f} (token norm {float(v.token_norm[la]):.0f})"
+        for la in layers or [v.steering_layer]
+    )
     say(f"{describe(add, ablate, clamp)}; alpha unit = {units}")
     if v.meta.get("is_random"):
         say("note: random-weight model — output shows the plumbing, not emotions")
@@ -122,7 +182,9 @@ def _layers(spec: str | None, n_layers: int) -> list[int] | None:
 
 
 def describe(add: dict[str, float], ablate: tuple[str, ...], clamp: dict[str, float]) -> str:
-    parts = [f"+{e}×{a:g}" for e, a in add.items()] + [f"-{e}" for e in ablate] + [f"{e}={c:g}" for e, c in clamp.items()]
+    parts = (
+        [f"+{e}×{a:g}" for e, a in add.items()] + [f"-{e}" for e in ablate] + [f"{e}={c:g}" for e, c in clamp.items()]
+    )
     return " ".join(parts)
 
 
@@ -136,8 +198,10 @@ def _top(scores: dict[str, float] | None, k: int = 3) -> str:
 def _show(record: dict[str, Any], names: tuple[str, ...], target: str) -> None:
     click.echo("=" * 100)
     click.echo(f"prompt: {record['prompt']}")
-    click.echo(f"alpha {record['alpha']:g} at layers {record['layers']} "
-               f"(mean |dx| per edited token = {record['displacement']:.1f})")
+    click.echo(
+        f"alpha {record['alpha']:g} at layers {record['layers']} "
+        f"(mean |dx| per edited token = {record['displacement']:.1f})"
+    )
     values = []
     for label, key in (("baseline", "baseline"), ("steered ", "steered")):
         side = record[key]

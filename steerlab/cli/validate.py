@@ -13,17 +13,31 @@ from .common import Progress, check_out, cli, echo_json, get_vectors_and_model, 
 
 @cli.command("validate")
 @click.argument("suite_path", metavar="SUITE")
-@click.option("--prompts", "prompts_path", default=None, help="Replace the suite's prompts (JSONL with 'text', or one per line).")
+@click.option(
+    "--prompts", "prompts_path", default=None, help="Replace the suite's prompts (JSONL with 'text', or one per line)."
+)
 @click.option("--n", "n", type=click.IntRange(1), default=None, help="Use at most N prompts (stratified by label).")
-@click.option("--vectors", "vectors_path", default=None, help="Vector file (default: the suite's, else the shipped one).")
+@click.option(
+    "--vectors", "vectors_path", default=None, help="Vector file (default: the suite's, else the shipped one)."
+)
 @model_options
 @click.option("--out", default=None, help="Output folder (default: runs/validate/<suite name>).")
 @click.option("--force", is_flag=True, help="Overwrite an existing --out folder's result files.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the verdicts.")
 @click.option("--strict", is_flag=True, help="Exit 1 when any claim is not PASS.")
-def validate_cmd(suite_path: str, prompts_path: str | None, n: int | None, vectors_path: str | None,
-                 model_spec: str | None, revision: str | None, dtype: str | None, out: str | None,
-                 force: bool, as_json: bool, strict: bool) -> None:
+def validate_cmd(
+    suite_path: str,
+    prompts_path: str | None,
+    n: int | None,
+    vectors_path: str | None,
+    model_spec: str | None,
+    revision: str | None,
+    dtype: str | None,
+    out: str | None,
+    force: bool,
+    as_json: bool,
+    strict: bool,
+) -> None:
     """Run SUITE (YAML): intervene, generate, re-read the replies with the clean model, judge the claims."""
     from ..validate import RunOptions, load_suite, run_suite, summary, write_outputs
     from ..validate.outputs import OUTPUT_FILES, validation_line
@@ -41,23 +55,31 @@ def validate_cmd(suite_path: str, prompts_path: str | None, n: int | None, vecto
         result = run_suite(suite, lm, vectors, RunOptions(prompts=prompts_path, n=n), bar.update)
     written = write_outputs(result, target)
     summ = summary(result)
-    say(f"{summ['n']} prompts x {len(result.conditions)} conditions in {time.perf_counter() - start:.0f}s "
-        f"(suite {result.seconds:.0f}s); wrote {target}/ ({', '.join(p.name for p in written)})")
+    say(
+        f"{summ['n']} prompts x {len(result.conditions)} conditions in {time.perf_counter() - start:.0f}s "
+        f"(suite {result.seconds:.0f}s); wrote {target}/ ({', '.join(p.name for p in written)})"
+    )
     if as_json:
         echo_json({k: summ[k] for k in ("suite", "n", "reader", "premises", "claims", "conditions", "warnings")})
     else:
-        click.echo(f"reader {summ['reader']['name']} at layer {summ['reader']['layer']}: "
-                   f"{validation_line(summ['reader']['validation'])}")
+        click.echo(
+            f"reader {summ['reader']['name']} at layer {summ['reader']['layer']}: "
+            f"{validation_line(summ['reader']['validation'])}"
+        )
         for row in result.quality:
             flag = f"DEGENERATE ({row['why']})" if row["degenerate"] else ""
-            click.echo(f"{row['name']:34} |dx| {row['displacement']:7.1f}  ppl x{row['ppl_ratio']:5.2f}  "
-                       f"echo {row['echo_rate']:4.0%}  looping {row['degenerate_replies']:4.0%}  {flag}")
+            click.echo(
+                f"{row['name']:34} |dx| {row['displacement']:7.1f}  ppl x{row['ppl_ratio']:5.2f}  "
+                f"echo {row['echo_rate']:4.0%}  looping {row['degenerate_replies']:4.0%}  {flag}"
+            )
         for c in result.claims:
             macro = c["reader"].get("macro_auroc")
             shown = f"{macro:.2f}" if isinstance(macro, float) else "–"
-            click.echo(f"{c['verdict'].upper():13} {c['name']}: effect {c['effect']:+.4f} "
-                       f"[{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}]  p={c['p']:.3g} p_adj={c['p_adj']:.3g}  "
-                       f"power {c['power']:.2f}  n={c['n']}  (reader {c['reader']['name']}, AUROC {shown})")
+            click.echo(
+                f"{c['verdict'].upper():13} {c['name']}: effect {c['effect']:+.4f} "
+                f"[{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}]  p={c['p']:.3g} p_adj={c['p_adj']:.3g}  "
+                f"power {c['power']:.2f}  n={c['n']}  (reader {c['reader']['name']}, AUROC {shown})"
+            )
             for reason in c["reasons"] if c["verdict"] != "pass" else []:
                 click.echo(f"{'':13} why: {reason}")
     for warning in result.warnings:

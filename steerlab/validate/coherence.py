@@ -96,8 +96,7 @@ def degeneration(text: str) -> Degeneration:
     return Degeneration(repeat_share(text), compression(text), markup_share(text))
 
 
-def degenerate_reasons(text: str,
-                       limits: DegenerationLimits = DegenerationLimits()) -> tuple[str, ...]:
+def degenerate_reasons(text: str, limits: DegenerationLimits = DegenerationLimits()) -> tuple[str, ...]:
     """Why a reply is degenerate, one reason per violated limit; empty = fluent."""
     if not text.strip():
         return ("empty",)

@@ -81,8 +81,9 @@ class Calibration:
         if mode == "directional":
             d = self.vectors.direction(emotion, layers[0])
             return float(np.mean([(self._offsets(la, "mean") @ d).abs().mean() for la in range(self.vectors.n_layers)]))
-        return float(np.mean([(self._offsets(la, mode) @ self.vectors.direction(emotion, la)).abs().mean()
-                              for la in layers]))
+        return float(
+            np.mean([(self._offsets(la, mode) @ self.vectors.direction(emotion, la)).abs().mean() for la in layers])
+        )
 
     def subspace_size(self, target: float, layers: Sequence[int], mode: Ablation, seed: int) -> tuple[int, float]:
         """The k whose random k-dimensional ablation displaces tokens closest to ``target``, and that
@@ -98,8 +99,9 @@ class Calibration:
         return k, float(curve[k - 1])
 
 
-def expand_conditions(suite: Suite, vectors: EmotionVectors, prompts: Sequence[Prompt],
-                      calibration: Calibration | None = None) -> list[Condition]:
+def expand_conditions(
+    suite: Suite, vectors: EmotionVectors, prompts: Sequence[Prompt], calibration: Calibration | None = None
+) -> list[Condition]:
     """Concrete conditions: one per emotion x alpha for add / clamp, one per seed (x alpha) for random
     controls; ablation controls are matched on calibrated displacement (see the module doc)."""
     out: list[Condition] = []
@@ -108,21 +110,30 @@ def expand_conditions(suite: Suite, vectors: EmotionVectors, prompts: Sequence[P
         for layer in layers:
             vectors.check_layer(layer, f"{suite.path}: field 'conditions[{i}].layers' has layer")
         emotions = _emotions(spec, vectors, suite.path, i)
-        base = Condition(spec.name, spec.name, spec.op, instruction=spec.instruction, layers=tuple(layers),
-                         mode=spec.mode)
+        base = Condition(
+            spec.name, spec.name, spec.op, instruction=spec.instruction, layers=tuple(layers), mode=spec.mode
+        )
         if spec.op in ("baseline", "prompt"):
             items = [base]
         elif spec.op == "ablate":
             items = [replace(base, name=_join(spec.name, e, len(emotions)), emotion=e) for e in emotions]
         elif spec.op in ("add", "clamp"):
-            items = [replace(base, name=_join(_join(spec.name, e, len(emotions)), f"{a:g}", len(spec.alphas)),
-                             emotion=e, alpha=a) for e in emotions for a in spec.alphas]
+            items = [
+                replace(
+                    base, name=_join(_join(spec.name, e, len(emotions)), f"{a:g}", len(spec.alphas)), emotion=e, alpha=a
+                )
+                for e in emotions
+                for a in spec.alphas
+            ]
         elif spec.op == "ablate_similar":
             cal = _need(calibration, spec)
             items = [replace(base, emotion=similar_emotion(vectors, spec.like, layers, spec.mode, cal))]
         elif spec.op == "random_add":
-            items = [replace(base, name=_join(_join(spec.name, f"{a:g}", len(spec.alphas)), f"s{s}", 2), seed=s, alpha=a)
-                     for a in spec.alphas for s in range(spec.seed, spec.seed + spec.seeds)]
+            items = [
+                replace(base, name=_join(_join(spec.name, f"{a:g}", len(spec.alphas)), f"s{s}", 2), seed=s, alpha=a)
+                for a in spec.alphas
+                for s in range(spec.seed, spec.seed + spec.seeds)
+            ]
         else:
             items = [replace(base, name=f"{spec.name}:s{s}", seed=s) for s in range(spec.seed, spec.seed + spec.seeds)]
             if spec.match:
@@ -155,8 +166,9 @@ def _ablation_target(cond: Condition, prompts: Sequence[Prompt], cal: Calibratio
     return float(np.mean(values)) if values else float("nan")
 
 
-def _match_random(items: list[Condition], spec: ConditionSpec, done: Sequence[Condition],
-                  prompts: Sequence[Prompt], cal: Calibration) -> list[Condition]:
+def _match_random(
+    items: list[Condition], spec: ConditionSpec, done: Sequence[Condition], prompts: Sequence[Prompt], cal: Calibration
+) -> list[Condition]:
     matched = [c for c in done if c.group == spec.match or c.name == spec.match]
     ablations = [c for c in matched if c.op in ("ablate", "ablate_similar") and c.emotion is not None]
     if not ablations:
@@ -176,11 +188,15 @@ def _emotions(spec: ConditionSpec, vectors: EmotionVectors, source: str, i: int)
     for e in spec.emotions:
         if e != LABEL and e not in vectors.emotions:
             near = difflib.get_close_matches(e, vectors.emotions, n=1)
-            raise SuiteError(f"{source}: field 'conditions[{i}].emotions' has unknown emotion {e!r}"
-                             f"{f' (did you mean {near[0]!r}?)' if near else ''}: the vectors have {', '.join(vectors.emotions)}")
+            raise SuiteError(
+                f"{source}: field 'conditions[{i}].emotions' has unknown emotion {e!r}"
+                f"{f' (did you mean {near[0]!r}?)' if near else ''}: the vectors have {', '.join(vectors.emotions)}"
+            )
         out.append(e)
     if spec.op == "ablate_similar" and spec.like not in vectors.emotions:
-        raise SuiteError(f"{source}: field 'conditions[{i}].like' is {spec.like!r}: use one of {', '.join(vectors.emotions)}")
+        raise SuiteError(
+            f"{source}: field 'conditions[{i}].like' is {spec.like!r}: use one of {', '.join(vectors.emotions)}"
+        )
     return out
 
 
@@ -188,8 +204,9 @@ def _join(name: str, part: str, count: int) -> str:
     return f"{name}:{part}" if count > 1 else name
 
 
-def similar_emotion(vectors: EmotionVectors, like: str, layers: Sequence[int], mode: Ablation,
-                    calibration: Calibration) -> str:
+def similar_emotion(
+    vectors: EmotionVectors, like: str, layers: Sequence[int], mode: Ablation, calibration: Calibration
+) -> str:
     """The emotion of the same valence sign as ``like`` whose ablation displaces the prompts' tokens
     most like ``like``'s does (all other emotions when the file carries no valence)."""
     valence = vectors.meta.get("valence") or {}
@@ -215,8 +232,10 @@ def condition_edits(cond: Condition, vectors: EmotionVectors, label: str | None)
         return [ablate_edit(vectors, layer, d, cond.mode, cond.name) for layer in cond.layers for d in q]
     emotion = label if cond.emotion == LABEL else cond.emotion
     if emotion is None:
-        raise SuiteError(f"condition {cond.name!r} uses emotion 'label' but a prompt has no 'emotion' field: "
-                         "use a labelled JSONL prompt file")
+        raise SuiteError(
+            f"condition {cond.name!r} uses emotion 'label' but a prompt has no 'emotion' field: "
+            "use a labelled JSONL prompt file"
+        )
     if cond.op == "add":
         return build_edits(vectors, cond.layers, add={emotion: float(cond.alpha or 0.0)}, label=cond.name)
     if cond.op == "clamp":

@@ -32,8 +32,14 @@ class Readings:
     prompts: np.ndarray  # (prompts, emotions)
 
 
-def metric_values(readings: Readings, metric: MetricSpec, cond: int, target: str | None,
-                  prompts: Sequence[Prompt], emotions: Sequence[str]) -> np.ndarray:
+def metric_values(
+    readings: Readings,
+    metric: MetricSpec,
+    cond: int,
+    target: str | None,
+    prompts: Sequence[Prompt],
+    emotions: Sequence[str],
+) -> np.ndarray:
     """Per-prompt metric of one condition (mean over samples); ``target`` resolves "target"."""
     idx = []
     for p in prompts:
@@ -43,9 +49,11 @@ def metric_values(readings: Readings, metric: MetricSpec, cond: int, target: str
         if name == LABEL:
             name = p.label
         if name is None or name not in emotions:
-            raise SuiteError(f"metric {metric.name!r}: emotion {metric.emotion!r} resolves to {name!r}, which is not "
-                             f"an emotion of the vectors (a 'target' metric needs a condition that edits one "
-                             f"emotion; 'label' needs labelled prompts)")
+            raise SuiteError(
+                f"metric {metric.name!r}: emotion {metric.emotion!r} resolves to {name!r}, which is not "
+                f"an emotion of the vectors (a 'target' metric needs a condition that edits one "
+                f"emotion; 'label' needs labelled prompts)"
+            )
         idx.append(emotions.index(name))
     e = np.array(idx)
     rows = np.arange(len(prompts))
@@ -81,11 +89,14 @@ def plan_claims(suite: Suite, conditions: Sequence[Condition], degenerate: set[s
     """Which condition each claim tests, against what, with which (non-degenerate) controls."""
     out = []
     for claim in suite.claims:
-        targets = [i for i in members(conditions, claim.condition)
-                   if claim.alpha is None or conditions[i].alpha == claim.alpha]
+        targets = [
+            i for i in members(conditions, claim.condition) if claim.alpha is None or conditions[i].alpha == claim.alpha
+        ]
         if not targets:
-            raise SuiteError(f"{suite.path}: claim {claim.name!r} selects no condition (alpha {claim.alpha}): "
-                             f"check 'alpha' against the alphas of {claim.condition!r}")
+            raise SuiteError(
+                f"{suite.path}: claim {claim.name!r} selects no condition (alpha {claim.alpha}): "
+                f"check 'alpha' against the alphas of {claim.condition!r}"
+            )
         for ci in targets:
             cond = conditions[ci]
             ref = None
@@ -121,9 +132,15 @@ def min_effect(suite: Suite, spec: ClaimSpec, main: np.ndarray) -> float:
     return suite.statistics.min_effect_dz * float(np.std(finite, ddof=1)) if len(finite) > 1 else float("nan")
 
 
-def judge_claims(suite: Suite, conditions: Sequence[Condition], prompts: Sequence[Prompt], emotions: Sequence[str],
-                 readings: Readings, degenerate: set[str], seed: int
-                 ) -> tuple[list[tuple[_Planned, Judgement]], list[ClaimData]]:
+def judge_claims(
+    suite: Suite,
+    conditions: Sequence[Condition],
+    prompts: Sequence[Prompt],
+    emotions: Sequence[str],
+    readings: Readings,
+    degenerate: set[str],
+    seed: int,
+) -> tuple[list[tuple[_Planned, Judgement]], list[ClaimData]]:
     metrics = {m.name: m for m in suite.metrics}
     plans = plan_claims(suite, conditions, degenerate)
     cache: dict[tuple[str, str | None], list[np.ndarray]] = {}
@@ -139,16 +156,32 @@ def judge_claims(suite: Suite, conditions: Sequence[Condition], prompts: Sequenc
         main = sign * (mine - values[plan.ref]) if plan.ref is not None else sign * mine
         controls = {name: sign * (mine - values[i]) for name, i in plan.controls.items()}
         involved = [conditions[i].name for i in (plan.cond, plan.ref) if i is not None]
-        data.append(ClaimData(plan.name, main, controls, plan.spec.threshold, min_effect(suite, plan.spec, main),
-                              tuple(n for n in involved if n in degenerate)))
+        data.append(
+            ClaimData(
+                plan.name,
+                main,
+                controls,
+                plan.spec.threshold,
+                min_effect(suite, plan.spec, main),
+                tuple(n for n in involved if n in degenerate),
+            )
+        )
     verdicts = judge(data, suite.statistics.correction, suite.statistics.alpha, seed)
     return list(zip(plans, verdicts, strict=True)), data
 
 
-def evaluate_claims(suite: Suite, conditions: Sequence[Condition], prompts: Sequence[Prompt],
-                    emotions: Sequence[str], primary: Readings, secondary: Sequence[Readings],
-                    degenerate: set[str], validation: Mapping[str, Any], claims_allowed: bool,
-                    seed: int = 0) -> list[dict[str, Any]]:
+def evaluate_claims(
+    suite: Suite,
+    conditions: Sequence[Condition],
+    prompts: Sequence[Prompt],
+    emotions: Sequence[str],
+    primary: Readings,
+    secondary: Sequence[Readings],
+    degenerate: set[str],
+    validation: Mapping[str, Any],
+    claims_allowed: bool,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
     """Every claim's verdict and statistics, as plain JSON-ready dicts (see the module doc)."""
     judged, data = judge_claims(suite, conditions, prompts, emotions, primary, degenerate, seed)
     data_by_name = {d.name: d for d in data}
@@ -167,8 +200,10 @@ def evaluate_claims(suite: Suite, conditions: Sequence[Condition], prompts: Sequ
             premise = {"claim": plan.spec.premise, "verdicts": held}
             if not held or any(v != "pass" for v in held):
                 verdict = "not-testable"
-                why = (f"premise {plan.spec.premise!r} did not pass ({', '.join(held) or 'not run'}): "
-                       "there is no established effect for this claim to change")
+                why = (
+                    f"premise {plan.spec.premise!r} did not pass ({', '.join(held) or 'not run'}): "
+                    "there is no established effect for this claim to change"
+                )
                 reasons = [why, *reasons]
         second = {name: rows[k][1].verdict for name, rows in others.items()}
         if verdict in ("pass", "fail") and any(v != j.verdict for v in second.values()):
@@ -177,26 +212,52 @@ def evaluate_claims(suite: Suite, conditions: Sequence[Condition], prompts: Sequ
             verdict, reasons = "inconclusive", ["random weights: no claim is made", *reasons]
         cond = conditions[plan.cond]
         lo, hi = sorted((sign * j.ci[0], sign * j.ci[1]))
-        out.append({
-            "name": plan.name, "claim": plan.spec.name, "condition": cond.name,
-            "compare_to": conditions[plan.ref].name if plan.ref is not None else NONE,
-            "metric": plan.spec.metric, "direction": plan.spec.direction, "threshold": plan.spec.threshold,
-            "verdict": verdict, "reasons": reasons, "fail_reasons": list(j.fail_reasons),
-            "effect": sign * j.effect, "ci": [lo, hi], "effect_size": j.effect_size, "n": j.n,
-            "p": j.p_pass, "p_adj": j.p_pass_adj, "p_effect": str(j.p), "p_fail": j.p_fail,
-            "p_fail_adj": j.p_fail_adj, "correction": suite.statistics.correction,
-            "min_effect": data_by_name[plan.name].min_effect,
-            "power": j.power, "mde": j.mde, "premise": premise,
-            "reader": {"name": primary.reader, "layer": primary.layer, **validation.get(primary.reader, {})},
-            "secondary": second,
-            "controls": [{"name": c.name, "effect": sign * c.effect, "ci": sorted([sign * c.ci[0], sign * c.ci[1]]),
-                          "p_beats": str(c.p), "p_worse": str(c.p_worse)} for c in j.controls],
-            "excluded_controls": list(plan.excluded),
-        })
+        out.append(
+            {
+                "name": plan.name,
+                "claim": plan.spec.name,
+                "condition": cond.name,
+                "compare_to": conditions[plan.ref].name if plan.ref is not None else NONE,
+                "metric": plan.spec.metric,
+                "direction": plan.spec.direction,
+                "threshold": plan.spec.threshold,
+                "verdict": verdict,
+                "reasons": reasons,
+                "fail_reasons": list(j.fail_reasons),
+                "effect": sign * j.effect,
+                "ci": [lo, hi],
+                "effect_size": j.effect_size,
+                "n": j.n,
+                "p": j.p_pass,
+                "p_adj": j.p_pass_adj,
+                "p_effect": str(j.p),
+                "p_fail": j.p_fail,
+                "p_fail_adj": j.p_fail_adj,
+                "correction": suite.statistics.correction,
+                "min_effect": data_by_name[plan.name].min_effect,
+                "power": j.power,
+                "mde": j.mde,
+                "premise": premise,
+                "reader": {"name": primary.reader, "layer": primary.layer, **validation.get(primary.reader, {})},
+                "secondary": second,
+                "controls": [
+                    {
+                        "name": c.name,
+                        "effect": sign * c.effect,
+                        "ci": sorted([sign * c.ci[0], sign * c.ci[1]]),
+                        "p_beats": str(c.p),
+                        "p_worse": str(c.p_worse),
+                    }
+                    for c in j.controls
+                ],
+                "excluded_controls": list(plan.excluded),
+            }
+        )
     return out
 
 
 def low_power(claims: Sequence[Mapping[str, Any]]) -> list[str]:
     """Claims whose power at their minimum effect of interest is below 0.8."""
-    return [c["name"] for c in claims if isinstance(c["power"], float) and math.isfinite(c["power"])
-            and c["power"] < 0.8]
+    return [
+        c["name"] for c in claims if isinstance(c["power"], float) and math.isfinite(c["power"]) and c["power"] < 0.8
+    ]

@@ -22,7 +22,9 @@ class Fields:
             if key not in allowed:
                 near = difflib.get_close_matches(str(key), allowed, n=1)
                 hint = f" (did you mean {near[0]!r}?)" if near else ""
-                raise SuiteError(f"{source}: unknown field {self._at(where, key)!r}{hint}: allowed are {', '.join(allowed)}")
+                raise SuiteError(
+                    f"{source}: unknown field {self._at(where, key)!r}{hint}: allowed are {', '.join(allowed)}"
+                )
         self.data, self.where, self.source = data, where, source
 
     @staticmethod
@@ -40,7 +42,7 @@ class Fields:
         value = self.data[key]
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
-        if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+        if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
             name = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
             raise self.fail(key, f"must be {name}, got {show(value)}")
         return value
@@ -79,7 +81,9 @@ class Fields:
             return default  # type: ignore[no-any-return]
         value = self.get(key, (list, int, float))
         items = value if isinstance(value, list) else [value]
-        if not items or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in items):
+        if not items or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in items
+        ):
             raise self.fail(key, f"must be a number or a non-empty list of numbers, got {show(value)}")
         return tuple(float(v) for v in items)
 
@@ -95,5 +99,3 @@ class Fields:
 def show(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
-
-

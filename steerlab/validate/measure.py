@@ -25,7 +25,9 @@ def distinct2(tokens: Sequence[object]) -> float:
     return len(set(pairs)) / len(pairs) if pairs else float("nan")
 
 
-def reply_perplexity(lm: LoadedModel, contexts: Sequence[str], replies: Sequence[str], batch_size: int = 8) -> np.ndarray:
+def reply_perplexity(
+    lm: LoadedModel, contexts: Sequence[str], replies: Sequence[str], batch_size: int = 8
+) -> np.ndarray:
     """Perplexity of each reply given its context under the clean model (nan for empty replies).
 
     Rows are left-padded (positions from the attention mask) so every reply ends at the last position
@@ -34,7 +36,7 @@ def reply_perplexity(lm: LoadedModel, contexts: Sequence[str], replies: Sequence
     tok = lm.tokenizer
     out = np.full(len(replies), np.nan)
     items = []
-    for i, (ctx, reply) in enumerate(zip(contexts, replies)):
+    for i, (ctx, reply) in enumerate(zip(contexts, replies, strict=True)):
         if reply.strip():
             a = list(tok(ctx)["input_ids"])
             b = list(tok(" " + reply, add_special_tokens=False)["input_ids"])
@@ -52,8 +54,13 @@ def reply_perplexity(lm: LoadedModel, contexts: Sequence[str], replies: Sequence
                 ids[r, width - len(seq) :] = torch.tensor(seq)
                 mask[r, width - len(seq) :] = 1
             positions = (mask.cumsum(1) - 1).clamp(min=0)
-            logits = lm.model(input_ids=ids.to(lm.device), attention_mask=mask.to(lm.device),
-                              position_ids=positions.to(lm.device), use_cache=False, logits_to_keep=keep).logits
+            logits = lm.model(
+                input_ids=ids.to(lm.device),
+                attention_mask=mask.to(lm.device),
+                position_ids=positions.to(lm.device),
+                use_cache=False,
+                logits_to_keep=keep,
+            ).logits
             logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
             nxt = ids[:, width - keep + 1 :].to(lm.device)
             token_logp = logp.gather(-1, nxt[..., None])[..., 0]  # (rows, keep - 1)
@@ -62,9 +69,16 @@ def reply_perplexity(lm: LoadedModel, contexts: Sequence[str], replies: Sequence
     return out
 
 
-def quality_table(names: Sequence[str], replies: Sequence[Sequence[Sequence[str]]], prompts: Sequence[str],
-                  ppl: np.ndarray, distinct: np.ndarray, displacement: Sequence[float], baseline: int,
-                  limits: Coherence) -> list[dict[str, Any]]:
+def quality_table(
+    names: Sequence[str],
+    replies: Sequence[Sequence[Sequence[str]]],
+    prompts: Sequence[str],
+    ppl: np.ndarray,
+    distinct: np.ndarray,
+    displacement: Sequence[float],
+    baseline: int,
+    limits: Coherence,
+) -> list[dict[str, Any]]:
     """One row per condition: perplexity ratio to baseline, distinct-2, empty / looping / echo shares,
     displacement, and whether (and why) the condition is degenerate."""
     base = np.log(np.nanmean(ppl[baseline], axis=1))  # (prompts,)
@@ -94,10 +108,22 @@ def quality_table(names: Sequence[str], replies: Sequence[Sequence[Sequence[str]
             why.append(f"{empty:.0%} empty replies > {limits.max_empty:.0%}")
         # Relative to the baseline, like the perplexity ratio: a base model loops on its own too.
         if loop_share - base_loops > limits.max_degenerate_share:
-            why.append(f"{loop_share:.0%} looping or junk replies vs {base_loops:.0%} at baseline "
-                       f"(> +{limits.max_degenerate_share:.0%})")
-        rows.append({"name": name, "ppl": float(np.nanmedian(ppl[i])) if np.isfinite(ppl[i]).any() else float("nan"),
-                     "ppl_ratio": ratio, "distinct2": d2, "empty": empty, "degenerate_replies": loop_share,
-                     "echo_rate": echo, "displacement": float(displacement[i]), "degenerate": bool(why),
-                     "why": "; ".join(why)})
+            why.append(
+                f"{loop_share:.0%} looping or junk replies vs {base_loops:.0%} at baseline "
+                f"(> +{limits.max_degenerate_share:.0%})"
+            )
+        rows.append(
+            {
+                "name": name,
+                "ppl": float(np.nanmedian(ppl[i])) if np.isfinite(ppl[i]).any() else float("nan"),
+                "ppl_ratio": ratio,
+                "distinct2": d2,
+                "empty": empty,
+                "degenerate_replies": loop_share,
+                "echo_rate": echo,
+                "displacement": float(displacement[i]),
+                "degenerate": bool(why),
+                "why": "; ".join(why),
+            }
+        )
     return rows

@@ -31,8 +31,9 @@ def condition_means(result: SuiteResult, metric: MetricSpec) -> list[dict[str, A
         v = metric_values(result.readings, metric, i, cond.emotion, result.prompts, result.emotions)
         v = v[np.isfinite(v)]
         lo, hi = ci_mean(v) if len(v) > 1 else (float("nan"), float("nan"))
-        rows.append({"condition": cond.name, "mean": float(v.mean()) if len(v) else float("nan"), "ci": [lo, hi],
-                     "n": len(v)})
+        rows.append(
+            {"condition": cond.name, "mean": float(v.mean()) if len(v) else float("nan"), "ci": [lo, hi], "n": len(v)}
+        )
     return rows
 
 
@@ -43,8 +44,11 @@ def summary(result: SuiteResult) -> dict[str, Any]:
     return {
         "suite": suite.name,
         "n": len(result.prompts),
-        "reader": {"name": result.readings.reader, "layer": result.readings.layer,
-                   "validation": result.validation.get(result.readings.reader, {})},
+        "reader": {
+            "name": result.readings.reader,
+            "layer": result.readings.layer,
+            "validation": result.validation.get(result.readings.reader, {}),
+        },
         "premises": [c for c in result.claims if any(x.premise == c["claim"] for x in suite.claims)],
         "claims": [{k: c[k] for k in CLAIM_KEYS} for c in result.claims],
         "conditions": [{k: q[k] for k in CONDITION_KEYS} for q in result.quality],
@@ -83,9 +87,17 @@ def write_outputs(result: SuiteResult, out_dir: str | Path) -> list[Path]:
     for c, cond in enumerate(result.conditions):
         for p, prompt in enumerate(result.prompts):
             for s, reply in enumerate(result.replies[c][p]):
-                row = {"prompt_index": p, "prompt": prompt.text, "label": prompt.label, "condition": cond.name,
-                       "group": cond.group, "sample": s, "reply": reply, "ppl": result.ppl[c, p, s],
-                       "distinct2": result.distinct[c, p, s]}
+                row = {
+                    "prompt_index": p,
+                    "prompt": prompt.text,
+                    "label": prompt.label,
+                    "condition": cond.name,
+                    "group": cond.group,
+                    "sample": s,
+                    "reply": reply,
+                    "ppl": result.ppl[c, p, s],
+                    "distinct2": result.distinct[c, p, s],
+                }
                 for e, emotion in enumerate(result.emotions):
                     row[f"reply_{emotion}"] = result.readings.replies[c, p, s, e]
                     row[f"prompt_{emotion}"] = result.readings.prompts[p, e]
@@ -98,8 +110,11 @@ def write_outputs(result: SuiteResult, out_dir: str | Path) -> list[Path]:
     degenerate = {q["name"] for q in result.quality if q["degenerate"]}
     for name, means in summ["means"].items():
         if 0 < len(means) <= 40:
-            written.append(plot_condition_means(means, out / f"means_{name}.png",
-                                                title=f"{result.suite.name}: {name}", degenerate=degenerate))
+            written.append(
+                plot_condition_means(
+                    means, out / f"means_{name}.png", title=f"{result.suite.name}: {name}", degenerate=degenerate
+                )
+            )
     if any(r["alpha"] is not None for r in result.dose):
         written.append(plot_dose_response(result.dose, out / "dose_response.png", title=result.suite.name))
     return written
@@ -135,44 +150,74 @@ def validation_line(validation: Mapping[str, Any]) -> str:
 def markdown(result: SuiteResult, summ: Mapping[str, Any]) -> str:
     suite, gen = result.suite, result.suite.generation
     reader = summ["reader"]
-    lines = [f"# {suite.name}", "", suite.description.strip(), "",
-             (f"{len(result.prompts)} prompts x {len(result.conditions)} conditions x {gen.samples} samples, "
-              f"{gen.max_new_tokens} new tokens{', few-shot frame of ' + str(len(gen.frame)) + ' exchanges' if gen.frame else ''}; "
-              f"{suite.statistics.correction} correction at alpha {suite.statistics.alpha:g}; {result.seconds:.0f} s."), "",
-             f"Reader: **{reader['name']}** at layer {reader['layer']} — validation: {validation_line(reader['validation'])}.",
-             ""]
+    lines = [
+        f"# {suite.name}",
+        "",
+        suite.description.strip(),
+        "",
+        (
+            f"{len(result.prompts)} prompts x {len(result.conditions)} conditions x {gen.samples} samples, "
+            f"{gen.max_new_tokens} new tokens"
+            f"{', few-shot frame of ' + str(len(gen.frame)) + ' exchanges' if gen.frame else ''}; "
+            f"{suite.statistics.correction} correction at alpha {suite.statistics.alpha:g}; {result.seconds:.0f} s."
+        ),
+        "",
+        f"Reader: **{reader['name']}** at layer {reader['layer']} — "
+        f"validation: {validation_line(reader['validation'])}.",
+        "",
+    ]
     for other in result.secondary:
         lines.append(f"Secondary reader: {other.reader} — {validation_line(result.validation.get(other.reader, {}))}.")
     if result.note:
         lines += [f"**Note:** {result.note}", ""]
     for warning in result.warnings:
         lines += [f"**Warning:** {warning}", ""]
-    lines += ["## Claims", "", "| claim | verdict | effect | 95% CI | p | p_adj | power at min effect | MDE | n |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "## Claims",
+        "",
+        "| claim | verdict | effect | 95% CI | p | p_adj | power at min effect | MDE | n |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for c in result.claims:
-        lines.append(f"| {c['name']} | **{c['verdict'].upper()}** | {_f(c['effect'])} | [{_f(c['ci'][0])}, {_f(c['ci'][1])}] | "
-                     f"{_p(c['p'])} | {_p(c['p_adj'])} | {c['power']:.2f} | {_f(c['mde'])} | {c['n']} |")
+        lines.append(
+            f"| {c['name']} | **{c['verdict'].upper()}** | {_f(c['effect'])} | [{_f(c['ci'][0])}, {_f(c['ci'][1])}] | "
+            f"{_p(c['p'])} | {_p(c['p_adj'])} | {c['power']:.2f} | {_f(c['mde'])} | {c['n']} |"
+        )
     lines.append("")
     for c in result.claims:
         extra = f" Excluded degenerate controls: {', '.join(c['excluded_controls'])}." if c["excluded_controls"] else ""
         lines.append(f"- {c['name']}: {'; '.join(c['reasons'])}.{extra}")
-    lines += ["", "## Conditions", "",
-              "| condition | " + " | ".join(summ["means"]) + " | ‖Δx‖ per token | ppl ratio | distinct-2 | echo | looping | degenerate |",
-              "|---|" + "---|" * (len(summ["means"]) + 6)]
+    lines += [
+        "",
+        "## Conditions",
+        "",
+        "| condition | "
+        + " | ".join(summ["means"])
+        + " | ‖Δx‖ per token | ppl ratio | distinct-2 | echo | looping | degenerate |",
+        "|---|" + "---|" * (len(summ["means"]) + 6),
+    ]
     means = {k: {r["condition"]: r for r in v} for k, v in summ["means"].items()}
-    for q, cond in zip(result.quality, result.conditions):
+    for q, cond in zip(result.quality, result.conditions, strict=True):
         cells = [_f(means[k][q["name"]]["mean"]) if q["name"] in means[k] else "–" for k in means]
         what = {"ablate_similar": f" ({cond.emotion})", "random_ablate": f" (k = {cond.k})"}.get(cond.op, "")
-        lines.append(f"| {q['name']}{what} | " + " | ".join(cells) + f" | {q['displacement']:.1f} | {q['ppl_ratio']:.2f} | "
-                     f"{q['distinct2']:.2f} | {q['echo_rate']:.0%} | {q['degenerate_replies']:.0%} | {q['why'] or 'no'} |")
+        lines.append(
+            f"| {q['name']}{what} | " + " | ".join(cells) + f" | {q['displacement']:.1f} | {q['ppl_ratio']:.2f} | "
+            f"{q['distinct2']:.2f} | {q['echo_rate']:.0%} | {q['degenerate_replies']:.0%} | {q['why'] or 'no'} |"
+        )
     if result.dose:
-        lines += ["", "## Dose response (vs baseline)", "",
-                  "| condition | target Δ | 95% CI | mean off-target Δ | ‖Δx‖ | ppl ratio | degenerate |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Dose response (vs baseline)",
+            "",
+            "| condition | target Δ | 95% CI | mean off-target Δ | ‖Δx‖ | ppl ratio | degenerate |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for d in result.dose:
-            lines.append(f"| {d['name']} | {_f(d['target_delta'])} | [{_f(d['target_ci'][0])}, {_f(d['target_ci'][1])}] | "
-                         f"{_f(d['offtarget_delta'])} | {d['displacement']:.1f} | {d['ppl_ratio']:.2f} | "
-                         f"{'yes' if d['degenerate'] else 'no'} |")
+            lines.append(
+                f"| {d['name']} | {_f(d['target_delta'])} | [{_f(d['target_ci'][0])}, {_f(d['target_ci'][1])}] | "
+                f"{_f(d['offtarget_delta'])} | {d['displacement']:.1f} | {d['ppl_ratio']:.2f} | "
+                f"{'yes' if d['degenerate'] else 'no'} |"
+            )
     lines += ["", "## Example replies (first prompt)", "", f"> {result.prompts[0].text}", ""]
     for i, cond in enumerate(result.conditions[:14]):
         lines.append(f"- **{cond.name}**: {result.replies[i][0][0]!r}")

@@ -126,16 +126,20 @@ def _test(claim: ClaimData, alpha: float, seed: int, n_perm: int, n_boot: int) -
     n = x.size
     effect, ci = _summary(x, _subseed(seed, claim.name, 0), n_boot)
     sd = float(x.std(ddof=1)) if n >= 2 else math.nan
-    controls = tuple(_control(name, values, _subseed(seed, claim.name, 2 + j), n_perm, n_boot)
-                     for j, (name, values) in enumerate(claim.controls.items()))
+    controls = tuple(
+        _control(name, values, _subseed(seed, claim.name, 2 + j), n_perm, n_boot)
+        for j, (name, values) in enumerate(claim.controls.items())
+    )
     if n < 2:
         nan = PValue(math.nan, exact=False, floor=math.nan)
-        return _Tested(claim, n, effect, ci, math.nan, nan, nan, controls, math.nan, math.nan,
-                       math.nan, math.nan)
+        return _Tested(claim, n, effect, ci, math.nan, nan, nan, controls, math.nan, math.nan, math.nan, math.nan)
     s = _subseed(seed, claim.name, 1)
     reversed_tails = sign_flip_tails(x, s, n_perm)
-    p = reversed_tails.pvalue("greater") if claim.threshold == 0 else sign_flip_p(
-        x, "greater", shift=claim.threshold, seed=s, n_perm=n_perm)
+    p = (
+        reversed_tails.pvalue("greater")
+        if claim.threshold == 0
+        else sign_flip_p(x, "greater", shift=claim.threshold, seed=s, n_perm=n_perm)
+    )
     p_reversed = reversed_tails.pvalue("less")
     p_pass = max([p.value] + [_or_one(c.p.value) for c in controls])
     wrong = [p_reversed.value] + [_or_one(c.p_worse.value) for c in controls]
@@ -143,12 +147,10 @@ def _test(claim: ClaimData, alpha: float, seed: int, n_perm: int, n_boot: int) -
     interest = claim.min_effect if claim.min_effect > 0 else claim.threshold
     pw = power(interest, sd, n, alpha) if interest > 0 else math.nan
     d_z = effect / sd if sd > 0 else math.nan
-    return _Tested(claim, n, effect, ci, d_z, p, p_reversed, controls, p_pass, p_fail, pw,
-                   mde(sd, n, alpha))
+    return _Tested(claim, n, effect, ci, d_z, p, p_reversed, controls, p_pass, p_fail, pw, mde(sd, n, alpha))
 
 
-def _fail_reasons(t: _Tested, p_fail_adj: float,
-                  alpha: float) -> tuple[tuple[FailReason, ...], list[str]]:
+def _fail_reasons(t: _Tested, p_fail_adj: float, alpha: float) -> tuple[tuple[FailReason, ...], list[str]]:
     """Which wrong-side tests carry the FAIL: those significant at the claim's effective level.
 
     The effective multiplier is (k + 1) within the claim times the cross-claim inflation
@@ -170,8 +172,7 @@ def _fail_reasons(t: _Tested, p_fail_adj: float,
         if hit(c.p_worse.value):
             if "not specific" not in kinds:
                 kinds.append("not specific")
-            lines.append(f"not specific: control {c.name} beats the condition "
-                         f"(effect {c.effect:.3g}, {c.p_worse})")
+            lines.append(f"not specific: control {c.name} beats the condition (effect {c.effect:.3g}, {c.p_worse})")
     lines.append(f"p_fail_adj = {fmt_p(p_fail_adj)} < {alpha:g}")
     return tuple(kinds), lines
 
@@ -180,8 +181,7 @@ def _not_pass_reasons(t: _Tested, p_pass_adj: float, alpha: float) -> list[str]:
     """Why a claim did not reach PASS: the adjusted p and every component that was not shown."""
     lines = [f"p_pass_adj = {fmt_p(p_pass_adj)} ≥ {alpha:g}"]
     if not t.p.value < alpha:
-        lines.append(f"effect {t.effect:.3g} not shown above threshold {t.claim.threshold:g} "
-                     f"({t.p})")
+        lines.append(f"effect {t.effect:.3g} not shown above threshold {t.claim.threshold:g} ({t.p})")
     for c in t.controls:
         if not c.p.value < alpha:
             lines.append(f"does not beat control {c.name} ({c.p})")
@@ -191,8 +191,7 @@ def _not_pass_reasons(t: _Tested, p_pass_adj: float, alpha: float) -> list[str]:
 
 
 def _pass_reasons(t: _Tested, p_pass_adj: float, alpha: float) -> list[str]:
-    main = (f"effect {t.effect:.3g} > threshold {t.claim.threshold:g} ({t.p}, d_z = "
-            f"{t.effect_size:.2f}, n = {t.n})")
+    main = f"effect {t.effect:.3g} > threshold {t.claim.threshold:g} ({t.p}, d_z = {t.effect_size:.2f}, n = {t.n})"
     lines = [main]
     lines += [f"beats control {c.name} ({c.p})" for c in t.controls]
     lines.append(f"p_pass_adj = {fmt_p(p_pass_adj)} < {alpha:g}")
@@ -219,14 +218,34 @@ def _decide(t: _Tested, p_pass_adj: float, p_fail_adj: float, alpha: float) -> J
     if t.claim.degenerate:
         lines.append("degenerate: " + ", ".join(t.claim.degenerate))
     return Judgement(
-        name=t.claim.name, verdict=verdict, reasons=tuple(lines), fail_reasons=kinds,
-        effect=t.effect, ci=t.ci, effect_size=t.effect_size, n=t.n, p=t.p, p_pass=t.p_pass,
-        p_pass_adj=p_pass_adj, p_fail=t.p_fail, p_fail_adj=p_fail_adj, power=t.power, mde=t.mde,
-        controls=t.controls)
+        name=t.claim.name,
+        verdict=verdict,
+        reasons=tuple(lines),
+        fail_reasons=kinds,
+        effect=t.effect,
+        ci=t.ci,
+        effect_size=t.effect_size,
+        n=t.n,
+        p=t.p,
+        p_pass=t.p_pass,
+        p_pass_adj=p_pass_adj,
+        p_fail=t.p_fail,
+        p_fail_adj=p_fail_adj,
+        power=t.power,
+        mde=t.mde,
+        controls=t.controls,
+    )
 
 
-def judge(claims: Sequence[ClaimData], correction: Correction = "holm", alpha: float = 0.05,
-          seed: int = 0, *, n_perm: int = 20000, n_boot: int = 4000) -> list[Judgement]:
+def judge(
+    claims: Sequence[ClaimData],
+    correction: Correction = "holm",
+    alpha: float = 0.05,
+    seed: int = 0,
+    *,
+    n_perm: int = 20000,
+    n_boot: int = 4000,
+) -> list[Judgement]:
     """PASS / FAIL / INCONCLUSIVE per claim, correcting the PASS and FAIL families across claims.
 
     PASS iff p_pass_adj < alpha and nothing degenerate is involved; FAIL iff p_fail_adj < alpha
@@ -236,5 +255,4 @@ def judge(claims: Sequence[ClaimData], correction: Correction = "holm", alpha: f
     tested = [_test(c, alpha, seed, n_perm, n_boot) for c in claims]
     pass_adj = adjust([t.p_pass for t in tested], correction)
     fail_adj = adjust([t.p_fail for t in tested], correction)
-    return [_decide(t, float(pa), float(fa), alpha)
-            for t, pa, fa in zip(tested, pass_adj, fail_adj, strict=True)]
+    return [_decide(t, float(pa), float(fa), alpha) for t, pa, fa in zip(tested, pass_adj, fail_adj, strict=True)]

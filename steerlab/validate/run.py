@@ -83,17 +83,26 @@ def check_suite(suite: Suite, vectors: EmotionVectors, prompts: list[Prompt]) ->
     vectors.check_layer(layer, f"{suite.path}: field 'measurement.layer'")
     for prompt in prompts:
         if prompt.label is not None and prompt.label not in vectors.emotions:
-            raise SuiteError(f"prompt label {prompt.label!r} is not an emotion of the vectors ({', '.join(vectors.emotions)})")
+            raise SuiteError(
+                f"prompt label {prompt.label!r} is not an emotion of the vectors ({', '.join(vectors.emotions)})"
+            )
     for m in suite.metrics:
         for name in (m.emotion, *m.against):
             if name not in (TARGET, LABEL, *vectors.emotions):
-                raise SuiteError(f"{suite.path}: metric {m.name!r} names {name!r}: use 'target', 'label' or one of "
-                                 f"{', '.join(vectors.emotions)}")
+                raise SuiteError(
+                    f"{suite.path}: metric {m.name!r} names {name!r}: use 'target', 'label' or one of "
+                    f"{', '.join(vectors.emotions)}"
+                )
     return reader, layer
 
 
-def run_suite(suite: Suite, lm: LoadedModel, vectors: EmotionVectors, options: RunOptions = RunOptions(),
-              progress: Progress | None = None) -> SuiteResult:
+def run_suite(
+    suite: Suite,
+    lm: LoadedModel,
+    vectors: EmotionVectors,
+    options: RunOptions = RunOptions(),
+    progress: Progress | None = None,
+) -> SuiteResult:
     """Generate, re-read with the clean model, measure, decide (see the module doc)."""
     start = time.perf_counter()
     vectors.check_compatible(lm.model_id, lm.hidden_size, lm.n_layers)
@@ -108,54 +117,101 @@ def run_suite(suite: Suite, lm: LoadedModel, vectors: EmotionVectors, options: R
     jobs = [(c, p, s) for p in range(len(prompts)) for c in range(len(conditions)) for s in range(gen.samples)]
     replies: list[list[list[str]]] = [[["" for _ in range(gen.samples)] for _ in prompts] for _ in conditions]
     edits = [[condition_edits(c, vectors, q.label) for q in prompts] for c in conditions]
-    config = GenerationConfig(max_new_tokens=gen.max_new_tokens, temperature=gen.temperature, top_p=1.0,
-                              chat=gen.chat, batch_size=gen.batch_size, frame=gen.frame)
+    config = GenerationConfig(
+        max_new_tokens=gen.max_new_tokens,
+        temperature=gen.temperature,
+        top_p=1.0,
+        chat=gen.chat,
+        batch_size=gen.batch_size,
+        frame=gen.frame,
+    )
     record = Displacement()
     for b, lo in enumerate(range(0, len(jobs), gen.batch_size)):
         batch = jobs[lo : lo + gen.batch_size]
         row_edits = [replace(e, rows=(i,)) for i, (c, p, _) in enumerate(batch) for e in edits[c][p]]
         texts = [_with_instruction(shown[p], conditions[c].instruction) for c, p, _ in batch]
         out = generate(lm, texts, replace(config, seed=gen.seed + b, batch_size=len(batch)), row_edits, record=record)
-        for (c, p, s), reply in zip(batch, out):
+        for (c, p, s), reply in zip(batch, out, strict=True):
             replies[c][p][s] = reply
         if progress:
             progress(lo + len(batch), len(jobs))
     flat = [replies[c][p][s] for c, p, s in jobs]
-    readings = [_read(lm, vectors, name, layer, conditions, prompts, shown, jobs, flat, gen.chat)
-                for name in (reader, *suite.measurement.secondary)]
+    readings = [
+        _read(lm, vectors, name, layer, conditions, prompts, shown, jobs, flat, gen.chat)
+        for name in (reader, *suite.measurement.secondary)
+    ]
     # Perplexity (a 262k-way softmax per token) is estimated on the first sample of every prompt and
     # condition: enough for a per-condition ratio, at a third of the cost when samples = 3.
     first = [j for j, (_, _, s) in enumerate(jobs) if s == 0]
-    contexts = [prompt_text(lm.tokenizer, _with_instruction(shown[jobs[j][1]], conditions[jobs[j][0]].instruction),
-                            gen.chat, gen.frame) for j in first]
+    contexts = [
+        prompt_text(
+            lm.tokenizer, _with_instruction(shown[jobs[j][1]], conditions[jobs[j][0]].instruction), gen.chat, gen.frame
+        )
+        for j in first
+    ]
     ppl_flat = np.full(len(jobs), np.nan)
     ppl_flat[first] = reply_perplexity(lm, contexts, [flat[j] for j in first], batch_size=16)
     ppl = _grid(ppl_flat, len(prompts), len(conditions), gen.samples)
     d2 = [distinct2(lm.tokenizer(r, add_special_tokens=False)["input_ids"]) for r in flat]
     distinct = _grid(np.array(d2), len(prompts), len(conditions), gen.samples)
     baseline = next(i for i, c in enumerate(conditions) if c.op == "baseline")
-    quality = quality_table([c.name for c in conditions], replies, shown, ppl, distinct,
-                            [record.mean(c.name) for c in conditions], baseline, suite.coherence)
-    for row, cond in zip(quality, conditions):
+    quality = quality_table(
+        [c.name for c in conditions],
+        replies,
+        shown,
+        ppl,
+        distinct,
+        [record.mean(c.name) for c in conditions],
+        baseline,
+        suite.coherence,
+    )
+    for row, cond in zip(quality, conditions, strict=True):
         row["emotion"] = cond.emotion
         row["expected_displacement"] = cond.expected_displacement
         row["k"] = cond.k if cond.op == "random_ablate" else None
     is_random = bool(lm.is_random or vectors.meta.get("is_random"))
     validation = reader_validation(lm, vectors, suite, [r.reader for r in readings], layer)
     degenerate = {row["name"] for row in quality if row["degenerate"]}
-    claims = evaluate_claims(suite, conditions, prompts, vectors.emotions, readings[0], readings[1:], degenerate,
-                             validation, options.allow_random_claims or not is_random, suite.generation.seed)
-    result = SuiteResult(suite, prompts, conditions, replies, readings[0], readings[1:], ppl, distinct,
-                         tuple(vectors.emotions), not is_random, 0.0, quality, claims, validation=validation)
+    claims = evaluate_claims(
+        suite,
+        conditions,
+        prompts,
+        vectors.emotions,
+        readings[0],
+        readings[1:],
+        degenerate,
+        validation,
+        options.allow_random_claims or not is_random,
+        suite.generation.seed,
+    )
+    result = SuiteResult(
+        suite,
+        prompts,
+        conditions,
+        replies,
+        readings[0],
+        readings[1:],
+        ppl,
+        distinct,
+        tuple(vectors.emotions),
+        not is_random,
+        0.0,
+        quality,
+        claims,
+        validation=validation,
+    )
     result.dose = dose_table(result)
     weak = low_power(claims)
     if weak:
-        result.warnings.append(f"power < 0.8 at the minimum effect of interest for {len(weak)} claim(s): "
-                               f"{', '.join(weak[:5])}{' ...' if len(weak) > 5 else ''}; a null verdict there "
-                               "is weak evidence of no effect")
+        result.warnings.append(
+            f"power < 0.8 at the minimum effect of interest for {len(weak)} claim(s): "
+            f"{', '.join(weak[:5])}{' ...' if len(weak) > 5 else ''}; a null verdict there "
+            "is weak evidence of no effect"
+        )
     if is_random:
-        result.note = ("random weights: the verdicts test the plumbing and are not claims about the model"
-                       + ("" if options.allow_random_claims else "; every claim is reported inconclusive"))
+        result.note = "random weights: the verdicts test the plumbing and are not claims about the model" + (
+            "" if options.allow_random_claims else "; every claim is reported inconclusive"
+        )
     result.seconds = time.perf_counter() - start
     return result
 
@@ -165,9 +221,18 @@ def _grid(values: np.ndarray, n_prompts: int, n_conditions: int, samples: int) -
     return values.reshape(n_prompts, n_conditions, samples).transpose(1, 0, 2)
 
 
-def _read(lm: LoadedModel, vectors: EmotionVectors, reader: str, layer: int, conditions: list[Condition],
-          prompts: list[Prompt], shown: list[str], jobs: list[tuple[int, int, int]], flat: list[str],
-          chat: bool) -> Readings:
+def _read(
+    lm: LoadedModel,
+    vectors: EmotionVectors,
+    reader: str,
+    layer: int,
+    conditions: list[Condition],
+    prompts: list[Prompt],
+    shown: list[str],
+    jobs: list[tuple[int, int, int]],
+    flat: list[str],
+    chat: bool,
+) -> Readings:
     """Replies read in their conversation (:func:`read_replies`); prompts read alone, by the same reader."""
     scores = np.full((len(conditions), len(prompts), max(s for _, _, s in jobs) + 1, len(vectors.emotions)), np.nan)
     read = read_replies(lm, vectors, flat, [shown[p] for _, p, _ in jobs], chat, reader, layer)
@@ -177,8 +242,9 @@ def _read(lm: LoadedModel, vectors: EmotionVectors, reader: str, layer: int, con
     return Readings(reader, layer if get_reader(reader).layered else None, scores, prompt_scores)
 
 
-def reader_validation(lm: LoadedModel, vectors: EmotionVectors, suite: Suite, readers: list[str],
-                      layer: int) -> dict[str, Any]:
+def reader_validation(
+    lm: LoadedModel, vectors: EmotionVectors, suite: Suite, readers: list[str], layer: int
+) -> dict[str, Any]:
     """Each reader's one-vs-rest AUROC on the suite's labelled replies (``measurement.validate_on``),
     at the layer the suite reads; else the selection figure recorded in the vector file."""
     out: dict[str, Any] = {}
@@ -188,9 +254,13 @@ def reader_validation(lm: LoadedModel, vectors: EmotionVectors, suite: Suite, re
         for name in readers:
             rows = evaluate_reader(lm, vectors, corpus.texts, corpus.labels, name, corpus.contexts)
             row = next((r for r in rows if r.layer == layer), rows[0])
-            out[name] = {"validated_on": str(suite.measurement.validate_on), "n": len(corpus.texts),
-                         "auroc": row.auroc, "auroc_length_adjusted": row.auroc_length_adjusted,
-                         "macro_auroc": row.macro_auroc}
+            out[name] = {
+                "validated_on": str(suite.measurement.validate_on),
+                "n": len(corpus.texts),
+                "auroc": row.auroc,
+                "auroc_length_adjusted": row.auroc_length_adjusted,
+                "macro_auroc": row.macro_auroc,
+            }
         return out
     selection = vectors.meta.get("reading", {}).get("selection_macro_auroc", {})
     for name in readers:
@@ -214,16 +284,28 @@ def dose_table(result: SuiteResult) -> list[dict[str, Any]]:
             if cond.emotion is None:
                 continue
             delta = np.nanmean(scores[i], axis=1) - b
-            idx = [result.emotions.index(p.label if cond.emotion == LABEL else cond.emotion)  # type: ignore[arg-type]
-                   for p in result.prompts]
+            idx = [
+                result.emotions.index(p.label if cond.emotion == LABEL else cond.emotion)  # type: ignore[arg-type]
+                for p in result.prompts
+            ]
             target = delta[np.arange(len(result.prompts)), idx]
             off = (np.nansum(delta, axis=1) - target) / (n_emotions - 1)
             ok = np.isfinite(target)
             lo, hi = ci_mean(target[ok]) if ok.sum() > 1 else (float("nan"), float("nan"))
             q = quality[cond.name]
-            rows.append({"name": cond.name, "op": cond.op, "emotion": cond.emotion, "alpha": cond.alpha,
-                         "target_delta": float(np.nanmean(target)) if ok.any() else float("nan"),
-                         "target_ci": [lo, hi], "offtarget_delta": float(np.nanmean(off)) if ok.any() else float("nan"),
-                         "ppl_ratio": q["ppl_ratio"], "distinct2": q["distinct2"], "displacement": q["displacement"],
-                         "degenerate": q["degenerate"]})
+            rows.append(
+                {
+                    "name": cond.name,
+                    "op": cond.op,
+                    "emotion": cond.emotion,
+                    "alpha": cond.alpha,
+                    "target_delta": float(np.nanmean(target)) if ok.any() else float("nan"),
+                    "target_ci": [lo, hi],
+                    "offtarget_delta": float(np.nanmean(off)) if ok.any() else float("nan"),
+                    "ppl_ratio": q["ppl_ratio"],
+                    "distinct2": q["distinct2"],
+                    "displacement": q["displacement"],
+                    "degenerate": q["degenerate"],
+                }
+            )
     return rows

@@ -84,9 +84,13 @@ class Coherence:
     max_ppl_ratio: float = 3.0  # degenerate above this geometric-mean perplexity ratio to baseline
     min_distinct2: float = 0.3  # degenerate below this mean distinct-2 (unique token bigrams / bigrams)
     max_empty: float = 0.5  # degenerate above this share of empty replies
-    max_repeat_share: float = DegenerationLimits.max_repeat_share  # a reply loops above this share of words in repeated 3-grams
+    max_repeat_share: float = (
+        DegenerationLimits.max_repeat_share
+    )  # a reply loops above this share of words in repeated 3-grams
     min_compression: float = DegenerationLimits.min_compression  # a reply loops when zlib shrinks it below this ratio
-    max_markup_share: float = DegenerationLimits.max_markup_share  # markup junk above this share of tag / symbol-run chars
+    max_markup_share: float = (
+        DegenerationLimits.max_markup_share
+    )  # markup junk above this share of tag / symbol-run chars
     max_degenerate_share: float = 0.25  # degenerate when the share of looping / junk replies exceeds baseline's by this
 
 
@@ -143,41 +147,84 @@ def load_suite(path: str | Path) -> Suite:
 
 
 def parse_suite(data: object, source: str = "<suite>") -> Suite:
-    top = Fields(data, "", source, ["name", "description", "model", "vectors", "prompts", "n", "generation",
-                                     "conditions", "measurement", "metrics", "coherence", "statistics", "claims"])
+    top = Fields(
+        data,
+        "",
+        source,
+        [
+            "name",
+            "description",
+            "model",
+            "vectors",
+            "prompts",
+            "n",
+            "generation",
+            "conditions",
+            "measurement",
+            "metrics",
+            "coherence",
+            "statistics",
+            "claims",
+        ],
+    )
     prompts = _parse_prompts(top)
     g = top.sub("generation", ["max_new_tokens", "temperature", "seed", "samples", "chat", "batch_size", "frame"], {})
     generation = GenerationSpec(
-        max_new_tokens=g.integer("max_new_tokens", 32, low=1), temperature=g.number("temperature", 0.0, low=0),
-        seed=g.integer("seed", 0), samples=g.integer("samples", 1, low=1), chat=g.get("chat", bool, True),
-        batch_size=g.integer("batch_size", 32, low=1), frame=_parse_frame(g))
+        max_new_tokens=g.integer("max_new_tokens", 32, low=1),
+        temperature=g.number("temperature", 0.0, low=0),
+        seed=g.integer("seed", 0),
+        samples=g.integer("samples", 1, low=1),
+        chat=g.get("chat", bool, True),
+        batch_size=g.integer("batch_size", 32, low=1),
+        frame=_parse_frame(g),
+    )
     if generation.samples > 1 and generation.temperature == 0:
-        raise g.fail("samples", f"is {generation.samples} but temperature is 0 (greedy replies are identical): "
-                     "set temperature > 0 or samples: 1")
+        raise g.fail(
+            "samples",
+            f"is {generation.samples} but temperature is 0 (greedy replies are identical): "
+            "set temperature > 0 or samples: 1",
+        )
     if generation.frame and not generation.chat:
         raise g.fail("frame", "needs chat: true (a frame is a list of user/assistant exchanges)")
     conditions = _parse_conditions(top)
     m = top.sub("measurement", ["reader", "layer", "secondary", "validate_on"], {})
     readers = list(READERS)
     measurement = Measurement(
-        reader=m.choice("reader", readers, None), layer=m.integer("layer", None),
+        reader=m.choice("reader", readers, None),
+        layer=m.integer("layer", None),
         secondary=tuple(_known(m, "secondary", m.strings("secondary", ()), readers)),
-        validate_on=m.get("validate_on", str, None))
+        validate_on=m.get("validate_on", str, None),
+    )
     metrics = _parse_metrics(top)
     c = top.sub("coherence", [f for f in Coherence.__dataclass_fields__], {})
-    coherence = Coherence(**{name: c.number(name, getattr(Coherence(), name), low=0)
-                             for name in Coherence.__dataclass_fields__})
+    coherence = Coherence(
+        **{name: c.number(name, getattr(Coherence(), name), low=0) for name in Coherence.__dataclass_fields__}
+    )
     s = top.sub("statistics", ["correction", "alpha", "min_effect", "min_effect_dz"], {})
-    statistics = Statistics(correction=s.choice("correction", get_args(Correction), "holm"),  # type: ignore[arg-type]
-                            alpha=s.number("alpha", 0.05, low=0), min_effect=s.number("min_effect", 0.0, low=0),
-                            min_effect_dz=s.number("min_effect_dz", 0.5, low=0))
+    statistics = Statistics(
+        correction=s.choice("correction", get_args(Correction), "holm"),  # type: ignore[arg-type]
+        alpha=s.number("alpha", 0.05, low=0),
+        min_effect=s.number("min_effect", 0.0, low=0),
+        min_effect_dz=s.number("min_effect_dz", 0.5, low=0),
+    )
     if not 0 < statistics.alpha < 1:
         raise s.fail("alpha", f"is {statistics.alpha}: use a level between 0 and 1, e.g. 0.05")
     return Suite(
-        name=top.get("name", str), description=top.get("description", str, ""), model=top.get("model", str, None),
-        vectors=top.get("vectors", str, None), prompts=prompts, n=top.integer("n", None, low=1),
-        generation=generation, conditions=conditions, measurement=measurement, metrics=metrics,
-        coherence=coherence, statistics=statistics, claims=_parse_claims(top, conditions, metrics), path=source)
+        name=top.get("name", str),
+        description=top.get("description", str, ""),
+        model=top.get("model", str, None),
+        vectors=top.get("vectors", str, None),
+        prompts=prompts,
+        n=top.integer("n", None, low=1),
+        generation=generation,
+        conditions=conditions,
+        measurement=measurement,
+        metrics=metrics,
+        coherence=coherence,
+        statistics=statistics,
+        claims=_parse_claims(top, conditions, metrics),
+        path=source,
+    )
 
 
 def _known(r: Fields, key: str, values: Sequence[str], options: Sequence[str]) -> Sequence[str]:
@@ -215,8 +262,13 @@ def _parse_prompts(top: Fields) -> PromptSpec:
 
 
 NEEDS: dict[str, tuple[str, ...]] = {
-    "add": ("emotions", "alphas"), "ablate": ("emotions",), "clamp": ("emotions", "alphas"),
-    "random_add": ("alphas",), "random_ablate": (), "ablate_similar": ("like",), "prompt": ("instruction",),
+    "add": ("emotions", "alphas"),
+    "ablate": ("emotions",),
+    "clamp": ("emotions", "alphas"),
+    "random_add": ("alphas",),
+    "random_ablate": (),
+    "ablate_similar": ("like",),
+    "prompt": ("instruction",),
     "baseline": (),
 }
 
@@ -225,22 +277,35 @@ def _parse_conditions(top: Fields) -> tuple[ConditionSpec, ...]:
     items = top.get("conditions", list)
     out: list[ConditionSpec] = []
     for i, item in enumerate(items):
-        r = Fields(item, f"conditions[{i}]", top.source, ["name", "op", "emotions", "alphas", "mode", "seeds", "seed",
-                                                          "match", "like", "instruction", "layers"])
+        r = Fields(
+            item,
+            f"conditions[{i}]",
+            top.source,
+            ["name", "op", "emotions", "alphas", "mode", "seeds", "seed", "match", "like", "instruction", "layers"],
+        )
         op = r.choice("op", get_args(Op), "baseline" if r.data.get("name") == "baseline" else MISSING)
         for key in NEEDS[op]:
             r.get(key, object)  # present and not null
         layers = r.data.get("layers")
-        if layers is not None and (not isinstance(layers, list) or not layers
-                                   or not all(isinstance(x, int) and not isinstance(x, bool) for x in layers)):
+        if layers is not None and (
+            not isinstance(layers, list)
+            or not layers
+            or not all(isinstance(x, int) and not isinstance(x, bool) for x in layers)
+        ):
             raise r.fail("layers", f"must be a non-empty list of layer numbers, got {show(layers)}")
         spec = ConditionSpec(
-            name=r.get("name", str), op=op,  # type: ignore[arg-type]
-            emotions=r.strings("emotions", ()), alphas=r.numbers("alphas", ()),
+            name=r.get("name", str),
+            op=op,  # type: ignore[arg-type]
+            emotions=r.strings("emotions", ()),
+            alphas=r.numbers("alphas", ()),
             mode=r.choice("mode", ABLATIONS, "mean"),  # type: ignore[arg-type]
-            seeds=r.integer("seeds", 3, low=1), seed=r.integer("seed", 1000), match=r.get("match", str, ""),
-            like=r.get("like", str, ""), instruction=r.get("instruction", str, ""),
-            layers=tuple(layers) if layers else None)
+            seeds=r.integer("seeds", 3, low=1),
+            seed=r.integer("seed", 1000),
+            match=r.get("match", str, ""),
+            like=r.get("like", str, ""),
+            instruction=r.get("instruction", str, ""),
+            layers=tuple(layers) if layers else None,
+        )
         if spec.op == "random_ablate" and spec.mode == "directional":
             raise r.fail("mode", "is 'directional', which random_ablate does not support: use mean or zero")
         if spec.name in {s.name for s in out}:
@@ -249,8 +314,10 @@ def _parse_conditions(top: Fields) -> tuple[ConditionSpec, ...]:
     names = [s.name for s in out]
     for i, spec in enumerate(out):
         if spec.match and spec.match not in names:
-            raise SuiteError(f"{top.source}: field 'conditions[{i}].match' names unknown condition {spec.match!r}: "
-                             f"defined are {', '.join(names)}")
+            raise SuiteError(
+                f"{top.source}: field 'conditions[{i}].match' names unknown condition {spec.match!r}: "
+                f"defined are {', '.join(names)}"
+            )
     if not any(s.op == "baseline" for s in out):
         raise top.fail("conditions", "has no baseline: add `- name: baseline`")
     return tuple(out)
@@ -264,27 +331,52 @@ def _parse_metrics(top: Fields) -> tuple[MetricSpec, ...]:
         kind = r.choice("kind", get_args(MetricKind))
         against = r.strings("against", ())
         if kind == "specificity" and not against:
-            raise r.fail("against", "is missing: a specificity metric names its comparison emotions, "
-                         "e.g. against: [happy, calm, confident]")
+            raise r.fail(
+                "against",
+                "is missing: a specificity metric names its comparison emotions, "
+                "e.g. against: [happy, calm, confident]",
+            )
         out.append(MetricSpec(str(name), kind, r.get("emotion", str), against))  # type: ignore[arg-type]
     if not out:
         raise top.fail("metrics", "is empty: define at least one metric")
     return tuple(out)
 
 
-def _parse_claims(top: Fields, conditions: Sequence[ConditionSpec], metrics: Sequence[MetricSpec]
-                  ) -> tuple[ClaimSpec, ...]:
+def _parse_claims(
+    top: Fields, conditions: Sequence[ConditionSpec], metrics: Sequence[MetricSpec]
+) -> tuple[ClaimSpec, ...]:
     names = [c.name for c in conditions]
     out: list[ClaimSpec] = []
     for i, item in enumerate(top.get("claims", list, [])):
-        r = Fields(item, f"claims[{i}]", top.source, ["name", "condition", "compare_to", "metric", "direction",
-                                                       "controls", "threshold", "alpha", "premise", "min_effect"])
+        r = Fields(
+            item,
+            f"claims[{i}]",
+            top.source,
+            [
+                "name",
+                "condition",
+                "compare_to",
+                "metric",
+                "direction",
+                "controls",
+                "threshold",
+                "alpha",
+                "premise",
+                "min_effect",
+            ],
+        )
         claim = ClaimSpec(
-            name=r.get("name", str), condition=r.get("condition", str), metric=r.get("metric", str),
+            name=r.get("name", str),
+            condition=r.get("condition", str),
+            metric=r.get("metric", str),
             direction=r.choice("direction", get_args(Direction)),  # type: ignore[arg-type]
-            compare_to=r.get("compare_to", str, "baseline"), controls=r.strings("controls", ()),
-            threshold=r.number("threshold", 0.0, low=0), alpha=r.number("alpha", None),
-            premise=r.get("premise", str, ""), min_effect=r.number("min_effect", None, low=0))
+            compare_to=r.get("compare_to", str, "baseline"),
+            controls=r.strings("controls", ()),
+            threshold=r.number("threshold", 0.0, low=0),
+            alpha=r.number("alpha", None),
+            premise=r.get("premise", str, ""),
+            min_effect=r.number("min_effect", None, low=0),
+        )
         checks = [("condition", claim.condition), *[("controls", c) for c in claim.controls]]
         if claim.compare_to != NONE:
             checks.append(("compare_to", claim.compare_to))
@@ -292,10 +384,15 @@ def _parse_claims(top: Fields, conditions: Sequence[ConditionSpec], metrics: Seq
             if value not in names:
                 raise r.fail(key, f"names unknown condition {value!r}: defined are {', '.join(names)}")
         if claim.metric not in [m.name for m in metrics]:
-            raise r.fail("metric", f"names unknown metric {claim.metric!r}: defined are {', '.join(m.name for m in metrics)}")
+            raise r.fail(
+                "metric", f"names unknown metric {claim.metric!r}: defined are {', '.join(m.name for m in metrics)}"
+            )
         if claim.premise and claim.premise not in [c.name for c in out]:
-            raise r.fail("premise", f"names {claim.premise!r}, which is not a claim listed before this one: "
-                         "list the premise first and use its name")
+            raise r.fail(
+                "premise",
+                f"names {claim.premise!r}, which is not a claim listed before this one: "
+                "list the premise first and use its name",
+            )
         if claim.name in [c.name for c in out]:
             raise r.fail("name", f"{claim.name!r} is used twice: claim names must be unique")
         out.append(claim)

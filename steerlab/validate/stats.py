@@ -141,8 +141,9 @@ def sign_flip_tails(d: FloatArray, seed: int, n_perm: int) -> _Tails:
     return _exact_tails(d) if d.size <= EXACT_MAX_N else _mc_tails(d, seed, n_perm)
 
 
-def sign_flip_p(diff: ArrayLike, alternative: Alternative = "greater", shift: float = 0.0,
-                seed: int = 0, n_perm: int = 20000) -> PValue:
+def sign_flip_p(
+    diff: ArrayLike, alternative: Alternative = "greater", shift: float = 0.0, seed: int = 0, n_perm: int = 20000
+) -> PValue:
     """Paired sign-flip permutation p of mean(diff - shift) against 0; nan pairs are dropped.
 
     Exact (all 2^n sign vectors) for n <= 20, else Monte Carlo with (hits + 1) / (n_perm + 1) so
@@ -159,8 +160,7 @@ def sign_flip_p(diff: ArrayLike, alternative: Alternative = "greater", shift: fl
 # --- confidence intervals ----------------------------------------------------------------------
 
 
-def ci_mean(values: ArrayLike, level: float = 0.95, seed: int = 0,
-            n_boot: int = 4000) -> tuple[float, float]:
+def ci_mean(values: ArrayLike, level: float = 0.95, seed: int = 0, n_boot: int = 4000) -> tuple[float, float]:
     """Studentised-bootstrap (bootstrap-t) CI for the mean; nan values are dropped.
 
     Bootstrap-t resamples the t statistic rather than the mean, which corrects for skew and for the
