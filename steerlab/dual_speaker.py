@@ -21,9 +21,8 @@ from .chat import check_messages, format_chat
 from .corpus import NEUTRAL, data_path, emotion_info
 from .errors import SteerlabError
 from .files import jsonl_rows
-from .geometry import affect, pc1_valence
 from .models import LoadedModel
-from .probes import Correlation, correlate
+from .probes import Correlation, correlate, pc1_valence
 from .scope import token_turns
 from .vectors import EmotionVectors, unit_rows
 
@@ -215,7 +214,7 @@ def dual_speaker(
     if not grid_n.any():
         notes.append("role grid skipped: the vectors share no emotion with the dialogue labels")
 
-    arousal = affect(vectors, "arousal")
+    arousal = vectors.affect("arousal")
     thermostat: dict[str, Correlation] = {}
     if len(arousal) >= 3 and np.ptp(list(arousal.values())) > 0:
         a = np.array([arousal.get(e, 0.0) for e in vectors.emotions])

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .corpus import emotion_info
 from .errors import SteerlabError
 from .probes import Correlation, correlate
 from .vectors import EmotionVectors, unit_rows
@@ -56,25 +55,10 @@ def geometry(
     return Geometry(layer, tuple(emotions), val, aro, coords, (s[:2] ** 2) / np.sum(s**2), r, order, cos)
 
 
-def affect(vectors: EmotionVectors, key: str) -> dict[str, float]:
-    """Valence or arousal per emotion: the vector file's, else the built-in table."""
-    info = emotion_info()
-    table = {e: getattr(i, key) for e, i in info.items()}
-    stored = vectors.meta.get(key) or {}
-    return {e: float(stored[e]) if e in stored and e in info else table[e] for e in vectors.emotions if e in table}
-
-
-def pc1_valence(vecs: np.ndarray, emotions: Sequence[str], valence: dict[str, float]) -> Correlation:
-    """r between the first principal component of ``vecs`` (E, hidden) and the labelled valence."""
-    centred = vecs - vecs.mean(axis=0)
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    return correlate(centred @ vt[0], [valence.get(e, np.nan) for e in emotions])
-
-
 def vector_geometry(vectors: EmotionVectors, layer: int | None = None) -> Geometry:
     """Geometry of the vectors at ``layer`` (default: the reading layer)."""
     layer = vectors.check_layer(vectors.reading_layer if layer is None else layer, "layer")
-    val, aro = affect(vectors, "valence"), affect(vectors, "arousal")
+    val, aro = vectors.affect("valence"), vectors.affect("arousal")
     return geometry(
         vectors.directions[layer].numpy(),
         vectors.emotions,

@@ -133,3 +133,10 @@ def correlate(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray, 
         return Correlation(float("nan"), float("nan"), len(x))
     res = stats.spearmanr(x, y) if spearman else stats.pearsonr(x, y)
     return Correlation(float(res[0]), float(res[1]), len(x))
+
+
+def pc1_valence(vecs: np.ndarray, emotions: Sequence[str], valence: dict[str, float]) -> Correlation:
+    """r between the first principal component of ``vecs`` (E, hidden) and the labelled valence."""
+    centred = vecs - vecs.mean(axis=0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    return correlate(centred @ vt[0], [valence.get(e, np.nan) for e in emotions])

@@ -363,7 +363,7 @@ def choose_reader(
         key=lambda nk: np.nan_to_num(table[nk[0]][nk[1]], nan=-1.0),
     )
     final = with_reply_reader(vectors, features, labels, seed, c, provenance)
-    layer = int(best_layer) if best_layer != "-" else vectors.meta.get("best_layer", vectors.chosen_layer)
+    layer = int(best_layer) if best_layer != "-" else vectors.meta.get("best_layer", vectors.steering_layer)
     reading = {
         "reader": best_name,
         "layer": int(layer),

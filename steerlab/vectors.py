@@ -71,6 +71,14 @@ class EmotionVectors:
     def check_layer(self, layer: int, what: str = "layer") -> int:
         return check_layers([layer], self.n_layers, what)[0]
 
+    def affect(self, key: str) -> dict[str, float]:
+        """Valence or arousal per emotion: the file's own table, else the built-in one."""
+        from .corpus import emotion_info
+
+        table = {e: getattr(i, key) for e, i in emotion_info().items()}
+        stored = self.meta.get(key) or {}
+        return {e: float(stored[e]) if e in stored else table[e] for e in self.emotions if e in table}
+
     def mean_projection(self, direction: torch.Tensor, layer: int) -> float:
         """Mean projection of the extraction corpus's activations on ``direction`` at ``layer``: the
         value a mean-ablation sets the projection to (``center`` is that corpus's mean activation)."""

@@ -11,8 +11,8 @@ import pytest
 from steerlab.cli import main
 from steerlab.corpus import load_corpus
 from steerlab.extract import ExtractConfig, extract
-from steerlab.models import LoadedModel, load_model
-from steerlab.vectors import EmotionVectors
+from steerlab.models import EMBEDDED, LoadedModel, load_model
+from steerlab.vectors import EmotionVectors, shipped_vectors
 
 TINY_TEXTS = {
     "joyful": [
@@ -69,8 +69,8 @@ def embedded() -> LoadedModel:
     return load_model("gemma-3-270m")
 
 
-REPO = Path(__file__).resolve().parents[1]
-SHIPPED = REPO / "vectors" / "gemma-3-270m" / "emotions.safetensors"
+REPO = Path(__file__).resolve().parents[1]  # the checkout: suites and eval data live there
+SHIPPED = shipped_vectors(EMBEDDED) or Path("shipped vectors missing: run `steerlab extract`")
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:

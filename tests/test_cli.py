@@ -21,7 +21,7 @@ def test_extract_on_tiny_model_writes_everything(tiny_corpus_path, tmp_path, cap
     assert {"emotions.safetensors", "emotions.json", "layer_sweep.csv", "layer_sweep.png"} <= {
         p.name for p in out.parent.iterdir()
     }
-    assert "chosen layer" in stdout and "random weights" in stdout
+    assert "steering layer" in stdout and "reading layer" in stdout and "random weights" in stdout
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ from steerlab.models import LoadedModel
 from steerlab.readers import READERS
 from steerlab.vectors import EmotionVectors, differences
 
-REPO = Path(__file__).resolve().parents[1]
+from .conftest import REPO
 
 
 def test_cli_names_match_the_registries() -> None:

@@ -23,7 +23,8 @@ from steerlab.validate.conditions import Calibration
 from steerlab.validate.decide import Readings, evaluate_claims
 from steerlab.vectors import EmotionVectors, save_vectors
 
-REPO = Path(__file__).resolve().parents[1]
+from .conftest import REPO
+
 SUITES = REPO / "eval" / "suites"
 
 

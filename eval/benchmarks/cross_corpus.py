@@ -126,7 +126,7 @@ def main() -> int:
     best_es = max(rows, key=lambda r: r["emotionscope_recipe_top1"])
     best_ours = max(rows, key=lambda r: r["steerlab_vectors_top1_same_test"])
     best_recentred = max(rows, key=lambda r: r["steerlab_recentred_top1_same_test"])
-    chosen = rows[ours.chosen_layer]
+    chosen = rows[ours.steering_layer]
     summary = {
         "model": lm.spec,
         "vectors": args.vectors,
@@ -139,7 +139,7 @@ def main() -> int:
             "ci": best_ours["steerlab_ci"],
         },
         "steerlab_chosen_layer": {
-            "layer": ours.chosen_layer,
+            "layer": ours.steering_layer,
             "top1": chosen["steerlab_vectors_top1_same_test"],
             "top1_all_1000": chosen["steerlab_vectors_top1_all_1000"],
         },
@@ -187,7 +187,7 @@ def main() -> int:
         f"EmotionScope recipe best: {best_es['emotionscope_recipe_top1']:.3f} at layer {best_es['layer']}; "
         f"steerlab (trained only on its own corpus) best: {best_ours['steerlab_vectors_top1_same_test']:.3f} "
         f"at layer {best_ours['layer']}, "
-        f"at its chosen layer {ours.chosen_layer}: {chosen['steerlab_vectors_top1_same_test']:.3f}; chance 0.050"
+        f"at its chosen layer {ours.steering_layer}: {chosen['steerlab_vectors_top1_same_test']:.3f}; chance 0.050"
     )
     return 0
 

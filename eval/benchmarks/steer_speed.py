@@ -19,7 +19,7 @@ from steerlab.corpus import load_corpus
 from steerlab.edits import Edit, build_edits, random_direction
 from steerlab.generate import GenerationConfig, generate
 from steerlab.models import load_model
-from steerlab.vectors import load_vectors
+from steerlab.vectors import load_vectors, shipped_vectors
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,10 +33,10 @@ def main() -> int:
     args = ap.parse_args()
     lm = load_model(args.model)
     prompts = [t[:120] for t in load_corpus().texts[::50][: args.prompts]]
-    shipped = REPO / "vectors" / lm.spec / "emotions.safetensors"
-    if shipped.exists():
+    shipped = shipped_vectors(lm.spec)
+    if shipped is not None:
         v = load_vectors(shipped)
-        edits = build_edits(v, [v.chosen_layer], add={"hopeful": 4.0})
+        edits = build_edits(v, [v.steering_layer], add={"hopeful": 4.0})
     else:
         layer = lm.n_layers // 2
         edits = [Edit("add", layer, random_direction(lm.hidden_size, 0), 10.0, "random")]

@@ -144,7 +144,8 @@ def extract_cmd(
     click.echo(table.to_string(float_format=lambda x: f"{x:.3f}"))
     click.echo(
         f"chance top-1 = {1 / len(v.emotions):.3f} ({len(v.emotions)} emotions); "
-        f"best layer {v.meta['best_layer']}, chosen layer {v.chosen_layer}"
+        f"best layer {v.meta['best_layer']}, steering layer {v.steering_layer}, reading layer {v.reading_layer} "
+        f"({v.default_reader} reader)"
     )
     click.echo(f"rule: {v.meta['layer_rule']}")
     if lm.is_random:
@@ -153,7 +154,7 @@ def extract_cmd(
     table.to_csv(target.with_name("layer_sweep.csv"), float_format="%.6f")
     plot_layer_sweep(
         result.sweep,
-        v.chosen_layer,
+        v.steering_layer,
         len(v.emotions),
         target.with_name("layer_sweep.png"),
         title=f"{lm.spec} · {method} · {c.source}",
