@@ -135,6 +135,10 @@ CASES: dict[str, tuple[Case, str]] = {
         lambda v, d: ["validate", str(_suite(d)), "--vectors", str(v), "--out", str(_results(d / "o"))],
         "--force",
     ),
+    "validate: prompt beyond the context": (
+        lambda v, d: ["validate", str(_suite(d, "word " * 600)), "--vectors", str(v), "--out", str(d / "o")],
+        "context",
+    ),
     # usage errors from click: one line too
     "steer --max-new-tokens 0": (lambda v, d: [*STEER, "--max-new-tokens", "0"], "--max-new-tokens"),
     "unknown command": (lambda v, d: ["stear"], "stear"),
@@ -161,13 +165,13 @@ def _results(path: Path) -> Path:
     return path
 
 
-def _suite(folder: Path) -> Path:
+def _suite(folder: Path, prompt: str = "a long night") -> Path:
     path = folder / "suite.yaml"
     path.write_text(
         json.dumps(
             {  # JSON is YAML
                 "name": "tiny",
-                "prompts": ["a day at the sea", "a long night"],
+                "prompts": ["a day at the sea", prompt],
                 "generation": {"max_new_tokens": 2},
                 "conditions": [
                     {"name": "baseline"},

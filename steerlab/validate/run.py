@@ -110,6 +110,10 @@ def run_suite(
     reader, layer = check_suite(suite, vectors, prompts)
     gen = suite.generation
     shown = [suite.prompts.template.format(text=q.text) for q in prompts]
+    longest = max((c.instruction or "" for c in suite.conditions), key=len)
+    for i, text in enumerate(shown):
+        full = prompt_text(lm.tokenizer, _with_instruction(text, longest), gen.chat, gen.frame)
+        lm.check_length(len(lm.tokenizer(full)["input_ids"]), f"prompt {i + 1} of the suite", gen.max_new_tokens)
     calibration = None
     if needs_calibration(suite):
         calibration = Calibration(lm, vectors, [prompt_text(lm.tokenizer, s, gen.chat, gen.frame) for s in shown])
