@@ -125,38 +125,16 @@ def test_installed_steerlab_works_from_an_empty_directory(tmp_path: Path) -> Non
         check=True,
     ).stdout
     assert str(venv) in where, f"imported the checkout, not the install: {where}"
-    steer = subprocess.run(
-        [
-            str(venv / "bin" / "steerlab"),
-            "steer",
-            "I lost my job today.",
-            "--chat",
-            "--emotion",
-            "hopeful",
-            "--alpha",
-            "4",
-            "--max-new-tokens",
-            "8",
-            "--json",
-        ],
-        cwd=empty,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+
+    def steerlab(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(venv / "bin" / "steerlab"), *args], cwd=empty, env=env, capture_output=True, text=True, timeout=600
+        )
+
+    steer = steerlab("steer", "I lost my job today.", "--chat", "--emotion", "hopeful", "--alpha", "4", "--json")
     assert steer.returncode == 0, steer.stderr[-2000:]
     assert '"steered"' in steer.stdout
-    scope = subprocess.run(
-        [str(venv / "bin" / "steerlab"), "scope", "The storm took the roof."],
-        cwd=empty,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    scope = steerlab("scope", "The storm took the roof.")
     assert scope.returncode == 0, scope.stderr[-2000:]
     assert "readout points" in scope.stdout
     assert list(empty.iterdir()) == []

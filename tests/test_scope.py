@@ -164,26 +164,20 @@ def reading_at(vectors: EmotionVectors, reading: int, steering: int) -> EmotionV
     return dataclasses.replace(vectors, meta={**vectors.meta, "chosen_layer": steering, "reading": {"layer": reading}})
 
 
+def rain_scale(folder: Path, values: list[int], expect: dict[str, str]) -> Path:
+    """A one-scale intensity file in steerlab's format."""
+    path = folder / "s.json"
+    scale = {"name": "rain", "template": "It rained for {x} days.", "values": values, "expect": expect}
+    path.write_text(json.dumps({"scales": [scale]}))
+    return path
+
+
 def test_analyses_default_to_the_reading_layer(tiny: LoadedModel, tiny_vectors: EmotionVectors, tmp_path: Path) -> None:
     vectors = reading_at(tiny_vectors, reading=3, steering=1)
     assert (vectors.reading_layer, vectors.steering_layer) == (3, 1)
     assert read_text(tiny, vectors, "sun and rain").layers == (3,)
     assert vector_geometry(vectors).layer == 3
-    path = tmp_path / "s.json"
-    path.write_text(
-        json.dumps(
-            {
-                "scales": [
-                    {
-                        "name": "rain",
-                        "template": "It rained for {x} days.",
-                        "values": [1, 2, 5],
-                        "expect": {"grim": "+"},
-                    }
-                ]
-            }
-        )
-    )
+    path = rain_scale(tmp_path, [1, 2, 5], {"grim": "+"})
     assert intensity(tiny, vectors, load_scales(path)).layer == 3
     with pytest.raises(SteerlabError, match="layer 7 is out of range"):
         vector_geometry(vectors, 7)
@@ -238,21 +232,7 @@ def test_scales_load_both_formats(tmp_path: Path) -> None:
 
 
 def test_intensity_on_tiny(tiny: LoadedModel, tiny_vectors: EmotionVectors, tmp_path: Path) -> None:
-    path = tmp_path / "s.json"
-    path.write_text(
-        json.dumps(
-            {
-                "scales": [
-                    {
-                        "name": "rain",
-                        "template": "It rained for {x} days.",
-                        "values": [1, 2, 5, 9],
-                        "expect": {"grim": "+", "joyful": "-", "happy": "+"},
-                    }
-                ]
-            }
-        )
-    )
+    path = rain_scale(tmp_path, [1, 2, 5, 9], {"grim": "+", "joyful": "-", "happy": "+"})
     result = intensity(tiny, tiny_vectors, load_scales(path))
     assert [(r.emotion, r.expected, r.n) for r in result.rows] == [("grim", 1, 4), ("joyful", -1, 4)]
     assert result.skipped == ("rain:happy",)
