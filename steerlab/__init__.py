@@ -24,18 +24,18 @@ _HOMES = {
     "build_edits": "edits",
     "random_direction": "edits",
     "SteerlabError": "errors",
-    "ExtractConfig": "extract",
-    "extract": "extract",
-    "GenerationConfig": "generate",
-    "generate": "generate",
+    "ExtractConfig": "extraction",
+    "extract": "extraction",
+    "GenerationConfig": "generation",
+    "generate": "generation",
     "steering": "interventions",
     "LoadedModel": "models",
     "load_model": "models",
     "READERS": "readers",
     "evaluate_reader": "readers",
     "read_texts": "readers",
-    "Comparison": "compare",
-    "compare": "compare",
+    "Comparison": "comparison",
+    "compare": "comparison",
     "EmotionVectors": "vectors",
     "load_vectors": "vectors",
     "save_vectors": "vectors",
@@ -83,12 +83,12 @@ __all__ = [
 
 if TYPE_CHECKING:  # the same names, eagerly, for type checkers
     from .activations import PoolingConfig, pooled_activations
-    from .compare import Comparison, compare
+    from .comparison import Comparison, compare
     from .corpus import Corpus, Record, load_corpus
     from .edits import Edit, build_edits, random_direction
     from .errors import SteerlabError
-    from .extract import ExtractConfig, extract
-    from .generate import GenerationConfig, generate
+    from .extraction import ExtractConfig, extract
+    from .generation import GenerationConfig, generate
     from .interventions import steering
     from .models import LoadedModel, load_model
     from .readers import READERS, evaluate_reader, read_texts

@@ -32,7 +32,7 @@ from .activations import pad_batch, token_activations
 from .chat import ChatText, check_messages, format_chat, token_roles
 from .edits import random_direction
 from .errors import SteerlabError
-from .generate import GenerationConfig, clean_reply, generate
+from .generation import GenerationConfig, clean_reply, generate
 from .models import LoadedModel
 from .vectors import EmotionVectors, cosine
 

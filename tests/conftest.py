@@ -10,7 +10,7 @@ import pytest
 
 from steerlab.cli import main
 from steerlab.corpus import load_corpus
-from steerlab.extract import ExtractConfig, extract
+from steerlab.extraction import ExtractConfig, extract
 from steerlab.models import EMBEDDED, LoadedModel, load_model
 from steerlab.vectors import EmotionVectors, shipped_vectors
 
@@ -87,7 +87,7 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest
 @pytest.fixture(scope="session")
 def tiny_vec_file(tmp_path_factory: pytest.TempPathFactory, tiny_corpus_path: Path) -> Path:
     from steerlab.corpus import load_corpus
-    from steerlab.extract import ExtractConfig, extract
+    from steerlab.extraction import ExtractConfig, extract
     from steerlab.models import load_model
     from steerlab.vectors import save_vectors
 

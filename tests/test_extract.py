@@ -12,7 +12,7 @@ import torch
 from steerlab.activations import PoolingConfig, content_mask, pooled_activations, token_activations
 from steerlab.corpus import Record, load_corpus, names_own_emotion, stratified_split
 from steerlab.errors import CorpusError, VectorsError
-from steerlab.extract import ExtractConfig, extract
+from steerlab.extraction import ExtractConfig, extract
 from steerlab.methods import METHODS, MethodInput
 from steerlab.vectors import load_vectors, save_vectors
 

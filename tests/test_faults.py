@@ -212,7 +212,7 @@ def test_greedy_samples_warn(
 
 
 def test_empty_reply_is_reported_not_scored(tiny_vec_file: Path) -> None:
-    from steerlab.compare import Comparison
+    from steerlab.comparison import Comparison
 
     row = Comparison("p", 0, 4.0, (1,), 1.0, "a reply", "  ", torch.zeros(3).numpy(), torch.zeros(3).numpy())
     steered = row.to_json(("a", "b", "c"))["steered"]

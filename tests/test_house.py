@@ -16,7 +16,7 @@ from steerlab import names
 from steerlab.corpus import load_corpus
 from steerlab.edits import ABLATIONS, MAX_SHIFT, build_edits
 from steerlab.errors import InterventionError
-from steerlab.extract import ExtractConfig, extract
+from steerlab.extraction import ExtractConfig, extract
 from steerlab.interventions import steering
 from steerlab.methods import METHODS
 from steerlab.models import LoadedModel
@@ -104,37 +104,44 @@ def test_extraction_reproduces_within_the_stated_tolerance(tiny: LoadedModel, ti
 
 @pytest.mark.slow
 def test_installed_steerlab_works_from_an_empty_directory(tmp_path: Path) -> None:
-    """A non-editable install into a fresh venv (reusing this environment's packages) finds its
-    shipped vectors and data through package data: `steer` and `scope` run from an empty folder."""
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
-    py = venv / "bin" / "python"
-    # The dependencies are already in this interpreter's site-packages; only steerlab itself is built.
+    """A non-editable install (a built wheel, into its own folder; the dependencies come from this
+    environment) finds its shipped vectors and data through package data: `steer` and `scope` run
+    from an empty folder."""
+    site = tmp_path / "site"
     subprocess.run(
-        [str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", str(REPO)], check=True, timeout=600
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(REPO)],
+        check=True,
+        timeout=600,
     )
     empty = tmp_path / "empty"
     empty.mkdir()
-    env = {**os.environ, "PYTHONPATH": "", "PYTHONNOUSERSITE": "1"}
-    where = subprocess.run(
-        [str(py), "-c", "import steerlab; print(steerlab.__file__)"],
-        cwd=empty,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert str(venv) in where, f"imported the checkout, not the install: {where}"
+    env = {**os.environ, "PYTHONPATH": str(site)}
 
     def steerlab(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(venv / "bin" / "steerlab"), *args], cwd=empty, env=env, capture_output=True, text=True, timeout=600
+            [sys.executable, *args], cwd=empty, env=env, capture_output=True, text=True, timeout=600, check=False
         )
 
-    steer = steerlab("steer", "I lost my job today.", "--chat", "--emotion", "hopeful", "--alpha", "4", "--json")
+    where = steerlab("-c", "import steerlab; print(steerlab.__file__)")
+    assert where.stdout.startswith(str(site)), f"imported the checkout, not the install: {where.stdout}"
+    steer = steerlab(
+        "-m", "steerlab", "steer", "I lost my job.", "--chat", "--emotion", "hopeful", "--alpha", "4", "--json"
+    )
     assert steer.returncode == 0, steer.stderr[-2000:]
     assert '"steered"' in steer.stdout
-    scope = steerlab("scope", "The storm took the roof.")
+    scope = steerlab("-m", "steerlab", "scope", "The storm took the roof.")
     assert scope.returncode == 0, scope.stderr[-2000:]
     assert "readout points" in scope.stdout
     assert list(empty.iterdir()) == []
+
+
+def test_public_names_are_the_functions_after_any_import() -> None:
+    """Submodules are named apart from the functions they export, so importing a submodule never
+    replaces `steerlab.extract` (a function) by a module."""
+    import steerlab
+    import steerlab.comparison
+    import steerlab.extraction
+    import steerlab.generation
+
+    for name in ("extract", "compare", "generate", "steering", "load_model"):
+        assert callable(getattr(steerlab, name)) and not isinstance(getattr(steerlab, name), type(steerlab)), name

@@ -14,7 +14,7 @@ from steerlab.activations import PoolingConfig, pad_batch, pooled_activations, t
 from steerlab.chat import format_chat
 from steerlab.corpus import load_corpus
 from steerlab.errors import SteerlabError
-from steerlab.extract import ExtractConfig, extract
+from steerlab.extraction import ExtractConfig, extract
 from steerlab.models import LoadedModel
 from steerlab.readers import READERS, evaluate_reader, read_texts, score_readings
 from steerlab.vectors import EmotionVectors, load_vectors, save_vectors

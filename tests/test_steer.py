@@ -11,7 +11,7 @@ import torch
 from steerlab.activations import pad_batch, tokenize
 from steerlab.edits import Edit, build_edits, random_direction
 from steerlab.errors import InterventionError
-from steerlab.generate import GenerationConfig, generate
+from steerlab.generation import GenerationConfig, generate
 from steerlab.interventions import Displacement, Positions, steering
 from steerlab.sites import decoder_layers
 
@@ -222,7 +222,7 @@ def test_random_direction_is_seeded_unit(tiny) -> None:  # type: ignore[no-untyp
 
 
 def test_plain_transcript_reply_ends_at_the_turn_separator(tiny) -> None:  # type: ignore[no-untyped-def]
-    from steerlab.generate import clean_reply
+    from steerlab.generation import clean_reply
 
     assert clean_reply(tiny, " I'll pay rent.\n\nI'll pay rent.\n\nUser: ok", chat=True) == "I'll pay rent."
     assert clean_reply(tiny, "Sure.\nUser: more", chat=True) == "Sure."

@@ -17,7 +17,7 @@ from steerlab import validate as V
 from steerlab.activations import pooled_activations
 from steerlab.edits import build_edits, random_direction
 from steerlab.errors import SuiteError
-from steerlab.generate import GenerationConfig, generate
+from steerlab.generation import GenerationConfig, generate
 from steerlab.models import LoadedModel
 from steerlab.validate.conditions import Calibration
 from steerlab.validate.decide import Readings, evaluate_claims

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from steerlab.corpus import Corpus, Record
-from steerlab.extract import ExtractConfig, extract
+from steerlab.extraction import ExtractConfig, extract
 from steerlab.models import load_model
 from steerlab.probes import score_layer
 from steerlab.vectors import load_vectors

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from steerlab.corpus import load_corpus
 from steerlab.edits import Edit, build_edits, random_direction
-from steerlab.generate import GenerationConfig, generate
+from steerlab.generation import GenerationConfig, generate
 from steerlab.models import load_model
 from steerlab.vectors import load_vectors, shipped_vectors
 

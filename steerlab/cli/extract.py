@@ -109,7 +109,7 @@ def extract_cmd(
 
     from ..activations import PoolingConfig
     from ..corpus import load_corpus
-    from ..extract import ExtractConfig, extract
+    from ..extraction import ExtractConfig, extract
     from ..plots import plot_layer_sweep
     from ..vectors import save_vectors, user_vectors
 

@@ -115,9 +115,9 @@ def steer_cmd(
     Alpha is scale-free: alpha 1 adds one "typical emotion offset" at the layer (the mean distance
     between an emotion's mean activation and the grand mean on the extraction corpus).
     """
-    from ..compare import check_prompts, compare
+    from ..comparison import check_prompts, compare
     from ..edits import parse_ablation
-    from ..generate import GenerationConfig
+    from ..generation import GenerationConfig
     from ..validate.prompts import load_prompts
 
     prompts = list(prompt) + ([p.text for p in load_prompts(prompts_file)] if prompts_file else [])

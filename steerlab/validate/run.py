@@ -21,7 +21,7 @@ import numpy as np
 from ..chat import prompt_text
 from ..corpus import load_corpus
 from ..errors import SuiteError
-from ..generate import GenerationConfig, generate
+from ..generation import GenerationConfig, generate
 from ..interventions import Displacement
 from ..models import LoadedModel
 from ..readers import evaluate_reader, get_reader, read_replies, read_texts

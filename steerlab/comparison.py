@@ -15,7 +15,7 @@ import numpy as np
 from .chat import prompt_text
 from .edits import Edit, build_edits
 from .errors import SteerlabError
-from .generate import GenerationConfig, generate
+from .generation import GenerationConfig, generate
 from .interventions import Displacement, Positions
 from .models import LoadedModel
 from .readers import read_replies
