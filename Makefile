@@ -15,10 +15,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Headless Chromium for the HTML-report render test (skipped cleanly when it cannot be installed).
+# Headless Chromium and its driver for the browser tests (skipped with their reason when they cannot be installed).
 browser:
-	@command -v chromium >/dev/null 2>&1 || { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-	  || echo "note: chromium could not be installed; the report render test will be skipped"; }
+	@{ command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; } || \
+	  { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+	  || echo "note: chromium/chromedriver could not be installed; the browser tests will be skipped"; }
 
 # The main job on the embedded model: extract vectors with a layer sweep, then steer and scope with them.
 demo: install

@@ -1,0 +1,203 @@
+"""``steerlab serve``: a local web page to chat with the model and watch both turns' emotions token by
+token, and to compare a steered reply with the baseline. The app only calls the library
+(:func:`live.stream_reply`, :func:`comparison.compare`, :func:`scope.read_conversation`); every page
+asset is package data, so it works offline. One generation runs at a time; a closed page cancels its own.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+
+from .chat import prompt_text
+from .comparison import compare
+from .corpus import data_path
+from .errors import SteerlabError
+from .generation import GenerationConfig
+from .live import check_chat, stream_reply
+from .models import LoadedModel
+from .names import POSITIONS
+from .scope import Reading, read_conversation
+from .sites import parse_layers
+from .validate.measure import distinct2, reply_perplexity
+from .vectors import EmotionVectors
+
+BUSY = "busy: the model is answering another request; wait for it to finish"
+
+
+class Chat(BaseModel):
+    messages: list[dict[str, str]]
+    max_new_tokens: int = Field(default=48)
+
+
+class Steer(BaseModel):
+    message: str
+    emotion: str
+    alpha: float = 4.0
+    mode: str = "add"  # add | ablate | clamp
+    layers: str = ""  # "" = the steering layer; "8", "6-10", "3,5"
+    positions: str = "all"
+    max_new_tokens: int = 48
+
+
+def top(emotions: tuple[str, ...], scores: np.ndarray | None, k: int = 3) -> list[tuple[str, float]]:
+    """The ``k`` strongest emotions, strongest first; emotions a reader does not read are left out."""
+    if scores is None:
+        return []
+    ranked = sorted(((float(s), e) for e, s in zip(emotions, scores, strict=True) if math.isfinite(s)), reverse=True)
+    return [(e, round(s, 4)) for s, e in ranked[:k]]
+
+
+def reading_payload(r: Reading) -> dict[str, Any]:
+    scores = r.layer_scores()
+    return {
+        "layer": r.layers[0],
+        "noise_floor": round(float(r.noise_floor[0]), 4),
+        "tokens": [
+            {"text": t, "role": r.roles[i], "turn": r.turns[i], "top": top(r.emotions, scores[i])}
+            for i, t in enumerate(r.tokens)
+        ],
+        "points": {name: top(r.emotions, r.readout(name)) for name in r.points},
+        "turns": [{"turn": i, "role": role, "top": top(r.emotions, mean)} for i, role, mean in r.turn_means()],
+    }
+
+
+def _sse(kind: str, data: dict[str, Any]) -> str:
+    return f"event: {kind}\ndata: {json.dumps(data, allow_nan=False)}\n\n"
+
+
+def _error(err: Exception, status: int = 400) -> JSONResponse:
+    return JSONResponse({"error": str(err)}, status_code=status)
+
+
+def create_app(lm: LoadedModel, vectors: EmotionVectors) -> FastAPI:
+    vectors.check_compatible(lm.model_id, lm.hidden_size, lm.n_layers)
+    app = FastAPI(title="steerlab live", docs_url=None, redoc_url=None)
+    busy = app.state.busy = threading.Lock()  # one generation at a time
+
+    @app.get("/", response_class=HTMLResponse)
+    def page() -> str:
+        return data_path("live.html").read_text(encoding="utf-8")
+
+    @app.get("/api/info")
+    def info() -> dict[str, Any]:
+        return {
+            "model": lm.spec,
+            "emotions": list(vectors.emotions),
+            "reading_layer": vectors.reading_layer,
+            "steering_layer": vectors.steering_layer,
+            "n_layers": vectors.n_layers,
+            "reader": vectors.default_reader,
+            "positions": list(POSITIONS),
+            "context_length": lm.context_length,
+            "random_weights": bool(lm.is_random),
+        }
+
+    @app.post("/api/chat")
+    async def chat(body: Chat, request: Request) -> Any:
+        try:
+            messages = check_chat(lm, body.messages, body.max_new_tokens)
+        except SteerlabError as err:
+            return _error(err)
+        if not busy.acquire(blocking=False):
+            return _error(SteerlabError(BUSY), 409)
+        cancel = threading.Event()
+
+        def events() -> Any:
+            yield _sse("user", reading_payload(read_conversation(lm, vectors, messages)))
+            for event in stream_reply(lm, vectors, messages, body.max_new_tokens, cancel):
+                if event.kind == "token":
+                    yield _sse("token", {"i": event.index, "text": event.text})
+                elif event.kind == "reading":
+                    yield _sse("reading", {"i": event.index, "top": top(vectors.emotions, event.scores)})
+                elif event.reading is not None:
+                    yield _sse("done", {"reply": event.reply, **reading_payload(event.reading)})
+
+        async def stream() -> AsyncIterator[str]:
+            source = events()
+            try:
+                async for chunk in iterate_in_threadpool(source):
+                    if await request.is_disconnected():
+                        cancel.set()  # the page was closed: stop generating
+                        break
+                    yield chunk
+            except SteerlabError as err:
+                yield _sse("error", {"error": str(err)})
+            finally:
+                cancel.set()
+                await run_in_threadpool(source.close)
+                busy.release()
+
+        return StreamingResponse(stream(), media_type="text/event-stream")
+
+    @app.post("/api/compare")
+    def steer(body: Steer) -> Any:
+        if not busy.acquire(blocking=False):
+            return _error(SteerlabError(BUSY), 409)
+        try:
+            return _compare(lm, vectors, body)
+        except SteerlabError as err:
+            return _error(err)
+        finally:
+            busy.release()
+
+    return app
+
+
+def _compare(lm: LoadedModel, vectors: EmotionVectors, body: Steer) -> dict[str, Any]:
+    """Baseline and steered replies to one message, both re-read by the clean model, with coherence."""
+    vectors.index(body.emotion)
+    if body.mode not in ("add", "ablate", "clamp"):
+        raise SteerlabError(f"unknown mode {body.mode!r}: use add, ablate or clamp")
+    if not math.isfinite(body.alpha):
+        raise SteerlabError(f"alpha {body.alpha} is not a finite number: use e.g. 4 or -2")
+    if body.positions not in POSITIONS:
+        raise SteerlabError(f"unknown positions {body.positions!r}: use one of {', '.join(POSITIONS)}")
+    check_chat(lm, [{"role": "user", "content": body.message}], body.max_new_tokens)
+    layers = parse_layers(body.layers, vectors.n_layers) if body.layers.strip() else None
+    edits: dict[str, dict[str, Any]] = {
+        "add": {"add": {body.emotion: body.alpha}},
+        "ablate": {"ablate": [body.emotion]},
+        "clamp": {"clamp": {body.emotion: body.alpha}},
+    }
+    edit = edits[body.mode]
+    config = GenerationConfig(max_new_tokens=body.max_new_tokens, chat=True)
+    (row,) = compare(lm, vectors, [body.message], layers=layers, positions=body.positions, config=config, **edit)  # type: ignore[arg-type]
+    context = prompt_text(lm.tokenizer, body.message, chat=True)
+    ppl = reply_perplexity(lm, [context] * 2, [row.baseline, row.steered])
+    t = vectors.index(body.emotion)
+
+    def side(text: str, scores: np.ndarray, perplexity: float) -> dict[str, Any]:
+        ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+        target = float(scores[t])
+        return {
+            "text": text,
+            "empty": not text.strip(),
+            "top": top(vectors.emotions, scores),
+            "target": round(target, 4) if math.isfinite(target) else None,
+            "distinct2": round(distinct2(ids), 3) if len(ids) > 1 else None,
+            "perplexity": round(float(perplexity), 2) if math.isfinite(perplexity) else None,
+        }
+
+    change = float(row.steered_scores[t] - row.baseline_scores[t])
+    return {
+        "emotion": body.emotion,
+        "mode": body.mode,
+        "alpha": body.alpha,
+        "layers": list(row.layers),
+        "displacement": round(row.displacement, 2),
+        "reader": vectors.default_reader,
+        "reading_layer": vectors.reading_layer,
+        "baseline": side(row.baseline, row.baseline_scores, ppl[0]),
+        "steered": side(row.steered, row.steered_scores, ppl[1]),
+        "change": round(change, 4) if math.isfinite(change) else None,
+    }
