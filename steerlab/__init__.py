@@ -32,7 +32,7 @@ _HOMES = {
     "LoadedModel": "models",
     "load_model": "models",
     "READERS": "readers",
-    "evaluate_reader": "readers",
+    "evaluate_reader": "reader_choice",
     "read_texts": "readers",
     "Comparison": "comparison",
     "compare": "comparison",
@@ -91,5 +91,6 @@ if TYPE_CHECKING:  # the same names, eagerly, for type checkers
     from .generation import GenerationConfig, generate
     from .interventions import steering
     from .models import LoadedModel, load_model
-    from .readers import READERS, evaluate_reader, read_texts
+    from .reader_choice import evaluate_reader
+    from .readers import READERS, read_texts
     from .vectors import EmotionVectors, load_vectors, save_vectors, shipped_vectors

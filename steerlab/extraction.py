@@ -15,7 +15,8 @@ from .errors import SteerlabError
 from .methods import DEFAULT_PARAMS, METHODS, MethodInput, class_means
 from .models import LoadedModel
 from .probes import LAYER_RULE, LayerScore, choose_layer, probe_accuracy, score_layer
-from .readers import choose_reader, pooled_features
+from .reader_choice import choose_reader
+from .readers import pooled_features
 from .sites import CONVENTION, SITE
 from .vectors import EmotionVectors
 

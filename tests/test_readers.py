@@ -16,7 +16,8 @@ from steerlab.corpus import load_corpus
 from steerlab.errors import SteerlabError
 from steerlab.extraction import ExtractConfig, extract
 from steerlab.models import LoadedModel
-from steerlab.readers import READERS, evaluate_reader, read_texts, score_readings
+from steerlab.reader_choice import evaluate_reader, score_readings
+from steerlab.readers import READERS, read_texts
 from steerlab.vectors import EmotionVectors, load_vectors, save_vectors
 
 REPLY = "the puppy wagged its tail"

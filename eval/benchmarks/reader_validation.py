@@ -24,7 +24,8 @@ import numpy as np
 
 from steerlab.corpus import load_corpus
 from steerlab.models import load_model
-from steerlab.readers import READERS, evaluate_reader, pooled_features, read_texts
+from steerlab.reader_choice import evaluate_reader
+from steerlab.readers import READERS, pooled_features, read_texts
 from steerlab.vectors import load_vectors
 
 HERE = Path(__file__).resolve().parent

@@ -201,7 +201,8 @@ def evaluate_cmd(
     import pandas as pd
 
     from ..corpus import load_corpus
-    from ..readers import READERS, evaluate_reader
+    from ..reader_choice import evaluate_reader
+    from ..readers import READERS
 
     v = get_vectors(vectors_path, None)
     c = load_corpus(corpus_path, min_per_emotion=1)

@@ -24,7 +24,8 @@ from ..errors import SuiteError
 from ..generation import GenerationConfig, generate
 from ..interventions import Displacement
 from ..models import LoadedModel
-from ..readers import evaluate_reader, get_reader, read_replies, read_texts
+from ..reader_choice import evaluate_reader
+from ..readers import get_reader, read_replies, read_texts
 from ..vectors import EmotionVectors
 from .conditions import (
     Calibration,

@@ -1,0 +1,203 @@
+"""Readers judged on labelled data, and the choice of the default reader.
+
+:func:`evaluate_reader` scores a reader at every layer on labelled texts or replies (top-1/top-3,
+one-vs-rest AUROC raw and with length regressed out); :func:`choose_reader` fits the reply reader
+and picks the default (reader, layer) under ``READER_RULE`` when a vector file is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from .errors import SteerlabError
+from .readers import READERS, get_reader, pooled_features
+
+if TYPE_CHECKING:
+    from .models import LoadedModel
+    from .vectors import EmotionVectors
+
+
+@dataclass(frozen=True)
+class ReaderScore:
+    """How well one reader reads a labelled corpus at one layer (``None``: a reader without layers)."""
+
+    layer: int | None
+    top1: float  # argmax over the corpus's emotions, on rows labelled with one of them
+    top3: float
+    n: int  # rows labelled with one of the vectors' emotions
+    auroc: dict[str, float]  # one-vs-rest per emotion present as a label; every other row is a negative
+    auroc_length_adjusted: dict[str, float]  # the same after regressing the scores on log word count
+    macro_auroc: float  # mean of ``auroc``
+
+    def row(self) -> dict[str, object]:
+        return {
+            "layer": self.layer,
+            "top1": self.top1,
+            "top3": self.top3,
+            "n": self.n,
+            "auroc": self.auroc,
+            "auroc_length_adjusted": self.auroc_length_adjusted,
+            "macro_auroc": self.macro_auroc,
+        }
+
+
+def word_count(text: str) -> int:
+    return len(text.split())
+
+
+def score_readings(
+    scores: np.ndarray, labels: Sequence[str], emotions: Sequence[str], texts: Sequence[str], layer: int | None
+) -> ReaderScore:
+    """Top-1/top-3 and per-emotion AUROC, raw and with length regressed out of every score column."""
+    from sklearn.metrics import roc_auc_score
+
+    present = [e for e in emotions if e in set(labels)]
+    cols = [emotions.index(e) for e in present if np.isfinite(scores[:, emotions.index(e)]).all()]
+    y = np.array(labels)
+    length = np.log1p([word_count(t) for t in texts])
+    design = np.stack([np.ones_like(length), length], axis=1)
+    auroc, adjusted = {}, {}
+    for c in cols:
+        positive = y == emotions[c]
+        if positive.all() or not positive.any():
+            continue
+        column = scores[:, c]
+        residual = column - design @ np.linalg.lstsq(design, column, rcond=None)[0]
+        auroc[emotions[c]] = float(roc_auc_score(positive, column))
+        adjusted[emotions[c]] = float(roc_auc_score(positive, residual))
+    labelled = np.array([lab in present for lab in labels])
+    top1 = top3 = float("nan")
+    if labelled.any() and cols:
+        sub = scores[labelled][:, cols]
+        truth = np.array(
+            [cols.index(emotions.index(lab)) if emotions.index(lab) in cols else -1 for lab in y[labelled]]
+        )
+        order = np.argsort(-sub, axis=1)
+        top1 = float(np.mean(order[:, 0] == truth))
+        top3 = float(np.mean((order[:, :3] == truth[:, None]).any(axis=1)))
+    macro = float(np.mean(list(auroc.values()))) if auroc else float("nan")
+    return ReaderScore(layer, top1, top3, int(labelled.sum()), auroc, adjusted, macro)
+
+
+def evaluate_reader(
+    lm: LoadedModel | None,
+    vectors: EmotionVectors,
+    texts: Sequence[str],
+    labels: Sequence[str],
+    reader: str,
+    contexts: Sequence[str] | None = None,
+    batch_size: int = 16,
+    features: np.ndarray | None = None,
+) -> list[ReaderScore]:
+    """One :class:`ReaderScore` per layer (one in all for a reader without layers).
+
+    Labels that are not emotions of the vectors (``neutral``, say) are negatives for every emotion.
+    """
+    chosen = get_reader(reader)
+    emotions = list(vectors.emotions)
+    if not chosen.layered:
+        return [score_readings(chosen.score(vectors, None, texts, 0), labels, emotions, texts, None)]
+    if features is None:
+        if lm is None:
+            raise SteerlabError("a layered reader needs the model or precomputed features")
+        features = pooled_features(lm, texts, contexts, batch_size)
+    feats = features
+    return [
+        score_readings(chosen.score(vectors, feats[:, layer], texts, layer), labels, emotions, texts, layer)
+        for layer in range(vectors.n_layers)
+    ]
+
+
+# --- the reply reader and the default reader ---------------------------------------------------
+
+READER_RULE = (
+    "default reader and layer = the (reader, layer) with the highest macro one-vs-rest AUROC on half of "
+    "the labelled replies' messages; the reply reader is fitted on the other half for that choice, "
+    "then refitted on all replies"
+)
+
+
+def fit_reply_reader(
+    features: np.ndarray, labels: Sequence[str], seed: int, c: float
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Multinomial logistic reader at every layer: (weights (layers, K, hidden), bias (layers, K), labels)."""
+    from .methods import fit_probe
+
+    classes = sorted(set(labels))
+    y = np.array([classes.index(lab) for lab in labels])
+    fits = [fit_probe(features[:, layer].astype(np.float64), y, seed, c) for layer in range(features.shape[1])]
+    return (
+        np.stack([w for w, _ in fits]).astype(np.float32),
+        np.stack([b for _, b in fits]).astype(np.float32),
+        classes,
+    )
+
+
+def with_reply_reader(
+    vectors: EmotionVectors,
+    features: np.ndarray,
+    labels: Sequence[str],
+    seed: int,
+    c: float,
+    provenance: dict[str, object],
+) -> EmotionVectors:
+    from dataclasses import replace
+
+    weight, bias, classes = fit_reply_reader(features, labels, seed, c)
+    meta = {**vectors.meta, "reply_reader": {**provenance, "labels": classes, "c": c}}
+    return replace(vectors, reply_weight=torch.from_numpy(weight), reply_bias=torch.from_numpy(bias), meta=meta)
+
+
+def choose_reader(
+    vectors: EmotionVectors,
+    features: np.ndarray,
+    texts: Sequence[str],
+    labels: Sequence[str],
+    contexts: Sequence[str],
+    seed: int,
+    c: float,
+    provenance: dict[str, object],
+) -> EmotionVectors:
+    """Fit the reply reader and choose the default (reader, layer) under ``READER_RULE``.
+
+    ``features`` are the replies' pooled activations in conversation (texts, layers, hidden).
+    """
+    messages = sorted(set(contexts))
+    rng = np.random.default_rng(seed)
+    select = set(rng.permutation(messages)[: len(messages) // 2].tolist())
+    is_sel = np.array([ctx in select for ctx in contexts])
+    fit_rows, sel_rows = np.flatnonzero(~is_sel), np.flatnonzero(is_sel)
+    half = with_reply_reader(vectors, features[fit_rows], [labels[int(i)] for i in fit_rows], seed, c, provenance)
+    sel_texts, sel_labels = [texts[int(i)] for i in sel_rows], [labels[int(i)] for i in sel_rows]
+    table: dict[str, dict[str, float]] = {}
+    for name, spec in READERS.items():
+        rows = evaluate_reader(
+            None, half, sel_texts, sel_labels, name, features=features[sel_rows] if spec.layered else None
+        )
+        table[name] = {str(r.layer if r.layer is not None else "-"): r.macro_auroc for r in rows}
+    best_name, best_layer = max(
+        ((n, k) for n, layers in table.items() for k in layers),
+        key=lambda nk: np.nan_to_num(table[nk[0]][nk[1]], nan=-1.0),
+    )
+    final = with_reply_reader(vectors, features, labels, seed, c, provenance)
+    layer = int(best_layer) if best_layer != "-" else vectors.meta.get("best_layer", vectors.steering_layer)
+    reading = {
+        "reader": best_name,
+        "layer": int(layer),
+        "rule": READER_RULE,
+        "selection_macro_auroc": table,
+        "n_fit_messages": len(messages) - len(select),
+        "n_select_messages": len(select),
+    }
+    return _with_meta(final, reading=reading)
+
+
+def _with_meta(vectors: EmotionVectors, **items: object) -> EmotionVectors:
+    from dataclasses import replace
+
+    return replace(vectors, meta={**vectors.meta, **items})
