@@ -18,6 +18,7 @@ from transformers import BatchEncoding
 
 from .chat import format_chat
 from .models import LoadedModel
+from .parallel import sum_across, world
 from .sites import block_tensor, decoder_layers
 
 Tick = Callable[[int, int], None]  # (texts done, tokens done) -> None
@@ -36,6 +37,7 @@ class Pooled:
     token_norm: np.ndarray  # (layers,) mean L2 norm of content-token activations
     n_tokens: int  # content tokens pooled in total
     seconds: float  # wall time of the forward passes
+    texts_per_rank: tuple[int, ...] = ()  # texts each rank ran forward passes for (one entry: no ranks)
 
 
 def content_mask(encoding: BatchEncoding, skip_tokens: int = 0) -> torch.Tensor:
@@ -159,9 +161,11 @@ def pooled_activations(
         state["out"][:, layer] = h.sum(dim=1) / m.sum(dim=1, keepdim=True).clamp(min=1)
         norm_sum[layer] += h.norm(dim=-1).sum().double().cpu()
 
+    rank, size = world()
+    batches = list(range(0, len(order), config.batch_size))[rank::size]  # this rank's share of the batches
     start = time.perf_counter()
     with torch.inference_mode(), capture(lm, range(n_layers), pool):
-        for lo in range(0, len(order), config.batch_size):
+        for lo in batches:
             rows = order[lo : lo + config.batch_size]
             enc = pad_batch(lm, [all_ids[i] for i in rows], [all_keep[i] for i in rows] if all_keep else None)
             mask = content_mask(enc, config.skip_tokens).to(lm.device)
@@ -173,8 +177,15 @@ def pooled_activations(
             if tick:
                 tick(len(rows), int(enc["attention_mask"].sum()))
     seconds = time.perf_counter() - start
+    done = sum(len(order[lo : lo + config.batch_size]) for lo in batches)
+    if size > 1:  # every rank filled its own rows: the sums are the whole
+        features = sum_across(torch.from_numpy(features)).numpy()
+        sum_across(norm_sum)
+        counts = sum_across(torch.tensor([n_tokens], dtype=torch.float64))
+        n_tokens = int(counts[0])
+    per_rank = sum_across(torch.zeros(size, dtype=torch.float64).index_fill_(0, torch.tensor([rank]), done))
     token_norm = (norm_sum / max(n_tokens, 1)).float().numpy()
-    return Pooled(features, token_norm, n_tokens, seconds)
+    return Pooled(features, token_norm, n_tokens, seconds, tuple(int(n) for n in per_rank))
 
 
 def token_activations(lm: LoadedModel, encoding: BatchEncoding, layers: Sequence[int]) -> dict[int, torch.Tensor]:

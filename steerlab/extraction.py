@@ -112,6 +112,8 @@ def extract(
         "valence": {e: float(v) for e, v in zip(emotions, valence, strict=True)},
         "arousal": {e: (info[e].arousal if e in info else 0.0) for e in emotions},
     }
+    if len(pooled.texts_per_rank) > 1:  # under torchrun: the same file, plus how the work was shared
+        meta |= {"world_size": len(pooled.texts_per_rank), "texts_per_rank": list(pooled.texts_per_rank)}
     vectors = EmotionVectors(
         emotions=tuple(emotions),
         directions=torch.from_numpy(directions),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -16,7 +17,15 @@ from .common import cli
 
 
 def main() -> None:
-    """Entry point: every error is one line on stderr naming the value and the fix; exit code 2."""
+    """Entry point: every error is one line on stderr naming the value and the fix; exit code 2.
+
+    Under ``torchrun`` the ranks share the forward passes and only rank 0 prints and writes."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        from ..parallel import init_from_env, is_main
+
+        init_from_env()
+        if not is_main():
+            sys.stdout = open(os.devnull, "w")
     try:
         cli.main(standalone_mode=False)
     except SteerlabError as err:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -32,8 +33,9 @@ def cli() -> None:
 
 
 def say(message: str) -> None:
-    """Progress and notes go to stderr so stdout stays clean for tables and --json."""
-    click.echo(message, err=True)
+    """Progress and notes go to stderr so stdout stays clean for tables and --json (rank 0 only)."""
+    if os.environ.get("RANK", "0") == "0":
+        click.echo(message, err=True)
 
 
 def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -150,6 +150,10 @@ def extract_cmd(
     click.echo(f"rule: {v.meta['layer_rule']}")
     if lm.is_random:
         click.echo("note: random weights — these vectors test the plumbing and say nothing about emotions")
+    from ..parallel import is_main
+
+    if not is_main():
+        return  # rank 0 writes
     save_vectors(v, target)
     table.to_csv(target.with_name("layer_sweep.csv"), float_format="%.6f")
     plot_layer_sweep(

@@ -53,6 +53,10 @@ def validate_cmd(
     vectors, lm = get_vectors_and_model(vectors_path or suite.vectors, model_spec or suite.model, revision, dtype)
     with Progress(0, f"validate {suite.name}", unit="reply") as bar:
         result = run_suite(suite, lm, vectors, RunOptions(prompts=prompts_path, n=n), bar.update)
+    from ..parallel import is_main
+
+    if not is_main():
+        return  # under torchrun every rank ran the whole suite; rank 0 writes and prints
     written = write_outputs(result, target)
     summ = summary(result)
     say(
