@@ -9,6 +9,7 @@ Specs:
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from transformers import (
 
 from .cache import Progress, cache_dir, cache_problem, ensure_cache, marker, say
 from .errors import ModelError, SteerlabError
-from .names import EMBEDDED, EMBEDDED_SOURCE, KNOWN_SPECS, RANDOM_2B, RANDOM_TINY
+from .names import EMBEDDED, EMBEDDED_SOURCE, KNOWN_SPECS, RANDOM_2B, RANDOM_TINY, spec_folder
 from .sites import decoder_layers
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -56,7 +57,10 @@ class LoadedModel:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        """Where inputs go: the device of the input embeddings (CPU when they are offloaded)."""
+        weight = self.model.get_input_embeddings().weight
+        device = weight.device if isinstance(weight, torch.Tensor) else torch.device("cpu")
+        return torch.device("cpu") if device.type == "meta" else device
 
     @property
     def context_length(self) -> int:
@@ -105,11 +109,36 @@ def load_model(
     device: str = "cpu",
     seed: int = 0,
     progress: Progress | None = None,
+    device_map: str | None = None,
 ) -> LoadedModel:
-    """Load ``spec``; repeated calls with the same arguments return the same object."""
+    """Load ``spec``; repeated calls with the same arguments return the same object.
+
+    ``device_map`` (a checkpoint only): ``auto``, ``balanced``, ``sequential``, or a JSON object from
+    module names to devices (``"disk"`` offloads to the cache), handed to transformers/accelerate for
+    models larger than one device; edits and readings follow each layer to its device.
+    """
     if dtype is not None and dtype not in DTYPES:
         raise ModelError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
-    return _load(spec, revision, dtype, device, seed, progress)
+    if device_map is not None:
+        parse_device_map(device_map)
+        if spec in KNOWN_SPECS or spec.startswith("random:"):
+            raise ModelError(f"--device-map applies to checkpoints (a Hugging Face id or a local path), not {spec!r}")
+    return _load(spec, revision, dtype, device, seed, progress, device_map)
+
+
+def parse_device_map(text: str) -> str | dict[str, str | int]:
+    if text in ("auto", "balanced", "balanced_low_0", "sequential"):
+        return text
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict) or not all(isinstance(v, (str, int)) for v in value.values()):
+        raise ModelError(
+            f"--device-map {text!r}: use auto, balanced, sequential or a JSON object such as "
+            '\'{"model.layers.0": 0, "model.layers.1": "cpu"}\''
+        )
+    return value
 
 
 @lru_cache(maxsize=4)
@@ -120,7 +149,10 @@ def _load(
     device: str,
     seed: int,
     progress: Progress | None,
+    device_map: str | None = None,
 ) -> LoadedModel:
+    if device_map is not None:
+        return _load_pretrained(spec, revision, dtype, progress, device_map)
     if spec == EMBEDDED:
         loaded = _load_embedded(dtype, progress)
     elif spec == RANDOM_TINY:
@@ -184,7 +216,9 @@ def _convert(out: Path, progress: Progress | None) -> None:
     shutil.rmtree(gguf_path.parent)
 
 
-def _load_pretrained(spec: str, revision: str | None, dtype: str | None, progress: Progress | None) -> LoadedModel:
+def _load_pretrained(
+    spec: str, revision: str | None, dtype: str | None, progress: Progress | None, device_map: str | None = None
+) -> LoadedModel:
     torch_dtype = DTYPES[dtype] if dtype else "auto"
     local = Path(spec).expanduser()
     source = str(local) if local.exists() else spec
@@ -195,8 +229,12 @@ def _load_pretrained(spec: str, revision: str | None, dtype: str | None, progres
             if progress and not local_only:
                 progress(f"downloading {spec} from the Hugging Face hub")
             tokenizer = AutoTokenizer.from_pretrained(source, revision=revision, local_files_only=local_only)
+            placement = {}
+            if device_map is not None:
+                offload = cache_dir() / "offload" / spec_folder(spec)
+                placement = {"device_map": parse_device_map(device_map), "offload_folder": str(offload)}
             model = AutoModelForCausalLM.from_pretrained(
-                source, revision=revision, dtype=torch_dtype, local_files_only=local_only
+                source, revision=revision, dtype=torch_dtype, local_files_only=local_only, **placement
             )
             break
         except (OSError, ValueError) as err:

@@ -44,3 +44,46 @@ def test_two_ranks_write_what_one_process_writes(
     assert extra["world_size"] == 2 and sum(extra["texts_per_rank"]) == n_texts
     assert all(0 < n < n_texts for n in extra["texts_per_rank"])  # each rank ran only its share
     assert done.stdout.count("wrote") == 1  # rank 0 alone prints and writes
+
+
+def test_device_map_offload_keeps_edits_on_their_layer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Layers 2-3 of a checkpoint offloaded to disk by accelerate: the same edit at layer 2 gives the
+    same logits as on the model held whole, and readings of the offloaded layer are the same."""
+    from transformers import Gemma2ForCausalLM
+
+    from steerlab.activations import pad_batch, token_activations
+    from steerlab.edits import Edit, random_direction
+    from steerlab.interventions import steering
+    from steerlab.models import byte_tokenizer, load_model, tiny_gemma2_config
+
+    monkeypatch.setenv("STEERLAB_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "tiny"
+    torch.manual_seed(0)
+    Gemma2ForCausalLM(tiny_gemma2_config()).save_pretrained(folder)
+    byte_tokenizer().save_pretrained(folder)
+    layout = {
+        "model.embed_tokens": "cpu",
+        "model.layers.0": "cpu",
+        "model.layers.1": "cpu",
+        "model.layers.2": "disk",
+        "model.layers.3": "disk",
+        "model.norm": "cpu",
+        "model.rotary_emb": "cpu",
+        "lm_head": "cpu",
+    }
+    whole = load_model(str(folder), dtype="float32")
+    split = load_model(str(folder), dtype="float32", device_map=json.dumps(layout))
+    assert getattr(split.model, "hf_device_map", {}).get("model.layers.2") == "disk"
+    enc = whole.tokenizer(["a day at the sea"], return_tensors="pt")
+    edit = Edit("add", 2, random_direction(whole.hidden_size, 0), 25.0, "x")
+    logits = []
+    for lm in (whole, split):
+        with steering(lm, edits=[edit]) as s:
+            logits.append(s.logits(enc))
+    with steering(whole) as s:
+        plain = s.logits(enc)
+    assert torch.allclose(logits[0], logits[1], atol=1e-4)
+    assert not torch.allclose(logits[0], plain, atol=1e-3)  # the edit did something
+    ids = [list(enc["input_ids"][0])]
+    a, b = (token_activations(lm, pad_batch(lm, ids), [3])[3] for lm in (whole, split))
+    assert torch.allclose(a, b, atol=1e-5)

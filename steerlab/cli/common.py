@@ -38,7 +38,35 @@ def say(message: str) -> None:
         click.echo(message, err=True)
 
 
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    ctx.meta[str(param.name)] = value
+    if param.name == "verbose" and value:
+        ctx.call_on_close(_report_peak_memory)
+    return value
+
+
+def _report_peak_memory() -> None:
+    import resource
+
+    peak = f"peak memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB resident"
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        peak += f", {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB on the GPU"
+    say(peak)
+
+
 def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option(
+        "--verbose", is_flag=True, expose_value=False, callback=_remember, help="Report peak memory at the end."
+    )(fn)
+    fn = click.option(
+        "--device-map",
+        default=None,
+        expose_value=False,
+        callback=_remember,
+        help="For a checkpoint larger than one device: auto, balanced, sequential or a JSON object of module -> "
+        'device ("disk" offloads), handed to transformers/accelerate.',
+    )(fn)
     fn = click.option(
         "--dtype",
         type=click.Choice(["float32", "bfloat16", "float16"]),
@@ -62,7 +90,9 @@ def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 def get_model(spec: str | None, revision: str | None, dtype: str | None) -> LoadedModel:
     from ..models import load_model
 
-    return load_model(spec or EMBEDDED, revision=revision, dtype=dtype, progress=say)
+    ctx = click.get_current_context(silent=True)
+    device_map = ctx.meta.get("device_map") if ctx else None
+    return load_model(spec or EMBEDDED, revision=revision, dtype=dtype, progress=say, device_map=device_map)
 
 
 def get_vectors(vectors_path: str | None, spec: str | None) -> EmotionVectors:
