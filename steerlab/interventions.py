@@ -70,6 +70,12 @@ class Displacement:
         self.sums[label] = self.sums.get(label, 0.0) + float(norms.sum())
         self.counts[label] = self.counts.get(label, 0) + int(norms.numel())
 
+    def merge(self, sums: dict[str, float], counts: dict[str, int]) -> None:
+        """Add another record's totals (another rank's share of the same run)."""
+        for label, total in sums.items():
+            self.sums[label] = self.sums.get(label, 0.0) + total
+            self.counts[label] = self.counts.get(label, 0) + counts[label]
+
     def mean(self, label: str) -> float:
         return self.sums[label] / self.counts[label] if self.counts.get(label) else float("nan")
 

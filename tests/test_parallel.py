@@ -87,3 +87,37 @@ def test_device_map_offload_keeps_edits_on_their_layer(tmp_path: Path, monkeypat
     ids = [list(enc["input_ids"][0])]
     a, b = (token_activations(lm, pad_batch(lm, ids), [3])[3] for lm in (whole, split))
     assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_two_ranks_run_a_suite_as_one_process_does(
+    tiny_vec_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(
+        json.dumps(
+            {  # JSON is YAML
+                "name": "ranks",
+                "prompts": ["a day at the sea", "a long night", "the phone rang", "sun and cake"],
+                "generation": {"max_new_tokens": 4, "batch_size": 2},
+                "conditions": [
+                    {"name": "baseline"},
+                    {"name": "add", "op": "add", "emotions": ["joyful"], "alphas": [4]},
+                ],
+                "metrics": {"m": {"kind": "reply", "emotion": "joyful"}},
+                "claims": [{"name": "c", "condition": "add", "metric": "m", "direction": "increase"}],
+            }
+        )
+    )
+    common = ["validate", str(suite), "--vectors", str(tiny_vec_file)]
+    code, _, err = run([*common, "--out", str(tmp_path / "one")], capsys, monkeypatch)
+    assert code == 0, err
+    ranks = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port())]
+    done = subprocess.run(
+        [*ranks, "-m", "steerlab", *common, "--out", str(tmp_path / "two")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "one" / "rows.csv").read_text() == (tmp_path / "two" / "rows.csv").read_text()

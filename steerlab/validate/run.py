@@ -24,6 +24,7 @@ from ..errors import SuiteError
 from ..generation import GenerationConfig, generate
 from ..interventions import Displacement
 from ..models import LoadedModel
+from ..parallel import gather_json, world
 from ..reader_choice import evaluate_reader
 from ..readers import get_reader, read_replies, read_texts
 from ..vectors import EmotionVectors
@@ -131,15 +132,24 @@ def run_suite(
         frame=gen.frame,
     )
     record = Displacement()
-    for b, lo in enumerate(range(0, len(jobs), gen.batch_size)):
+    rank, size = world()
+    mine = []  # under torchrun each rank generates its share of the batches; the replies are gathered
+    for b, lo in list(enumerate(range(0, len(jobs), gen.batch_size)))[rank::size]:
         batch = jobs[lo : lo + gen.batch_size]
         row_edits = [replace(e, rows=(i,)) for i, (c, p, _) in enumerate(batch) for e in edits[c][p]]
         texts = [_with_instruction(shown[p], conditions[c].instruction) for c, p, _ in batch]
         out = generate(lm, texts, replace(config, seed=gen.seed + b, batch_size=len(batch)), row_edits, record=record)
-        for (c, p, s), reply in zip(batch, out, strict=True):
-            replies[c][p][s] = reply
+        mine += [[c, p, s, reply] for (c, p, s), reply in zip(batch, out, strict=True)]
         if progress:
-            progress(lo + len(batch), len(jobs))
+            progress(len(mine), len(jobs))
+    for share in gather_json(mine):
+        for c, p, s, reply in share:
+            replies[c][p][s] = reply
+    if size > 1:
+        totals = gather_json([record.sums, record.counts])
+        record = Displacement()
+        for sums, counts in totals:
+            record.merge(sums, counts)
     flat = [replies[c][p][s] for c, p, s in jobs]
     readings = [
         _read(lm, vectors, name, layer, conditions, prompts, shown, jobs, flat, gen.chat)
