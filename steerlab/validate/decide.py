@@ -11,15 +11,22 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..corpus import load_corpus
 from ..errors import SuiteError
+from ..reader_choice import evaluate_reader
+from ..readers import get_reader
 from .conditions import Condition
-from .prompts import Prompt
+from .prompts import Prompt, resolve_path
 from .rule import ClaimData, Judgement, judge
 from .schema import LABEL, NONE, TARGET, ClaimSpec, MetricSpec, Suite
+
+if TYPE_CHECKING:
+    from ..models import LoadedModel
+    from ..vectors import EmotionVectors
 
 
 @dataclass(frozen=True)
@@ -261,3 +268,31 @@ def low_power(claims: Sequence[Mapping[str, Any]]) -> list[str]:
     return [
         c["name"] for c in claims if isinstance(c["power"], float) and math.isfinite(c["power"]) and c["power"] < 0.8
     ]
+
+
+def reader_validation(
+    lm: LoadedModel, vectors: EmotionVectors, suite: Suite, readers: list[str], layer: int
+) -> dict[str, Any]:
+    """Each reader's one-vs-rest AUROC on the suite's labelled replies (``measurement.validate_on``),
+    at the layer the suite reads; else the selection figure recorded in the vector file."""
+    out: dict[str, Any] = {}
+    if suite.measurement.validate_on:
+        path = resolve_path(suite.measurement.validate_on, suite.path)
+        corpus = load_corpus(path, min_per_emotion=1)
+        for name in readers:
+            rows = evaluate_reader(lm, vectors, corpus.texts, corpus.labels, name, corpus.contexts)
+            row = next((r for r in rows if r.layer == layer), rows[0])
+            out[name] = {
+                "validated_on": str(suite.measurement.validate_on),
+                "n": len(corpus.texts),
+                "auroc": row.auroc,
+                "auroc_length_adjusted": row.auroc_length_adjusted,
+                "macro_auroc": row.macro_auroc,
+            }
+        return out
+    selection = vectors.meta.get("reading", {}).get("selection_macro_auroc", {})
+    for name in readers:
+        table = selection.get(name, {})
+        value = table.get(str(layer if get_reader(name).layered else "-"))
+        out[name] = {"validated_on": "the vector file's reader-selection replies", "macro_auroc": value}
+    return out

@@ -19,13 +19,11 @@ from typing import Any
 import numpy as np
 
 from ..chat import prompt_text
-from ..corpus import load_corpus
 from ..errors import SuiteError
 from ..generation import GenerationConfig, generate
 from ..interventions import Displacement
 from ..models import LoadedModel
 from ..parallel import gather_json, world
-from ..reader_choice import evaluate_reader
 from ..readers import get_reader, read_replies, read_texts
 from ..vectors import EmotionVectors
 from .conditions import (
@@ -35,9 +33,9 @@ from .conditions import (
     expand_conditions,
     needs_calibration,
 )
-from .decide import Readings, evaluate_claims, low_power
+from .decide import Readings, evaluate_claims, low_power, reader_validation
 from .measure import distinct2, quality_table, reply_perplexity
-from .prompts import Prompt, resolve_path, suite_prompts
+from .prompts import Prompt, suite_prompts
 from .schema import LABEL, TARGET, Suite
 from .stats import ci_mean
 
@@ -255,34 +253,6 @@ def _read(
         scores[c, p, s] = read[j]
     prompt_scores = read_texts(lm, vectors, [q.text for q in prompts], layer, reader)
     return Readings(reader, layer if get_reader(reader).layered else None, scores, prompt_scores)
-
-
-def reader_validation(
-    lm: LoadedModel, vectors: EmotionVectors, suite: Suite, readers: list[str], layer: int
-) -> dict[str, Any]:
-    """Each reader's one-vs-rest AUROC on the suite's labelled replies (``measurement.validate_on``),
-    at the layer the suite reads; else the selection figure recorded in the vector file."""
-    out: dict[str, Any] = {}
-    if suite.measurement.validate_on:
-        path = resolve_path(suite.measurement.validate_on, suite.path)
-        corpus = load_corpus(path, min_per_emotion=1)
-        for name in readers:
-            rows = evaluate_reader(lm, vectors, corpus.texts, corpus.labels, name, corpus.contexts)
-            row = next((r for r in rows if r.layer == layer), rows[0])
-            out[name] = {
-                "validated_on": str(suite.measurement.validate_on),
-                "n": len(corpus.texts),
-                "auroc": row.auroc,
-                "auroc_length_adjusted": row.auroc_length_adjusted,
-                "macro_auroc": row.macro_auroc,
-            }
-        return out
-    selection = vectors.meta.get("reading", {}).get("selection_macro_auroc", {})
-    for name in readers:
-        table = selection.get(name, {})
-        value = table.get(str(layer if get_reader(name).layered else "-"))
-        out[name] = {"validated_on": "the vector file's reader-selection replies", "macro_auroc": value}
-    return out
 
 
 def dose_table(result: SuiteResult) -> list[dict[str, Any]]:
