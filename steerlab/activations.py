@@ -11,24 +11,45 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
 from transformers import BatchEncoding
 
 from .chat import format_chat
+from .errors import SteerlabError
 from .models import LoadedModel
+from .names import DEFAULT_READOUT, DEFAULT_SKIP_TOKENS
 from .parallel import sum_across, world
 from .sites import block_tensor, decoder_layers
 
 Tick = Callable[[int, int], None]  # (texts done, tokens done) -> None
 
 
+Readout = Literal["mean", "last", "prep"]
+READOUTS: dict[str, str] = {
+    "mean": "mean over the text's content tokens (BOS, padding, template markers excluded), after skip_tokens",
+    "last": "the text's last content token",
+    "prep": "the text as the user's turn in the chat format; the last prompt token, where the model is "
+    "about to reply (the response-preparation readout)",
+}
+
+
 @dataclass(frozen=True)
 class PoolingConfig:
     batch_size: int = 16  # texts per forward pass (sorted by length, so padding stays small)
     max_length: int = 256  # tokens per text; longer texts are truncated
-    skip_tokens: int = 0  # content tokens to skip at the start of every text
+    skip_tokens: int = DEFAULT_SKIP_TOKENS  # content tokens to skip at the start of every text ("mean" only)
+    readout: Readout = DEFAULT_READOUT  # which positions are pooled: a key of READOUTS
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "readout": self.readout,
+            "reduce": READOUTS[self.readout],
+            "skip_tokens": self.skip_tokens,
+            "max_length": self.max_length,
+        }
 
 
 @dataclass(frozen=True)
@@ -51,6 +72,18 @@ def content_mask(encoding: BatchEncoding, skip_tokens: int = 0) -> torch.Tensor:
     if skip_tokens:
         mask &= mask.long().cumsum(dim=1) > skip_tokens
     return mask
+
+
+def readout_mask(encoding: BatchEncoding, config: PoolingConfig) -> torch.Tensor:
+    """The positions a readout pools (left padding: a row's last attended position is its last token)."""
+    if config.readout == "mean":
+        return content_mask(encoding, config.skip_tokens)
+    mask = content_mask(encoding) if config.readout == "last" else encoding["attention_mask"].bool()
+    last = torch.zeros_like(mask)
+    has = mask.any(dim=1)
+    index = mask.shape[1] - 1 - mask.flip(dims=[1]).long().argmax(dim=1)
+    last[has, index[has]] = True
+    return last
 
 
 @contextmanager
@@ -76,9 +109,15 @@ def run_backbone(lm: LoadedModel, input_ids: torch.Tensor, attention_mask: torch
     backbone(input_ids=input_ids.to(lm.device), attention_mask=attention_mask.to(lm.device), use_cache=False)
 
 
-def tokenize(lm: LoadedModel, texts: Sequence[str], max_length: int) -> list[list[int]]:
-    enc = lm.tokenizer(list(texts), truncation=True, max_length=max_length, add_special_tokens=True)
-    return [list(ids) for ids in enc["input_ids"]]
+def tokenize(lm: LoadedModel, texts: Sequence[str], max_length: int, prep: bool = False) -> list[list[int]]:
+    """Token ids of each text; with ``prep``, of the text as the user's turn followed by the reply prompt
+    (long texts keep their last ``max_length`` tokens, so the prompt's end survives)."""
+    if not prep:
+        enc = lm.tokenizer(list(texts), truncation=True, max_length=max_length, add_special_tokens=True)
+        return [list(ids) for ids in enc["input_ids"]]
+    chats = [format_chat(lm.tokenizer, [{"role": "user", "content": t}], add_generation_prompt=True) for t in texts]
+    enc = lm.tokenizer([c.text for c in chats], add_special_tokens=True)
+    return [list(ids)[-max_length:] for ids in enc["input_ids"]]
 
 
 def tokenize_replies(
@@ -139,53 +178,74 @@ def pooled_activations(
     tick: Tick | None = None,
     contexts: Sequence[str] | None = None,
 ) -> Pooled:
-    """Mean-pool every layer's output over each text's content tokens, in one pass per batch.
+    """Pool every layer's output over each text's readout positions (``config.readout``), one pass per batch.
 
     With ``contexts`` (one user message per text) each text is read as the reply to its message
     (see :func:`tokenize_replies`) and only the reply's tokens are pooled.
     """
+    return pooled_readouts(lm, texts, [config], tick, contexts)[0]
+
+
+def pooled_readouts(
+    lm: LoadedModel,
+    texts: Sequence[str],
+    configs: Sequence[PoolingConfig],
+    tick: Tick | None = None,
+    contexts: Sequence[str] | None = None,
+) -> list[Pooled]:
+    """Several readouts of the same forward passes (they must share tokenization and batching)."""
+    first = configs[0]
+    shared = {(c.readout == "prep", c.batch_size, c.max_length) for c in configs}
+    if len(shared) > 1:
+        raise SteerlabError("readouts pooled together must share batch size, max length and prep-ness")
+    if first.readout == "prep" and contexts is not None:
+        raise SteerlabError("the 'prep' readout reads a text as the user's turn: it cannot read replies")
     n_layers, hidden = lm.n_layers, lm.hidden_size
-    features = np.zeros((len(texts), n_layers, hidden), dtype=np.float32)
+    features = [np.zeros((len(texts), n_layers, hidden), dtype=np.float32) for _ in configs]
     norm_sum = torch.zeros(n_layers, dtype=torch.float64)
     if contexts is None:
-        all_ids, all_keep = tokenize(lm, texts, config.max_length), None
+        all_ids, all_keep = tokenize(lm, texts, first.max_length, first.readout == "prep"), None
     else:
-        all_ids, all_keep = tokenize_replies(lm, texts, contexts, config.max_length)
+        all_ids, all_keep = tokenize_replies(lm, texts, contexts, first.max_length)
     order = sorted(range(len(texts)), key=lambda i: -len(all_ids[i]))
     state: dict[str, torch.Tensor] = {}
     n_tokens = 0
 
     def pool(layer: int, h: torch.Tensor) -> None:
-        m = state["mask"]
-        h = h.float() * m.unsqueeze(-1)
-        state["out"][:, layer] = h.sum(dim=1) / m.sum(dim=1, keepdim=True).clamp(min=1)
-        norm_sum[layer] += h.norm(dim=-1).sum().double().cpu()
+        h = h.float()
+        for j, m in enumerate(state["masks"]):
+            state["out"][j, :, layer] = (h * m.unsqueeze(-1)).sum(dim=1) / m.sum(dim=1, keepdim=True).clamp(min=1)
+        norm_sum[layer] += (h.norm(dim=-1) * state["content"]).sum().double().cpu()
 
     rank, size = world()
-    batches = list(range(0, len(order), config.batch_size))[rank::size]  # this rank's share of the batches
+    batches = list(range(0, len(order), first.batch_size))[rank::size]  # this rank's share of the batches
     start = time.perf_counter()
     with torch.inference_mode(), capture(lm, range(n_layers), pool):
         for lo in batches:
-            rows = order[lo : lo + config.batch_size]
+            rows = order[lo : lo + first.batch_size]
             enc = pad_batch(lm, [all_ids[i] for i in rows], [all_keep[i] for i in rows] if all_keep else None)
-            mask = content_mask(enc, config.skip_tokens).to(lm.device)
-            state["mask"] = mask.float()
-            state["out"] = torch.zeros((len(rows), n_layers, hidden), device=lm.device)
+            content = content_mask(enc).to(lm.device)
+            state["content"] = content.float()
+            state["masks"] = torch.stack([readout_mask(enc, c).to(lm.device).float() for c in configs])
+            state["out"] = torch.zeros((len(configs), len(rows), n_layers, hidden), device=lm.device)
             run_backbone(lm, enc["input_ids"], enc["attention_mask"])
-            features[rows] = state["out"].cpu().numpy()
-            n_tokens += int(mask.sum())
+            out = state["out"].cpu().numpy()
+            for j, feats in enumerate(features):
+                feats[rows] = out[j]
+            n_tokens += int(content.sum())
             if tick:
                 tick(len(rows), int(enc["attention_mask"].sum()))
     seconds = time.perf_counter() - start
-    done = sum(len(order[lo : lo + config.batch_size]) for lo in batches)
+    done = sum(len(order[lo : lo + first.batch_size]) for lo in batches)
     if size > 1:  # every rank filled its own rows: the sums are the whole
-        features = sum_across(torch.from_numpy(features)).numpy()
+        features = [sum_across(torch.from_numpy(f)).numpy() for f in features]
         sum_across(norm_sum)
         counts = sum_across(torch.tensor([n_tokens], dtype=torch.float64))
         n_tokens = int(counts[0])
     per_rank = sum_across(torch.zeros(size, dtype=torch.float64).index_fill_(0, torch.tensor([rank]), done))
     token_norm = (norm_sum / max(n_tokens, 1)).float().numpy()
-    return Pooled(features, token_norm, n_tokens, seconds, tuple(int(n) for n in per_rank))
+    ranks = tuple(int(n) for n in per_rank)
+    return [Pooled(f, token_norm, n_tokens, seconds, ranks) for f in features]
 
 
 def token_activations(lm: LoadedModel, encoding: BatchEncoding, layers: Sequence[int]) -> dict[int, torch.Tensor]:

@@ -1,8 +1,10 @@
 """Emotion corpora: the JSONL schema, loading with line-numbered errors, statistics and splits.
 
 One JSON object per line: ``text`` (str), ``emotion`` (an emotion name or ``neutral``), optional
-``topic``, ``speaker``, ``split`` (``train`` / ``test``; anything else is treated as unset) and
-``context`` (the user message a reply answers: the text is then read as the model's reply to it).
+``topic``, ``speaker``, ``split`` (``train`` / ``test``; anything else is treated as unset),
+``style`` (how the text is written, e.g. ``vignette``, ``diary``, ``dialogue``, ``story``: layers and
+methods are chosen on styles left out of training) and ``context`` (the user message a reply answers:
+the text is then read as the model's reply to it).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Record:
     speaker: str | None = None
     split: str | None = None
     context: str | None = None  # the user message a reply answers; the text is then read as the reply
+    style: str | None = None  # how the text is written (vignette, diary, dialogue, story, ...)
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,10 @@ class Corpus:
                 f"{self.source}: some records have a 'context' and some do not: give every reply its message"
             )
         return [str(c) for c in found]
+
+    @property
+    def styles(self) -> list[str | None]:
+        return [r.style for r in self.records]
 
 
 def data_path(name: str) -> Path:
@@ -115,7 +122,9 @@ def parse_jsonl(raw: bytes, name: str) -> list[Record]:
         if not isinstance(emotion, str) or not emotion.strip():
             raise CorpusError(f"{name} line {number}: 'emotion' must be a non-empty string (or 'neutral')")
         split = obj.get("split") if obj.get("split") in ("train", "test") else None
-        context = obj.get("context")
+        context, style = obj.get("context"), obj.get("style")
+        if style is not None and (not isinstance(style, str) or not style.strip()):
+            raise CorpusError(f"{name} line {number}: 'style' must be a non-empty string or absent")
         if context is not None and (not isinstance(context, str) or not context.strip()):
             raise CorpusError(
                 f"{name} line {number}: 'context' must be a non-empty string (the user message) or absent"
@@ -128,6 +137,7 @@ def parse_jsonl(raw: bytes, name: str) -> list[Record]:
                 obj.get("speaker"),
                 split,
                 context.strip() if context else None,
+                style.strip().lower() if style else None,
             )
         )
     return records
@@ -188,6 +198,7 @@ def corpus_stats(corpus: Corpus) -> dict[str, Any]:
         "sha256": corpus.sha256,
         "n_texts": len(corpus.records),
         "n_emotions": len(corpus.emotions),
+        "styles": dict(Counter(r.style or "(none)" for r in corpus.records)),
         "per_emotion": rows,
         "duplicates": sorted(t for t, c in seen.items() if c > 1),
         "self_naming": naming,
@@ -206,8 +217,8 @@ def stratified_split(labels: list[str], test_fraction: float, seed: int) -> np.n
 
 
 def heldout_mask(corpus: Corpus, test_fraction: float, seed: int) -> np.ndarray:
-    """Held-out rows: explicit ``split`` fields win; the rest are split stratified by emotion."""
-    mask = stratified_split(corpus.labels, test_fraction, seed)
+    """Held-out rows: explicit ``split`` fields win; the rest are split stratified by emotion and style."""
+    mask = stratified_split([f"{r.emotion}|{r.style}" for r in corpus.records], test_fraction, seed)
     for i, record in enumerate(corpus.records):
         if record.split is not None:
             mask[i] = record.split == "test"

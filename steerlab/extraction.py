@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -14,18 +16,19 @@ from .corpus import BUILTIN_REPLIES, NEUTRAL, Corpus, emotion_info, heldout_mask
 from .errors import SteerlabError
 from .methods import DEFAULT_PARAMS, METHODS, MethodInput, class_means
 from .models import LoadedModel
-from .probes import LAYER_RULE, LayerScore, choose_layer, probe_accuracy, score_layer
+from .names import DEFAULT_METHOD
+from .probes import LAYER_RULE, LayerScore, bootstrap_ci, choose_layer, probe_accuracy, score_layer, topk_hits
 from .reader_choice import choose_reader
 from .readers import pooled_features
 from .sites import CONVENTION, SITE
-from .vectors import EmotionVectors
+from .vectors import EmotionVectors, cosine
 
 MethodName = Literal["diffmean", "pca", "probe"]
 
 
 @dataclass(frozen=True)
 class ExtractConfig:
-    method: MethodName = "diffmean"  # a key of methods.METHODS
+    method: MethodName = DEFAULT_METHOD  # a key of methods.METHODS
     test_fraction: float = 0.25  # share of each emotion's texts held out for the layer sweep
     seed: int = 0  # split, bootstrap, probes and pairing
     pooling: PoolingConfig = field(default_factory=PoolingConfig)
@@ -48,64 +51,167 @@ def extract(
         raise SteerlabError(f"unknown method {config.method!r}: use one of {', '.join(METHODS)}")
     if not 0 < config.test_fraction < 1:
         raise SteerlabError(f"test fraction {config.test_fraction} must be between 0 and 1")
-    params = {**DEFAULT_PARAMS[config.method], **config.params}
     pooled = pooled_activations(lm, corpus.texts, config.pooling, tick)
+    vectors, sweep = build_vectors(pooled, corpus, config, model_meta(lm))
+    if config.replies is not None:
+        vectors = attach_reply_reader(lm, vectors, config)
+    return ExtractResult(vectors, sweep, pooled)
+
+
+def model_meta(lm: LoadedModel) -> dict[str, object]:
+    return {
+        "model_spec": lm.spec,
+        "model_id": lm.model_id,
+        "revision": lm.revision,
+        "is_random": lm.is_random,
+        "hidden_size": lm.hidden_size,
+        "n_layers": lm.n_layers,
+    }
+
+
+@dataclass(frozen=True)
+class Fold:
+    """Rows to fit on and rows to score, by index into the corpus."""
+
+    name: str
+    fit: np.ndarray  # labelled emotion rows the directions are fitted on
+    neutral: np.ndarray  # neutral rows the method may use (denoising)
+    test: np.ndarray  # labelled emotion rows scored
+
+
+def style_folds(corpus: Corpus) -> tuple[list[Fold], str | None]:
+    """One fold per style: fit on every other style's texts, score this style's. ([], why) when impossible."""
+    labels, styles = np.array(corpus.labels), np.array([s or "" for s in corpus.styles])
+    is_emotion = labels != NEUTRAL
+    names = sorted(set(styles[is_emotion]) - {""})
+    if len(names) < 2 or (styles[is_emotion] == "").any():
+        return [], "the corpus does not give every text one of at least two styles ('style' field)"
+    for emotion in corpus.emotions:
+        if len(set(styles[labels == emotion])) < 2:
+            return [], f"emotion {emotion!r} is written in one style only"
+    folds = [
+        Fold(
+            name,
+            np.flatnonzero(is_emotion & (styles != name)),
+            np.flatnonzero(~is_emotion & (styles != name)),
+            np.flatnonzero(is_emotion & (styles == name)),
+        )
+        for name in names
+    ]
+    return folds, None
+
+
+def fit_layer(
+    feats: np.ndarray, y: np.ndarray, fold: Fold, n_emotions: int, method: str, params: dict[str, float], seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(center, unit directions, raw norms) of one layer fitted on ``fold.fit``."""
+    center = class_means(feats[fold.fit], y[fold.fit], n_emotions).mean(axis=0)
+    inp = MethodInput(feats[fold.fit], y[fold.fit], n_emotions, feats[fold.neutral], seed, params)
+    directions, raw = METHODS[method](inp)
+    return center, directions, raw
+
+
+def out_of_style(
+    feats: np.ndarray,
+    y: np.ndarray,
+    folds: Sequence[Fold],
+    n_emotions: int,
+    method: str,
+    params: dict[str, float],
+    seed: int,
+    probe: bool = True,
+) -> dict[str, float | dict[str, float]]:
+    """One layer's out-of-style scores: fit on all styles but one, read the left-out style, average."""
+    top1, top3, probe_hits, group = [], [], [], []
+    for g, fold in enumerate(folds):
+        center, directions, _ = fit_layer(feats, y, fold, n_emotions, method, params, seed)
+        scores = cosine(*(torch.from_numpy(np.asarray(a)) for a in (feats[fold.test], center, directions))).numpy()
+        top1.append(topk_hits(scores, y[fold.test], 1))
+        top3.append(topk_hits(scores, y[fold.test], min(3, n_emotions)))
+        if probe:
+            probe_hits.append(probe_accuracy(feats[fold.fit], y[fold.fit], feats[fold.test], y[fold.test], seed)[0])
+        group.append(np.full(len(fold.test), g))
+    hits, groups = np.concatenate(top1).astype(float), np.concatenate(group)
+    lo, hi = bootstrap_ci(hits, seed, groups=groups)
+    per_style = {f.name: float(h.mean()) for f, h in zip(folds, top1, strict=True)}
+    return {
+        "oos_top1": float(np.mean(list(per_style.values()))),
+        "oos_top1_lo": lo,
+        "oos_top1_hi": hi,
+        "oos_top3": float(np.mean([h.mean() for h in top3])),
+        "oos_probe_top1": float(np.mean(probe_hits)) if probe else float("nan"),
+        "per_style": per_style,
+    }
+
+
+def build_vectors(
+    pooled: Pooled, corpus: Corpus, config: ExtractConfig, model: dict[str, object]
+) -> tuple[EmotionVectors, list[LayerScore]]:
+    """Directions at every layer from pooled activations, the in-style and out-of-style sweep, the layers."""
+    params = {**DEFAULT_PARAMS[config.method], **config.params}
     emotions = corpus.emotions
     labels = np.array(corpus.labels)
     is_emotion = labels != NEUTRAL
     held = heldout_mask(corpus, config.test_fraction, config.seed)
-    train, test = is_emotion & ~held, is_emotion & held
+    split = Fold(
+        "in-style", np.flatnonzero(is_emotion & ~held), np.flatnonzero(~is_emotion), np.flatnonzero(is_emotion & held)
+    )
+    folds, no_folds = style_folds(corpus)
     index = {e: i for i, e in enumerate(emotions)}
     y = np.array([index.get(lab, -1) for lab in labels])
     info = emotion_info()
     valence = np.array([info[e].valence if e in info else 0.0 for e in emotions])
 
-    n_layers, hidden = lm.n_layers, lm.hidden_size
+    n_layers, hidden = pooled.features.shape[1], pooled.features.shape[2]
     directions = np.zeros((n_layers, len(emotions), hidden), dtype=np.float32)
     raw_norms = np.zeros((n_layers, len(emotions)), dtype=np.float32)
     center = np.zeros((n_layers, hidden), dtype=np.float32)
     alpha_unit = np.zeros(n_layers, dtype=np.float32)
     probe_w = np.zeros_like(directions)
     probe_b = np.zeros_like(raw_norms)
-    sweep = []
+    sweep, per_style = [], []
+    fit, test = split.fit, split.test
     for layer in range(n_layers):
         feats = pooled.features[:, layer].astype(np.float64)
-        means = class_means(feats[train], y[train], len(emotions))
-        center[layer] = means.mean(axis=0)
+        center[layer], directions[layer], raw_norms[layer] = fit_layer(
+            feats, y, split, len(emotions), config.method, params, config.seed
+        )
+        means = class_means(feats[fit], y[fit], len(emotions))
         alpha_unit[layer] = np.linalg.norm(means - center[layer], axis=1).mean()
-        inp = MethodInput(feats[train], y[train], len(emotions), feats[labels == NEUTRAL], config.seed, params)
-        d, r = METHODS[config.method](inp)
-        directions[layer], raw_norms[layer] = d, r
-        acc, probe_w[layer], probe_b[layer] = probe_accuracy(feats[train], y[train], feats[test], y[test], config.seed)
-        sweep.append(score_layer(layer, feats[test], y[test], center[layer], d, valence, config.seed, acc))
-    chosen, best = choose_layer(sweep)
+        acc, probe_w[layer], probe_b[layer] = probe_accuracy(feats[fit], y[fit], feats[test], y[test], config.seed)
+        row = score_layer(layer, feats[test], y[test], center[layer], directions[layer], valence, config.seed, acc)
+        if folds:
+            oos = out_of_style(feats, y, folds, len(emotions), config.method, params, config.seed + layer)
+            per_style.append(oos.pop("per_style"))
+            row = replace(row, **oos)  # type: ignore[arg-type]
+        sweep.append(row)
+    chosen, best_in_style = choose_layer(sweep)
+    reading = best_in_style
+    if folds:
+        chosen, reading = choose_layer(sweep, out_of_style=True)
+    styles = Counter(s or "(none)" for s, lab in zip(corpus.styles, labels, strict=True) if lab != NEUTRAL)
     meta = {
         "steerlab_version": __version__,
-        "model_spec": lm.spec,
-        "model_id": lm.model_id,
-        "revision": lm.revision,
-        "is_random": lm.is_random,
-        "hidden_size": hidden,
-        "n_layers": n_layers,
+        **model,
         "site": SITE,
         "layer_convention": CONVENTION,
         "method": config.method,
         "method_params": params,
-        "pooling": {
-            "reduce": "mean over content tokens (BOS, padding, template markers excluded)",
-            "skip_tokens": config.pooling.skip_tokens,
-            "max_length": config.pooling.max_length,
-        },
+        "pooling": config.pooling.describe(),
         "corpus_source": corpus.source,
         "corpus_sha256": corpus.sha256,
-        "n_train": int(train.sum()),
-        "n_test": int(test.sum()),
-        "n_neutral": int((labels == NEUTRAL).sum()),
+        "n_train": len(fit),
+        "n_test": len(test),
+        "n_neutral": int((~is_emotion).sum()),
         "test_fraction": config.test_fraction,
         "seed": config.seed,
         "chosen_layer": chosen,
-        "best_layer": best,
+        "best_layer": best_in_style,
+        "reading_layer": reading,
         "layer_rule": LAYER_RULE,
+        "selection": "out-of-style" if folds else f"in-style ({no_folds})",
+        "styles": dict(styles),
+        "oos_top1_per_style": per_style,
         "reader": "cosine of (activation - center[layer]) with each unit direction",
         "alpha_unit": "alpha = 1 adds alpha_unit[layer]: the mean norm of (emotion mean - grand mean) at that layer",
         "sweep": [row.row() for row in sweep],
@@ -125,9 +231,7 @@ def extract(
         probe_bias=torch.from_numpy(probe_b),
         meta=meta,
     )
-    if config.replies is not None:
-        vectors = attach_reply_reader(lm, vectors, config)
-    return ExtractResult(vectors, sweep, pooled)
+    return vectors, sweep
 
 
 def attach_reply_reader(lm: LoadedModel, vectors: EmotionVectors, config: ExtractConfig) -> EmotionVectors:

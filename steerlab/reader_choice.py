@@ -2,7 +2,7 @@
 
 :func:`evaluate_reader` scores a reader at every layer on labelled texts or replies (top-1/top-3,
 one-vs-rest AUROC raw and with length regressed out); :func:`choose_reader` fits the reply reader
-and picks the default (reader, layer) under ``READER_RULE`` when a vector file is built.
+and picks the default reader under ``READER_RULE`` when a vector file is built.
 """
 
 from __future__ import annotations
@@ -116,8 +116,8 @@ def evaluate_reader(
 # --- the reply reader and the default reader ---------------------------------------------------
 
 READER_RULE = (
-    "default reader and layer = the (reader, layer) with the highest macro one-vs-rest AUROC on half of "
-    "the labelled replies' messages; the reply reader is fitted on the other half for that choice, "
+    "default reader = the reader with the highest macro one-vs-rest AUROC at the file's reading layer on "
+    "half of the labelled replies' messages; the reply reader is fitted on the other half for that choice, "
     "then refitted on all replies"
 )
 
@@ -163,7 +163,7 @@ def choose_reader(
     c: float,
     provenance: dict[str, object],
 ) -> EmotionVectors:
-    """Fit the reply reader and choose the default (reader, layer) under ``READER_RULE``.
+    """Fit the reply reader and choose the default reader at the reading layer under ``READER_RULE``.
 
     ``features`` are the replies' pooled activations in conversation (texts, layers, hidden).
     """
@@ -180,12 +180,10 @@ def choose_reader(
             None, half, sel_texts, sel_labels, name, features=features[sel_rows] if spec.layered else None
         )
         table[name] = {str(r.layer if r.layer is not None else "-"): r.macro_auroc for r in rows}
-    best_name, best_layer = max(
-        ((n, k) for n, layers in table.items() for k in layers),
-        key=lambda nk: np.nan_to_num(table[nk[0]][nk[1]], nan=-1.0),
-    )
+    layer = vectors.reading_layer
+    at_layer = {n: scores.get(str(layer), scores.get("-", float("nan"))) for n, scores in table.items()}
+    best_name = max(at_layer, key=lambda n: np.nan_to_num(at_layer[n], nan=-1.0))
     final = with_reply_reader(vectors, features, labels, seed, c, provenance)
-    layer = int(best_layer) if best_layer != "-" else vectors.meta.get("best_layer", vectors.steering_layer)
     reading = {
         "reader": best_name,
         "layer": int(layer),

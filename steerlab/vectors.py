@@ -64,7 +64,11 @@ class EmotionVectors:
 
     @property
     def reading_layer(self) -> int:
-        """Where readers read by default: the layer chosen on labelled replies, else the sweep's best."""
+        """Where readers read by default: the sweep's best layer (out-of-style when the corpus has styles).
+
+        Files written before steerlab chose it there name the layer their reader was chosen at."""
+        if "reading_layer" in self.meta:
+            return int(self.meta["reading_layer"])
         reading = self.meta.get("reading") or {}
         return int(reading.get("layer", self.meta.get("best_layer", self.chosen_layer)))
 

@@ -42,9 +42,13 @@ def test_builtin_corpus_meets_the_spec() -> None:
         "gloomy",
     }
     assert required <= set(c.emotions)
-    for e in c.emotions:
-        assert sum(r.emotion == e for r in c.records) >= 40, e
-    assert sum(r.emotion == "neutral" for r in c.records) >= 150
+    styles = {"vignette", "diary", "dialogue", "story"}
+    for e in [*c.emotions, "neutral"]:
+        rows = [r for r in c.records if r.emotion == e]
+        assert len(rows) >= 60, e
+        assert {r.style for r in rows} == styles, e
+        assert all(sum(r.style == s for r in rows) >= 10 for s in styles), e
+        assert len({r.topic for r in rows}) >= 20, e
     assert len(set(c.texts)) == len(c.texts)
     naming = [(r.emotion, names_own_emotion(r)) for r in c.records if r.emotion != "neutral" and names_own_emotion(r)]
     assert naming == []
@@ -118,6 +122,58 @@ def test_content_mask_excludes_bos_padding_and_skip(tiny) -> None:  # type: igno
     enc = tiny.tokenizer(["abc", "a"], return_tensors="pt", padding=True, return_special_tokens_mask=True)
     assert content_mask(enc).sum(1).tolist() == [3, 1]
     assert content_mask(enc, skip_tokens=1).sum(1).tolist() == [2, 0]
+
+
+def test_readouts_pool_the_named_positions_in_one_pass(tiny) -> None:  # type: ignore[no-untyped-def]
+    from steerlab.activations import pooled_readouts, tokenize
+
+    texts = ["short one", "a much longer sentence with many more bytes in it"]
+    configs = [
+        PoolingConfig(batch_size=2),
+        PoolingConfig(batch_size=2, skip_tokens=2),
+        PoolingConfig(batch_size=2, readout="last"),
+    ]
+    together = pooled_readouts(tiny, texts, configs)
+    for config, pooled in zip(configs, together, strict=True):  # one pass = separate passes
+        assert np.allclose(pooled.features, pooled_activations(tiny, texts, config).features, atol=1e-5)
+    for row, text in enumerate(texts):  # "last" is the final token; "prep" the last token of the reply prompt
+        enc = tiny.tokenizer([text], return_tensors="pt", return_special_tokens_mask=True)
+        acts = token_activations(tiny, enc, [1])
+        assert np.allclose(together[2].features[row, 1], acts[1][0, -1].numpy(), atol=1e-5)
+        prep_ids = tokenize(tiny, [text], 256, prep=True)[0]
+        assert tiny.tokenizer.decode(prep_ids).count(text) == 1 and len(prep_ids) > len(enc["input_ids"][0])
+        ids = torch.tensor([prep_ids])
+        prep_acts = token_activations(tiny, {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, [1])  # type: ignore[arg-type]
+        prep = pooled_activations(tiny, [text], PoolingConfig(readout="prep")).features[0, 1]
+        assert np.allclose(prep, prep_acts[1][0, -1].numpy(), atol=1e-5)
+
+
+def test_layers_are_chosen_on_styles_left_out(tiny, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from .conftest import TINY_TEXTS
+
+    rows = [
+        {"text": t if i % 2 else f"dear diary, {t}", "emotion": e, "style": "diary" if i % 2 == 0 else "plain"}
+        for e, texts in TINY_TEXTS.items()
+        for i, t in enumerate(texts)
+    ]
+    rows += [{"text": "the bus leaves at nine", "emotion": "neutral", "style": "plain"}]
+    path = tmp_path / "styled.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    result = extract(tiny, load_corpus(path), ExtractConfig(seed=0, replies=None))
+    meta, sweep = result.vectors.meta, result.sweep
+    assert meta["selection"] == "out-of-style" and meta["styles"] == {"diary": 9, "plain": 9}
+    oos = [r.oos_top1 for r in sweep]
+    assert all(0 <= x <= 1 for x in oos) and len(meta["oos_top1_per_style"]) == tiny.n_layers
+    best = max(sweep, key=lambda r: (r.oos_top1, r.oos_top3, -r.layer))
+    assert result.vectors.reading_layer == best.layer
+    assert result.vectors.steering_layer == min(r.layer for r in sweep if r.oos_top1 >= best.oos_top1_lo)
+    # each style's score comes from vectors fitted without that style
+    for layer, per_style in enumerate(meta["oos_top1_per_style"]):
+        assert np.isclose(np.mean(list(per_style.values())), oos[layer])
+    unstyled = tmp_path / "unstyled.jsonl"
+    unstyled.write_text("\n".join(json.dumps({k: v for k, v in r.items() if k != "style"}) for r in rows) + "\n")
+    v = extract(tiny, load_corpus(unstyled), ExtractConfig(seed=0, replies=None)).vectors
+    assert v.meta["selection"].startswith("in-style") and v.reading_layer == v.meta["best_layer"]
 
 
 def _planted(seed: int = 0, n: int = 200, d: int = 64, e: int = 4) -> tuple[MethodInput, np.ndarray]:

@@ -7,7 +7,15 @@ from pathlib import Path
 import click
 
 from ..errors import SteerlabError
-from ..names import EMBEDDED, METHOD_NAMES, READER_NAMES
+from ..names import (
+    DEFAULT_METHOD,
+    DEFAULT_READOUT,
+    DEFAULT_SKIP_TOKENS,
+    EMBEDDED,
+    METHOD_NAMES,
+    READER_NAMES,
+    READOUT_NAMES,
+)
 from .common import Progress, check_out, cli, echo_json, get_model, get_vectors, model_options, say
 
 
@@ -72,7 +80,7 @@ def corpus_validate_cmd(path: str) -> None:
 @cli.command("extract")
 @model_options
 @click.option("--corpus", "corpus_path", default=None, help="JSONL corpus (default: the built-in one).")
-@click.option("--method", type=click.Choice(METHOD_NAMES), default="diffmean", show_default=True)
+@click.option("--method", type=click.Choice(METHOD_NAMES), default=DEFAULT_METHOD, show_default=True)
 @click.option(
     "--out",
     default=None,
@@ -84,11 +92,19 @@ def corpus_validate_cmd(path: str) -> None:
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1, 1024))
 @click.option("--max-length", default=256, show_default=True, type=click.IntRange(8, 8192))
 @click.option(
+    "--readout",
+    type=click.Choice(READOUT_NAMES),
+    default=DEFAULT_READOUT,
+    show_default=True,
+    help="Positions pooled per text: mean of its tokens, its last token, or prep (the text as a user turn, "
+    "read where the model is about to reply).",
+)
+@click.option(
     "--skip-tokens",
-    default=0,
+    default=DEFAULT_SKIP_TOKENS,
     show_default=True,
     type=click.IntRange(0, 1000),
-    help="Content tokens skipped at the start of each text.",
+    help="Content tokens skipped at the start of each text (mean readout).",
 )
 def extract_cmd(
     model_spec: str | None,
@@ -102,6 +118,7 @@ def extract_cmd(
     test_fraction: float,
     batch_size: int,
     max_length: int,
+    readout: str,
     skip_tokens: int,
 ) -> None:
     """Extract one direction per emotion at every layer and sweep the layers on held-out texts."""
@@ -131,7 +148,7 @@ def extract_cmd(
         method=method,  # type: ignore[arg-type]  # click.Choice checked it
         test_fraction=test_fraction,
         seed=seed,
-        pooling=PoolingConfig(batch_size, max_length, skip_tokens),
+        pooling=PoolingConfig(batch_size, max_length, skip_tokens, readout),  # type: ignore[arg-type]
     )
     with Progress(len(c.records), f"extract {lm.spec}") as bar:
         result = extract(lm, c, config, lambda n_texts, n_tokens: bar.update(bar.n + n_texts, tokens=n_tokens))
