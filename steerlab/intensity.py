@@ -1,20 +1,21 @@
 """Intensity scales: does an emotion's reading rise (or fall) along a graded series of prompts?
 
 Each scale is one template with a slot filled by ordered values (1 day, 3 days, 2 weeks, ...); every
-prompt is read at its response-preparation token and each expected emotion's score is correlated
-(Spearman) with the position along the scale. The shipped scales are package data
+prompt is read at three readout points (``POINTS``: the mean over the user's message, its last token,
+and the response-preparation token) and each expected emotion's score is correlated (Spearman) with
+the position along the scale. The shipped scales are package data
 (``steerlab/data/intensity_scales.json``); EmotionScope's format is read too.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .activations import pad_batch, token_activations
 from .chat import format_chat
@@ -25,6 +26,13 @@ from .probes import correlate
 from .vectors import EmotionVectors
 
 SCALES = "intensity_scales.json"
+POINTS = {
+    "user_mean": "mean score over the tokens of the user's message",
+    "user_last": "the last token of the user's message",
+    "prep": "the response-preparation token: the prompt's last token, right before the reply",
+}
+STRONG = 0.7  # |rho| that counts as tracking a scale
+_TRANSCRIPT = re.compile(r"^\s*(?:User|Human)\s*:\s*(.*?)\s*(?:Assistant|AI)\s*:\s*$", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -35,11 +43,14 @@ class Scale:
     expect: dict[str, int]  # emotion -> +1 (rises along values) / -1 (falls)
     is_message: bool  # True: template is a user message (steerlab); False: a full prompt (EmotionScope)
 
-    def prompt(self, lm: LoadedModel, value: str) -> str:
+    def prompt(self, lm: LoadedModel, value: str) -> tuple[str, tuple[int, int]]:
+        """The prompt for one value and the character span of the user's message in it."""
         text = self.template.replace("{x}", value)
-        if not self.is_message:
-            return text
-        return format_chat(lm.tokenizer, [{"role": "user", "content": text}], add_generation_prompt=True).text
+        if self.is_message:
+            chat = format_chat(lm.tokenizer, [{"role": "user", "content": text}], add_generation_prompt=True)
+            return chat.text, (chat.turns[0].start, chat.turns[0].end)
+        match = _TRANSCRIPT.match(text)  # a plain "User: ... Assistant:" transcript; else all of it
+        return text, match.span(1) if match else (0, len(text))
 
 
 def load_scales(path: str | Path | None = None) -> list[Scale]:
@@ -84,10 +95,11 @@ def load_scales(path: str | Path | None = None) -> list[Scale]:
 
 @dataclass(frozen=True)
 class IntensityRow:
+    point: str  # a key of POINTS
     scale: str
     emotion: str
     expected: int  # +1 / -1
-    rho: float  # Spearman rho between position along the values and the score at the prep token
+    rho: float  # Spearman rho between position along the values and the score at ``point``
     p: float
     n: int
 
@@ -100,43 +112,55 @@ class IntensityRow:
 class Intensity:
     layer: int
     rows: list[IntensityRow]
-    curves: dict[str, tuple[tuple[str, ...], dict[str, np.ndarray]]]  # scale -> (values, {emotion: scores})
+    curves: dict[str, dict[str, tuple[tuple[str, ...], dict[str, np.ndarray]]]]  # point -> scale -> (values, scores)
     skipped: tuple[str, ...]  # "scale:emotion" pairs whose emotion the vectors lack
 
-    def summary(self) -> dict[str, float]:
-        ok = [r for r in self.rows if np.isfinite(r.rho)]
+    def summary(self, point: str = "prep") -> dict[str, float]:
+        ok = [r for r in self.rows if r.point == point and np.isfinite(r.rho)]
         return {
             "relations": len(ok),
             "right_sign": sum(r.agrees for r in ok),
+            "strong_right": sum(r.agrees and abs(r.rho) >= STRONG for r in ok),
             "significant_right": sum(r.agrees and r.p < 0.05 for r in ok),
             "significant_wrong": sum((not r.agrees) and r.p < 0.05 for r in ok),
             "mean_signed_rho": float(np.mean([r.rho * r.expected for r in ok])) if ok else float("nan"),
         }
 
+    def summaries(self) -> dict[str, dict[str, float]]:
+        return {point: self.summary(point) for point in POINTS}
+
 
 def intensity(
     lm: LoadedModel, vectors: EmotionVectors, scales: Sequence[Scale], layer: int | None = None, batch_size: int = 16
 ) -> Intensity:
-    """Read every scale prompt at its response-preparation token (its last token: prompts are left
-    padded) at ``layer`` (default: the reading layer) and correlate each expected emotion's score
-    with the position along the scale."""
+    """Read every scale prompt at ``layer`` (default: the reading layer) at each readout point of
+    ``POINTS`` and correlate each expected emotion's score with the position along the scale."""
     vectors.check_compatible(lm.model_id, lm.hidden_size, lm.n_layers)
     layer = vectors.check_layer(vectors.reading_layer if layer is None else layer, "layer")
-    rows, curves, skipped = [], {}, []
+    rows: list[IntensityRow] = []
+    curves: dict[str, dict[str, tuple[tuple[str, ...], dict[str, np.ndarray]]]] = {p: {} for p in POINTS}
+    skipped = []
     for scale in scales:
-        ids = [list(lm.tokenizer(scale.prompt(lm, v))["input_ids"]) for v in scale.values]
-        last = []
-        for lo in range(0, len(ids), batch_size):
-            acts = token_activations(lm, pad_batch(lm, ids[lo : lo + batch_size]), [layer])
-            last.append(acts[layer][:, -1])
-        scores = vectors.read(torch.cat(last), layer).numpy()
-        curve = {}
+        points: dict[str, list[np.ndarray]] = {p: [] for p in POINTS}
+        for lo in range(0, len(scale.values), batch_size):
+            prompts = [scale.prompt(lm, v) for v in scale.values[lo : lo + batch_size]]
+            encs = [lm.tokenizer(text, return_offsets_mapping=True) for text, _ in prompts]
+            acts = token_activations(lm, pad_batch(lm, [list(e["input_ids"]) for e in encs]), [layer])[layer]
+            for row, (enc, (_, (start, end))) in enumerate(zip(encs, prompts, strict=True)):
+                n = len(enc["input_ids"])
+                scores = vectors.read(acts[row, acts.shape[1] - n :], layer).numpy()  # left padded
+                user = [i for i, (a, b) in enumerate(enc["offset_mapping"]) if b > a and a < end and b > start]
+                user = user or list(range(n))
+                points["user_mean"].append(scores[user].mean(axis=0))
+                points["user_last"].append(scores[user[-1]])
+                points["prep"].append(scores[-1])
         for emotion, sign in scale.expect.items():
             if emotion not in vectors.emotions:
                 skipped.append(f"{scale.name}:{emotion}")
                 continue
-            curve[emotion] = scores[:, vectors.emotions.index(emotion)]
-            c = correlate(np.arange(len(ids)), curve[emotion], spearman=True)
-            rows.append(IntensityRow(scale.name, emotion, sign, c.r, c.p, c.n))
-        curves[scale.name] = (scale.values, curve)
+            for point, per_value in points.items():
+                ys = np.stack(per_value)[:, vectors.emotions.index(emotion)]
+                curves[point].setdefault(scale.name, (scale.values, {}))[1][emotion] = ys
+                c = correlate(np.arange(len(ys)), ys, spearman=True)
+                rows.append(IntensityRow(point, scale.name, emotion, sign, c.r, c.p, c.n))
     return Intensity(layer, rows, curves, tuple(skipped))

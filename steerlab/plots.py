@@ -213,15 +213,16 @@ def plot_dual_speaker(ds: DualSpeaker, path: str | Path) -> Path:
     return _save(fig, path)
 
 
-def plot_intensity(result: Intensity, path: str | Path, title: str = "") -> Path:
-    """One panel per scale: expected emotions' scores along the scale, with Spearman rho."""
-    names = list(result.curves)
+def plot_intensity(result: Intensity, path: str | Path, point: str = "prep", title: str = "") -> Path:
+    """One panel per scale: expected emotions' scores at readout ``point`` along the scale, with Spearman rho."""
+    curves = result.curves[point]
+    names = list(curves)
     cols = min(4, max(1, len(names)))
     rows_n = int(np.ceil(len(names) / cols))
     fig, axes = plt.subplots(rows_n, cols, figsize=(3.6 * cols, 2.8 * rows_n), dpi=110, squeeze=False)
-    rho = {(r.scale, r.emotion): r for r in result.rows}
+    rho = {(r.scale, r.emotion): r for r in result.rows if r.point == point}
     for ax, name in zip(axes.flat, names, strict=True):
-        values, curve = result.curves[name]
+        values, curve = curves[name]
         for k, (emotion, ys) in enumerate(curve.items()):
             r = rho[(name, emotion)]
             mark = "✓" if r.agrees else "✗"
@@ -241,7 +242,7 @@ def plot_intensity(result: Intensity, path: str | Path, title: str = "") -> Path
     for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
     fig.suptitle(
-        title or f"intensity scales · score at the response-preparation token · layer {result.layer}", fontsize=10
+        title or f"intensity scales · score at readout point {point} · layer {result.layer}", fontsize=10
     )
     return _save(fig, path)
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from .dual_speaker import dual_speaker, load_dialogues
 from .geometry import geometry_sweep
-from .intensity import intensity, load_scales
+from .intensity import POINTS, STRONG, intensity, load_scales
 from .plots import (
     plot_dual_speaker,
     plot_geometry,
@@ -186,7 +186,9 @@ def build_report(
         note("intensity scales")
         parts.append(
             "<h2>Intensity scales</h2><p>Spearman ρ between the position along each scale and the expected "
-            "emotion's score at the response-preparation token; ✓ = the sign the scale expects.</p>"
+            "emotion's score at each readout point ("
+            + html.escape("; ".join(f"{k}: {v}" for k, v in POINTS.items()))
+            + f"); ✓ = the sign the scale expects; strong = |ρ| ≥ {STRONG}.</p>"
         )
         sources: list[tuple[str, str | None]] = [("steerlab", None)]
         if config.external_scales and Path(config.external_scales).is_file():
@@ -196,23 +198,50 @@ def build_report(
         numbers["intensity"] = {}
         for label, src in sources:
             result = intensity(lm, vectors, load_scales(src))
-            summary = result.summary()
-            numbers["intensity"][label] = summary
+            summaries = result.summaries()
+            numbers["intensity"][label] = summaries
             parts.append(f"<h3>{label} scales</h3>")
+            parts.append(
+                _table(
+                    [
+                        "readout point",
+                        "relations",
+                        "expected sign",
+                        "strong and expected",
+                        "significant ✓ / ✗",
+                        "mean signed ρ",
+                    ],
+                    [
+                        [
+                            p,
+                            s["relations"],
+                            s["right_sign"],
+                            s["strong_right"],
+                            f"{s['significant_right']} / {s['significant_wrong']}",
+                            s["mean_signed_rho"],
+                        ]
+                        for p, s in summaries.items()
+                    ],
+                )
+            )
             if result.rows:
                 parts.append(_img(plot_intensity(result, tmp / f"intensity_{label}.png")))
-            parts.append(
-                f"<p>{summary['right_sign']} of {summary['relations']} relations have the expected sign; "
-                f"{summary['significant_right']} significantly right, {summary['significant_wrong']} significantly "
-                f"wrong (p &lt; 0.05); mean signed ρ {summary['mean_signed_rho']:+.3f}.</p>"
-            )
             if result.skipped:
                 parts.append(f"<p>Skipped (emotion not in the vectors): {html.escape(', '.join(result.skipped))}</p>")
             parts.append(
                 _table(
-                    ["scale", "emotion", "expected", "ρ", "p", "n", "as expected"],
+                    ["readout point", "scale", "emotion", "expected", "ρ", "p", "n", "as expected"],
                     [
-                        [r.scale, r.emotion, "+" if r.expected > 0 else "−", r.rho, r.p, r.n, "✓" if r.agrees else "✗"]
+                        [
+                            r.point,
+                            r.scale,
+                            r.emotion,
+                            "+" if r.expected > 0 else "−",
+                            r.rho,
+                            r.p,
+                            r.n,
+                            "✓" if r.agrees else "✗",
+                        ]
                         for r in result.rows
                     ],
                 )

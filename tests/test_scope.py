@@ -25,7 +25,7 @@ from steerlab.corpus import data_path
 from steerlab.dual_speaker import dual_speaker, load_dialogues
 from steerlab.errors import SteerlabError
 from steerlab.geometry import geometry, vector_geometry
-from steerlab.intensity import intensity, load_scales
+from steerlab.intensity import POINTS, intensity, load_scales
 from steerlab.models import LoadedModel
 from steerlab.plots import plot_scope
 from steerlab.report import ReportConfig, build_report
@@ -234,10 +234,26 @@ def test_scales_load_both_formats(tmp_path: Path) -> None:
 def test_intensity_on_tiny(tiny: LoadedModel, tiny_vectors: EmotionVectors, tmp_path: Path) -> None:
     path = rain_scale(tmp_path, [1, 2, 5, 9], {"grim": "+", "joyful": "-", "happy": "+"})
     result = intensity(tiny, tiny_vectors, load_scales(path))
-    assert [(r.emotion, r.expected, r.n) for r in result.rows] == [("grim", 1, 4), ("joyful", -1, 4)]
+    assert [(r.point, r.emotion, r.expected, r.n) for r in result.rows] == [
+        (p, e, sign, 4) for e, sign in (("grim", 1), ("joyful", -1)) for p in POINTS
+    ]
     assert result.skipped == ("rain:happy",)
     assert all(-1 <= r.rho <= 1 for r in result.rows)
-    assert result.summary()["relations"] == 2
+    assert {p: s["relations"] for p, s in result.summaries().items()} == dict.fromkeys(POINTS, 2)
+    # the readout points are scope's: the same scores as reading the conversation
+    (scale,) = load_scales(path)
+    for k, value in enumerate(scale.values):
+        message = scale.template.replace("{x}", value)
+        reading = read_conversation(tiny, tiny_vectors, [{"role": "user", "content": message}])
+        grim = tiny_vectors.index("grim")
+        layer = reading.layers.index(result.layer)
+        for point in ("prep", "user_last"):
+            expected = reading.readout(point, result.layer)[grim]
+            assert np.isclose(result.curves[point]["rain"][1]["grim"][k], expected, atol=1e-4), (point, k)
+        user = [i for i, r in enumerate(reading.roles) if r == "user"]
+        assert np.isclose(
+            result.curves["user_mean"]["rain"][1]["grim"][k], reading.scores[layer, user, grim].mean(), atol=1e-4
+        )
 
 
 def test_dual_speaker_on_tiny(tiny: LoadedModel) -> None:
