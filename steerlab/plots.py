@@ -37,7 +37,8 @@ def plot_layer_sweep(
     title: str = "",
     reading: int | None = None,
 ) -> Path:
-    """Held-out top-1 (with 95% CI), top-3, AUROC and probe top-1 across layers; the ``steering``
+    """Held-out top-1 (with 95% CI), top-3, AUROC and probe top-1 across layers, in-style and (when the
+    corpus has styles) on styles left out of fitting; the ``steering``
     layer (the sweep's layer rule) and, when given and different, the ``reading`` layer are marked."""
     layers = [r.layer for r in rows]
     fig, ax = plt.subplots(figsize=(8, 4.2), dpi=120)
@@ -45,6 +46,12 @@ def plot_layer_sweep(
     ax.plot(layers, [r.top1 for r in rows], "-o", color="#1f77b4", ms=4, label="top-1 (vectors, 95% CI)")
     ax.plot(layers, [r.top3 for r in rows], "--", color="#1f77b4", label="top-3 (vectors)")
     ax.plot(layers, [r.probe_top1 for r in rows], "-s", color="#ff7f0e", ms=3, label="top-1 (logistic probe)")
+    if any(np.isfinite(r.oos_top1) for r in rows):
+        ax.fill_between(
+            layers, [r.oos_top1_lo for r in rows], [r.oos_top1_hi for r in rows], color="#8c564b", alpha=0.15, lw=0
+        )
+        ax.plot(layers, [r.oos_top1 for r in rows], "-D", color="#8c564b", ms=3, label="top-1, style left out (95% CI)")
+        ax.plot(layers, [r.oos_top3 for r in rows], "--", color="#8c564b", label="top-3, style left out")
     ax.plot(layers, [r.auroc for r in rows], ":", color="#2ca02c", label="macro AUROC")
     ax.axhline(1 / n_emotions, color="grey", lw=0.8, ls="-.", label=f"chance ({1 / n_emotions:.2f})")
     ax.axvline(steering, color="#d62728", lw=1, alpha=0.6, label=f"steering layer {steering}")
@@ -241,9 +248,7 @@ def plot_intensity(result: Intensity, path: str | Path, point: str = "prep", tit
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
-    fig.suptitle(
-        title or f"intensity scales · score at readout point {point} · layer {result.layer}", fontsize=10
-    )
+    fig.suptitle(title or f"intensity scales · score at readout point {point} · layer {result.layer}", fontsize=10)
     return _save(fig, path)
 
 

@@ -7,6 +7,8 @@ import math
 
 import pytest
 
+from steerlab.vectors import load_vectors
+
 from .conftest import SHIPPED, TINY_TEXTS, one_line_error, run
 
 
@@ -57,7 +59,8 @@ def test_evaluate_json_shape(tiny_vec_file, tiny_corpus_path, capsys, monkeypatc
     )
     assert code == 0
     obj = json.loads(out)
-    assert set(obj) == {"reader", "reading_layer", "steering_layer", "in_context", "layers"}
+    assert set(obj) == {"reader", "reading_layer", "layered", "steering_layer", "in_context", "layers"}
+    assert obj["reading_layer"] == load_vectors(tiny_vec_file).reading_layer and obj["layered"]
     assert obj["reader"] == "vector" and not obj["in_context"]
     assert [r["layer"] for r in obj["layers"]] == [0, 1, 2, 3]
     assert all(
@@ -80,7 +83,8 @@ def test_evaluate_json_shape(tiny_vec_file, tiny_corpus_path, capsys, monkeypatc
         monkeypatch,
     )
     lex = json.loads(out)
-    assert code == 0 and lex["reading_layer"] is None and [r["layer"] for r in lex["layers"]] == [None]
+    assert code == 0 and not lex["layered"] and [r["layer"] for r in lex["layers"]] == [None]
+    assert lex["reading_layer"] == obj["reading_layer"]  # the file's reading layer, whichever reader
 
 
 def test_steer_tiny_json(tiny_vec_file, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]

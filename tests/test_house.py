@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from steerlab import names
+from steerlab.activations import READOUTS
 from steerlab.corpus import load_corpus
 from steerlab.edits import ABLATIONS, MAX_SHIFT, build_edits
 from steerlab.errors import InterventionError
@@ -29,15 +30,25 @@ from .conftest import REPO
 def test_cli_names_match_the_registries() -> None:
     assert set(names.READER_NAMES) == set(READERS)
     assert set(names.METHOD_NAMES) == set(METHODS)
+    assert set(names.READOUT_NAMES) == set(READOUTS)
     assert ABLATIONS == ("mean", "zero", "directional")
 
 
 def test_layers_have_one_owner(tiny_vectors: EmotionVectors) -> None:
     v = replace(
         tiny_vectors,
-        meta={**tiny_vectors.meta, "chosen_layer": 1, "best_layer": 3, "reading": {"reader": "vector", "layer": 2}},
+        meta={
+            **tiny_vectors.meta,
+            "chosen_layer": 1,
+            "best_layer": 3,
+            "reading_layer": 2,
+            "reading": {"reader": "vector"},
+        },
     )
     assert (v.steering_layer, v.reading_layer, v.default_reader) == (1, 2, "vector")
+    older = {k: x for k, x in v.meta.items() if k != "reading_layer"}  # files from before out-of-style selection
+    assert replace(v, meta={**older, "reading": {"reader": "vector", "layer": 0}}).reading_layer == 0
+    assert replace(v, meta=older).reading_layer == 3
     with pytest.raises(InterventionError, match="out of range: use 0-3"):
         v.check_layer(4)
 
@@ -57,7 +68,7 @@ def test_a_suite_without_layer_reads_at_the_reading_layer(tiny_vectors: EmotionV
         "s.yaml",
     )
     v = replace(
-        tiny_vectors, meta={**tiny_vectors.meta, "chosen_layer": 1, "reading": {"reader": "vector", "layer": 2}}
+        tiny_vectors, meta={**tiny_vectors.meta, "chosen_layer": 1, "reading_layer": 2, "reading": {"reader": "vector"}}
     )
     reader, layer = check_suite(suite, v, [])
     assert (reader, layer) == ("vector", 2)

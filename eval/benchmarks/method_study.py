@@ -78,7 +78,8 @@ def main() -> int:
     if not folds:
         raise SystemExit(f"the built-in corpus has no style folds: {why}")
     stories_path = Path(args.external) / "emotion_stories.jsonl"
-    stories = [json.loads(x) for x in stories_path.read_text().splitlines() if x.strip()] if stories_path.exists() else []
+    lines = stories_path.read_text().splitlines() if stories_path.exists() else []
+    stories = [json.loads(x) for x in lines if x.strip()]
     stories = [s for s in stories if s["emotion"] in emotions]
     story_y = np.array([emotions.index(s["emotion"]) for s in stories])
     texts = corpus.texts + [s["text"] for s in stories]

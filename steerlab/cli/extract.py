@@ -164,7 +164,7 @@ def extract_cmd(
         f"best layer {v.meta['best_layer']}, steering layer {v.steering_layer}, reading layer {v.reading_layer} "
         f"({v.default_reader} reader)"
     )
-    click.echo(f"rule: {v.meta['layer_rule']}")
+    click.echo(f"layers chosen {v.meta['selection']}; rule: {v.meta['layer_rule']}")
     if lm.is_random:
         click.echo("note: random weights — these vectors test the plumbing and say nothing about emotions")
     from ..parallel import is_main
@@ -178,7 +178,8 @@ def extract_cmd(
         v.steering_layer,
         len(v.emotions),
         target.with_name("layer_sweep.png"),
-        title=f"{lm.spec} · {method} · {c.source}",
+        title=f"{lm.spec} · {method} · {readout} readout · {c.source}",
+        reading=v.reading_layer,
     )
     click.echo(f"wrote {target}, {target.with_suffix('.json').name}, layer_sweep.csv, layer_sweep.png")
     if not out:
@@ -231,12 +232,13 @@ def evaluate_cmd(
     lm = get_model(model_spec or v.meta.get("model_spec"), revision, dtype)
     v.check_compatible(lm.model_id, lm.hidden_size, lm.n_layers)
     rows = evaluate_reader(lm, v, c.texts, c.labels, name, c.contexts, batch_size)
-    reading = v.reading_layer if READERS[name].layered else None
+    reading = v.reading_layer
     if as_json:
         echo_json(
             {
                 "reader": name,
                 "reading_layer": reading,
+                "layered": READERS[name].layered,
                 "steering_layer": v.steering_layer,
                 "in_context": c.contexts is not None,
                 "layers": [r.row() for r in rows],
