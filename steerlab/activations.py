@@ -63,14 +63,16 @@ class Pooled:
 
 def content_mask(encoding: BatchEncoding, skip_tokens: int = 0) -> torch.Tensor:
     """Positions that carry text: attended, not special (BOS, padding, template markers), inside the
-    pooled span when the encoding has one (a reply in its conversation), past ``skip``."""
+    pooled span when the encoding has one (a reply in its conversation), past the first ``skip_tokens``
+    (never the last one: a short text is never empty)."""
     mask = encoding["attention_mask"].bool()
     if "special_tokens_mask" in encoding:
         mask &= ~encoding["special_tokens_mask"].bool()
     if "pool_mask" in encoding:
         mask &= encoding["pool_mask"].bool()
     if skip_tokens:
-        mask &= mask.long().cumsum(dim=1) > skip_tokens
+        seen = mask.long().cumsum(dim=1)
+        mask &= seen > torch.clamp(seen[:, -1:] - 1, max=skip_tokens)
     return mask
 
 

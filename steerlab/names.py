@@ -24,4 +24,4 @@ READOUT_NAMES = ("mean", "last", "prep")
 # How `extract` reads and builds by default (chosen by eval/benchmarks/method_study.py; see the README).
 DEFAULT_METHOD: Final = "diffmean"
 DEFAULT_READOUT: Final = "mean"
-DEFAULT_SKIP_TOKENS: Final = 0
+DEFAULT_SKIP_TOKENS: Final = 4

@@ -105,7 +105,7 @@ def evaluate_reader(
     if features is None:
         if lm is None:
             raise SteerlabError("a layered reader needs the model or precomputed features")
-        features = pooled_features(lm, texts, contexts, batch_size)
+        features = pooled_features(lm, texts, contexts, batch_size, vectors.skip_tokens)
     feats = features
     return [
         score_readings(chosen.score(vectors, feats[:, layer], texts, layer), labels, emotions, texts, layer)

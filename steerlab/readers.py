@@ -142,12 +142,18 @@ def _lexicons() -> tuple[Any, dict[str, list[str]]]:
 
 
 def pooled_features(
-    lm: LoadedModel, texts: Sequence[str], contexts: Sequence[str] | None = None, batch_size: int = 16
+    lm: LoadedModel,
+    texts: Sequence[str],
+    contexts: Sequence[str] | None = None,
+    batch_size: int = 16,
+    skip_tokens: int = 0,
 ) -> np.ndarray:
-    """(texts, layers, hidden) mean activations of each text (its reply tokens when in context)."""
+    """(texts, layers, hidden) mean activations of each text past its first ``skip_tokens`` (the vector
+    file's pooling), or of all its reply tokens when in context (the reply reader is fitted that way)."""
     from .activations import PoolingConfig, pooled_activations
 
-    return pooled_activations(lm, texts, PoolingConfig(batch_size=batch_size), contexts=contexts).features
+    config = PoolingConfig(batch_size=batch_size, skip_tokens=0 if contexts is not None else skip_tokens)
+    return pooled_activations(lm, texts, config, contexts=contexts).features
 
 
 def read_texts(
@@ -174,7 +180,7 @@ def read_texts(
     if keep:
         kept = [texts[i] for i in keep]
         ctx = [contexts[i] for i in keep] if contexts is not None else None
-        feats = pooled_features(lm, kept, ctx, batch_size)[:, at] if chosen.layered else None
+        feats = pooled_features(lm, kept, ctx, batch_size, vectors.skip_tokens)[:, at] if chosen.layered else None
         out[keep] = chosen.score(vectors, feats, kept, at)
     return out
 

@@ -72,6 +72,11 @@ class EmotionVectors:
         reading = self.meta.get("reading") or {}
         return int(reading.get("layer", self.meta.get("best_layer", self.chosen_layer)))
 
+    @property
+    def skip_tokens(self) -> int:
+        """Content tokens skipped at the start of each text when the file was built (read texts alike)."""
+        return int((self.meta.get("pooling") or {}).get("skip_tokens", 0))
+
     def check_layer(self, layer: int, what: str = "layer") -> int:
         return check_layers([layer], self.n_layers, what)[0]
 

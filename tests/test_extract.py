@@ -102,14 +102,14 @@ def test_layer_i_is_hidden_states_i_plus_1(tiny) -> None:  # type: ignore[no-unt
 @pytest.mark.parametrize("side", ["left", "right"])
 def test_pooling_ignores_padding(tiny, side: str) -> None:  # type: ignore[no-untyped-def]
     texts = ["short one", "a much longer sentence with many more bytes in it"]
-    alone = [pooled_activations(tiny, [t]).features[0] for t in texts]
+    alone = [pooled_activations(tiny, [t]).features[0] for t in texts]  # the default skips the first tokens
     tiny.tokenizer.padding_side = side
     try:
         enc = tiny.tokenizer(texts, return_tensors="pt", padding=True, return_special_tokens_mask=True)
     finally:
         tiny.tokenizer.padding_side = "left"
     acts = token_activations(tiny, enc, range(tiny.n_layers))
-    mask = content_mask(enc).float()
+    mask = content_mask(enc, PoolingConfig().skip_tokens).float()
     for row in range(2):
         for layer in range(tiny.n_layers):
             pooled = (acts[layer][row] * mask[row, :, None]).sum(0) / mask[row].sum()
@@ -121,7 +121,8 @@ def test_pooling_ignores_padding(tiny, side: str) -> None:  # type: ignore[no-un
 def test_content_mask_excludes_bos_padding_and_skip(tiny) -> None:  # type: ignore[no-untyped-def]
     enc = tiny.tokenizer(["abc", "a"], return_tensors="pt", padding=True, return_special_tokens_mask=True)
     assert content_mask(enc).sum(1).tolist() == [3, 1]
-    assert content_mask(enc, skip_tokens=1).sum(1).tolist() == [2, 0]
+    assert content_mask(enc, skip_tokens=1).sum(1).tolist() == [2, 1]  # a text keeps its last token
+    assert content_mask(enc, skip_tokens=9).sum(1).tolist() == [1, 1]
 
 
 def test_readouts_pool_the_named_positions_in_one_pass(tiny) -> None:  # type: ignore[no-untyped-def]

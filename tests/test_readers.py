@@ -25,7 +25,7 @@ CONTEXT = "nobody came to the door"
 
 
 def test_context_pools_exactly_the_reply_tokens(tiny: LoadedModel) -> None:
-    pooled = pooled_activations(tiny, [REPLY], PoolingConfig(), contexts=[CONTEXT])
+    pooled = pooled_activations(tiny, [REPLY], PoolingConfig(skip_tokens=0), contexts=[CONTEXT])
     chat = format_chat(
         tiny.tokenizer,
         [{"role": "user", "content": CONTEXT}, {"role": "assistant", "content": REPLY}],

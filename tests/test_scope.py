@@ -72,7 +72,7 @@ def dialogue_vectors(lm: LoadedModel) -> EmotionVectors:
         token_norm=torch.ones(lm.n_layers),
         probe_weight=d.clone(),
         probe_bias=zeros,
-        meta={"chosen_layer": 2, "reading": {"layer": 1}, "model_id": lm.model_id, "model_spec": lm.spec},
+        meta={"chosen_layer": 2, "reading_layer": 1, "model_id": lm.model_id, "model_spec": lm.spec},
     )
 
 
@@ -161,7 +161,7 @@ def test_bad_input_is_one_clear_error(tiny: LoadedModel, tiny_vectors: EmotionVe
 
 
 def reading_at(vectors: EmotionVectors, reading: int, steering: int) -> EmotionVectors:
-    return dataclasses.replace(vectors, meta={**vectors.meta, "chosen_layer": steering, "reading": {"layer": reading}})
+    return dataclasses.replace(vectors, meta={**vectors.meta, "chosen_layer": steering, "reading_layer": reading})
 
 
 def rain_scale(folder: Path, values: list[int], expect: dict[str, str]) -> Path:

@@ -494,7 +494,9 @@ def test_looping_is_judged_against_the_baseline() -> None:
 def test_a_suite_without_reader_or_layer_uses_the_vector_files_validated_choice(
     tiny: LoadedModel, tiny_vectors: EmotionVectors
 ) -> None:
-    v = dataclasses.replace(tiny_vectors, meta={**tiny_vectors.meta, "reading": {"reader": "probe", "layer": 2}})
+    v = dataclasses.replace(
+        tiny_vectors, meta={**tiny_vectors.meta, "reading": {"reader": "probe"}, "reading_layer": 2}
+    )
     assert (v.default_reader, v.reading_layer) == ("probe", 2)
     suite = V.parse_suite({**MINIMAL, "generation": {"max_new_tokens": 3, "chat": False}})
     result = V.run_suite(suite, tiny, v, V.RunOptions(allow_random_claims=True))

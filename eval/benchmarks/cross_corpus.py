@@ -62,7 +62,7 @@ def main() -> int:
     corpus = load_external(folder)
     start = time.perf_counter()
     # Their recipe on their data: steerlab's diffmean with a 40/10 split per emotion.
-    theirs = extract(lm, corpus, ExtractConfig(method="diffmean", test_fraction=0.2, seed=0))
+    theirs = extract(lm, corpus, ExtractConfig(method="diffmean", test_fraction=0.2, seed=0, replies=None))
     from steerlab.corpus import heldout_mask
 
     labels = np.array(corpus.labels)
@@ -90,6 +90,7 @@ def main() -> int:
                 "steerlab_vectors_top1_same_test": on_test.top1,
                 "steerlab_ci": [on_test.top1_lo, on_test.top1_hi],
                 "steerlab_vectors_top1_all_1000": on_all.top1,
+                "steerlab_vectors_top3_all_1000": on_all.top3,
                 "steerlab_auroc_all_1000": on_all.auroc,
                 "steerlab_recentred_top1_same_test": recentred.top1,
                 "steerlab_probe_top1_same_test": probe_top1,
@@ -137,6 +138,12 @@ def main() -> int:
             "layer": best_ours["layer"],
             "top1": best_ours["steerlab_vectors_top1_same_test"],
             "ci": best_ours["steerlab_ci"],
+        },
+        "steerlab_reading_layer": {
+            "layer": ours.reading_layer,
+            "top1_all_1000": rows[ours.reading_layer]["steerlab_vectors_top1_all_1000"],
+            "top3_all_1000": rows[ours.reading_layer]["steerlab_vectors_top3_all_1000"],
+            "top1_same_test": rows[ours.reading_layer]["steerlab_vectors_top1_same_test"],
         },
         "steerlab_chosen_layer": {
             "layer": ours.steering_layer,
@@ -188,6 +195,11 @@ def main() -> int:
         f"steerlab (trained only on its own corpus) best: {best_ours['steerlab_vectors_top1_same_test']:.3f} "
         f"at layer {best_ours['layer']}, "
         f"at its chosen layer {ours.steering_layer}: {chosen['steerlab_vectors_top1_same_test']:.3f}; chance 0.050"
+    )
+    at = summary["steerlab_reading_layer"]
+    print(
+        f"at the file's reading layer {at['layer']}: all 1000 stories top-1 {at['top1_all_1000']:.3f}, "
+        f"top-3 {at['top3_all_1000']:.3f}"
     )
     return 0
 

@@ -170,11 +170,13 @@ def report_cmd(
     )
     for name, c in ds["thermostat"].items():
         click.echo(f"  thermostat {name:9} r {c['r']:+.3f}  p {c['p']:.3g}  n {c['n']}")
-    for label, s in numbers["intensity"].items():
-        click.echo(
-            f"intensity {label}: {s['right_sign']}/{s['relations']} expected sign, "
-            f"{s['significant_right']} significant right, {s['significant_wrong']} significant wrong"
-        )
+    for label, points in numbers["intensity"].items():
+        for point, s in points.items():
+            click.echo(
+                f"intensity {label} at {point}: {s['right_sign']}/{s['relations']} expected sign "
+                f"({s['strong_right']} strong), {s['significant_right']} significant right, "
+                f"{s['significant_wrong']} significant wrong"
+            )
     geo = numbers.get("geometry")
     if isinstance(geo, dict):
         click.echo(
