@@ -272,3 +272,17 @@ def test_corrupt_vector_file(tmp_path: Path) -> None:
     bad.write_bytes(b"not a tensor file")
     with pytest.raises(VectorsError, match="cannot read"):
         load_vectors(bad)
+
+
+def test_shipped_vectors_chose_their_layers_out_of_style() -> None:
+    from steerlab.probes import LayerScore, choose_layer
+
+    from .conftest import SHIPPED
+
+    v = load_vectors(SHIPPED)
+    assert v.meta["selection"] == "out-of-style"
+    assert set(v.meta["styles"]) == {"vignette", "diary", "dialogue", "story"}
+    rows = [LayerScore(**r) for r in v.meta["sweep"]]
+    assert all(np.isfinite([r.top1, r.oos_top1, r.oos_top3, r.oos_probe_top1]).all() for r in rows)
+    assert (v.steering_layer, v.reading_layer) == choose_layer(rows, out_of_style=True)
+    assert v.meta["pooling"]["skip_tokens"] == PoolingConfig().skip_tokens  # built with today's defaults
