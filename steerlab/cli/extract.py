@@ -33,7 +33,7 @@ def models() -> None:
 
 @cli.group()
 def corpus() -> None:
-    """Inspect emotion corpora (JSONL: text, emotion, optional topic/speaker/split)."""
+    """Inspect emotion corpora (JSONL: text, emotion, optional topic/speaker/split/style)."""
 
 
 @corpus.command("stats")
@@ -51,7 +51,8 @@ def corpus_stats_cmd(path: str | None, as_json: bool) -> None:
         return
     click.echo(
         f"{stats['source']}  sha256 {str(stats['sha256'])[:12]}  "
-        f"{stats['n_texts']} texts, {stats['n_emotions']} emotions"
+        f"{stats['n_texts']} texts, {stats['n_emotions']} emotions; styles: "
+        + ", ".join(f"{k} {v}" for k, v in stats["styles"].items())
     )
     table = pd.DataFrame.from_dict(stats["per_emotion"], orient="index")
     click.echo(table.to_string(float_format=lambda v: f"{v:.1f}"))
