@@ -201,6 +201,7 @@ def build_report(
             summaries = result.summaries()
             numbers["intensity"][label] = summaries
             parts.append(f"<h3>{label} scales</h3>")
+            columns = ["relations", "right_sign", "strong_right", "significant_right", "significant_wrong"]
             parts.append(
                 _table(
                     [
@@ -208,20 +209,11 @@ def build_report(
                         "relations",
                         "expected sign",
                         "strong and expected",
-                        "significant ✓ / ✗",
+                        "significant ✓",
+                        "significant ✗",
                         "mean signed ρ",
                     ],
-                    [
-                        [
-                            p,
-                            s["relations"],
-                            s["right_sign"],
-                            s["strong_right"],
-                            f"{s['significant_right']} / {s['significant_wrong']}",
-                            s["mean_signed_rho"],
-                        ]
-                        for p, s in summaries.items()
-                    ],
+                    [[p, *(s[k] for k in columns), s["mean_signed_rho"]] for p, s in summaries.items()],
                 )
             )
             if result.rows:
@@ -232,16 +224,7 @@ def build_report(
                 _table(
                     ["readout point", "scale", "emotion", "expected", "ρ", "p", "n", "as expected"],
                     [
-                        [
-                            r.point,
-                            r.scale,
-                            r.emotion,
-                            "+" if r.expected > 0 else "−",
-                            r.rho,
-                            r.p,
-                            r.n,
-                            "✓" if r.agrees else "✗",
-                        ]
+                        [r.point, r.scale, r.emotion, "−" if r.expected < 0 else "+", r.rho, r.p, r.n, "✗✓"[r.agrees]]
                         for r in result.rows
                     ],
                 )
