@@ -4,6 +4,7 @@ The public API::
 
     from steerlab import load_model, load_vectors, steering, generate, read_texts
     lm = load_model()                                   # the embedded gemma-3-270m
+    lm = wrap_model(model, tokenizer)                   # or a transformers model you already hold
     v = load_vectors("vectors/gemma-3-270m/emotions.safetensors")
     with steering(lm, v, add={"hopeful": 4}) as s:      # hooks live only inside the block
         ...
@@ -31,6 +32,9 @@ _HOMES = {
     "steering": "interventions",
     "LoadedModel": "models",
     "load_model": "models",
+    "wrap_model": "models",
+    "Family": "family",
+    "resolve_family": "family",
     "READERS": "readers",
     "evaluate_reader": "reader_choice",
     "read_texts": "readers",
@@ -60,6 +64,7 @@ __all__ = [
     "Edit",
     "EmotionVectors",
     "ExtractConfig",
+    "Family",
     "GenerationConfig",
     "LoadedModel",
     "PoolingConfig",
@@ -76,9 +81,11 @@ __all__ = [
     "pooled_activations",
     "random_direction",
     "read_texts",
+    "resolve_family",
     "save_vectors",
     "shipped_vectors",
     "steering",
+    "wrap_model",
 ]
 
 if TYPE_CHECKING:  # the same names, eagerly, for type checkers
@@ -88,9 +95,10 @@ if TYPE_CHECKING:  # the same names, eagerly, for type checkers
     from .edits import Edit, build_edits, random_direction
     from .errors import SteerlabError
     from .extraction import ExtractConfig, extract
+    from .family import Family, resolve_family
     from .generation import GenerationConfig, generate
     from .interventions import steering
-    from .models import LoadedModel, load_model
+    from .models import LoadedModel, load_model, wrap_model
     from .reader_choice import evaluate_reader
     from .readers import READERS, read_texts
     from .vectors import EmotionVectors, load_vectors, save_vectors, shipped_vectors

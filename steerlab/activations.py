@@ -19,10 +19,11 @@ from transformers import BatchEncoding
 
 from .chat import format_chat
 from .errors import SteerlabError
+from .family import marker_ids
 from .models import LoadedModel
 from .names import DEFAULT_READOUT, DEFAULT_SKIP_TOKENS
 from .parallel import sum_across, world
-from .sites import block_tensor, decoder_layers
+from .sites import block_tensor
 
 Tick = Callable[[int, int], None]  # (texts done, tokens done) -> None
 
@@ -91,7 +92,7 @@ def readout_mask(encoding: BatchEncoding, config: PoolingConfig) -> torch.Tensor
 @contextmanager
 def capture(lm: LoadedModel, layers: Sequence[int], fn: Callable[[int, torch.Tensor], None]) -> Iterator[None]:
     """Call ``fn(layer, hidden)`` with every listed block's output; hooks are always removed."""
-    blocks = decoder_layers(lm.model)
+    blocks = lm.blocks
     handles = [
         blocks[layer].register_forward_hook(
             lambda _m, _i, out, layer=layer: fn(layer, block_tensor(out))  # type: ignore[misc]
@@ -107,7 +108,7 @@ def capture(lm: LoadedModel, layers: Sequence[int], fn: Callable[[int, torch.Ten
 
 def run_backbone(lm: LoadedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
     """Forward through the decoder stack only: the LM head (262k-way for Gemma) is not needed to read."""
-    backbone = getattr(lm.model, "model", lm.model)
+    backbone = lm.family.backbone(lm.model)
     backbone(input_ids=input_ids.to(lm.device), attention_mask=attention_mask.to(lm.device), use_cache=False)
 
 
@@ -154,7 +155,7 @@ def pad_batch(
 
     ``keep`` (per token) marks the tokens to pool; it is stored as ``pool_mask``.
     """
-    special = set(lm.tokenizer.all_special_ids)
+    special = set(marker_ids(lm.tokenizer))
     width = max(len(row) for row in ids)
     pad_id = lm.tokenizer.pad_token_id
     input_ids = torch.full((len(ids), width), pad_id, dtype=torch.long)

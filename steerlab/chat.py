@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import torch
 from transformers import PreTrainedTokenizerBase
 
 from .errors import SteerlabError
+from .family import adds_bos, has_template
 
 ROLES = ("system", "user", "assistant")
 PLAIN_LABELS = {"system": "System", "user": "User", "assistant": "Assistant"}
@@ -28,7 +30,7 @@ class Turn:
 class ChatText:
     text: str  # the formatted conversation
     turns: tuple[Turn, ...]
-    template: str  # "plain" or "chat_template"
+    template: str  # "plain", "chat_template", or "raw" (a prompt continued as it is)
 
 
 def check_messages(messages: object) -> list[dict[str, str]]:
@@ -48,10 +50,6 @@ def check_messages(messages: object) -> list[dict[str, str]]:
     return out
 
 
-def has_template(tokenizer: PreTrainedTokenizerBase) -> bool:
-    return bool(getattr(tokenizer, "chat_template", None))
-
-
 def format_chat(
     tokenizer: PreTrainedTokenizerBase,
     messages: Sequence[dict[str, str]],
@@ -61,8 +59,8 @@ def format_chat(
     msgs = check_messages(list(messages))
     if has_template(tokenizer):
         text = str(tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=add_generation_prompt))
-        # The template may prepend BOS as text; tokenisation adds it again, so drop it here.
-        if tokenizer.bos_token and text.startswith(tokenizer.bos_token):
+        # The template may write BOS as text; a tokenizer that adds BOS itself would double it.
+        if tokenizer.bos_token and text.startswith(tokenizer.bos_token) and adds_bos(tokenizer):
             text = text[len(tokenizer.bos_token) :]
         turns, cursor = [], 0
         for msg in msgs:
@@ -85,24 +83,45 @@ def format_chat(
     return ChatText(text, tuple(turns), "plain")
 
 
-def prompt_text(
+def prompt_chat(
     tokenizer: PreTrainedTokenizerBase, prompt: str, chat: bool, frame: Sequence[tuple[str, str]] = ()
-) -> str:
-    """The text a generation starts from: the raw prompt, or a user turn awaiting the reply.
+) -> ChatText:
+    """The text a generation starts from, with its turns: the raw prompt (one turn, no template), or
+    a user turn awaiting the reply.
 
     ``frame``: (user, assistant) exchanges shown first, so a base model answers as an assistant
-    instead of echoing the user (chat only).
+    instead of echoing the user. Only models without a chat template get it: an instruction-tuned
+    model answers as an assistant on its own, and its template is how it was taught to.
     """
     if not prompt.strip():
         raise SteerlabError("empty prompt: give some text to continue")
     if not chat:
-        return prompt
+        return ChatText(prompt, (Turn("user", 0, len(prompt)),), "raw")
+    if has_template(tokenizer):
+        frame = ()
     shown = [
         {"role": role, "content": text}
         for user, reply in frame
         for role, text in (("user", user), ("assistant", reply))
     ]
-    return format_chat(tokenizer, [*shown, {"role": "user", "content": prompt}], add_generation_prompt=True).text
+    return format_chat(tokenizer, [*shown, {"role": "user", "content": prompt}], add_generation_prompt=True)
+
+
+def prompt_text(
+    tokenizer: PreTrainedTokenizerBase, prompt: str, chat: bool, frame: Sequence[tuple[str, str]] = ()
+) -> str:
+    return prompt_chat(tokenizer, prompt, chat, frame).text
+
+
+def content_positions(chats: Sequence[ChatText], offsets: torch.Tensor) -> torch.Tensor:
+    """(batch, width) bool: the tokens inside a message's text, from their character ``offsets``
+    (batch, width, 2). The rest (BOS, padding, role labels, the newlines and system prompt a template
+    adds) are template markers, which edits never touch."""
+    keep = torch.zeros(offsets.shape[:2], dtype=torch.bool)
+    for row, chat in enumerate(chats):
+        roles = token_roles(chat, [(int(a), int(b)) for a, b in offsets[row]])
+        keep[row] = torch.tensor([role != "template" for role in roles])
+    return keep
 
 
 def token_roles(chat: ChatText, offsets: Sequence[tuple[int, int]]) -> list[str]:

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .chat import has_template, prompt_text
+from .chat import content_positions, prompt_chat
 from .errors import SteerlabError
+from .family import has_template
 from .interventions import Displacement, Edit, Positions, steering
 from .models import LoadedModel
 
@@ -41,7 +42,7 @@ def generate(
             f"temperature {config.temperature} / max new tokens {config.max_new_tokens}: "
             "temperature must be >= 0 and max new tokens >= 1"
         )
-    texts = [prompt_text(lm.tokenizer, p, config.chat, config.frame) for p in prompts]
+    chats = [prompt_chat(lm.tokenizer, p, config.chat, config.frame) for p in prompts]
     replies: list[str] = []
     sample = config.temperature > 0
     options = dict(
@@ -51,13 +52,13 @@ def generate(
         **({"temperature": config.temperature, "top_p": config.top_p} if sample else {"top_p": None, "top_k": None}),
     )
     with steering(lm, edits=edits, positions=positions, record=record) as steered:
-        for b, lo in enumerate(range(0, len(texts), config.batch_size)):
-            batch = texts[lo : lo + config.batch_size]
-            # Chat templates carry their own BOS as text; plain prompts get it from the tokenizer.
-            enc = lm.tokenizer(batch, return_tensors="pt", padding=True)
+        for b, lo in enumerate(range(0, len(chats), config.batch_size)):
+            batch = chats[lo : lo + config.batch_size]
+            enc = lm.tokenizer([c.text for c in batch], return_tensors="pt", padding=True, return_offsets_mapping=True)
+            editable = content_positions(batch, enc.pop("offset_mapping"))
             with torch.random.fork_rng():
                 torch.manual_seed(config.seed + b)
-                out = steered.generate(enc, **options)
+                out = steered.generate(enc, editable=editable, **options)
             new = out[:, enc["input_ids"].shape[1] :]
             replies += [
                 clean_reply(lm, t, config.chat) for t in lm.tokenizer.batch_decode(new, skip_special_tokens=True)

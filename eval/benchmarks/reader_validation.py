@@ -6,7 +6,7 @@ Every reader of the registry at every layer reads each reply as the model's turn
 message. Reported per reader and layer: one-vs-rest AUROC per reply label (rows labelled "neutral" are
 negatives for every emotion), the same with reply length regressed out, top-1, and the share of
 messages whose hopeful reply gets the highest hopeful score among that message's replies (chance:
-1 / replies per message). Writes eval/benchmarks/results/reader_validation.json.
+1 / replies per message). Writes eval/benchmarks/results/reader_validation_<model>.json.
 
 ``--external ../shared/external/emotionscope`` adds replies that nobody on the project wrote:
 EmotionScope's two-speaker dialogues, Speaker B's first turn read as the reply to Speaker A's first
@@ -92,7 +92,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--vectors", default="vectors/gemma-3-270m/emotions.safetensors")
     ap.add_argument("--replies", default="eval/data/replies_heldout.jsonl")
-    ap.add_argument("--out", default=str(HERE / "results" / "reader_validation.json"))
+    ap.add_argument("--out", default=str(HERE / "results" / "reader_validation_gemma-3-270m.json"))
     ap.add_argument("--external", default=None, help="EmotionScope's folder (optional external replies)")
     args = ap.parse_args()
     v = load_vectors(args.vectors)

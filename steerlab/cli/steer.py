@@ -61,7 +61,12 @@ def _parse_clamp(items: tuple[str, ...]) -> dict[str, float]:
 )
 @click.option("--positions", type=click.Choice(POSITIONS), default="all", show_default=True)
 @click.option("--prompts-file", default=None, help="One prompt per line, or JSONL with a 'text' field.")
-@click.option("--chat", is_flag=True, help="Treat each prompt as a user turn and generate the assistant reply.")
+@click.option(
+    "--chat/--raw",
+    default=None,
+    help="Treat each prompt as a user turn and generate the assistant's reply (--chat), or continue it as "
+    "plain text (--raw). Default: --chat for a model with a chat template (an instruction-tuned one), else --raw.",
+)
 @click.option("--max-new-tokens", default=48, show_default=True, type=click.IntRange(1, 4096))
 @click.option("--temperature", default=0.0, show_default=True, type=float, help="0 = greedy.")
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -100,7 +105,7 @@ def steer_cmd(
     layer_spec: str | None,
     positions: str,
     prompts_file: str | None,
-    chat: bool,
+    chat: bool | None,
     max_new_tokens: int,
     temperature: float,
     seed: int,
@@ -117,6 +122,7 @@ def steer_cmd(
     """
     from ..comparison import check_prompts, compare
     from ..edits import parse_ablation
+    from ..family import has_template
     from ..generation import GenerationConfig
     from ..validate.prompts import load_prompts
 
@@ -140,6 +146,8 @@ def steer_cmd(
     v, lm = get_vectors_and_model(vectors_path, model_spec, revision, dtype)
     layers = _layers(layer_spec, lm.n_layers)
     add = {e: (alphas[i] if len(alphas) > 1 else (alphas[0] if alphas else 4.0)) for i, e in enumerate(emotions)}
+    if chat is None:
+        chat = has_template(lm.tokenizer)
     config = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed, chat=chat)
     rows = compare(
         lm,
@@ -166,7 +174,7 @@ def steer_cmd(
         say("note: random-weight model — output shows the plumbing, not emotions")
     target = emotions[0] if emotions else (next(iter(clamp)) if clamp else parse_ablation(ablate[0])[0])
     for row in rows:
-        record = row.to_json(v.emotions)
+        record = {"model": lm.spec, **row.to_json(v.emotions)}
         if samples == 1:
             del record["sample"]
         if as_json:

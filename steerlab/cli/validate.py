@@ -50,7 +50,10 @@ def validate_cmd(
     check_out(target, "--out", directory=True)
     for name in OUTPUT_FILES:
         check_out(target / name, "--out", force=force)
-    vectors, lm = get_vectors_and_model(vectors_path or suite.vectors, model_spec or suite.model, revision, dtype)
+    # Another --model than the suite's reads its own (shipped) vectors unless --vectors names a file.
+    other_model = model_spec is not None and model_spec != suite.model
+    vectors_path = vectors_path or (None if other_model else suite.vectors)
+    vectors, lm = get_vectors_and_model(vectors_path, model_spec or suite.model, revision, dtype)
     with Progress(0, f"validate {suite.name}", unit="reply") as bar:
         result = run_suite(suite, lm, vectors, RunOptions(prompts=prompts_path, n=n), bar.update)
     from ..parallel import is_main

@@ -150,6 +150,7 @@ def validation_line(validation: Mapping[str, Any]) -> str:
 def markdown(result: SuiteResult, summ: Mapping[str, Any]) -> str:
     suite, gen = result.suite, result.suite.generation
     reader = summ["reader"]
+    frame = f", few-shot frame of {len(gen.frame)} exchanges (models without a chat template)" if gen.frame else ""
     lines = [
         f"# {suite.name}",
         "",
@@ -158,7 +159,7 @@ def markdown(result: SuiteResult, summ: Mapping[str, Any]) -> str:
         (
             f"{len(result.prompts)} prompts x {len(result.conditions)} conditions x {gen.samples} samples, "
             f"{gen.max_new_tokens} new tokens"
-            f"{', few-shot frame of ' + str(len(gen.frame)) + ' exchanges' if gen.frame else ''}; "
+            f"{frame}; "
             f"{suite.statistics.correction} correction at alpha {suite.statistics.alpha:g}; {result.seconds:.0f} s."
         ),
         "",

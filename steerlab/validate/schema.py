@@ -44,7 +44,7 @@ class GenerationSpec:
     samples: int = 1  # replies per prompt and condition; > 1 needs temperature > 0
     chat: bool = True  # True: the prompt is a user turn and the reply the assistant's; False: continuation
     batch_size: int = 32  # rows (prompt x condition x sample) per generate call
-    frame: tuple[tuple[str, str], ...] = ()  # (user, assistant) exchanges shown before each prompt (chat only)
+    frame: tuple[tuple[str, str], ...] = ()  # (user, assistant) exchanges shown before each prompt (chat, base models)
 
 
 @dataclass(frozen=True)
