@@ -46,8 +46,8 @@ class Family:
 
     def backbone(self, model: nn.Module) -> nn.Module:
         """The module that owns the blocks (the decoder stack without the LM head)."""
-        parent = self.blocks.rpartition(".")[0]
-        return _attribute(model, parent) if parent else model
+        parent = _attribute(model, self.blocks.rpartition(".")[0]) if "." in self.blocks else model
+        return parent if isinstance(parent, nn.Module) else model
 
     def component(self, layer: int) -> str:
         """pyvene's name of block ``layer``'s output, relative to the causal LM."""

@@ -6,7 +6,9 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from steerlab.cli import main
 from steerlab.corpus import load_corpus
@@ -101,3 +103,29 @@ def one_line_error(code: int, err: str, *needles: str) -> None:
     assert lines and lines[-1].startswith("error: "), err
     for needle in needles:
         assert needle in lines[-1], (needle, lines[-1])
+
+
+def planted_direction_cosine(lm: LoadedModel, tmp_path: Path) -> float:
+    """Plant a direction in the embeddings of letters a-m; the cosine of diffmean's direction for
+    those texts at layer 0 with it."""
+    emb = lm.model.get_input_embeddings().weight
+    assert isinstance(emb, torch.Tensor)
+    saved = emb.detach().clone()
+    v = torch.randn(lm.hidden_size, generator=torch.Generator().manual_seed(7))
+    v /= v.norm()
+    ids_a = [lm.tokenizer.convert_tokens_to_ids(c) for c in "abcdefghijklm"]
+    rng = np.random.default_rng(0)
+    texts = {
+        "alpha": ["".join(rng.choice(list("abcdefghijklm"), 20)) for _ in range(12)],
+        "omega": ["".join(rng.choice(list("nopqrstuvwxyz"), 20)) for _ in range(12)],
+    }
+    path = tmp_path / "planted.jsonl"
+    path.write_text("".join(json.dumps({"text": t, "emotion": e}) + "\n" for e, ts in texts.items() for t in ts))
+    try:
+        with torch.no_grad():
+            emb[ids_a] += 100.0 * emb.norm(dim=1).mean() * v  # dominate the random sublayer outputs
+        vec = extract(lm, load_corpus(path), ExtractConfig(params={"neutral_variance": 0.0})).vectors
+    finally:
+        with torch.no_grad():
+            emb.copy_(saved)
+    return float(vec.direction("alpha", 0) @ v)

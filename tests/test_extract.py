@@ -16,6 +16,8 @@ from steerlab.extraction import ExtractConfig, extract
 from steerlab.methods import METHODS, MethodInput
 from steerlab.vectors import load_vectors, save_vectors
 
+from .conftest import planted_direction_cosine
+
 
 def test_builtin_corpus_meets_the_spec() -> None:
     c = load_corpus()
@@ -207,28 +209,7 @@ def test_methods_recover_planted_directions(name: str, params: dict[str, float])
 
 
 def test_diffmean_recovers_direction_planted_in_the_model(tiny, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """Plant a direction in the tiny model's embeddings of letters a-m; diffmean finds it at layer 0."""
-    emb = tiny.model.get_input_embeddings().weight
-    saved = emb.detach().clone()
-    v = torch.randn(tiny.hidden_size, generator=torch.Generator().manual_seed(7))
-    v /= v.norm()
-    ids_a = [tiny.tokenizer.convert_tokens_to_ids(c) for c in "abcdefghijklm"]
-    rng = np.random.default_rng(0)
-    texts = {
-        "alpha": ["".join(rng.choice(list("abcdefghijklm"), 20)) for _ in range(12)],
-        "omega": ["".join(rng.choice(list("nopqrstuvwxyz"), 20)) for _ in range(12)],
-    }
-    path = tmp_path / "planted.jsonl"
-    path.write_text("".join(json.dumps({"text": t, "emotion": e}) + "\n" for e, ts in texts.items() for t in ts))
-    try:
-        with torch.no_grad():
-            emb[ids_a] += 100.0 * emb.norm(dim=1).mean() * v  # dominate the random sublayer outputs
-        vec = extract(tiny, load_corpus(path), ExtractConfig(params={"neutral_variance": 0.0})).vectors
-    finally:
-        with torch.no_grad():
-            emb.copy_(saved)
-    cos = float(vec.direction("alpha", 0) @ v)
-    assert cos > 0.99, cos
+    assert planted_direction_cosine(tiny, tmp_path) > 0.99
 
 
 def test_save_load_round_trip_and_same_seed_same_bytes(tiny, tiny_corpus_path: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

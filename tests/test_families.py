@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import transformers as tf
@@ -22,6 +20,7 @@ from steerlab.interventions import Displacement, steering
 from steerlab.models import LoadedModel, byte_tokenizer, load_model, wrap_model
 from steerlab.vectors import EmotionVectors
 
+from .conftest import planted_direction_cosine
 from .test_steer import PROMPTS, _outputs
 
 SHAPE = dict(
@@ -77,27 +76,7 @@ def test_each_family_resolves_its_blocks(family_lm: LoadedModel) -> None:
 
 
 def test_extraction_recovers_a_planted_direction(family_lm: LoadedModel, tmp_path: Path) -> None:
-    """Plant a direction in the embeddings of letters a-m; diffmean finds it at layer 0."""
-    emb = family_lm.model.get_input_embeddings().weight
-    saved = emb.detach().clone()
-    v = torch.randn(family_lm.hidden_size, generator=torch.Generator().manual_seed(7))
-    v /= v.norm()
-    ids_a = [family_lm.tokenizer.convert_tokens_to_ids(c) for c in "abcdefghijklm"]
-    rng = np.random.default_rng(0)
-    texts = {
-        "alpha": ["".join(rng.choice(list("abcdefghijklm"), 20)) for _ in range(12)],
-        "omega": ["".join(rng.choice(list("nopqrstuvwxyz"), 20)) for _ in range(12)],
-    }
-    path = tmp_path / "planted.jsonl"
-    path.write_text("".join(json.dumps({"text": t, "emotion": e}) + "\n" for e, ts in texts.items() for t in ts))
-    try:
-        with torch.no_grad():
-            emb[ids_a] += 100.0 * emb.norm(dim=1).mean() * v  # dominate the random sublayer outputs
-        vec = extract(family_lm, load_corpus(path), ExtractConfig(params={"neutral_variance": 0.0})).vectors
-    finally:
-        with torch.no_grad():
-            emb.copy_(saved)
-    assert float(vec.direction("alpha", 0) @ v) > 0.99
+    assert planted_direction_cosine(family_lm, tmp_path) > 0.99
 
 
 def test_an_edit_lands_exactly_at_its_layer_and_positions(
