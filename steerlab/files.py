@@ -59,6 +59,13 @@ def atomic_write(path: Path, write: Callable[[str], object]) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         write(str(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())  # some writers (safetensors) create their files private
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

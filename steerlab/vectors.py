@@ -140,6 +140,15 @@ def unit_rows(rows: np.ndarray) -> np.ndarray:
 # --- files -------------------------------------------------------------------------------------
 
 
+def side_files(path: Path) -> dict[str, Path]:
+    """The files written beside a vector file, named after it so several files can share a folder."""
+    return {
+        "json": path.with_suffix(".json"),
+        "sweep_csv": path.with_name(f"{path.stem}.layer_sweep.csv"),
+        "sweep_png": path.with_name(f"{path.stem}.layer_sweep.png"),
+    }
+
+
 def save_vectors(vectors: EmotionVectors, path: str | Path) -> Path:
     """Write ``path`` (.safetensors with the metadata inside) and a readable ``.json`` beside it."""
     path = Path(path)
@@ -156,7 +165,7 @@ def save_vectors(vectors: EmotionVectors, path: str | Path) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"steerlab": text}))
-        atomic_write(path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(text + "\n"))
+        atomic_write(side_files(path)["json"], lambda tmp: Path(tmp).write_text(text + "\n"))
     except OSError as err:
         raise VectorsError(
             f"cannot write vectors to {str(path)!r} ({err.strerror or err}): choose a writable --out"

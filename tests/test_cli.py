@@ -20,9 +20,16 @@ def test_extract_on_tiny_model_writes_everything(tiny_corpus_path, tmp_path, cap
         monkeypatch,
     )
     assert code == 0
-    assert {"emotions.safetensors", "emotions.json", "layer_sweep.csv", "layer_sweep.png"} <= {
-        p.name for p in out.parent.iterdir()
-    }
+    names = {"emotions.safetensors", "emotions.json", "emotions.layer_sweep.csv", "emotions.layer_sweep.png"}
+    assert names == {p.name for p in out.parent.iterdir()}
+    second = out.with_name("other.safetensors")  # a second file in the same folder has its own side files
+    code, _, err = run(
+        ["extract", "--model", "random:tiny-gemma2", "--corpus", str(tiny_corpus_path), "--out", str(second)],
+        capsys,
+        monkeypatch,
+    )
+    assert code == 0, err
+    assert {"other.json", "other.layer_sweep.csv", "other.layer_sweep.png"} <= {p.name for p in out.parent.iterdir()}
     assert "steering layer" in stdout and "reading layer" in stdout and "random weights" in stdout
 
 

@@ -218,6 +218,7 @@ def test_save_load_round_trip_and_same_seed_same_bytes(tiny, tiny_corpus_path: P
     b = save_vectors(extract(tiny, c, ExtractConfig(seed=1)).vectors, tmp_path / "b" / "emotions.safetensors")
     assert a.read_bytes() == b.read_bytes()
     assert a.with_suffix(".json").read_bytes() == b.with_suffix(".json").read_bytes()
+    assert a.stat().st_mode & 0o777 == a.with_suffix(".json").stat().st_mode & 0o777  # not private
     v = load_vectors(a)
     again = save_vectors(v, tmp_path / "c" / "emotions.safetensors")
     assert again.read_bytes() == a.read_bytes()

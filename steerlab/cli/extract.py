@@ -129,19 +129,15 @@ def extract_cmd(
     from ..corpus import load_corpus
     from ..extraction import ExtractConfig, extract
     from ..plots import plot_layer_sweep
-    from ..vectors import save_vectors, user_vectors
+    from ..vectors import save_vectors, side_files, user_vectors
 
     if not 0 < test_fraction < 1:
         raise SteerlabError(f"--test-fraction {test_fraction} must lie between 0 and 1, e.g. 0.25")
     target = Path(out) if out else user_vectors(model_spec or EMBEDDED)
     if target.suffix != ".safetensors":
         raise SteerlabError(f"--out {str(target)!r} must end in .safetensors")
-    for path in (
-        target,
-        target.with_suffix(".json"),
-        target.with_name("layer_sweep.csv"),
-        target.with_name("layer_sweep.png"),
-    ):
+    sides = side_files(target)
+    for path in (target, *sides.values()):
         check_out(path, "--out", force=force)
     c = load_corpus(corpus_path)
     lm = get_model(model_spec, revision, dtype)
@@ -173,16 +169,16 @@ def extract_cmd(
     if not is_main():
         return  # rank 0 writes
     save_vectors(v, target)
-    table.to_csv(target.with_name("layer_sweep.csv"), float_format="%.6f")
+    table.to_csv(sides["sweep_csv"], float_format="%.6f")
     plot_layer_sweep(
         result.sweep,
         v.steering_layer,
         len(v.emotions),
-        target.with_name("layer_sweep.png"),
+        sides["sweep_png"],
         title=f"{lm.spec} · {method} · {readout} readout · {c.source}",
         reading=v.reading_layer,
     )
-    click.echo(f"wrote {target}, {target.with_suffix('.json').name}, layer_sweep.csv, layer_sweep.png")
+    click.echo(f"wrote {target}, {', '.join(p.name for p in sides.values())}")
     if not out:
         say(f"use them with --vectors {target}")
 

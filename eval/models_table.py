@@ -1,0 +1,246 @@
+"""The README's side-by-side tables of the built-in models, rendered from committed result files.
+
+    python eval/models_table.py            # print the tables (markdown)
+    python eval/models_table.py --write    # replace them in README.md (between the models markers)
+
+Each number comes from a file that ``sh eval/run_model.sh MODEL`` (or ``steerlab extract``) writes:
+vectors/MODEL/emotions.json and emotions.layer_sweep.csv, eval/benchmarks/results/*_MODEL.json and
+eval/results/MODEL/{SUITE/summary.json, report/numbers.json}. A missing file shows as "not run".
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from steerlab.names import BUILTIN_SOURCES
+
+REPO = Path(__file__).resolve().parents[1]
+START, END = "<!-- models:start -->", "<!-- models:end -->"
+SUITES = ("desperate_to_hopeful", "necessity", "dose_response")
+Row = tuple[str, Callable[[dict[str, Any]], str]]
+
+
+def load(model: str) -> dict[str, Any]:
+    """Every result file of ``model`` that exists, by short name."""
+    bench = REPO / "eval" / "benchmarks" / "results"
+    files = {
+        "vectors": REPO / "vectors" / model / "emotions.json",
+        "cross": bench / f"cross_corpus_{model}.json",
+        "readers": bench / f"reader_validation_{model}.json",
+        "speed": bench / f"extract_speed_{model}.json",
+        "llamacpp": bench / f"llamacpp_{model}.json",
+        "report": REPO / "eval" / "results" / model / "report" / "numbers.json",
+        **{s: REPO / "eval" / "results" / model / s / "summary.json" for s in SUITES},
+    }
+    out: dict[str, Any] = {k: json.loads(p.read_text()) for k, p in files.items() if p.is_file()}
+    sweep = REPO / "vectors" / model / "emotions.layer_sweep.csv"
+    if sweep.is_file():
+        out["sweep"] = {int(r["layer"]): r for r in csv.DictReader(sweep.open())}
+    return out
+
+
+def cell(fn: Callable[[dict[str, Any]], str]) -> Callable[[dict[str, Any]], str]:
+    def safe(r: dict[str, Any]) -> str:
+        try:
+            return fn(r)
+        except (KeyError, IndexError, TypeError, StopIteration):
+            return "not run"
+
+    return safe
+
+
+def reading_layer(r: dict[str, Any]) -> int:
+    return int(r["vectors"]["reading_layer"])
+
+
+def layers(r: dict[str, Any]) -> str:
+    v = r["vectors"]
+    n = int(v["n_layers"])
+    read, steer = int(v["reading_layer"]), int(v["chosen_layer"])
+    return f"{n} layers, d = {v['hidden_size']}; reading {read} ({(read + 1) / n:.0%} depth), steering {steer}"
+
+
+def oos(r: dict[str, Any]) -> str:
+    row = r["sweep"][reading_layer(r)]
+    return f"{float(row['oos_top1']):.3f} [{float(row['oos_top1_lo']):.2f}, {float(row['oos_top1_hi']):.2f}]"
+
+
+def heldout(r: dict[str, Any]) -> str:
+    row = r["cross"]["layers"][reading_layer(r)]
+    return f"{row['reverse_steerlab_vectors_top1']:.3f}"
+
+
+def stories(r: dict[str, Any]) -> str:
+    row = r["cross"]["layers"][reading_layer(r)]
+    return f"{row['steerlab_vectors_top1_all_1000']:.3f}"
+
+
+def reader_at(r: dict[str, Any], name: str, source: str = "own") -> dict[str, Any]:
+    block = r["readers"] if source == "own" else r["readers"]["external"]
+    return next(x for x in block["readers"][name] if x["layer"] in (reading_layer(r), None))  # lexicon: no layer
+
+
+def default_reader(r: dict[str, Any]) -> str:
+    name = r["readers"]["default_reader"]
+    own, ext = reader_at(r, name), reader_at(r, name, "external")
+    return (
+        f"`{name}`: hopeful {own['auroc']['hopeful']:.3f}, macro {own['macro_auroc']:.3f}; "
+        f"EmotionScope replies hopeful {ext['auroc']['hopeful']:.3f}"
+    )
+
+
+def lexicon(r: dict[str, Any]) -> str:
+    own, ext = reader_at(r, "lexicon"), reader_at(r, "lexicon", "external")
+    return f"hopeful {own['auroc']['hopeful']:.3f}; EmotionScope replies {ext['auroc']['hopeful']:.3f}"
+
+
+def dose(alpha: float) -> Callable[[dict[str, Any]], str]:
+    def fn(r: dict[str, Any]) -> str:
+        rows = [d for d in r["dose_response"]["dose"] if d["op"] == "add" and d["alpha"] == alpha]
+        if not rows:
+            raise KeyError(alpha)
+        delta = sum(d["target_delta"] for d in rows) / len(rows)
+        off = sum(d["offtarget_delta"] for d in rows) / len(rows)
+        up = sum(d["target_ci"][0] > 0 for d in rows)
+        ppl = sorted(d["ppl_ratio"] for d in rows)[len(rows) // 2]
+        broken = sum(d["degenerate"] for d in rows)
+        return (
+            f"{delta:+.3f} (off-target {off:+.3f}); CI > 0 for {up}/{len(rows)}; "
+            f"ppl ×{ppl:.2f}; degenerate {broken}/{len(rows)}"
+        )
+
+    return fn
+
+
+def claim(suite: str, index: int) -> Callable[[dict[str, Any]], str]:
+    def fn(r: dict[str, Any]) -> str:
+        c = r[suite]["claims"][index]
+        return f"**{c['verdict'].upper()}** {c['effect']:+.3f} [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}] (n {r[suite]['n']})"
+
+    return fn
+
+
+def verdict_counts(r: dict[str, Any]) -> str:
+    claims = r["dose_response"]["claims"]
+    counts = {v: sum(c["verdict"] == v for c in claims) for v in ("pass", "fail", "inconclusive", "not-testable")}
+    return ", ".join(f"{n} {v.upper()}" for v, n in counts.items() if n)
+
+
+def suite_reader(r: dict[str, Any]) -> str:
+    reader = r["desperate_to_hopeful"]["reader"]
+    auroc = reader["validation"]["auroc"]
+    return f"`{reader['name']}` at layer {reader['layer']}: hopeful {auroc['hopeful']:.2f}, desperate {auroc['desperate']:.2f}"
+
+
+def flagship_quality(r: dict[str, Any]) -> str:
+    rows = {q["name"]: q for q in r["desperate_to_hopeful"]["quality"]}
+    base = rows["baseline"]
+    return f"echo {base['echo_rate']:.0%}, looping {base['degenerate_replies']:.0%}"
+
+
+def llamacpp(r: dict[str, Any]) -> str:
+    x = r["llamacpp"]
+    return (
+        f"hopeful shift {x['hopeful_shift']['llamacpp']:+.2f} in llama.cpp vs {x['hopeful_shift']['pyvene']:+.2f} "
+        f"with pyvene ({x['n_prompts']} prompts, α {x['alpha']:g})"
+    )
+
+
+def speed(r: dict[str, Any]) -> str:
+    s = r["speed"]
+    return f"{s['tokens_per_s']['steerlab']:.0f} tok/s ({s['steerlab_vs_limit']:.2f}× the plain decoder pass)"
+
+
+def geometry(r: dict[str, Any]) -> str:
+    g = r["report"]["geometry"]
+    return f"PC1~valence r {g['pc1_valence']['r']:+.2f} (p {g['pc1_valence']['p']:.2g}); PC2~valence {g['pc2_valence']['r']:+.2f}"
+
+
+def dual(r: dict[str, Any]) -> str:
+    d = r["report"]["dual_speaker"]
+    return (
+        f"same emotion cos {d['mean_cos_matched']:+.3f} (mismatched {d['mean_cos_mismatched']:+.3f}); "
+        f"thermostat r {d['thermostat']['read']['r']:+.2f}"
+    )
+
+
+def intensity(r: dict[str, Any]) -> str:
+    best = max(r["report"]["intensity"]["steerlab"].items(), key=lambda kv: kv[1]["strong_right"])
+    return f"{best[1]['strong_right']}/{best[1]['relations']} relations tracked (ρ of the expected sign, ≥ 0.7 in size, at `{best[0]}`)"
+
+
+TABLES: dict[str, list[Row]] = {
+    "Extraction (`steerlab extract`)": [
+        ("model", cell(layers)),
+        ("20-way top-1 on a style left out of fitting, reading layer [95 % CI]", cell(oos)),
+        ("top-1 on 240 first-person texts written separately", cell(heldout)),
+        ("top-1 on EmotionScope's 1,000 stories (never seen)", cell(stories)),
+        ("pooling speed, 2 CPU threads", cell(speed)),
+    ],
+    "Readers of replies (held-out replies in their conversation; AUROC)": [
+        ("default reader", cell(default_reader)),
+        ("lexicon baseline (VADER + NRC)", cell(lexicon)),
+    ],
+    "Steering (`dose_response`: 8 neutral prompts × 20 emotions; change of the target's reading)": [
+        ("α 2", cell(dose(2.0))),
+        ("α 4", cell(dose(4.0))),
+        ("α 8", cell(dose(8.0))),
+        ("per-emotion claims at α 4 (BH)", cell(verdict_counts)),
+        ("llama.cpp control vector, α 4", cell(llamacpp)),
+    ],
+    "Causal validation (`desperate_to_hopeful`, first 24 messages; `necessity`, 40 texts)": [
+        ("reader (held-out AUROC)", cell(suite_reader)),
+        ("baseline replies", cell(flagship_quality)),
+        ("premise: baseline replies lean hopeful", cell(claim("desperate_to_hopeful", 0))),
+        ("mean-ablating *desperate* weakens the lean", cell(claim("desperate_to_hopeful", 1))),
+        ("adding *hopeful* (α 4) strengthens it", cell(claim("desperate_to_hopeful", 2))),
+        ("asking for hope strengthens it", cell(claim("desperate_to_hopeful", 3))),
+        ("necessity: mean-ablating e lowers e's reading", cell(claim("necessity", 0))),
+        ("sufficiency: adding e (α 4) raises it", cell(claim("necessity", 1))),
+    ],
+    "Scope and geometry (`steerlab report`, reading layer)": [
+        ("valence axis", cell(geometry)),
+        ("dual speaker; assistant arousal vs user's", cell(dual)),
+        ("intensity scales (steerlab's 25 relations)", cell(intensity)),
+    ],
+}
+
+
+def render() -> str:
+    models = list(BUILTIN_SOURCES)
+    results = {m: load(m) for m in models}
+    out = []
+    for title, rows in TABLES.items():
+        out += [f"**{title}**", "", "| | " + " | ".join(f"`{m}`" for m in models) + " |"]
+        out.append("|---|" + "---|" * len(models))
+        out += [f"| {label} | " + " | ".join(fn(results[m]) for m in models) + " |" for label, fn in rows]
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--write", action="store_true", help="replace the tables in README.md")
+    args = ap.parse_args()
+    tables = render()
+    if not args.write:
+        print(tables, end="")
+        return 0
+    readme = REPO / "README.md"
+    text = readme.read_text()
+    if START not in text or END not in text:
+        print(f"README.md has no {START} ... {END} block", file=sys.stderr)
+        return 2
+    head, rest = text.split(START, 1)
+    readme.write_text(head + START + "\n" + tables + rest[rest.index(END) :])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
