@@ -121,7 +121,8 @@ def dose(alpha: float) -> Callable[[dict[str, Any]], str]:
 def claim(suite: str, index: int) -> Callable[[dict[str, Any]], str]:
     def fn(r: dict[str, Any]) -> str:
         c = r[suite]["claims"][index]
-        return f"**{c['verdict'].upper()}** {c['effect']:+.3f} [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}] (n {r[suite]['n']})"
+        ci = f"[{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]"
+        return f"**{c['verdict'].upper()}** {c['effect']:+.3f} {ci} (n {r[suite]['n']})"
 
     return fn
 
@@ -135,7 +136,8 @@ def verdict_counts(r: dict[str, Any]) -> str:
 def suite_reader(r: dict[str, Any]) -> str:
     reader = r["desperate_to_hopeful"]["reader"]
     auroc = reader["validation"]["auroc"]
-    return f"`{reader['name']}` at layer {reader['layer']}: hopeful {auroc['hopeful']:.2f}, desperate {auroc['desperate']:.2f}"
+    name = f"`{reader['name']}` at layer {reader['layer']}"
+    return f"{name}: hopeful {auroc['hopeful']:.2f}, desperate {auroc['desperate']:.2f}"
 
 
 def flagship_quality(r: dict[str, Any]) -> str:
@@ -159,7 +161,8 @@ def speed(r: dict[str, Any]) -> str:
 
 def geometry(r: dict[str, Any]) -> str:
     g = r["report"]["geometry"]
-    return f"PC1~valence r {g['pc1_valence']['r']:+.2f} (p {g['pc1_valence']['p']:.2g}); PC2~valence {g['pc2_valence']['r']:+.2f}"
+    pc1, pc2 = g["pc1_valence"], g["pc2_valence"]
+    return f"PC1~valence r {pc1['r']:+.2f} (p {pc1['p']:.2g}); PC2~valence {pc2['r']:+.2f}"
 
 
 def dual(r: dict[str, Any]) -> str:
@@ -172,7 +175,8 @@ def dual(r: dict[str, Any]) -> str:
 
 def intensity(r: dict[str, Any]) -> str:
     best = max(r["report"]["intensity"]["steerlab"].items(), key=lambda kv: kv[1]["strong_right"])
-    return f"{best[1]['strong_right']}/{best[1]['relations']} relations tracked (ρ of the expected sign, ≥ 0.7 in size, at `{best[0]}`)"
+    tracked = f"{best[1]['strong_right']}/{best[1]['relations']} relations tracked"
+    return f"{tracked} (ρ of the expected sign, ≥ 0.7 in size, at `{best[0]}`)"
 
 
 TABLES: dict[str, list[Row]] = {

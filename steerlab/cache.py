@@ -29,9 +29,14 @@ STALE_BUILD_S = 3600  # a build leftover of a live pid older than this is abando
 def cache_dir() -> Path:
     """``$STEERLAB_CACHE``, else ``$XDG_CACHE_HOME/steerlab``, else ``~/.cache/steerlab``."""
     if os.environ.get("STEERLAB_CACHE"):
-        return Path(os.environ["STEERLAB_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "steerlab"
+        folder = Path(os.environ["STEERLAB_CACHE"])
+    else:
+        folder = Path(os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")) / "steerlab"
+    if folder.exists() and not folder.is_dir():
+        from .errors import SteerlabError
+
+        raise SteerlabError(f"the cache {str(folder)!r} is a file, not a folder: set STEERLAB_CACHE to a folder")
+    return folder
 
 
 def cache_problem(target: Path) -> str | None:

@@ -114,7 +114,8 @@ def compare(
     base_scores = read_replies(lm, vectors, base, expanded, config.chat, reader, reader_layer)
     out = []
     for k, (alpha, edits) in enumerate(conditions):
-        say(f"steered {k + 1}/{len(conditions)}: alpha {alpha:g} at layers {at}, positions {positions}")
+        what = f"alpha {alpha:g}" if add else "edit"
+        say(f"steered {k + 1}/{len(conditions)}: {what} at layers {at}, positions {positions}")
         moved = Displacement()
         steered = generate(lm, expanded, config, edits, positions, record=moved)
         scores = read_replies(lm, vectors, steered, expanded, config.chat, reader, reader_layer)

@@ -28,6 +28,16 @@ def jsonl_rows(raw: bytes | str, name: str, error: type[SteerlabError] = Steerla
     return rows
 
 
+def existing_file(path: str | Path, what: str, fix: str, error: type[SteerlabError] = SteerlabError) -> Path:
+    """``path`` as an existing file; a folder or a missing path is one error naming it and ``fix``."""
+    path = Path(path)
+    if path.is_dir():
+        raise error(f"{what} {str(path)!r} is a folder, not a file: {fix}")
+    if not path.is_file():
+        raise error(f"{what} {str(path)!r} not found: {fix}")
+    return path
+
+
 def check_writable(path: str | Path, what: str = "--out", *, directory: bool = False, force: bool = True) -> Path:
     """Fail before the expensive work when ``path`` cannot be written (or exists and ``force`` is off)."""
     path = Path(path)

@@ -15,7 +15,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .errors import InterventionError, VectorsError
-from .files import atomic_write
+from .files import atomic_write, existing_file
 from .names import spec_folder
 from .sites import check_layers
 
@@ -101,6 +101,10 @@ class EmotionVectors:
         near = difflib.get_close_matches(name, self.emotions, n=1)
         hint = f" (did you mean {near[0]!r}?)" if near else ""
         raise InterventionError(f"unknown emotion {emotion!r}{hint}: available are {', '.join(self.emotions)}")
+
+    def name(self, emotion: str) -> str:
+        """The file's spelling of ``emotion`` (``"Hopeful "`` -> ``"hopeful"``); unknown names raise."""
+        return self.emotions[self.index(emotion)]
 
     def direction(self, emotion: str, layer: int) -> torch.Tensor:
         return self.directions[layer, self.index(emotion)]
@@ -191,9 +195,7 @@ def user_vectors(spec: str) -> Path:
 
 
 def load_vectors(path: str | Path) -> EmotionVectors:
-    path = Path(path)
-    if not path.is_file():
-        raise VectorsError(f"vector file {str(path)!r} not found: run `steerlab extract` or pass --vectors")
+    path = existing_file(path, "vector file", "run `steerlab extract` or pass --vectors FILE.safetensors", VectorsError)
     try:
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
@@ -290,6 +292,14 @@ def consistency_problem(v: EmotionVectors) -> str | None:
     for name in ("directions", *shapes):
         if not bool(torch.isfinite(getattr(v, name)).all()):
             return f"{name} holds NaN or infinite values"
+    norms = v.directions.float().norm(dim=-1)
+    if not bool(((norms - 1).abs() < 1e-3).all()):
+        worst = int((norms - 1).abs().argmax())
+        layer, emotion = divmod(worst, n_emotions)
+        return (
+            f"direction {v.emotions[emotion]!r} at layer {layer} has norm {float(norms.flatten()[worst]):.4g}; "
+            "directions are unit vectors"
+        )
     for key in ("n_layers", "hidden_size"):
         if key in v.meta and v.meta[key] != {"n_layers": n_layers, "hidden_size": hidden}[key]:
             return f"metadata {key} = {v.meta[key]!r} but the tensors have {n_layers} layers, hidden size {hidden}"

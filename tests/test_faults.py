@@ -46,6 +46,10 @@ def _nan(data: dict[str, torch.Tensor]) -> None:
     data["directions"][:] = float("nan")
 
 
+def _zero(data: dict[str, torch.Tensor]) -> None:
+    data["directions"][:] = 0.0
+
+
 def _meta(**changes: object) -> Callable[[dict], str]:
     return lambda m: json.dumps({**m, **changes})
 
@@ -66,6 +70,10 @@ CASES: dict[str, tuple[Case, str]] = {
         "not valid JSON",
     ),
     "vectors: NaN directions": (lambda v, d: [*STEER, "--emotion", "joyful", "--vectors", _vec(_nan)(v, d)], "NaN"),
+    "vectors: all-zero directions": (
+        lambda v, d: [*STEER, "--emotion", "joyful", "--vectors", _vec(_zero)(v, d)],
+        "unit vectors",
+    ),
     "vectors: layer 99": (
         lambda v, d: [*STEER, "--emotion", "joyful", "--vectors", _vec(meta=_meta(chosen_layer=99))(v, d)],
         "99",
@@ -139,6 +147,18 @@ CASES: dict[str, tuple[Case, str]] = {
         lambda v, d: ["validate", str(_suite(d, "word " * 600)), "--vectors", str(v), "--out", str(d / "o")],
         "context",
     ),
+    # what a newcomer met
+    "scope --plot out.txt": (lambda v, d: ["scope", "hi", "--vectors", str(v), "--plot", "out.txt"], ".png, .svg"),
+    "scope --plot exists": (
+        lambda v, d: ["scope", "hi", "--vectors", str(v), "--plot", str(_write(d / "keep.png", "x"))],
+        "--force",
+    ),
+    "--vectors is a folder": (lambda v, d: [*STEER, "--emotion", "joyful", "--vectors", str(d)], "is a folder"),
+    "validate: YAML syntax error": (
+        lambda v, d: ["validate", str(_write(d / "s.yaml", "name: x\nprompts: [a, b\n")), "--vectors", str(v)],
+        "at line",
+    ),
+    "steer --emotion Joyfull": (lambda v, d: [*STEER, "--vectors", str(v), "--emotion", "Joyfull"], "did you mean"),
     # usage errors from click: one line too
     "steer --max-new-tokens 0": (lambda v, d: [*STEER, "--max-new-tokens", "0"], "--max-new-tokens"),
     "unknown command": (lambda v, d: ["stear"], "stear"),
@@ -200,6 +220,22 @@ def test_fault_gives_one_line_and_leaves_nothing(
     assert needle in lines[0], (case, needle, lines[0])
     assert "Traceback" not in err + out
     assert sorted(tmp_path.rglob("*")) == before, f"{case} left files behind"
+
+
+def test_a_cache_that_is_a_file_is_one_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STEERLAB_CACHE", str(_write(tmp_path / "cache", "x")))
+    code, _, err = run(["steer", "hi", "--emotion", "hopeful"], capsys, monkeypatch)
+    assert code == 2 and err.strip().splitlines()[-1].startswith("error: ") and "is a file" in err, err
+
+
+def test_emotion_names_are_stored_as_the_file_spells_them(
+    tiny_vec_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, out, err = run([*STEER, "--vectors", str(tiny_vec_file), "--emotion", "Joyful", "--json"], capsys, monkeypatch)
+    assert code == 0, err
+    assert "Joyful" not in out and '"joyful"' in out
 
 
 def test_greedy_samples_warn(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from pathlib import Path
+
 import click
 
 from .common import check_out, cli, echo_json, get_vectors_and_model, model_options, say
@@ -31,7 +33,10 @@ if TYPE_CHECKING:  # steerlab's modules load torch: they are imported inside the
 )
 @click.option("--top", default=3, show_default=True, type=click.IntRange(1, 50), help="Emotions shown per row.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: tokens, positions, speakers, scores.")
-@click.option("--plot", "plot_path", default=None, help="Write a tokens x emotions heatmap + trajectory PNG.")
+@click.option(
+    "--plot", "plot_path", default=None, help="Write a tokens x emotions heatmap + trajectory (.png, .svg or .pdf)."
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing --plot file.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the noise-floor random directions.")
 def scope_cmd(
     text: str | None,
@@ -46,6 +51,7 @@ def scope_cmd(
     top: int,
     as_json: bool,
     plot_path: str | None,
+    force: bool,
     seed: int,
 ) -> None:
     """Read TEXT (or --conversation FILE) token by token: per-token, per-turn and readout-point scores.
@@ -64,7 +70,9 @@ def scope_cmd(
     if text is not None and not text.strip():
         raise SteerlabError("empty TEXT: give some text to read")
     if plot_path:
-        check_out(plot_path, "--plot", force=True)
+        if Path(plot_path).suffix.lower() not in (".png", ".svg", ".pdf"):
+            raise SteerlabError(f"--plot {plot_path!r} must end in .png, .svg or .pdf")
+        check_out(plot_path, "--plot", force=force)
     messages = load_conversation(conversation_path) if conversation_path else None
     if do_generate and messages is None:
         messages = [{"role": "user", "content": str(text)}]

@@ -144,6 +144,7 @@ def steer_cmd(
     for spec in ablate:
         parse_ablation(spec)
     v, lm = get_vectors_and_model(vectors_path, model_spec, revision, dtype)
+    emotions = tuple(v.name(e) for e in emotions)
     layers = _layers(layer_spec, lm.n_layers)
     add = {e: (alphas[i] if len(alphas) > 1 else (alphas[0] if alphas else 4.0)) for i, e in enumerate(emotions)}
     if chat is None:
@@ -180,7 +181,7 @@ def steer_cmd(
         if as_json:
             echo_json(record)
         else:
-            _show(record, v.emotions, target)
+            _show(record, v.emotions, target, bool(add))
 
 
 def _layers(spec: str | None, n_layers: int) -> list[int] | None:
@@ -203,11 +204,11 @@ def _top(scores: dict[str, float] | None, k: int = 3) -> str:
     return ", ".join(f"{e} {v:+.3f}" for v, e in ranked) or "(no emotion this reader reads)"
 
 
-def _show(record: dict[str, Any], names: tuple[str, ...], target: str) -> None:
+def _show(record: dict[str, Any], names: tuple[str, ...], target: str, adds: bool) -> None:
     click.echo("=" * 100)
     click.echo(f"prompt: {record['prompt']}")
     click.echo(
-        f"alpha {record['alpha']:g} at layers {record['layers']} "
+        f"{'alpha ' + format(record['alpha'], 'g') if adds else 'edit'} at layers {record['layers']} "
         f"(mean |dx| per edited token = {record['displacement']:.1f})"
     )
     values = []
@@ -251,6 +252,7 @@ def export_cmd(
     check_out(out, "--out", force=force)
     v = get_vectors(vectors_path, None)
     layers = _layers(layer_spec, v.n_layers)
+    emotion = v.name(emotion)
     path = write_control_vector(out, v, emotion, alpha, layers)
     click.echo(
         f"wrote {path}: {emotion} alpha {alpha:g} at layers {layers or [v.steering_layer]} "

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import SuiteError
+from ..files import existing_file
 from .schema import Suite
 
 
@@ -19,9 +20,7 @@ class Prompt:
 
 def load_prompts(path: str | Path) -> list[Prompt]:
     """JSONL with a ``text`` field (``emotion`` kept as the label, other fields ignored) or plain text."""
-    path = Path(path)
-    if not path.is_file():
-        raise SuiteError(f"prompt file {str(path)!r} not found: pass a JSONL file with a 'text' field or a text file")
+    path = existing_file(path, "prompt file", "pass a JSONL file with a 'text' field or a text file", SuiteError)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:

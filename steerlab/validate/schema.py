@@ -17,6 +17,7 @@ import yaml
 
 from ..edits import ABLATIONS, Ablation
 from ..errors import SuiteError
+from ..files import existing_file
 from ..readers import READERS
 from .coherence import DegenerationLimits
 from .fields import MISSING, Fields, show
@@ -136,13 +137,13 @@ class Suite:
 
 def load_suite(path: str | Path) -> Suite:
     """Read and check a suite file; every problem is a SuiteError naming the field and the fix."""
-    path = Path(path)
-    if not path.is_file():
-        raise SuiteError(f"suite file {str(path)!r} not found: pass a YAML file such as eval/suites/necessity.yaml")
+    path = existing_file(path, "suite file", "pass a YAML file such as eval/suites/necessity.yaml", SuiteError)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise SuiteError(f"{path}: not valid YAML ({str(err).splitlines()[0]}): fix the syntax") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise SuiteError(f"{path}: not valid YAML{where} ({str(err).splitlines()[0]}): fix the syntax") from None
     return parse_suite(data, str(path))
 
 
