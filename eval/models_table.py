@@ -36,6 +36,8 @@ def load(model: str) -> dict[str, Any]:
         "speed": bench / f"extract_speed_{model}.json",
         "llamacpp": bench / f"llamacpp_{model}.json",
         "report": REPO / "eval" / "results" / model / "report" / "numbers.json",
+        "judged": REPO / "eval" / "labels" / model / "summary.json",
+        "own_replies": bench / f"model_replies_{model}.json",
         **{s: REPO / "eval" / "results" / model / s / "summary.json" for s in SUITES},
     }
     out: dict[str, Any] = {k: json.loads(p.read_text()) for k, p in files.items() if p.is_file()}
@@ -98,6 +100,37 @@ def default_reader(r: dict[str, Any]) -> str:
 def lexicon(r: dict[str, Any]) -> str:
     own, ext = reader_at(r, "lexicon"), reader_at(r, "lexicon", "external")
     return f"hopeful {own['auroc']['hopeful']:.3f}; EmotionScope replies {ext['auroc']['hopeful']:.3f}"
+
+
+def own_replies(name: str) -> Callable[[dict[str, Any]], str]:
+    def fn(r: dict[str, Any]) -> str:
+        x = r["own_replies"]
+        reader = x["default_reader"] if name == "default" else name
+        f = x["readers"][reader]["test"]
+        auroc = f["auroc_hopeful_3plus"]
+        shown = f"{auroc:.2f}" if auroc is not None else f"– ({f['positives_hopeful_3plus']} judged hopeful)"
+        return f"`{reader}`: Spearman {f['spearman_hopeful']:+.2f}, AUROC {shown}"
+
+    return fn
+
+
+def judged(condition: str) -> Callable[[dict[str, Any]], str]:
+    def fn(r: dict[str, Any]) -> str:
+        c = r["judged"]["by_condition"][f"desperate_to_hopeful/{condition}"]
+        return (
+            f"hopeful {c['mean_hopeful']:.2f}/5 ({c['hopeful_3plus']:.0%} ≥ 3), coherence {c['mean_coherence']:.1f}/5, "
+            f"incoherent {c['incoherent']:.0%} (n {c['n']})"
+        )
+
+    return fn
+
+
+def agreement(r: dict[str, Any]) -> str:
+    a = r["judged"]["agreement"]
+    return (
+        f"{r['judged']['n']} replies, {a['n']} twice: weighted κ hopeful {a['hopeful']['weighted_kappa']:.2f}, "
+        f"coherence {a['coherence']['weighted_kappa']:.2f}; label κ {a['label']['kappa']:.2f}"
+    )
 
 
 def dose(alpha: float) -> Callable[[dict[str, Any]], str]:
@@ -190,6 +223,10 @@ TABLES: dict[str, list[Row]] = {
     "Readers of replies (held-out replies in their conversation; AUROC)": [
         ("default reader", cell(default_reader)),
         ("lexicon baseline (VADER + NRC)", cell(lexicon)),
+        ("the model's own replies, judged blind (`eval/labels/`)", cell(agreement)),
+        ("judged hopeful, held-out messages: default reader", cell(own_replies("default"))),
+        ("… lexicon", cell(own_replies("lexicon"))),
+        ("… bag of words (fitted on the other messages)", cell(own_replies("bag_of_words"))),
     ],
     "Steering (`dose_response`: 8 neutral prompts × 20 emotions; change of the target's reading)": [
         ("α 2", cell(dose(2.0))),
@@ -200,7 +237,9 @@ TABLES: dict[str, list[Row]] = {
     ],
     "Causal validation (`desperate_to_hopeful`, first 24 messages; `necessity`, 40 texts)": [
         ("reader (held-out AUROC)", cell(suite_reader)),
-        ("baseline replies", cell(flagship_quality)),
+        ("baseline replies (model-free detector)", cell(flagship_quality)),
+        ("baseline replies, judged blind", cell(judged("baseline"))),
+        ("replies with *hopeful* added (α 4), judged blind", cell(judged("add_hopeful"))),
         ("premise: baseline replies lean hopeful", cell(claim("desperate_to_hopeful", 0))),
         ("mean-ablating *desperate* weakens the lean", cell(claim("desperate_to_hopeful", 1))),
         ("adding *hopeful* (α 4) strengthens it", cell(claim("desperate_to_hopeful", 2))),
