@@ -2,14 +2,14 @@
 
     python eval/benchmarks/model_replies.py --model MODEL [--vectors FILE]
 
-Every reader of steerlab reads each labelled reply in its conversation (one fresh pass of the clean
-model, pooled as ``read_texts`` pools replies, at the vector file's reading layer) and is compared
-with the judged scales: Spearman with judged hopeful (and desperate), AUROC for "judged hopeful >= 3",
-the mean score of replies judged incoherent against coherent ones, and whether each condition's change from baseline has the judged
-sign. Two baselines that use no model: a bag of words (logistic regression on word uni- and bigrams,
-fitted on half of the user messages) and reply length. Figures are on the other half of the messages
-(split by message, seeded), and on all replies for the readers that were never fitted on them.
-Writes eval/benchmarks/results/model_replies_MODEL.json.
+Every reader reads each labelled reply in its conversation (one fresh pass of the clean model,
+pooled as ``read_texts`` pools replies, at the vector file's reading layer) and is compared with the
+judged scales: Spearman with judged hopeful (and desperate), AUROC for "judged hopeful >= 3", the
+mean score of replies judged incoherent against coherent ones, and each condition's change from
+baseline by the reader and by the judge. Two baselines use no model: a bag of words (logistic
+regression on word uni- and bigrams, fitted on half of the user messages) and reply length. Figures
+are on the other half of the messages (split by message, seeded), and on all replies for the readers
+never fitted on them. Writes eval/benchmarks/results/model_replies_MODEL.json.
 """
 
 from __future__ import annotations
