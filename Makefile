@@ -24,7 +24,8 @@ browser:
 	  { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
 	  || echo "note: chromium/chromedriver could not be installed; the browser tests will be skipped"; }
 
-# The main job on the embedded model: extract vectors with a layer sweep, then steer and scope with them.
+# The main job on the embedded model: extract vectors with a layer sweep, then steer and scope with them;
+# then the built-in assistant (smollm2-135m-instruct) steered with its shipped vectors.
 demo: install
 	$(BIN)/steerlab models
 	$(BIN)/steerlab extract --out $(DEMO)/emotions.safetensors --force
@@ -32,6 +33,8 @@ demo: install
 	  --vectors $(DEMO)/emotions.safetensors --emotion hopeful --alpha 4 --max-new-tokens 40
 	$(BIN)/steerlab scope --vectors $(DEMO)/emotions.safetensors \
 	  "The storm took the roof, but the neighbours came at dawn with ladders and soup."
+	$(BIN)/steerlab steer --model smollm2-135m-instruct --emotion hopeful --alpha 4 \
+	  "I lost my job today and I can't pay rent next week."
 
 test: install browser lint
 	$(BIN)/pytest -q

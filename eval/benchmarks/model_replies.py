@@ -28,6 +28,7 @@ from sklearn.metrics import roc_auc_score
 
 from steerlab.models import load_model
 from steerlab.readers import READERS, pooled_features
+from steerlab.validate.coherence import degenerate_reasons
 from steerlab.vectors import load_vectors, shipped_vectors
 
 REPO = Path(__file__).resolve().parents[2]
@@ -108,6 +109,14 @@ def main() -> int:
         results["bag_of_words"] = {"test": figures(bow.decision_function(x), rows, test)}
     length = np.array([len(t.split()) for t in replies], dtype=float)
     results["length"] = {"test": figures(length, rows, test), "all": figures(length, rows, everything)}
+    flagged = np.array([not t.strip() or bool(degenerate_reasons(t)) for t in replies])
+    broken = np.array([r["label"] == "incoherent" for r in rows])
+    detector = {
+        "judged_incoherent": int(broken.sum()),
+        "flagged": int(flagged.sum()),
+        "precision": float((flagged & broken).sum() / max(flagged.sum(), 1)),
+        "recall": float((flagged & broken).sum() / max(broken.sum(), 1)),
+    }
     out = {
         "model": args.model,
         "vectors": args.vectors or str(shipped_vectors(args.model)),
@@ -117,6 +126,7 @@ def main() -> int:
         "messages": len(messages),
         "test_replies": int(test.sum()),
         "readers": results,
+        "degeneration_detector": detector,  # the model-free loop/markup/empty detector vs judged incoherent
     }
     target = REPO / "eval" / "benchmarks" / "results" / f"model_replies_{args.model}.json"
     target.write_text(json.dumps(out, indent=1) + "\n")
@@ -126,6 +136,7 @@ def main() -> int:
             f"{name:14} test n {f['n']:3}: spearman hopeful {f['spearman_hopeful']}, "
             f"AUROC hopeful>=3 {f['auroc_hopeful_3plus']}, incoherent {f['mean_incoherent']} vs {f['mean_coherent']}"
         )
+    print(f"degeneration detector vs judged incoherent: {detector}")
     return 0
 
 
