@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -45,17 +46,28 @@ class ExtractResult:
 
 
 def extract(
-    lm: LoadedModel, corpus: Corpus, config: ExtractConfig = ExtractConfig(), tick: Tick | None = None
+    lm: LoadedModel,
+    corpus: Corpus,
+    config: ExtractConfig = ExtractConfig(),
+    tick: Tick | None = None,
+    fitted: Callable[[int, int], None] | None = None,
 ) -> ExtractResult:
+    """Pool, fit every layer, sweep, attach the reply reader. ``tick`` follows pooling (texts, tokens);
+    ``fitted(done, total)`` follows the fitting, layer by layer. The file records each phase's wall time."""
     if config.method not in METHODS:
         raise SteerlabError(f"unknown method {config.method!r}: use one of {', '.join(METHODS)}")
     if not 0 < config.test_fraction < 1:
         raise SteerlabError(f"test fraction {config.test_fraction} must be between 0 and 1")
+    start = time.perf_counter()
     pooled = pooled_activations(lm, corpus.texts, config.pooling, tick)
-    vectors, sweep = build_vectors(pooled, corpus, config, model_meta(lm))
+    timing = {"forward": time.perf_counter() - start}
+    vectors, sweep = build_vectors(pooled, corpus, config, model_meta(lm), fitted)
+    timing["fit"] = time.perf_counter() - start - timing["forward"]
     if config.replies is not None:
         vectors = attach_reply_reader(lm, vectors, config)
-    return ExtractResult(vectors, sweep, pooled)
+    timing["reply_reader"] = time.perf_counter() - start - timing["forward"] - timing["fit"]
+    timing = {k: round(s, 1) for k, s in timing.items()}
+    return ExtractResult(replace(vectors, meta={**vectors.meta, "timing": timing}), sweep, pooled)
 
 
 def model_meta(lm: LoadedModel) -> dict[str, object]:
@@ -145,7 +157,11 @@ def out_of_style(
 
 
 def build_vectors(
-    pooled: Pooled, corpus: Corpus, config: ExtractConfig, model: dict[str, object]
+    pooled: Pooled,
+    corpus: Corpus,
+    config: ExtractConfig,
+    model: dict[str, object],
+    fitted: Callable[[int, int], None] | None = None,
 ) -> tuple[EmotionVectors, list[LayerScore]]:
     """Directions at every layer from pooled activations, the in-style and out-of-style sweep, the layers."""
     params = {**DEFAULT_PARAMS[config.method], **config.params}
@@ -171,6 +187,8 @@ def build_vectors(
     probe_b = np.zeros_like(raw_norms)
     sweep, per_style = [], []
     fit, test = split.fit, split.test
+    if fitted:
+        fitted(0, n_layers)
     for layer in range(n_layers):
         feats = pooled.features[:, layer].astype(np.float64)
         center[layer], directions[layer], raw_norms[layer] = fit_layer(
@@ -185,6 +203,8 @@ def build_vectors(
             per_style.append(oos.pop("per_style"))
             row = replace(row, **oos)  # type: ignore[arg-type]
         sweep.append(row)
+        if fitted:
+            fitted(layer + 1, n_layers)
     chosen, best_in_style = choose_layer(sweep)
     reading = best_in_style
     if folds:

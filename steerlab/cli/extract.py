@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 
 import click
@@ -147,12 +148,20 @@ def extract_cmd(
         seed=seed,
         pooling=PoolingConfig(batch_size, max_length, skip_tokens, readout),  # type: ignore[arg-type]
     )
-    with Progress(len(c.records), f"extract {lm.spec}") as bar:
-        result = extract(lm, c, config, lambda n_texts, n_tokens: bar.update(bar.n + n_texts, tokens=n_tokens))
+    with ExitStack() as stack:
+        bar = stack.enter_context(Progress(len(c.records), f"extract {lm.spec}"))
+        fitting: list[Progress] = []  # started when fitting starts, so its rate and ETA are its own
+
+        def fitted(done: int, total: int) -> None:
+            if not fitting:
+                fitting.append(stack.enter_context(Progress(total, "fit directions and probes", unit="layer")))
+            fitting[0].update(done)
+
+        result = extract(lm, c, config, lambda n_texts, n_tokens: bar.update(bar.n + n_texts, tokens=n_tokens), fitted)
     v = result.vectors
     say(
         f"{len(c.records)} texts, {result.pooled.n_tokens} content tokens in {result.pooled.seconds:.1f}s "
-        f"({result.pooled.n_tokens / result.pooled.seconds:.0f} tok/s)"
+        f"({result.pooled.n_tokens / result.pooled.seconds:.0f} tok/s); phases (s): {result.vectors.meta['timing']}"
     )
     table = pd.DataFrame([r.row() for r in result.sweep]).set_index("layer")
     click.echo(table.to_string(float_format=lambda x: f"{x:.3f}"))
