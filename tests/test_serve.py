@@ -16,9 +16,10 @@ fastapi = pytest.importorskip("fastapi", reason="the live view needs the serve e
 from fastapi.testclient import TestClient  # noqa: E402
 
 from steerlab.generation import GenerationConfig, clean_reply, generate  # noqa: E402
-from steerlab.models import LoadedModel  # noqa: E402
+from steerlab.models import LoadedModel, load_model  # noqa: E402
+from steerlab.names import SMOLLM2  # noqa: E402
 from steerlab.serve import create_app  # noqa: E402
-from steerlab.vectors import EmotionVectors  # noqa: E402
+from steerlab.vectors import EmotionVectors, load_vectors, shipped_vectors  # noqa: E402
 
 MESSAGE = "a day at the sea"
 
@@ -66,6 +67,20 @@ def test_compare_payload(client: TestClient) -> None:
         set(data["baseline"]) == set(data["steered"]) == {"text", "empty", "top", "target", "distinct2", "perplexity"}
     )
     assert data["layers"] and data["displacement"] > 0 and data["emotion"] == "joyful"
+
+
+@pytest.mark.slow
+def test_live_view_on_the_built_in_assistant() -> None:
+    """The live view with --model smollm2-135m-instruct: its chat template, its shipped vectors."""
+    lm = load_model(SMOLLM2)
+    client = TestClient(create_app(lm, load_vectors(shipped_vectors(SMOLLM2) or "")))
+    message = "I lost my job today."
+    got = events(client.post("/api/chat", json={"messages": [{"role": "user", "content": message}]}).text)
+    expected = generate(lm, [message], GenerationConfig(max_new_tokens=48, chat=True))[0]
+    assert got[-1][1]["reply"] == expected and expected
+    body = {"message": message, "emotion": "hopeful", "alpha": 4, "max_new_tokens": 24}
+    data = client.post("/api/compare", json=body).json()
+    assert data["displacement"] > 0 and data["steered"]["text"] != data["baseline"]["text"]
 
 
 @pytest.mark.parametrize(
