@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
@@ -83,6 +84,12 @@ def create_app(lm: LoadedModel, vectors: EmotionVectors) -> FastAPI:
     vectors.check_compatible(lm.model_id, lm.hidden_size, lm.n_layers)
     app = FastAPI(title="steerlab live", docs_url=None, redoc_url=None)
     busy = app.state.busy = threading.Lock()  # one generation at a time
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, err: RequestValidationError) -> JSONResponse:
+        first = err.errors()[0] if err.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "request"
+        return _error(SteerlabError(f"{where}: {first.get('msg', 'invalid')}: see /api/info for the fields"))
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:

@@ -93,6 +93,8 @@ def test_live_view_on_the_built_in_assistant() -> None:
         ("/api/compare", {"message": MESSAGE, "emotion": "joyful", "alpha": 1e30}, "alpha"),
         ("/api/compare", {"message": MESSAGE, "emotion": "joyful", "layers": "9"}, "out of range"),
         ("/api/compare", {"message": "", "emotion": "joyful"}, "empty"),
+        ("/api/compare", {"emotion": "joyful"}, "message: Field required"),
+        ("/api/compare", {"message": MESSAGE, "emotion": "joyful", "alpha": "lots"}, "alpha"),
     ],
 )
 def test_bad_input_is_a_message_not_a_server_error(client: TestClient, path: str, body: dict, needle: str) -> None:

@@ -90,6 +90,11 @@ def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 def get_model(spec: str | None, revision: str | None, dtype: str | None) -> LoadedModel:
     from ..models import load_model
 
+    if not sys.stderr.isatty():  # logs get steerlab's progress lines, not transformers' bars
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
     ctx = click.get_current_context(silent=True)
     device_map = ctx.meta.get("device_map") if ctx else None
     return load_model(spec or EMBEDDED, revision=revision, dtype=dtype, progress=say, device_map=device_map)
