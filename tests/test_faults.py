@@ -233,7 +233,8 @@ def test_a_cache_that_is_a_file_is_one_error(
 def test_emotion_names_are_stored_as_the_file_spells_them(
     tiny_vec_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    code, out, err = run([*STEER, "--vectors", str(tiny_vec_file), "--emotion", "Joyful", "--json"], capsys, monkeypatch)
+    argv = [*STEER, "--vectors", str(tiny_vec_file), "--emotion", "Joyful", "--json"]
+    code, out, err = run(argv, capsys, monkeypatch)
     assert code == 0, err
     assert "Joyful" not in out and '"joyful"' in out
 

@@ -55,9 +55,9 @@ def agreement(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> dict[str, Any
             "exact": float(np.mean(x == y)),
         }
     la, lb = [r["label"] for r in a], [r["label"] for r in b]
-    out["label"] = {"kappa": float(cohen_kappa_score(la, lb)), "exact": float(np.mean(np.array(la) == np.array(lb)))}
     ia, ib = [x == "incoherent" for x in la], [x == "incoherent" for x in lb]
-    out["incoherent"] = {"kappa": float(cohen_kappa_score(ia, ib)), "exact": float(np.mean(np.array(ia) == np.array(ib)))}
+    for name, (x, y) in {"label": (la, lb), "incoherent": (ia, ib)}.items():
+        out[name] = {"kappa": float(cohen_kappa_score(x, y)), "exact": float(np.mean(np.array(x) == np.array(y)))}
     return out
 
 
