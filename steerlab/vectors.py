@@ -295,9 +295,9 @@ def consistency_problem(v: EmotionVectors) -> str | None:
     norms = v.directions.float().norm(dim=-1)
     if not bool(((norms - 1).abs() < 1e-3).all()):
         worst = int((norms - 1).abs().argmax())
-        layer, emotion = divmod(worst, n_emotions)
+        at, emotion = divmod(worst, n_emotions)
         return (
-            f"direction {v.emotions[emotion]!r} at layer {layer} has norm {float(norms.flatten()[worst]):.4g}; "
+            f"direction {v.emotions[emotion]!r} at layer {at} has norm {float(norms.flatten()[worst]):.4g}; "
             "directions are unit vectors"
         )
     for key in ("n_layers", "hidden_size"):
