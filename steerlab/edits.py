@@ -17,12 +17,11 @@ from typing import Literal
 import torch
 
 from .errors import InterventionError
+from .names import ABLATIONS, Ablation
 from .sites import check_layers
 from .vectors import EmotionVectors
 
 Kind = Literal["add", "ablate", "clamp"]
-Ablation = Literal["mean", "zero", "directional"]
-ABLATIONS: tuple[str, ...] = ("mean", "zero", "directional")
 
 
 @dataclass(frozen=True)

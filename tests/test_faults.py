@@ -267,3 +267,30 @@ def test_parsing_arguments_imports_neither_torch_nor_transformers() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.strip() == "", f"imported at parse time: {done.stdout}"
     assert "error: " in done.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["steer", "hi", "--emotion", "hopeful", "--vectors", "missing.safetensors"],
+        ["steer", "hi", "--emotion", "hopeful", "--prompts-file", "missing.jsonl"],
+        ["validate", "SUITE", "--vectors", "missing.safetensors"],
+        ["validate", "SUITE", "--prompts", "missing.jsonl"],
+        ["validate", "missing.yaml"],
+    ],
+)
+def test_errors_that_need_no_model_come_before_torch(argv: list[str], tmp_path: Path) -> None:
+    """Files that do not exist are refused in the command's body before the heavy stack is imported."""
+    argv = [str(_suite(tmp_path)) if a == "SUITE" else a for a in argv]
+    code = (
+        f"import sys\nfrom steerlab.cli import main\nsys.argv = ['steerlab', *{argv!r}]\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    print('exit', e.code)\n"
+        "heavy = [m for m in ('torch', 'transformers', 'pyvene', 'sklearn') if m in sys.modules]\n"
+        "print('heavy', ','.join(heavy))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True, cwd=tmp_path
+    )
+    assert "exit 2" in done.stdout and "heavy \n" in done.stdout + "\n", (done.stdout, done.stderr)
+    assert "not found" in done.stderr
+

@@ -120,13 +120,19 @@ def steer_cmd(
     Alpha is scale-free: alpha 1 adds one "typical emotion offset" at the layer (the mean distance
     between an emotion's mean activation and the grand mean on the extraction corpus).
     """
+    from ..files import existing_file
+    from ..validate.prompts import load_prompts
+
+    # Everything that needs no model is checked before torch is imported.
+    prompts = list(prompt) + ([p.text for p in load_prompts(prompts_file)] if prompts_file else [])
+    if vectors_path:
+        existing_file(vectors_path, "vector file", "run `steerlab extract` or pass --vectors FILE.safetensors")
+
     from ..comparison import check_prompts, compare
     from ..edits import parse_ablation
     from ..family import has_template
     from ..generation import GenerationConfig
-    from ..validate.prompts import load_prompts
 
-    prompts = list(prompt) + ([p.text for p in load_prompts(prompts_file)] if prompts_file else [])
     check_prompts(prompts)
     if not (emotions or ablate or clamps):
         raise SteerlabError("nothing to steer: pass --emotion NAME [--alpha A], --ablate NAME or --clamp NAME=VALUE")

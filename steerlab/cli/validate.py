@@ -39,13 +39,14 @@ def validate_cmd(
     strict: bool,
 ) -> None:
     """Run SUITE (YAML): intervene, generate, re-read the replies with the clean model, judge the claims."""
-    from ..validate import RunOptions, load_suite, run_suite, summary, write_outputs
-    from ..validate.outputs import OUTPUT_FILES, validation_line
+    from ..files import existing_file
     from ..validate.prompts import suite_prompts
+    from ..validate.schema import OUTPUT_FILES, load_suite
 
+    # Everything that needs no model is checked before torch is imported.
     start = time.perf_counter()
     suite = load_suite(suite_path)
-    suite_prompts(suite, prompts_path, n)  # a bad prompt file fails here, before the model loads
+    suite_prompts(suite, prompts_path, n)
     target = Path(out) if out else Path("runs") / "validate" / suite.name
     check_out(target, "--out", directory=True)
     for name in OUTPUT_FILES:
@@ -53,6 +54,12 @@ def validate_cmd(
     # Another --model than the suite's reads its own (shipped) vectors unless --vectors names a file.
     other_model = model_spec is not None and model_spec != suite.model
     vectors_path = vectors_path or (None if other_model else suite.vectors)
+    if vectors_path:
+        existing_file(vectors_path, "vector file", "run `steerlab extract` or pass --vectors FILE.safetensors")
+
+    from ..validate import RunOptions, run_suite, summary, write_outputs
+    from ..validate.outputs import validation_line
+
     vectors, lm = get_vectors_and_model(vectors_path, model_spec or suite.model, revision, dtype)
     with Progress(0, f"validate {suite.name}", unit="reply") as bar:
         result = run_suite(suite, lm, vectors, RunOptions(prompts=prompts_path, n=n), bar.update)

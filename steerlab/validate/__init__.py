@@ -10,16 +10,47 @@ suite's correction), FAIL (the effect is significantly reversed, or a control si
 condition, after correction), NOT-TESTABLE (its premise did not PASS), INCONCLUSIVE otherwise.
 """
 
-from .coherence import degenerate_reasons, echo_fraction
-from .conditions import Condition, condition_edits, expand_conditions
-from .decide import Readings, metric_values
-from .measure import distinct2, reply_perplexity
-from .outputs import summary, write_outputs
-from .prompts import Prompt, load_prompts, select_prompts, suite_prompts
-from .rule import judge
-from .run import RunOptions, SuiteResult, run_suite
-from .schema import Suite, load_suite, parse_suite
-from .stats import adjust, ci_mean, sign_flip_p
+from typing import TYPE_CHECKING
+
+# Names resolve on first use (PEP 562): reading and checking a suite file imports no torch.
+_HOMES = {
+    "degenerate_reasons": "coherence",
+    "echo_fraction": "coherence",
+    "Condition": "conditions",
+    "condition_edits": "conditions",
+    "expand_conditions": "conditions",
+    "Readings": "decide",
+    "metric_values": "decide",
+    "distinct2": "measure",
+    "reply_perplexity": "measure",
+    "summary": "outputs",
+    "write_outputs": "outputs",
+    "Prompt": "prompts",
+    "load_prompts": "prompts",
+    "select_prompts": "prompts",
+    "suite_prompts": "prompts",
+    "judge": "rule",
+    "RunOptions": "run",
+    "SuiteResult": "run",
+    "run_suite": "run",
+    "Suite": "schema",
+    "load_suite": "schema",
+    "parse_suite": "schema",
+    "adjust": "stats",
+    "ci_mean": "stats",
+    "sign_flip_p": "stats",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'steerlab.validate' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{_HOMES[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Condition",
@@ -48,3 +79,15 @@ __all__ = [
     "summary",
     "write_outputs",
 ]
+
+if TYPE_CHECKING:  # the same names, eagerly, for type checkers
+    from .coherence import degenerate_reasons, echo_fraction
+    from .conditions import Condition, condition_edits, expand_conditions
+    from .decide import Readings, metric_values
+    from .measure import distinct2, reply_perplexity
+    from .outputs import summary, write_outputs
+    from .prompts import Prompt, load_prompts, select_prompts, suite_prompts
+    from .rule import judge
+    from .run import RunOptions, SuiteResult, run_suite
+    from .schema import Suite, load_suite, parse_suite
+    from .stats import adjust, ci_mean, sign_flip_p

@@ -14,7 +14,7 @@ from ..errors import SuiteError
 from ..files import atomic_write
 from .decide import metric_values
 from .run import SuiteResult
-from .schema import TARGET, MetricSpec
+from .schema import OUTPUT_FILES, TARGET, MetricSpec
 from .stats import ci_mean
 
 CLAIM_KEYS = ("name", "verdict", "effect", "ci", "p", "p_adj", "premise", "reader")
@@ -69,7 +69,6 @@ def summary(result: SuiteResult) -> dict[str, Any]:
     }
 
 
-OUTPUT_FILES = ("rows.csv", "summary.json", "summary.md")
 
 
 def write_outputs(result: SuiteResult, out_dir: str | Path) -> list[Path]:

@@ -15,10 +15,9 @@ from typing import Literal, get_args
 
 import yaml
 
-from ..edits import ABLATIONS, Ablation
 from ..errors import SuiteError
 from ..files import existing_file
-from ..readers import READERS
+from ..names import ABLATIONS, READER_NAMES, Ablation
 from .coherence import DegenerationLimits
 from .fields import MISSING, Fields, show
 
@@ -29,6 +28,8 @@ Correction = Literal["holm", "bh", "none"]
 TARGET, LABEL = "target", "label"  # metric emotions resolved per claim / per prompt
 NONE = "none"  # compare_to: none makes a one-sample claim (the metric itself against the threshold)
 
+
+OUTPUT_FILES = ("rows.csv", "summary.json", "summary.md")  # what a run writes into its --out folder
 
 @dataclass(frozen=True)
 class PromptSpec:
@@ -189,7 +190,7 @@ def parse_suite(data: object, source: str = "<suite>") -> Suite:
         raise g.fail("frame", "needs chat: true (a frame is a list of user/assistant exchanges)")
     conditions = _parse_conditions(top)
     m = top.sub("measurement", ["reader", "layer", "secondary", "validate_on"], {})
-    readers = list(READERS)
+    readers = list(READER_NAMES)
     measurement = Measurement(
         reader=m.choice("reader", readers, None),
         layer=m.integer("layer", None),
