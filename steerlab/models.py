@@ -217,10 +217,6 @@ def _finish(
     return LoadedModel(model=model, tokenizer=tokenizer, family=family, **facts)  # type: ignore[arg-type]
 
 
-def _load_embedded(dtype: str | None, progress: Progress | None) -> LoadedModel:
-    return _load_builtin(EMBEDDED, dtype, progress)
-
-
 def _load_builtin(spec: str, dtype: str | None, progress: Progress | None) -> LoadedModel:
     target, source = builtin_cache_path(spec), BUILTIN_SOURCES[spec]
     convert = _convert if spec == EMBEDDED else _convert_smollm2

@@ -55,7 +55,7 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 def load(messages: list[str]) -> models.LoadedModel:
-    return models._load_embedded(None, messages.append)
+    return models._load_builtin(EMBEDDED, None, messages.append)
 
 
 def tmp_leftovers(cache: Path) -> list[str]:
