@@ -262,23 +262,27 @@ def builtin_gguf(spec: str, folder: Path) -> Path:
 
 def _convert(out: Path, progress: Progress | None) -> None:
     """Assemble the Gemma 3 GGUF inside ``out`` (private to this build) and save floats there (~1 min, once)."""
+    say(progress, "assembling the GGUF from its chunks")
     gguf_path = builtin_gguf(EMBEDDED, out / "gguf")
-    _save_floats(gguf_path, out)
+    _save_floats(gguf_path, out, progress)
     shutil.rmtree(gguf_path.parent)
 
 
 def _convert_smollm2(out: Path, progress: Progress | None) -> None:
     """De-quantise SmolLM2's GGUF into ``out`` (~30 s, once)."""
-    _save_floats(builtin_gguf(SMOLLM2, out), out)
+    _save_floats(builtin_gguf(SMOLLM2, out), out, progress)
 
 
-def _save_floats(gguf_path: Path, out: Path) -> None:
+def _save_floats(gguf_path: Path, out: Path, progress: Progress | None) -> None:
+    say(progress, f"de-quantising {gguf_path.name} to float32 (~30-60 s)")
     model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
+    say(progress, "converting its tokenizer")
     tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
     # After loading, the weights are plain floats; the quantizer state only blocks save_pretrained.
     model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
+    say(progress, f"saving the float model to {out}")
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
 
