@@ -12,8 +12,9 @@ output of block i). Each edit is applied at the positions chosen by ``positions`
 Special positions of the prompt (BOS, padding, chat-template markers) are never edited: Gemma's BOS
 residual is an attention sink of very large norm, and editing it (even ablating a random direction)
 derails the whole reply. Prompts built by ``generate`` also protect every token outside the messages'
-own text (role labels, the newlines and default system prompt a template writes): ``editable``. An edit may also be limited to some batch rows (``rows``), so one batched
-generate call can run several conditions side by side.
+own text (role labels, the newlines and default system prompt a template writes): ``editable``.
+An edit may also be limited to some batch rows (``rows``), so one batched generate call can run
+several conditions side by side.
 
 Positions are absolute. A call with one token after an earlier call is a KV-cache decode step and
 continues where the last call ended; any other call starts at position 0 (a prefill, or a full

@@ -85,6 +85,26 @@ def get_reader(name: str) -> Reader:
     return READERS[name]
 
 
+def readable(v: EmotionVectors, name: str) -> tuple[str, ...]:
+    """The emotions reader ``name`` scores with ``v`` (the reply reader knows only its training labels)."""
+    if name == "reply":
+        return tuple(e for e in (v.meta.get("reply_reader") or {}).get("labels", ()) if e in v.emotions)
+    get_reader(name)
+    return v.emotions
+
+
+def check_covers(v: EmotionVectors, name: str, labels: Sequence[str]) -> None:
+    """Refuse to judge reader ``name`` on labels it cannot score, naming the readers that can."""
+    wanted = sorted({lab for lab in labels if lab in v.emotions})
+    missing = [lab for lab in wanted if lab not in readable(v, name)]
+    if missing:
+        able = [r for r in READERS if set(wanted) <= set(readable(v, r))]
+        raise SteerlabError(
+            f"reader {name!r} does not score {len(missing)} of the corpus's {len(wanted)} emotions "
+            f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}): use --reader {' or '.join(able)}"
+        )
+
+
 @reader("vector", True, "cosine of the centred mean activation with each diff-of-means direction")
 def _vector(v: EmotionVectors, feats: np.ndarray | None, texts: Sequence[str], layer: int) -> np.ndarray:
     assert feats is not None

@@ -9,7 +9,7 @@ import pytest
 
 from steerlab.vectors import load_vectors
 
-from .conftest import SHIPPED, TINY_TEXTS, one_line_error, run
+from .conftest import REPO, SHIPPED, TINY_TEXTS, one_line_error, run
 
 
 def test_extract_on_tiny_model_writes_everything(tiny_corpus_path, tmp_path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -94,6 +94,13 @@ def test_evaluate_json_shape(tiny_vec_file, tiny_corpus_path, capsys, monkeypatc
     lex = json.loads(out)
     assert code == 0 and not lex["layered"] and [r["layer"] for r in lex["layers"]] == [None]
     assert lex["reading_layer"] == obj["reading_layer"]  # the file's reading layer, whichever reader
+
+
+def test_evaluate_refuses_a_reader_that_cannot_score_the_labels(capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The shipped reply reader knows five emotions; a twenty-emotion corpus needs another reader."""
+    corpus = REPO / "eval" / "data" / "heldout_emotions.jsonl"
+    code, _, err = run(["evaluate", "--vectors", str(SHIPPED), "--corpus", str(corpus)], capsys, monkeypatch)
+    one_line_error(code, err, "reader 'reply' does not score 15 of the corpus's 20 emotions", "--reader vector")
 
 
 def test_steer_tiny_json(tiny_vec_file, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -230,11 +230,12 @@ def evaluate_cmd(
 
     from ..corpus import load_corpus
     from ..reader_choice import evaluate_reader
-    from ..readers import READERS
+    from ..readers import READERS, check_covers
 
     v = get_vectors(vectors_path, None)
     c = load_corpus(corpus_path, min_per_emotion=1)
     name = reader_name or v.default_reader
+    check_covers(v, name, c.labels)
     lm = get_model(model_spec or v.meta.get("model_spec"), revision, dtype)
     v.check_compatible(lm.model_id, lm.hidden_size, lm.n_layers)
     rows = evaluate_reader(lm, v, c.texts, c.labels, name, c.contexts, batch_size)
