@@ -40,7 +40,7 @@ READOUTS: dict[str, str] = {
 @dataclass(frozen=True)
 class PoolingConfig:
     batch_size: int = 16  # texts per forward pass (sorted by length, so padding stays small)
-    max_length: int = 256  # tokens per text; longer texts are truncated
+    max_length: int = 256  # tokens per text; a longer text is refused, never cut
     skip_tokens: int = DEFAULT_SKIP_TOKENS  # content tokens to skip at the start of every text ("mean" only)
     readout: Readout = DEFAULT_READOUT  # which positions are pooled: a key of READOUTS
 
@@ -113,14 +113,23 @@ def run_backbone(lm: LoadedModel, input_ids: torch.Tensor, attention_mask: torch
 
 
 def tokenize(lm: LoadedModel, texts: Sequence[str], max_length: int, prep: bool = False) -> list[list[int]]:
-    """Token ids of each text; with ``prep``, of the text as the user's turn followed by the reply prompt
-    (long texts keep their last ``max_length`` tokens, so the prompt's end survives)."""
-    if not prep:
-        enc = lm.tokenizer(list(texts), truncation=True, max_length=max_length, add_special_tokens=True)
-        return [list(ids) for ids in enc["input_ids"]]
-    chats = [format_chat(lm.tokenizer, [{"role": "user", "content": t}], add_generation_prompt=True) for t in texts]
-    enc = lm.tokenizer([c.text for c in chats], add_special_tokens=True)
-    return [list(ids)[-max_length:] for ids in enc["input_ids"]]
+    """Token ids of each text; with ``prep``, of the text as the user's turn followed by the reply prompt."""
+    if prep:
+        chats = [format_chat(lm.tokenizer, [{"role": "user", "content": t}], add_generation_prompt=True) for t in texts]
+        texts = [c.text for c in chats]
+    ids = [list(x) for x in lm.tokenizer(list(texts), add_special_tokens=True)["input_ids"]]
+    check_lengths(ids, max_length, "text")
+    return ids
+
+
+def check_lengths(ids: Sequence[Sequence[int]], max_length: int, what: str) -> None:
+    """Refuse texts longer than ``max_length`` tokens: a reading of a cut text is not a reading of it."""
+    for i, row in enumerate(ids):
+        if len(row) > max_length:
+            raise SteerlabError(
+                f"{what} {i + 1} is {len(row)} tokens, more than the {max_length} read per text: shorten it, "
+                "or raise the limit (--max-length); steerlab never cuts a text silently"
+            )
 
 
 def tokenize_replies(
@@ -130,7 +139,6 @@ def tokenize_replies(
 
     Returns token ids and, per token, whether it belongs to the reply's text: only those are pooled,
     so the user's message shapes the reading (as it does in a conversation) without being read.
-    Long conversations keep their last ``max_length`` tokens, where the reply is.
     """
     ids_out, keep_out = [], []
     for reply, context in zip(replies, contexts, strict=True):
@@ -143,8 +151,9 @@ def tokenize_replies(
         enc = lm.tokenizer(chat.text, return_offsets_mapping=True, add_special_tokens=True)
         ids = list(enc["input_ids"])
         keep = [end > start and start < turn.end and end > turn.start for start, end in enc["offset_mapping"]]
-        ids_out.append(ids[-max_length:])
-        keep_out.append(keep[-max_length:])
+        ids_out.append(ids)
+        keep_out.append(keep)
+    check_lengths(ids_out, max_length, "reply (with its user message)")
     return ids_out, keep_out
 
 

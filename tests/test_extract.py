@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from steerlab.activations import PoolingConfig, content_mask, pooled_activations, token_activations
+from steerlab.activations import PoolingConfig, content_mask, pooled_activations, token_activations, tokenize_replies
 from steerlab.corpus import Record, load_corpus, names_own_emotion, stratified_split
-from steerlab.errors import CorpusError, VectorsError
+from steerlab.errors import CorpusError, SteerlabError, VectorsError
 from steerlab.extraction import ExtractConfig, extract
 from steerlab.methods import METHODS, MethodInput
 from steerlab.vectors import load_vectors, save_vectors
@@ -118,6 +118,14 @@ def test_pooling_ignores_padding(tiny, side: str) -> None:  # type: ignore[no-un
             assert torch.allclose(pooled, torch.from_numpy(alone[row][layer]), atol=1e-4)
     batched = pooled_activations(tiny, texts, PoolingConfig(batch_size=2)).features
     assert np.allclose(batched, np.stack(alone), atol=1e-4)
+
+
+def test_texts_are_never_cut(tiny) -> None:  # type: ignore[no-untyped-def]
+    long = "word " * 80  # > 64 tokens
+    with pytest.raises(SteerlabError, match="text 2 is .* tokens, more than the 64 read per text"):
+        pooled_activations(tiny, ["short", long], PoolingConfig(max_length=64))
+    with pytest.raises(SteerlabError, match="never cuts"):  # a reply read in its conversation too
+        tokenize_replies(tiny, [long], ["hi"], 64)
 
 
 def test_content_mask_excludes_bos_padding_and_skip(tiny) -> None:  # type: ignore[no-untyped-def]
