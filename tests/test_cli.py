@@ -127,7 +127,7 @@ def test_steer_tiny_json(tiny_vec_file, capsys, monkeypatch) -> None:  # type: i
     rows = [json.loads(line) for line in out.splitlines()]
     assert [r["alpha"] for r in rows] == [0.0, 4.0]
     for r in rows:
-        assert set(r) == {"prompt", "alpha", "layers", "displacement", "baseline", "steered"}
+        assert set(r) == {"model", "prompt", "alpha", "layers", "displacement", "baseline", "steered"}
         assert set(r["steered"]["scores"]) == set(TINY_TEXTS)
     assert rows[0]["steered"]["text"] == rows[0]["baseline"]["text"]  # alpha 0 changes nothing
 
