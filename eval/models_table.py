@@ -114,6 +114,15 @@ def own_replies(name: str) -> Callable[[dict[str, Any]], str]:
     return fn
 
 
+def reader_vs_judge(condition: str) -> Callable[[dict[str, Any]], str]:
+    def fn(r: dict[str, Any]) -> str:
+        x = r["own_replies"]
+        c = x["readers"][x["default_reader"]]["conditions"][condition]
+        return f"reader ({x['default_reader']}) {c['reader']:+.2f} log-prob; judge {c['judge']:+.2f} on 1–5"
+
+    return fn
+
+
 def judged(condition: str) -> Callable[[dict[str, Any]], str]:
     def fn(r: dict[str, Any]) -> str:
         c = r["judged"]["by_condition"][f"desperate_to_hopeful/{condition}"]
@@ -227,6 +236,7 @@ TABLES: dict[str, list[Row]] = {
         ("judged hopeful, held-out messages: default reader", cell(own_replies("default"))),
         ("… lexicon", cell(own_replies("lexicon"))),
         ("… bag of words (fitted on the other messages)", cell(own_replies("bag_of_words"))),
+        ("… reply length in words", cell(own_replies("length"))),
     ],
     "Steering (`dose_response`: 8 neutral prompts × 20 emotions; change of the target's reading)": [
         ("α 2", cell(dose(2.0))),
@@ -240,6 +250,7 @@ TABLES: dict[str, list[Row]] = {
         ("baseline replies (model-free detector)", cell(flagship_quality)),
         ("baseline replies, judged blind", cell(judged("baseline"))),
         ("replies with *hopeful* added (α 4), judged blind", cell(judged("add_hopeful"))),
+        ("adding *hopeful*: change of hopeful vs baseline", cell(reader_vs_judge("add_hopeful"))),
         ("premise: baseline replies lean hopeful", cell(claim("desperate_to_hopeful", 0))),
         ("mean-ablating *desperate* weakens the lean", cell(claim("desperate_to_hopeful", 1))),
         ("adding *hopeful* (α 4) strengthens it", cell(claim("desperate_to_hopeful", 2))),
