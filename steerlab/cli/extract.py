@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -158,10 +159,10 @@ def extract_cmd(
             fitting[0].update(done)
 
         result = extract(lm, c, config, lambda n_texts, n_tokens: bar.update(bar.n + n_texts, tokens=n_tokens), fitted)
-    v = result.vectors
+    v = replace(result.vectors, meta={**result.vectors.meta, "timing": result.timing})  # the file records its run
     say(
         f"{len(c.records)} texts, {result.pooled.n_tokens} content tokens in {result.pooled.seconds:.1f}s "
-        f"({result.pooled.n_tokens / result.pooled.seconds:.0f} tok/s); phases (s): {result.vectors.meta['timing']}"
+        f"({result.pooled.n_tokens / result.pooled.seconds:.0f} tok/s); phases (s): {result.timing}"
     )
     table = pd.DataFrame([r.row() for r in result.sweep]).set_index("layer")
     click.echo(table.to_string(float_format=lambda x: f"{x:.3f}"))

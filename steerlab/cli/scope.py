@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -69,7 +68,7 @@ def scope_cmd(
     if text is not None and not text.strip():
         raise SteerlabError("empty TEXT: give some text to read")
     if plot_path:
-        if Path(plot_path).suffix.lower() not in (".png", ".svg", ".pdf"):
+        if not plot_path.lower().endswith((".png", ".svg", ".pdf")):
             raise SteerlabError(f"--plot {plot_path!r} must end in .png, .svg or .pdf")
         check_out(plot_path, "--plot", force=force)
     messages = load_conversation(conversation_path) if conversation_path else None
