@@ -10,6 +10,8 @@ The public API::
         ...
 """
 
+import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
@@ -47,14 +49,22 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> object:
-    if name not in _HOMES:
-        raise AttributeError(f"module 'steerlab' has no attribute {name!r}")
-    from importlib import import_module
+def lazy_names(package: str, homes: dict[str, str]) -> Callable[[str], object]:
+    """A module ``__getattr__`` that imports ``name`` from ``package.<homes[name]>`` on first use and keeps it."""
 
-    value = getattr(import_module(f".{_HOMES[name]}", __name__), name)
-    globals()[name] = value
-    return value
+    def __getattr__(name: str) -> object:
+        if name not in homes:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        from importlib import import_module
+
+        value = getattr(import_module(f"{package}.{homes[name]}"), name)
+        setattr(sys.modules[package], name, value)
+        return value
+
+    return __getattr__
+
+
+__getattr__ = lazy_names(__name__, _HOMES)
 
 
 __all__ = [

@@ -17,24 +17,19 @@ from steerlab.errors import ModelError
 from steerlab.extraction import ExtractConfig, extract
 from steerlab.generation import GenerationConfig, generate
 from steerlab.interventions import Displacement, steering
-from steerlab.models import LoadedModel, byte_tokenizer, load_model, wrap_model
+from steerlab.models import LoadedModel, byte_tokenizer, load_model, tiny_gemma2_config, wrap_model
 from steerlab.vectors import EmotionVectors
 
 from .conftest import planted_direction_cosine
 from .test_steer import PROMPTS, _outputs
 
-SHAPE = dict(
-    vocab_size=272,
-    hidden_size=64,
-    intermediate_size=128,
-    num_hidden_layers=4,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    max_position_embeddings=512,
-    pad_token_id=0,
-    eos_token_id=1,
-    bos_token_id=2,
-)
+SHAPE = {  # the tiny Gemma 2's shape, for every family
+    k: getattr(tiny_gemma2_config(), k)
+    for k in (
+        "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+        "num_key_value_heads", "max_position_embeddings", "pad_token_id", "eos_token_id", "bos_token_id",
+    )
+}
 FAMILIES: dict[str, tuple[type, type, dict[str, object]]] = {
     "gemma3_text": (tf.Gemma3TextConfig, tf.Gemma3ForCausalLM, {"head_dim": 16, "sliding_window": 64}),
     "llama": (tf.LlamaConfig, tf.LlamaForCausalLM, {}),

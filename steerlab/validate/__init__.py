@@ -12,6 +12,8 @@ condition, after correction), NOT-TESTABLE (its premise did not PASS), INCONCLUS
 
 from typing import TYPE_CHECKING
 
+from .. import lazy_names
+
 # Names resolve on first use (PEP 562): reading and checking a suite file imports no torch.
 _HOMES = {
     "degenerate_reasons": "coherence",
@@ -42,14 +44,7 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> object:
-    if name not in _HOMES:
-        raise AttributeError(f"module 'steerlab.validate' has no attribute {name!r}")
-    from importlib import import_module
-
-    value = getattr(import_module(f".{_HOMES[name]}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_names(__name__, _HOMES)
 
 
 __all__ = [
