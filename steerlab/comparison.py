@@ -33,16 +33,21 @@ class Comparison:
     displacement: float  # mean ‖Δx‖ per edited token and layer while generating
     baseline: str
     steered: str
-    baseline_scores: np.ndarray  # (emotions,) nan for an empty reply
+    baseline_scores: np.ndarray  # (emotions,) nan for an empty or incoherent reply
     steered_scores: np.ndarray
+    baseline_incoherent: bool = False  # too broken to read (readers.incoherent): counted, not scored
+    steered_incoherent: bool = False
 
     def to_json(self, emotions: Sequence[str]) -> dict[str, Any]:
-        def side(text: str, row: np.ndarray) -> dict[str, Any]:
+        def side(text: str, row: np.ndarray, broken: bool) -> dict[str, Any]:
             empty = not text.strip()
             return {
                 "text": text,
                 "empty": empty,
-                "scores": None if empty else {e: round(float(s), 4) for e, s in zip(emotions, row, strict=True)},
+                "incoherent": broken,
+                "scores": None
+                if empty or broken
+                else {e: None if np.isnan(s) else round(float(s), 4) for e, s in zip(emotions, row, strict=True)},
             }
 
         return {
@@ -51,8 +56,8 @@ class Comparison:
             "alpha": self.alpha,
             "layers": list(self.layers),
             "displacement": round(self.displacement, 3),
-            "baseline": side(self.baseline, self.baseline_scores),
-            "steered": side(self.steered, self.steered_scores),
+            "baseline": side(self.baseline, self.baseline_scores, self.baseline_incoherent),
+            "steered": side(self.steered, self.steered_scores, self.steered_incoherent),
         }
 
 
@@ -111,17 +116,27 @@ def compare(
     expanded = [p for p in prompts for _ in range(samples)]
     say(f"baseline: {len(expanded)} repl{'y' if len(expanded) == 1 else 'ies'}")
     base = generate(lm, expanded, config)
-    base_scores = read_replies(lm, vectors, base, expanded, config.chat, reader, reader_layer)
+    base_read = read_replies(lm, vectors, base, expanded, config.chat, reader, reader_layer)
     out = []
     for k, (alpha, edits) in enumerate(conditions):
         what = f"alpha {alpha:g}" if add else "edit"
         say(f"steered {k + 1}/{len(conditions)}: {what} at layers {at}, positions {positions}")
         moved = Displacement()
         steered = generate(lm, expanded, config, edits, positions, record=moved)
-        scores = read_replies(lm, vectors, steered, expanded, config.chat, reader, reader_layer)
+        read = read_replies(lm, vectors, steered, expanded, config.chat, reader, reader_layer)
         out += [
             Comparison(
-                p, i % samples, alpha, tuple(at), moved.mean("steered"), base[i], steered[i], base_scores[i], scores[i]
+                p,
+                i % samples,
+                alpha,
+                tuple(at),
+                moved.mean("steered"),
+                base[i],
+                steered[i],
+                base_read.scores[i],
+                read.scores[i],
+                bool(base_read.incoherent[i]),
+                bool(read.incoherent[i]),
             )
             for i, p in enumerate(expanded)
         ]

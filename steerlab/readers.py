@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import torch
@@ -32,6 +32,7 @@ from .errors import SteerlabError
 
 if TYPE_CHECKING:
     from .models import LoadedModel
+    from .validate.coherence import DegenerationLimits
     from .vectors import EmotionVectors
 
 # The NRC category an emotion's words belong to; emotions without a clear category get valence only.
@@ -56,6 +57,9 @@ NRC_CATEGORY = {
     "confident": "trust",
     "calm": "trust",
 }
+
+INCOHERENT = "incoherent"  # the judged label of a reply too broken to carry an emotion
+INCOHERENT_P = 0.5  # the reply reader's probability of ``incoherent`` above which a reply is not read
 
 Score = Callable[["EmotionVectors", "np.ndarray | None", Sequence[str], int], np.ndarray]
 
@@ -176,6 +180,59 @@ def pooled_features(
     return pooled_activations(lm, texts, config, contexts=contexts).features
 
 
+class ReplyReadings(NamedTuple):
+    scores: np.ndarray  # (replies, emotions); nan for an empty or incoherent reply
+    incoherent: np.ndarray  # (replies,) bool: judged broken, so given no emotion score
+
+
+def incoherent(
+    vectors: EmotionVectors, feats: np.ndarray | None, texts: Sequence[str], limits: DegenerationLimits | None = None
+) -> np.ndarray:
+    """Which replies are too broken to read: the model-free loop/markup detector (at ``limits``, a
+    suite's), or the reply reader's ``incoherent`` class (fitted on blind judgements of the model's own
+    replies) at the reading layer (``feats``: their pooled activations there) above :data:`INCOHERENT_P`."""
+    from .validate.coherence import DegenerationLimits, degenerate_reasons
+
+    broken = np.array([bool(degenerate_reasons(t, limits or DegenerationLimits())) for t in texts], dtype=bool)
+    labels = list((vectors.meta.get("reply_reader") or {}).get("labels", ()))
+    weight, bias = vectors.reply_weight, vectors.reply_bias
+    if feats is not None and INCOHERENT in labels and weight is not None and bias is not None:
+        at = vectors.reading_layer
+        logits = torch.from_numpy(feats) @ weight[at].T + bias[at]
+        broken |= torch.softmax(logits, dim=-1)[:, labels.index(INCOHERENT)].numpy() >= INCOHERENT_P
+    return broken
+
+
+def _read(
+    lm: LoadedModel,
+    vectors: EmotionVectors,
+    texts: Sequence[str],
+    layer: int | None,
+    reader: str | None,
+    contexts: Sequence[str] | None,
+    batch_size: int,
+    limits: DegenerationLimits | None = None,
+) -> ReplyReadings:
+    chosen = get_reader(reader or vectors.default_reader)
+    at = vectors.check_layer(vectors.reading_layer if layer is None else layer, "reader layer")
+    if contexts is not None and len(contexts) != len(texts):
+        raise SteerlabError(f"{len(texts)} texts but {len(contexts)} contexts: give one user message per text")
+    out = np.full((len(texts), len(vectors.emotions)), np.nan)
+    broken = np.zeros(len(texts), dtype=bool)
+    # An empty reply has nothing to read: it stays nan (reported as empty), never a score of the template.
+    keep = [i for i, t in enumerate(texts) if t.strip()]
+    if keep:
+        kept = [texts[i] for i in keep]
+        ctx = [contexts[i] for i in keep] if contexts is not None else None
+        replies = contexts is not None
+        feats = pooled_features(lm, kept, ctx, batch_size, vectors.skip_tokens) if chosen.layered or replies else None
+        out[keep] = chosen.score(vectors, None if feats is None else feats[:, at], kept, at)
+        if replies:  # a broken reply is counted as incoherent, never read as an emotion
+            broken[keep] = incoherent(vectors, None if feats is None else feats[:, vectors.reading_layer], kept, limits)
+            out[broken] = np.nan
+    return ReplyReadings(out, broken)
+
+
 def read_texts(
     lm: LoadedModel,
     vectors: EmotionVectors,
@@ -188,21 +245,10 @@ def read_texts(
     """Emotion scores (texts, emotions), read in a fresh pass of the *clean* model.
 
     ``reader`` and ``layer`` default to the vector file's validated choice; ``contexts`` (one user
-    message per text) reads each text as the model's reply to it. Empty texts read as nan.
+    message per text) reads each text as the model's reply to it, and a reply judged incoherent
+    (:func:`incoherent`) reads as nan, like an empty one.
     """
-    chosen = get_reader(reader or vectors.default_reader)
-    at = vectors.check_layer(vectors.reading_layer if layer is None else layer, "reader layer")
-    if contexts is not None and len(contexts) != len(texts):
-        raise SteerlabError(f"{len(texts)} texts but {len(contexts)} contexts: give one user message per text")
-    out = np.full((len(texts), len(vectors.emotions)), np.nan)
-    # An empty reply has nothing to read: it stays nan (reported as empty), never a score of the template.
-    keep = [i for i, t in enumerate(texts) if t.strip()]
-    if keep:
-        kept = [texts[i] for i in keep]
-        ctx = [contexts[i] for i in keep] if contexts is not None else None
-        feats = pooled_features(lm, kept, ctx, batch_size, vectors.skip_tokens)[:, at] if chosen.layered else None
-        out[keep] = chosen.score(vectors, feats, kept, at)
-    return out
+    return _read(lm, vectors, texts, layer, reader, contexts, batch_size).scores
 
 
 def read_replies(
@@ -213,11 +259,22 @@ def read_replies(
     chat: bool,
     reader: str | None = None,
     layer: int | None = None,
-) -> np.ndarray:
-    """Scores (replies, emotions) from the clean model: a chat reply is read as the model's turn after
-    its prompt, a continuation alone; each distinct (reply, prompt) is read once, an empty reply is nan."""
+    limits: DegenerationLimits | None = None,
+) -> ReplyReadings:
+    """Scores (replies, emotions) from the clean model and which replies are incoherent: a chat reply is
+    read as the model's turn after its prompt, a continuation alone (coherence is then the detector's
+    alone); each distinct (reply, prompt) is read once; an empty or incoherent reply scores nan.
+    ``limits`` are the loop detector's (a suite's; default: the detector's own)."""
     keys = [(r, p if chat else "") for r, p in zip(replies, prompts, strict=True)]
     unique = sorted(set(keys))
-    read = read_texts(lm, vectors, [r for r, _ in unique], layer, reader, [c for _, c in unique] if chat else None)
-    where = {key: i for i, key in enumerate(unique)}
-    return read[[where[k] for k in keys]] if keys else read
+    texts = [r for r, _ in unique]
+    if chat:
+        read = _read(lm, vectors, texts, layer, reader, [c for _, c in unique], 16, limits)
+    else:
+        scores = _read(lm, vectors, texts, layer, reader, None, 16).scores
+        broken = incoherent(vectors, None, texts, limits) & np.array([bool(t.strip()) for t in texts], dtype=bool)
+        scores[broken] = np.nan
+        read = ReplyReadings(scores, broken)
+    index = {key: i for i, key in enumerate(unique)}
+    where = np.array([index[k] for k in keys], dtype=int)
+    return ReplyReadings(read.scores[where], read.incoherent[where]) if keys else read

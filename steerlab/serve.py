@@ -183,12 +183,13 @@ def _compare(lm: LoadedModel, vectors: EmotionVectors, body: Steer) -> dict[str,
     ppl = reply_perplexity(lm, [context] * 2, [row.baseline, row.steered])
     t = vectors.index(body.emotion)
 
-    def side(text: str, scores: np.ndarray, perplexity: float) -> dict[str, Any]:
+    def side(text: str, scores: np.ndarray, perplexity: float, broken: bool) -> dict[str, Any]:
         ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
         target = float(scores[t])
         return {
             "text": text,
             "empty": not text.strip(),
+            "incoherent": broken,
             "top": top(vectors.emotions, scores),
             "target": round(target, 4) if math.isfinite(target) else None,
             "distinct2": round(distinct2(ids), 3) if len(ids) > 1 else None,
@@ -204,7 +205,7 @@ def _compare(lm: LoadedModel, vectors: EmotionVectors, body: Steer) -> dict[str,
         "displacement": round(row.displacement, 2),
         "reader": vectors.default_reader,
         "reading_layer": vectors.reading_layer,
-        "baseline": side(row.baseline, row.baseline_scores, ppl[0]),
-        "steered": side(row.steered, row.steered_scores, ppl[1]),
+        "baseline": side(row.baseline, row.baseline_scores, ppl[0], row.baseline_incoherent),
+        "steered": side(row.steered, row.steered_scores, ppl[1], row.steered_incoherent),
         "change": round(change, 4) if math.isfinite(change) else None,
     }

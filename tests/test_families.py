@@ -26,8 +26,16 @@ from .test_steer import PROMPTS, _outputs
 SHAPE = {  # the tiny Gemma 2's shape, for every family
     k: getattr(tiny_gemma2_config(), k)
     for k in (
-        "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-        "num_key_value_heads", "max_position_embeddings", "pad_token_id", "eos_token_id", "bos_token_id",
+        "vocab_size",
+        "hidden_size",
+        "intermediate_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "max_position_embeddings",
+        "pad_token_id",
+        "eos_token_id",
+        "bos_token_id",
     )
 }
 FAMILIES: dict[str, tuple[type, type, dict[str, object]]] = {

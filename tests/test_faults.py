@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
@@ -253,7 +254,14 @@ def test_empty_reply_is_reported_not_scored(tiny_vec_file: Path) -> None:
 
     row = Comparison("p", 0, 4.0, (1,), 1.0, "a reply", "  ", torch.zeros(3).numpy(), torch.zeros(3).numpy())
     steered = row.to_json(("a", "b", "c"))["steered"]
-    assert steered == {"text": "  ", "empty": True, "scores": None}
+    assert steered == {"text": "  ", "empty": True, "incoherent": False, "scores": None}
+    broken = Comparison("p", 0, 4.0, (1,), 1.0, "a", "la la", np.zeros(3), np.full(3, np.nan), False, True)
+    assert broken.to_json(("a", "b", "c"))["steered"] == {
+        "text": "la la",
+        "empty": False,
+        "incoherent": True,
+        "scores": None,
+    }
 
 
 def test_parsing_arguments_imports_neither_torch_nor_transformers() -> None:
@@ -293,4 +301,3 @@ def test_errors_that_need_no_model_come_before_torch(argv: list[str], tmp_path: 
     )
     assert "exit 2" in done.stdout and "heavy \n" in done.stdout + "\n", (done.stdout, done.stderr)
     assert "not found" in done.stderr
-

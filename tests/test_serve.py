@@ -64,7 +64,9 @@ def test_compare_payload(client: TestClient) -> None:
     body = {"message": MESSAGE, "emotion": "joyful", "alpha": 4, "max_new_tokens": 6}
     data = client.post("/api/compare", json=body).json()
     assert (
-        set(data["baseline"]) == set(data["steered"]) == {"text", "empty", "top", "target", "distinct2", "perplexity"}
+        set(data["baseline"])
+        == set(data["steered"])
+        == {"text", "empty", "incoherent", "top", "target", "distinct2", "perplexity"}
     )
     assert data["layers"] and data["displacement"] > 0 and data["emotion"] == "joyful"
 

@@ -249,8 +249,16 @@ def _planted_suite(min_distinct2: float) -> V.Suite:
             ],
             "measurement": {"layer": READ_LAYER, "reader": "vector"},
             "metrics": {"joy": {"kind": "reply", "emotion": "joyful"}},
-            # The random model writes loops: only the distinct-2 limit under test may flag a condition.
-            "coherence": {"min_distinct2": min_distinct2, "max_ppl_ratio": 100, "max_degenerate_share": 1.0},
+            # The random model writes loops: only the distinct-2 limit under test may flag a condition, and
+            # the loop detector is off so that its replies are read.
+            "coherence": {
+                "min_distinct2": min_distinct2,
+                "max_ppl_ratio": 100,
+                "max_degenerate_share": 1.0,
+                "max_repeat_share": 1.0,
+                "min_compression": 0.0,
+                "max_markup_share": 1.0,
+            },
             "claims": [
                 {
                     "name": "planted",
@@ -422,7 +430,7 @@ def _gated(baseline_level: float, correction: str = "holm") -> list[dict[str, An
     scores = rng.normal(0, 0.1, size=(2, 16, 1, 3))
     scores[0, :, 0, 0] += baseline_level
     scores[1, :, 0, 0] = scores[0, :, 0, 0] + 1.0  # a large effect of adding
-    readings = Readings("vector", 2, scores, np.zeros((16, 3)))
+    readings = Readings("vector", 2, scores, np.zeros((16, 3)), np.zeros((2, 16, 1), dtype=bool))
     return evaluate_claims(suite, conditions, prompts, ["joyful", "grim", "edgy"], readings, [], set(), {}, True)
 
 

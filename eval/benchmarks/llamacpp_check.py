@@ -62,7 +62,7 @@ def main() -> int:
     h = v.index("hopeful")
 
     def hopeful(replies: list[str]) -> np.ndarray:
-        return read_replies(lm, v, replies, prompts, chat=True)[:, h]
+        return read_replies(lm, v, replies, prompts, chat=True).scores[:, h]
 
     scores = {
         "llamacpp_baseline": hopeful(lc_base),

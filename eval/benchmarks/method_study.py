@@ -102,9 +102,7 @@ def main() -> int:
                 oos = out_of_style(feats, y, folds, len(emotions), method, params, args.seed + layer, probe=False)
                 center, directions, _ = fit_layer(feats, y, split, len(emotions), method, params, args.seed)
                 in_top1, _ = topk(feats[split.test], y[split.test], center, directions)
-                st1, st3 = (
-                    topk(all_feats[n:, layer], story_y, center, directions) if stories else (float("nan"),) * 2
-                )
+                st1, st3 = topk(all_feats[n:, layer], story_y, center, directions) if stories else (float("nan"),) * 2
                 rows.append(
                     {
                         "readout": readout,

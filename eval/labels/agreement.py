@@ -1,8 +1,8 @@
 """Merge a model's blind labels, measure the two annotators' agreement, and summarise by condition.
 
-    python eval/labels/agreement.py --model MODEL
+    python eval/labels/agreement.py --model MODEL [--set emotional]
 
-Reads eval/labels/MODEL/labels/batch_*.annotator_a.jsonl (every reply once) and
+Reads eval/labels/MODEL[/SET]/labels/batch_*.annotator_a.jsonl (every reply once) and
 double.annotator_b.jsonl (a fifth again, labelled independently), checks them against the batches,
 and writes eval/labels/MODEL/labels.jsonl (annotator a's labels joined with the key: suite,
 condition, user message, reply) and eval/labels/MODEL/summary.json: agreement (quadratic-weighted Cohen's κ and
@@ -64,8 +64,9 @@ def agreement(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> dict[str, Any
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True)
+    ap.add_argument("--set", default="", help="a second set in a subfolder (generate.py writes 'emotional')")
     args = ap.parse_args()
-    folder = REPO / "eval" / "labels" / args.model
+    folder = REPO / "eval" / "labels" / args.model / args.set
     first: list[dict[str, Any]] = []
     for batch in sorted(folder.glob("batch_*.jsonl")):
         source = folder / "labels" / f"{batch.stem}.annotator_a.jsonl"
@@ -80,12 +81,13 @@ def main() -> int:
     (folder / "labels.jsonl").write_text("".join(json.dumps(m, ensure_ascii=False) + "\n" for m in merged))
     conditions: dict[str, list[dict[str, Any]]] = {}
     for m in merged:
-        group = m["condition"].split(":")[0] if m["suite"] == "dose_response" else m["condition"]
-        conditions.setdefault(f"{m['suite']}/{group}", []).append(m)
+        source = m.get("suite", m.get("source"))
+        group = m["condition"] if source == "desperate_to_hopeful" else m["condition"].split(":")[0]
+        conditions.setdefault(f"{source}/{group}", []).append(m)
     summary = {
         "model": args.model,
         "n": len(merged),
-        "messages": len({(m["suite"], m["prompt_index"]) for m in merged}),
+        "messages": len({m["user"] for m in merged}),
         "agreement": agreement([by_id[r["id"]] for r in second], second),
         "labels": dict(Counter(m["label"] for m in merged).most_common()),
         "by_condition": {

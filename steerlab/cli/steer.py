@@ -203,10 +203,11 @@ def describe(add: dict[str, float], ablate: tuple[str, ...], clamp: dict[str, fl
     return " ".join(parts)
 
 
-def _top(scores: dict[str, float] | None, k: int = 3) -> str:
+def _top(side: dict[str, Any], k: int = 3) -> str:
+    scores = side["scores"]
     if scores is None:
-        return "(empty reply: nothing to read)"
-    ranked = sorted(((v, e) for e, v in scores.items() if math.isfinite(v)), reverse=True)[:k]
+        return "(incoherent reply: not read as an emotion)" if side["incoherent"] else "(empty reply: nothing to read)"
+    ranked = sorted(((v, e) for e, v in scores.items() if v is not None), reverse=True)[:k]
     return ", ".join(f"{e} {v:+.3f}" for v, e in ranked) or "(no emotion this reader reads)"
 
 
@@ -221,8 +222,9 @@ def _show(record: dict[str, Any], names: tuple[str, ...], target: str, adds: boo
     for label, key in (("baseline", "baseline"), ("steered ", "steered")):
         side = record[key]
         click.echo(f"-- {label}: {side['text']!r}")
-        click.echo(f"   read by the clean model: {_top(side['scores'])}")
-        values.append(side["scores"][target] if side["scores"] else float("nan"))
+        click.echo(f"   read by the clean model: {_top(side)}")
+        value = side["scores"][target] if side["scores"] else None
+        values.append(float("nan") if value is None else value)
     b, s = values
     change = f"(change {s - b:+.3f})" if math.isfinite(s - b) else "(no change to report)"
     click.echo(f"   {target}: {b:+.3f} -> {s:+.3f} {change}")

@@ -84,7 +84,8 @@ def validate_cmd(
             flag = f"DEGENERATE ({row['why']})" if row["degenerate"] else ""
             click.echo(
                 f"{row['name']:34} |dx| {row['displacement']:7.1f}  ppl x{row['ppl_ratio']:5.2f}  "
-                f"echo {row['echo_rate']:4.0%}  looping {row['degenerate_replies']:4.0%}  {flag}"
+                f"echo {row['echo_rate']:4.0%}  looping {row['degenerate_replies']:4.0%}  "
+                f"incoherent {row['incoherent']:4.0%}  {flag}"
             )
         for c in result.claims:
             macro = c["reader"].get("macro_auroc")

@@ -35,8 +35,9 @@ class Readings:
 
     reader: str
     layer: int | None  # None for a reader without layers
-    replies: np.ndarray  # (conditions, prompts, samples, emotions); nan for empty replies
+    replies: np.ndarray  # (conditions, prompts, samples, emotions); nan for empty and incoherent replies
     prompts: np.ndarray  # (prompts, emotions)
+    incoherent: np.ndarray  # (conditions, prompts, samples) bool: not read (readers.incoherent)
 
 
 def metric_values(

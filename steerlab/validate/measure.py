@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..models import LoadedModel
-from .coherence import DegenerationLimits, degenerate_reasons, echo_fraction
+from .coherence import degenerate_reasons, echo_fraction
 from .schema import Coherence
 
 ECHO = 0.5  # a reply echoes its prompt when it copies at least this share of the prompt's words
@@ -82,7 +82,7 @@ def quality_table(
     """One row per condition: perplexity ratio to baseline, distinct-2, empty / looping / echo shares,
     displacement, and whether (and why) the condition is degenerate."""
     base = np.log(np.nanmean(ppl[baseline], axis=1))  # (prompts,)
-    detector = DegenerationLimits(limits.max_repeat_share, limits.min_compression, limits.max_markup_share)
+    detector = limits.detector()
 
     def looping(i: int) -> float:
         flat = [r for per in replies[i] for r in per]

@@ -18,7 +18,7 @@ from .schema import OUTPUT_FILES, TARGET, MetricSpec
 from .stats import ci_mean
 
 CLAIM_KEYS = ("name", "verdict", "effect", "ci", "p", "p_adj", "premise", "reader")
-CONDITION_KEYS = ("name", "degenerate", "displacement", "echo_rate")
+CONDITION_KEYS = ("name", "degenerate", "displacement", "echo_rate", "incoherent")
 
 
 def condition_means(result: SuiteResult, metric: MetricSpec) -> list[dict[str, Any]]:
@@ -69,8 +69,6 @@ def summary(result: SuiteResult) -> dict[str, Any]:
     }
 
 
-
-
 def write_outputs(result: SuiteResult, out_dir: str | Path) -> list[Path]:
     """rows.csv (one row per prompt x condition x sample, with the reply), summary.json, summary.md, figures."""
     import pandas as pd
@@ -96,6 +94,7 @@ def write_outputs(result: SuiteResult, out_dir: str | Path) -> list[Path]:
                     "reply": reply,
                     "ppl": result.ppl[c, p, s],
                     "distinct2": result.distinct[c, p, s],
+                    "incoherent": bool(result.readings.incoherent[c, p, s]),
                 }
                 for e, emotion in enumerate(result.emotions):
                     row[f"reply_{emotion}"] = result.readings.replies[c, p, s, e]
@@ -193,8 +192,8 @@ def markdown(result: SuiteResult, summ: Mapping[str, Any]) -> str:
         "",
         "| condition | "
         + " | ".join(summ["means"])
-        + " | ‖Δx‖ per token | ppl ratio | distinct-2 | echo | looping | degenerate |",
-        "|---|" + "---|" * (len(summ["means"]) + 6),
+        + " | ‖Δx‖ per token | ppl ratio | distinct-2 | echo | looping | incoherent (not read) | degenerate |",
+        "|---|" + "---|" * (len(summ["means"]) + 7),
     ]
     means = {k: {r["condition"]: r for r in v} for k, v in summ["means"].items()}
     for q, cond in zip(result.quality, result.conditions, strict=True):
@@ -202,7 +201,8 @@ def markdown(result: SuiteResult, summ: Mapping[str, Any]) -> str:
         what = {"ablate_similar": f" ({cond.emotion})", "random_ablate": f" (k = {cond.k})"}.get(cond.op, "")
         lines.append(
             f"| {q['name']}{what} | " + " | ".join(cells) + f" | {q['displacement']:.1f} | {q['ppl_ratio']:.2f} | "
-            f"{q['distinct2']:.2f} | {q['echo_rate']:.0%} | {q['degenerate_replies']:.0%} | {q['why'] or 'no'} |"
+            f"{q['distinct2']:.2f} | {q['echo_rate']:.0%} | {q['degenerate_replies']:.0%} | {q['incoherent']:.0%} | "
+            f"{q['why'] or 'no'} |"
         )
     if result.dose:
         lines += [

@@ -26,6 +26,7 @@ from ..models import LoadedModel
 from ..parallel import gather_json, world
 from ..readers import get_reader, read_replies, read_texts
 from ..vectors import EmotionVectors
+from .coherence import DegenerationLimits
 from .conditions import (
     Calibration,
     Condition,
@@ -150,7 +151,7 @@ def run_suite(
             record.merge(sums, counts)
     flat = [replies[c][p][s] for c, p, s in jobs]
     readings = [
-        _read(lm, vectors, name, layer, conditions, prompts, shown, jobs, flat, gen.chat)
+        _read(lm, vectors, name, layer, conditions, prompts, shown, jobs, flat, gen.chat, suite.coherence.detector())
         for name in (reader, *suite.measurement.secondary)
     ]
     # Perplexity (a 262k-way softmax per token) is estimated on the first sample of every prompt and
@@ -178,7 +179,8 @@ def run_suite(
         baseline,
         suite.coherence,
     )
-    for row, cond in zip(quality, conditions, strict=True):
+    for i, (row, cond) in enumerate(zip(quality, conditions, strict=True)):
+        row["incoherent"] = float(readings[0].incoherent[i].mean())  # not read as any emotion
         row["emotion"] = cond.emotion
         row["expected_displacement"] = cond.expected_displacement
         row["k"] = cond.k if cond.op == "random_ablate" else None
@@ -245,14 +247,18 @@ def _read(
     jobs: list[tuple[int, int, int]],
     flat: list[str],
     chat: bool,
+    limits: DegenerationLimits,
 ) -> Readings:
     """Replies read in their conversation (:func:`read_replies`); prompts read alone, by the same reader."""
-    scores = np.full((len(conditions), len(prompts), max(s for _, _, s in jobs) + 1, len(vectors.emotions)), np.nan)
-    read = read_replies(lm, vectors, flat, [shown[p] for _, p, _ in jobs], chat, reader, layer)
+    samples = max(s for _, _, s in jobs) + 1
+    scores = np.full((len(conditions), len(prompts), samples, len(vectors.emotions)), np.nan)
+    broken = np.zeros((len(conditions), len(prompts), samples), dtype=bool)
+    read = read_replies(lm, vectors, flat, [shown[p] for _, p, _ in jobs], chat, reader, layer, limits)
     for j, (c, p, s) in enumerate(jobs):
-        scores[c, p, s] = read[j]
+        scores[c, p, s] = read.scores[j]
+        broken[c, p, s] = read.incoherent[j]
     prompt_scores = read_texts(lm, vectors, [q.text for q in prompts], layer, reader)
-    return Readings(reader, layer if get_reader(reader).layered else None, scores, prompt_scores)
+    return Readings(reader, layer if get_reader(reader).layered else None, scores, prompt_scores, broken)
 
 
 def dose_table(result: SuiteResult) -> list[dict[str, Any]]:

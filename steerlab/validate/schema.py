@@ -31,6 +31,7 @@ NONE = "none"  # compare_to: none makes a one-sample claim (the metric itself ag
 
 OUTPUT_FILES = ("rows.csv", "summary.json", "summary.md")  # what a run writes into its --out folder
 
+
 @dataclass(frozen=True)
 class PromptSpec:
     file: str | None  # JSONL (``text`` field) or plain text file, one prompt per line
@@ -94,6 +95,10 @@ class Coherence:
         DegenerationLimits.max_markup_share
     )  # markup junk above this share of tag / symbol-run chars
     max_degenerate_share: float = 0.25  # degenerate when the share of looping / junk replies exceeds baseline's by this
+
+    def detector(self) -> DegenerationLimits:
+        """The loop/markup detector's limits: they flag a condition's looping replies and leave them unread."""
+        return DegenerationLimits(self.max_repeat_share, self.min_compression, self.max_markup_share)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,115 @@
+"""Readers validated on judged model replies; incoherent replies are counted, never read as an emotion."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from steerlab.corpus import load_corpus
+from steerlab.errors import SteerlabError
+from steerlab.judged import Judged, fit_on_judged, judged_figures, load_judged
+from steerlab.models import LoadedModel
+from steerlab.readers import INCOHERENT, READERS, incoherent, read_replies
+from steerlab.vectors import EmotionVectors
+
+from .conftest import TINY_TEXTS
+
+USERS = [f"message number {i} about my week" for i in range(8)]
+LOOP = "la la la la la la la la la la la la la la la la"
+
+
+def _judged_rows() -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    for i, user in enumerate(USERS):
+        for e, texts in TINY_TEXTS.items():
+            rows.append(
+                {"user": user, "reply": texts[i % len(texts)], "label": e, "hopeful": 3 if e == "joyful" else 1}
+            )
+        rows.append({"user": user, "reply": LOOP, "label": INCOHERENT, "hopeful": 1})
+    for r in rows:
+        r.update(desperate=1, calm=1, coherence=1 if r["label"] == INCOHERENT else 4)
+    return rows
+
+
+def _write(path: Path, rows: list[dict[str, object]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_figures_skip_incoherent_and_flagged_replies() -> None:
+    emotions = ["hopeful", "desperate", "calm"]
+    n = 40
+    rng = np.random.default_rng(0)
+    hopeful = rng.integers(1, 6, n).astype(float)
+    labels = ["hopeful" if h >= 4 else "neutral" for h in hopeful]
+    labels[:5] = [INCOHERENT] * 5
+    judged = Judged(
+        ["u"] * n, ["r"] * n, labels, {"hopeful": hopeful, "desperate": np.ones(n), "calm": np.ones(n)}, "t", "0"
+    )
+    scores = np.zeros((n, 3))
+    scores[:, 0] = hopeful  # a perfect hopeful reader
+    scores[:5, 0] = 100.0  # ...that would read the broken replies as most hopeful: they must not count
+    flagged = np.zeros(n, dtype=bool)
+    flagged[5] = True
+    f = judged_figures(scores, flagged, judged, np.ones(n, dtype=bool), emotions)
+    assert f["n"] == n - 6 and f["coverage"] == pytest.approx((n - 6) / (n - 5))
+    assert f["spearman_hopeful"] == pytest.approx(1.0) and f["auroc_hopeful_3plus"] == pytest.approx(1.0)
+    assert f["auroc"]["hopeful"]["auroc"] == pytest.approx(1.0) and f["spearman_desperate"] is None
+
+
+def test_judged_files_are_checked_line_by_line(tmp_path: Path) -> None:
+    rows = _judged_rows()
+    good = _write(tmp_path / "good.jsonl", rows)
+    assert len(load_judged([good], list(TINY_TEXTS)).replies) == len(rows)
+    bad = _write(tmp_path / "bad.jsonl", [*rows[:3], {**rows[3], "label": "joyous"}])
+    with pytest.raises(SteerlabError, match=r"bad.jsonl:4: label 'joyous'"):
+        load_judged([bad], list(TINY_TEXTS))
+    scale = _write(tmp_path / "scale.jsonl", [{**rows[0], "hopeful": 7}])
+    with pytest.raises(SteerlabError, match=r"scale.jsonl:1: hopeful 7 is not on the 1-5 scale"):
+        load_judged([scale], list(TINY_TEXTS))
+
+
+def test_fit_on_judged_records_validation_and_reads_every_label(
+    tiny: LoadedModel, tiny_vectors: EmotionVectors, tmp_path: Path
+) -> None:
+    written = _write(
+        tmp_path / "written.jsonl",
+        [
+            {"context": f"how was your day {i}", "text": t, "emotion": e}
+            for e, texts in TINY_TEXTS.items()
+            for i, t in enumerate(texts)
+        ],
+    )
+    judged = load_judged([_write(tmp_path / "judged.jsonl", _judged_rows())], tiny_vectors.emotions)
+    fitted, record = fit_on_judged(tiny, tiny_vectors, load_corpus(written, min_per_emotion=1), judged, seed=0)
+    assert fitted.meta["judged_validation"] == record
+    assert record["chosen"] == fitted.default_reader and record["chosen"] in READERS
+    assert set(fitted.meta["reply_reader"]["labels"]) == {*TINY_TEXTS, INCOHERENT}
+    assert {"bag of words", "length", "reply (written)", "reply (written + judged)"} <= set(record["readers"])
+    assert record["incoherence"]["rule"]["recall"] == 1.0  # the loops are caught (by the detector at least)
+    assert set(record["reply_per_layer"]) == {str(i) for i in range(tiny_vectors.n_layers)}
+    read = read_replies(tiny, fitted, ["sun and cake", LOOP], ["hi", "hi"], chat=True, reader="reply")
+    assert read.incoherent.tolist() == [False, True]
+    assert np.isfinite(read.scores[0]).all() and np.isnan(read.scores[1]).all()
+
+
+def test_the_reply_readers_incoherent_class_marks_a_reply_unread(tiny_vectors: EmotionVectors) -> None:
+    n_layers, hidden = tiny_vectors.n_layers, tiny_vectors.directions.shape[-1]
+    weight = torch.zeros(n_layers, 2, hidden)
+    bias = torch.tensor([[0.0, -1.0]] * n_layers)  # coherent unless the feature says otherwise
+    weight[:, 1, 0] = 1.0  # incoherent when the first feature is large
+    v = replace(
+        tiny_vectors,
+        reply_weight=weight,
+        reply_bias=bias,
+        meta={**tiny_vectors.meta, "reply_reader": {"labels": ["joyful", INCOHERENT]}},
+    )
+    feats = np.zeros((2, hidden), dtype=np.float32)
+    feats[1, 0] = 5.0
+    assert incoherent(v, feats, ["a fine reply", "another fine reply"]).tolist() == [False, True]
+    assert incoherent(v, None, ["a fine reply", LOOP]).tolist() == [False, True]  # no features: the detector
