@@ -510,3 +510,24 @@ def test_a_suite_without_reader_or_layer_uses_the_vector_files_validated_choice(
     result = V.run_suite(suite, tiny, v, V.RunOptions(allow_random_claims=True))
     assert (result.readings.reader, result.readings.layer) == ("probe", 2)
     assert result.conditions[1].layers == (v.steering_layer,)
+
+
+def test_a_reader_never_validated_on_the_models_replies_is_refused(
+    tiny: LoadedModel, tiny_vectors: EmotionVectors
+) -> None:
+    real = dataclasses.replace(tiny, is_random=False)
+    vectors = _planted(tiny, tiny_vectors)
+    vectors = dataclasses.replace(vectors, meta={**vectors.meta, "is_random": False})
+    with pytest.raises(
+        SuiteError, match=r"never validated on random:tiny-gemma2's own replies.*--unvalidated-reader"
+    ):
+        V.run_suite(_planted_suite(0.0), real, vectors)
+    result = V.run_suite(_planted_suite(0.0), real, vectors, V.RunOptions(unvalidated_reader=True))
+    assert any("never validated" in w for w in result.warnings)
+    assert all(any("not validated on this model's own replies" in r for r in c["reasons"]) for c in result.claims)
+    record = {"model": real.model_id, "readers": {"vector": {"n": 9, "macro_auroc": 0.7}}}
+    record["incoherence"] = {"rule": {"recall": 0.5}}
+    judged = dataclasses.replace(vectors, meta={**vectors.meta, "judged_validation": record})
+    result = V.run_suite(_planted_suite(0.0), real, judged)
+    assert result.validation["vector"]["model_replies"]["macro_auroc"] == 0.7
+    assert not any("not validated" in r for c in result.claims for r in c["reasons"])

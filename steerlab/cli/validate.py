@@ -25,6 +25,11 @@ from .common import Progress, check_out, cli, echo_json, get_vectors_and_model, 
 @click.option("--force", is_flag=True, help="Overwrite an existing --out folder's result files.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the verdicts.")
 @click.option("--strict", is_flag=True, help="Exit 1 when any claim is not PASS.")
+@click.option(
+    "--unvalidated-reader",
+    is_flag=True,
+    help="Run with a reader never validated on this model's judged replies (every verdict says so).",
+)
 def validate_cmd(
     suite_path: str,
     prompts_path: str | None,
@@ -37,6 +42,7 @@ def validate_cmd(
     force: bool,
     as_json: bool,
     strict: bool,
+    unvalidated_reader: bool,
 ) -> None:
     """Run SUITE (YAML): intervene, generate, re-read the replies with the clean model, judge the claims."""
     from ..files import existing_file
@@ -61,8 +67,9 @@ def validate_cmd(
     from ..validate.outputs import validation_line
 
     vectors, lm = get_vectors_and_model(vectors_path, model_spec or suite.model, revision, dtype)
+    options = RunOptions(prompts=prompts_path, n=n, unvalidated_reader=unvalidated_reader)
     with Progress(0, f"validate {suite.name}", unit="reply") as bar:
-        result = run_suite(suite, lm, vectors, RunOptions(prompts=prompts_path, n=n), bar.update)
+        result = run_suite(suite, lm, vectors, options, bar.update)
     from ..parallel import is_main
 
     if not is_main():

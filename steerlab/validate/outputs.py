@@ -126,8 +126,10 @@ def _json_default(value: object) -> object:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def _f(x: float | None) -> str:
-    return "–" if x is None or not math.isfinite(x) else f"{x:+.4f}" if abs(x) < 100 else f"{x:.3g}"
+def _f(x: float | None, spec: str = "") -> str:
+    if x is None or not math.isfinite(x):
+        return "–"
+    return format(x, spec or ("+.4f" if abs(x) < 100 else ".3g"))
 
 
 def _p(x: float) -> str:
@@ -135,14 +137,23 @@ def _p(x: float) -> str:
 
 
 def validation_line(validation: Mapping[str, Any]) -> str:
-    """The reader's validation figure in words."""
+    """The reader's validation figures in words: on the model's own judged replies, then on written ones."""
     if not validation:
         return "not validated"
-    auroc = validation.get("auroc") or {}
-    parts = [f"{e} {a:.2f}" for e, a in sorted(auroc.items())]
+    mine = validation.get("model_replies")
+    if mine:
+        own = (
+            f"on this model's own replies (judged blind, {mine['n']} replies to {mine['test_messages']} held-out "
+            f"messages): macro AUROC {_f(mine['macro_auroc'], '.2f')}, Spearman with judged hopeful "
+            f"{_f(mine['spearman_hopeful'], '.2f')}, AUROC hopeful>=3 {_f(mine['auroc_hopeful_3plus'], '.2f')}, "
+            f"{_f(mine['coverage'], '.0%')} of coherent replies read, judged-incoherent caught "
+            f"{_f(mine['incoherent_recall'], '.0%')}"
+        )
+    else:
+        own = "NOT validated on this model's own replies"
     macro = validation.get("macro_auroc")
-    head = f"macro AUROC {macro:.2f}" if isinstance(macro, float) and math.isfinite(macro) else "macro AUROC –"
-    return f"{head}{' (' + ', '.join(parts) + ')' if parts else ''} on {validation.get('validated_on', '?')}"
+    written = f"macro AUROC {_f(macro, '.2f')} on {validation.get('validated_on', '?')}" if macro is not None else ""
+    return "; ".join(x for x in (own, written) if x)
 
 
 def markdown(result: SuiteResult, summ: Mapping[str, Any]) -> str:

@@ -34,7 +34,7 @@ from .conditions import (
     expand_conditions,
     needs_calibration,
 )
-from .decide import Readings, evaluate_claims, low_power, reader_validation
+from .decide import Readings, evaluate_claims, low_power, model_reply_validity, reader_validation
 from .measure import distinct2, quality_table, reply_perplexity
 from .prompts import Prompt, suite_prompts
 from .schema import LABEL, TARGET, Suite
@@ -46,6 +46,7 @@ class RunOptions:
     prompts: str | None = None  # replace the suite's prompts with this file
     n: int | None = None  # use at most this many prompts (overrides the suite's n)
     allow_random_claims: bool = False  # tests: give verdicts on random-weight models too
+    unvalidated_reader: bool = False  # run with a reader never validated on this model's judged replies
 
 
 @dataclass
@@ -109,6 +110,16 @@ def run_suite(
     vectors.check_compatible(lm.model_id, lm.hidden_size, lm.n_layers)
     prompts = suite_prompts(suite, options.prompts, options.n)
     reader, layer = check_suite(suite, vectors, prompts)
+    is_random = bool(lm.is_random or vectors.meta.get("is_random"))
+    unvalidated = [
+        r for r in (reader, *suite.measurement.secondary) if model_reply_validity(vectors, lm.model_id, r) is None
+    ]
+    if unvalidated and not is_random and not options.unvalidated_reader:
+        raise SuiteError(
+            f"reader {', '.join(unvalidated)} was never validated on {lm.model_id}'s own replies: run "
+            "`steerlab fit-reader --vectors FILE --judged LABELS.jsonl` (see eval/labels/), "
+            "or pass --unvalidated-reader (every verdict then says so)"
+        )
     gen = suite.generation
     shown = [suite.prompts.template.format(text=q.text) for q in prompts]
     longest = max((c.instruction or "" for c in suite.conditions), key=len)
@@ -184,7 +195,6 @@ def run_suite(
         row["emotion"] = cond.emotion
         row["expected_displacement"] = cond.expected_displacement
         row["k"] = cond.k if cond.op == "random_ablate" else None
-    is_random = bool(lm.is_random or vectors.meta.get("is_random"))
     validation = reader_validation(lm, vectors, suite, [r.reader for r in readings], layer)
     degenerate = {row["name"] for row in quality if row["degenerate"]}
     claims = evaluate_claims(
@@ -222,6 +232,11 @@ def run_suite(
             f"power < 0.8 at the minimum effect of interest for {len(weak)} claim(s): "
             f"{', '.join(weak[:5])}{' ...' if len(weak) > 5 else ''}; a null verdict there "
             "is weak evidence of no effect"
+        )
+    if unvalidated and not is_random:
+        result.warnings.append(
+            f"reader {', '.join(unvalidated)} was never validated on this model's own replies (--unvalidated-reader): "
+            "no verdict below is backed by a validated reader"
         )
     if is_random:
         result.note = "random weights: the verdicts test the plumbing and are not claims about the model" + (
