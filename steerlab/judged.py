@@ -334,3 +334,23 @@ def _written_heldout(lm: LoadedModel, vectors: EmotionVectors, heldout: Corpus, 
         row = next((r for r in rows if r.layer == layer), rows[0])
         out[name] = {"auroc": row.auroc, "macro_auroc": row.macro_auroc, "top1": row.top1}
     return out
+
+
+def judged_by_layer(
+    lm: LoadedModel, vectors: EmotionVectors, judged: Judged, reader: str, batch_size: int = 16
+) -> list[dict[str, Any]]:
+    """:func:`judged_figures` of ``reader`` at every layer (one row for a reader without layers), with the
+    file's incoherence rule deciding which replies are read."""
+    from .readers import get_reader, incoherent
+
+    spec = get_reader(reader)
+    judged = _subset(judged, np.array([bool(r.strip()) for r in judged.replies]))
+    feats = pooled_features(lm, judged.replies, judged.users, batch_size)
+    flagged = incoherent(vectors, feats[:, vectors.reading_layer], judged.replies)
+    everything = np.ones(len(judged.replies), dtype=bool)
+    out = []
+    for layer in range(vectors.n_layers) if spec.layered else [None]:
+        at = 0 if layer is None else layer
+        scores = spec.score(vectors, feats[:, at] if spec.layered else None, judged.replies, at)
+        out.append({"layer": layer, **judged_figures(scores, flagged, judged, everything, vectors.emotions)})
+    return out

@@ -17,7 +17,7 @@ from steerlab.models import LoadedModel
 from steerlab.readers import INCOHERENT, READERS, incoherent, read_replies
 from steerlab.vectors import EmotionVectors
 
-from .conftest import TINY_TEXTS
+from .conftest import TINY_TEXTS, one_line_error, run
 
 USERS = [f"message number {i} about my week" for i in range(8)]
 LOOP = "la la la la la la la la la la la la la la la la"
@@ -113,3 +113,28 @@ def test_the_reply_readers_incoherent_class_marks_a_reply_unread(tiny_vectors: E
     feats[1, 0] = 5.0
     assert incoherent(v, feats, ["a fine reply", "another fine reply"]).tolist() == [False, True]
     assert incoherent(v, None, ["a fine reply", LOOP]).tolist() == [False, True]  # no features: the detector
+
+
+def test_fit_reader_and_evaluate_judged_commands(
+    tiny_vec_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written = _write(
+        tmp_path / "written.jsonl",
+        [{"context": "how was it", "text": t, "emotion": e} for e, texts in TINY_TEXTS.items() for t in texts],
+    )
+    judged = _write(tmp_path / "judged.jsonl", _judged_rows())
+    out = tmp_path / "fitted.safetensors"
+    argv = ["fit-reader", "--vectors", str(tiny_vec_file), "--judged", str(judged), "--replies", str(written)]
+    code, stdout, err = run([*argv, "--out", str(out), "--report", str(tmp_path / "r.json")], capsys, monkeypatch)
+    assert code == 0, err
+    assert "default reader:" in stdout and out.exists()
+    assert json.loads((tmp_path / "r.json").read_text())["n"] == len(_judged_rows())
+    code, _, err = run([*argv, "--out", str(out)], capsys, monkeypatch)
+    one_line_error(code, err, "already exists", "--force")
+    code, stdout, err = run(["evaluate", "--vectors", str(out), "--judged", str(judged), "--json"], capsys, monkeypatch)
+    assert code == 0, err
+    assert "in-sample" in err
+    layers = json.loads(stdout)["layers"]
+    assert len(layers) == 4 and all(r["n"] == 3 * len(USERS) for r in layers)  # loops are not read
+    code, _, err = run(["evaluate", "--vectors", str(out)], capsys, monkeypatch)
+    one_line_error(code, err, "--corpus", "--judged")

@@ -518,9 +518,7 @@ def test_a_reader_never_validated_on_the_models_replies_is_refused(
     real = dataclasses.replace(tiny, is_random=False)
     vectors = _planted(tiny, tiny_vectors)
     vectors = dataclasses.replace(vectors, meta={**vectors.meta, "is_random": False})
-    with pytest.raises(
-        SuiteError, match=r"never validated on random:tiny-gemma2's own replies.*--unvalidated-reader"
-    ):
+    with pytest.raises(SuiteError, match=r"never validated on random:tiny-gemma2's own replies.*--unvalidated-reader"):
         V.run_suite(_planted_suite(0.0), real, vectors)
     result = V.run_suite(_planted_suite(0.0), real, vectors, V.RunOptions(unvalidated_reader=True))
     assert any("never validated" in w for w in result.warnings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -18,6 +19,9 @@ from ..names import (
     READER_NAMES,
     READOUT_NAMES,
 )
+
+if TYPE_CHECKING:
+    from ..vectors import EmotionVectors
 from .common import Progress, check_out, cli, echo_json, get_model, get_vectors, model_options, say
 
 
@@ -198,8 +202,14 @@ def extract_cmd(
 @click.option(
     "--corpus",
     "corpus_path",
-    required=True,
+    default=None,
     help="Labelled JSONL: text, emotion, optional context (the user message a reply answers).",
+)
+@click.option(
+    "--judged",
+    "judged_paths",
+    multiple=True,
+    help="Instead of --corpus: the model's own replies judged blind (see `fit-reader`); repeatable.",
 )
 @click.option(
     "--reader",
@@ -213,7 +223,8 @@ def extract_cmd(
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1, 1024))
 def evaluate_cmd(
     vectors_path: str,
-    corpus_path: str,
+    corpus_path: str | None,
+    judged_paths: tuple[str, ...],
     reader_name: str | None,
     model_spec: str | None,
     revision: str | None,
@@ -225,6 +236,7 @@ def evaluate_cmd(
 
     Rows whose label is not an emotion of the vectors (e.g. "neutral") are negatives for every emotion.
     Rows with a "context" are read as the model's reply to that message (only the reply is pooled).
+    With --judged: Spearman with the judged scales and AUROC per judged label, incoherent replies unread.
     """
     import numpy as np
     import pandas as pd
@@ -233,7 +245,13 @@ def evaluate_cmd(
     from ..reader_choice import evaluate_reader
     from ..readers import READERS, check_covers
 
+    if (corpus_path is None) == (not judged_paths):
+        raise SteerlabError("give either --corpus FILE (labelled texts) or --judged FILE (judged replies of the model)")
     v = get_vectors(vectors_path, None)
+    if judged_paths:
+        _evaluate_judged(v, judged_paths, reader_name or v.default_reader, model_spec, revision, dtype, as_json)
+        return
+    assert corpus_path is not None
     c = load_corpus(corpus_path, min_per_emotion=1)
     name = reader_name or v.default_reader
     check_covers(v, name, c.labels)
@@ -273,6 +291,34 @@ def evaluate_cmd(
         f"reader {name}, reading layer {reading}: "
         + ", ".join(f"{e} {a:.3f}" for e, a in sorted(at.auroc.items(), key=lambda kv: -kv[1]))
     )
+
+
+def _evaluate_judged(
+    v: EmotionVectors,
+    paths: tuple[str, ...],
+    name: str,
+    model_spec: str | None,
+    revision: str | None,
+    dtype: str | None,
+    as_json: bool,
+) -> None:
+    from ..judged import judged_by_layer, load_judged
+
+    judged = load_judged(paths, v.emotions)
+    lm = get_model(model_spec or v.meta.get("model_spec"), revision, dtype)
+    v.check_compatible(lm.model_id, lm.hidden_size, lm.n_layers)
+    if (v.meta.get("judged_validation") or {}).get("sha256") == judged.sha256:
+        say("note: the file's reply reader was fitted on these replies: its figures here are in-sample")
+    rows = judged_by_layer(lm, v, judged, name)
+    if as_json:
+        echo_json({"reader": name, "reading_layer": v.reading_layer, "judged": judged.source, "layers": rows})
+        return
+    keys = ("n", "coverage", "macro_auroc", "spearman_hopeful", "auroc_hopeful_3plus", "spearman_desperate")
+    for r in rows:
+        click.echo(
+            f"layer {'-' if r['layer'] is None else r['layer']:>3}  "
+            + "  ".join(f"{k} {'–' if r[k] is None else format(r[k], '.3g')}" for k in keys)
+        )
 
 
 @cli.command("fit-reader")
