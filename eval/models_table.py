@@ -88,39 +88,49 @@ def reader_at(r: dict[str, Any], name: str, source: str = "own") -> dict[str, An
     return next(x for x in block["readers"][name] if x["layer"] in (reading_layer(r), None))  # lexicon: no layer
 
 
-def default_reader(r: dict[str, Any]) -> str:
+def emotionscope(r: dict[str, Any]) -> str:
     name = r["readers"]["default_reader"]
-    own, ext = reader_at(r, name), reader_at(r, name, "external")
-    return (
-        f"`{name}`: hopeful {own['auroc']['hopeful']:.3f}, macro {own['macro_auroc']:.3f}; "
-        f"EmotionScope replies hopeful {ext['auroc']['hopeful']:.3f}"
-    )
+    ext, lex = reader_at(r, name, "external"), reader_at(r, "lexicon", "external")
+    return f"`{name}` {ext['auroc']['hopeful']:.3f}; lexicon {lex['auroc']['hopeful']:.3f}"
 
 
-def lexicon(r: dict[str, Any]) -> str:
-    own, ext = reader_at(r, "lexicon"), reader_at(r, "lexicon", "external")
-    return f"hopeful {own['auroc']['hopeful']:.3f}; EmotionScope replies {ext['auroc']['hopeful']:.3f}"
+def _num(x: float | None, spec: str = ".2f") -> str:
+    return "–" if x is None else format(x, spec)
 
 
 def own_replies(name: str) -> Callable[[dict[str, Any]], str]:
+    """A reader against the judge on the model's own replies to held-out messages (`steerlab fit-reader`)."""
+
     def fn(r: dict[str, Any]) -> str:
         x = r["own_replies"]
-        reader = x["default_reader"] if name == "default" else name
-        f = x["readers"][reader]["test"]
-        auroc = f["auroc_hopeful_3plus"]
-        shown = f"{auroc:.2f}" if auroc is not None else f"– ({f['positives_hopeful_3plus']} judged hopeful)"
-        return f"`{reader}`: Spearman {f['spearman_hopeful']:+.2f}, AUROC {shown}"
+        key = x["chosen"] if name == "default" else name
+        f = x["readers"]["reply (written + judged)" if key == "reply" else key]
+        return (
+            f"`{key}`: macro AUROC {_num(f['macro_auroc'])} ({len(f['auroc'])} labels); hopeful ρ "
+            f"{_num(f['spearman_hopeful'], '+.2f')}, AUROC ≥ 3 {_num(f['auroc_hopeful_3plus'])}; desperate ρ "
+            f"{_num(f['spearman_desperate'], '+.2f')}, AUROC ≥ 3 {_num(f['auroc_desperate_3plus'])}"
+        )
 
     return fn
 
 
-def reader_vs_judge(condition: str) -> Callable[[dict[str, Any]], str]:
-    def fn(r: dict[str, Any]) -> str:
-        x = r["own_replies"]
-        c = x["readers"][x["default_reader"]]["conditions"][condition]
-        return f"reader ({x['default_reader']}) {c['reader']:+.2f} log-prob; judge {c['judge']:+.2f} on 1–5"
+def incoherence(r: dict[str, Any]) -> str:
+    x = r["own_replies"]["incoherence"]
+    rule, alone = x["rule"], x["detector_alone"]
+    return (
+        f"{x['judged_incoherent']} judged incoherent: recall {rule['recall']:.2f}, precision {rule['precision']:.2f} "
+        f"(loop detector alone: recall {alone['recall']:.2f})"
+    )
 
-    return fn
+
+def written_heldout(r: dict[str, Any]) -> str:
+    x = r["own_replies"]
+    w = x["written_heldout"][x["chosen"]]
+    low = min(w["auroc"].items(), key=lambda kv: kv[1])
+    return (
+        f"`{x['chosen']}`: {len(w['auroc'])} emotions, macro {w['macro_auroc']:.3f}, hopeful "
+        f"{w['auroc']['hopeful']:.3f}, lowest {low[0]} {low[1]:.3f} ({x['written_heldout']['n']} replies)"
+    )
 
 
 def judged(condition: str) -> Callable[[dict[str, Any]], str]:
@@ -229,14 +239,18 @@ TABLES: dict[str, list[Row]] = {
         ("top-1 on EmotionScope's 1,000 stories (never seen)", cell(stories)),
         ("pooling speed, 2 CPU threads", cell(speed)),
     ],
-    "Readers of replies (held-out replies in their conversation; AUROC)": [
-        ("default reader", cell(default_reader)),
-        ("lexicon baseline (VADER + NRC)", cell(lexicon)),
+    "Readers of replies (in their conversation; `steerlab fit-reader`, messages held out)": [
         ("the model's own replies, judged blind (`eval/labels/`)", cell(agreement)),
-        ("judged hopeful, held-out messages: default reader", cell(own_replies("default"))),
-        ("… lexicon", cell(own_replies("lexicon"))),
-        ("… bag of words (fitted on the other messages)", cell(own_replies("bag_of_words"))),
+        ("default reader on judged replies", cell(own_replies("default"))),
+        ("… reply reader fitted on written replies only", cell(own_replies("reply (written)"))),
+        ("… reply reader fitted on judged replies only", cell(own_replies("reply (judged)"))),
+        ("… diff-of-means directions", cell(own_replies("vector"))),
+        ("… lexicon (VADER + NRC)", cell(own_replies("lexicon"))),
+        ("… bag of words (fitted on the other messages)", cell(own_replies("bag of words"))),
         ("… reply length in words", cell(own_replies("length"))),
+        ("incoherent replies left unread", cell(incoherence)),
+        ("written held-out replies, one-vs-rest AUROC", cell(written_heldout)),
+        ("EmotionScope's replies (never seen), hopeful AUROC", cell(emotionscope)),
     ],
     "Steering (`dose_response`: 8 neutral prompts × 20 emotions; change of the target's reading)": [
         ("α 2", cell(dose(2.0))),
@@ -250,7 +264,6 @@ TABLES: dict[str, list[Row]] = {
         ("baseline replies (model-free detector)", cell(flagship_quality)),
         ("baseline replies, judged blind", cell(judged("baseline"))),
         ("replies with *hopeful* added (α 4), judged blind", cell(judged("add_hopeful"))),
-        ("adding *hopeful*: change of hopeful vs baseline", cell(reader_vs_judge("add_hopeful"))),
         ("premise: baseline replies lean hopeful", cell(claim("desperate_to_hopeful", 0))),
         ("mean-ablating *desperate* weakens the lean", cell(claim("desperate_to_hopeful", 1))),
         ("adding *hopeful* (α 4) strengthens it", cell(claim("desperate_to_hopeful", 2))),

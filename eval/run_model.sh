@@ -1,12 +1,12 @@
 #!/bin/sh
 # Every per-model result the README's side-by-side tables read, for one built-in model, on its
 # shipped vectors (vectors/MODEL/). Run from the repository root with steerlab installed:
-#   sh eval/run_model.sh MODEL [PART ...]     PART: steer cross readers suites report llamacpp speed
+#   sh eval/run_model.sh MODEL [PART ...]     PART: judged steer cross readers suites report llamacpp speed
 # (all parts: ~90 min on 2 CPU cores). Then `python eval/models_table.py --write` renders the README tables.
 set -e
 M=${1:?usage: sh eval/run_model.sh MODEL [PART ...]}
 shift
-PARTS=${*:-steer cross readers suites report llamacpp speed}
+PARTS=${*:-judged steer cross readers suites report llamacpp speed}
 cd "$(dirname "$0")/.."
 R=eval/results/$M
 B=eval/benchmarks/results
@@ -15,6 +15,12 @@ EXT=../shared/external/emotionscope   # EmotionScope's MIT data, a benchmark onl
 P="I lost my job today and I can't pay rent next week."
 for part in $PARTS; do
   case $part in
+  judged)
+    # The reply reader refitted on written and the model's own judged replies (eval/labels/MODEL/), the
+    # default reader chosen on held-out judged messages, written into the shipped file itself.
+    J=eval/labels/$M
+    steerlab fit-reader --model "$M" --vectors "$V" --judged "$J/labels.jsonl" --judged "$J/emotional/labels.jsonl" \
+      --heldout eval/data/replies_heldout.jsonl --out "$V" --force --report "$B/model_replies_$M.json" ;;
   steer)
     mkdir -p "$R/steer"
     steerlab steer "$P" --model "$M" --chat --emotion hopeful --alpha 4 > "$R/steer/hopeful_alpha4.txt"
@@ -44,6 +50,6 @@ for part in $PARTS; do
   speed)
     python eval/benchmarks/extract_speed.py --model "$M" --out "$B/extract_speed_$M.json" ;;
   *)
-    echo "unknown part $part: use steer cross readers suites report llamacpp speed" >&2; exit 2 ;;
+    echo "unknown part $part: use judged steer cross readers suites report llamacpp speed" >&2; exit 2 ;;
   esac
 done

@@ -19,6 +19,7 @@ from steerlab.edits import build_edits, random_direction
 from steerlab.errors import SuiteError
 from steerlab.generation import GenerationConfig, generate
 from steerlab.models import LoadedModel
+from steerlab.validate import rule as R
 from steerlab.validate.conditions import Calibration
 from steerlab.validate.decide import Readings, evaluate_claims
 from steerlab.vectors import EmotionVectors, save_vectors
@@ -529,3 +530,50 @@ def test_a_reader_never_validated_on_the_models_replies_is_refused(
     result = V.run_suite(_planted_suite(0.0), real, judged)
     assert result.validation["vector"]["model_replies"]["macro_auroc"] == 0.7
     assert not any("not validated" in r for c in result.claims for r in c["reasons"])
+
+
+def test_pass_needs_a_non_degenerate_control_and_the_table_shows_the_deciding_p() -> None:
+    spec = {
+        **GATED,
+        "conditions": [
+            {"name": "baseline"},
+            {"name": "add", "op": "add", "emotions": ["joyful"], "alphas": [4]},
+            {"name": "random_add", "op": "random_add", "alphas": [4], "seeds": 2},
+        ],
+        "claims": [{**GATED["claims"][1], "premise": None, "controls": ["random_add"]}],
+    }
+    spec["claims"][0].pop("premise")
+    suite = V.parse_suite(spec)
+    conditions = [
+        V.Condition("baseline", "baseline", "baseline"),
+        V.Condition("add", "add", "add", emotion="joyful", alpha=4.0, layers=(1,)),
+        V.Condition("random_add:s0", "random_add", "random_add", alpha=4.0, layers=(1,)),
+        V.Condition("random_add:s1", "random_add", "random_add", alpha=4.0, layers=(1,)),
+    ]
+    prompts = [V.Prompt(f"p{i}") for i in range(16)]
+    scores = np.random.default_rng(0).normal(0, 0.1, size=(4, 16, 1, 3))
+    scores[1, :, 0, 0] += 1.0  # adding joyful clearly raises joyful, the random additions do not
+    readings = Readings("vector", 2, scores, np.zeros((16, 3)), np.zeros((4, 16, 1), dtype=bool))
+
+    def verdict(degenerate: set[str]) -> dict[str, Any]:
+        (claim,) = evaluate_claims(
+            suite, conditions, prompts, ["joyful", "grim", "edgy"], readings, [], degenerate, {}, True
+        )
+        return claim
+
+    controlled = verdict(set())
+    assert controlled["verdict"] == "pass" and controlled["p_family"] == "pass"
+    assert controlled["control_families"] == [{"family": "random_add", "directions": 2, "non_degenerate": 2}]
+    alone = verdict({"random_add:s0", "random_add:s1"})
+    assert alone["verdict"] == "inconclusive" and alone["reasons"][0].startswith("uncontrolled")
+    assert alone["control_families"][0]["non_degenerate"] == 0
+    scores[1, :, 0, 0] -= 2.0  # now adding joyful lowers it: a FAIL, whose own p is shown
+    failed = verdict(set())
+    assert failed["verdict"] == "fail" and failed["p_family"] == "fail"
+    assert failed["p_adj"] == failed["p_fail_adj"] < 0.05 and failed["p_pass_adj"] > 0.5
+
+
+def test_a_degenerate_condition_can_neither_pass_nor_fail() -> None:
+    claims = [R.ClaimData("down", main=np.full(20, -1.0) + np.linspace(0, 0.1, 20), degenerate=("add",))]
+    (j,) = R.judge(claims, n_perm=2000, n_boot=200)
+    assert j.verdict == "inconclusive" and j.fail_reasons == () and "would fail" in j.reasons[0]

@@ -91,6 +91,7 @@ class _Planned:
     ref: int | None  # None: one-sample
     controls: dict[str, int]
     excluded: tuple[str, ...]  # degenerate controls left out
+    families: tuple[tuple[str, int, int], ...]  # per control family: (name, directions, non-degenerate)
 
 
 def plan_claims(suite: Suite, conditions: Sequence[Condition], degenerate: set[str]) -> list[_Planned]:
@@ -115,6 +116,7 @@ def plan_claims(suite: Suite, conditions: Sequence[Condition], degenerate: set[s
                 ref = refs[0]
             controls: dict[str, int] = {}
             excluded = []
+            families = []
             for control in claim.controls:
                 group = [i for i in members(conditions, control) if i != ci]
                 if cond.alpha is not None and any(conditions[i].alpha is not None for i in group):
@@ -124,8 +126,10 @@ def plan_claims(suite: Suite, conditions: Sequence[Condition], degenerate: set[s
                         excluded.append(conditions[i].name)
                     else:
                         controls[conditions[i].name] = i
+                fine = sum(conditions[i].name not in degenerate for i in group)
+                families.append((control, len(group), fine))
             name = claim.name if len(targets) == 1 else f"{claim.name}[{cond.name}]"
-            out.append(_Planned(claim, name, ci, ref, controls, tuple(excluded)))
+            out.append(_Planned(claim, name, ci, ref, controls, tuple(excluded), tuple(families)))
     return out
 
 
@@ -216,6 +220,13 @@ def evaluate_claims(
         second = {name: rows[k][1].verdict for name, rows in others.items()}
         if verdict in ("pass", "fail") and any(v != j.verdict for v in second.values()):
             reasons.append("readers disagree: " + ", ".join(f"{n} says {v}" for n, v in second.items()))
+        if verdict == "pass" and plan.families and not plan.controls:
+            verdict = "inconclusive"
+            reasons = [
+                f"uncontrolled: every control ({', '.join(plan.excluded)}) is degenerate, so the effect stands "
+                "against the baseline only",
+                *reasons,
+            ]
         if not claims_allowed:
             verdict, reasons = "inconclusive", ["random weights: no claim is made", *reasons]
         elif validation and not (validation.get(primary.reader) or {}).get("model_replies"):
@@ -238,8 +249,12 @@ def evaluate_claims(
                 "ci": [lo, hi],
                 "effect_size": j.effect_size,
                 "n": j.n,
-                "p": j.p_pass,
-                "p_adj": j.p_pass_adj,
+                # the p that decided: the FAIL family's for a FAIL, else the PASS family's
+                "p_family": "fail" if j.verdict == "fail" else "pass",
+                "p": j.p_fail if j.verdict == "fail" else j.p_pass,
+                "p_adj": j.p_fail_adj if j.verdict == "fail" else j.p_pass_adj,
+                "p_pass": j.p_pass,
+                "p_pass_adj": j.p_pass_adj,
                 "p_effect": str(j.p),
                 "p_fail": j.p_fail,
                 "p_fail_adj": j.p_fail_adj,
@@ -261,6 +276,9 @@ def evaluate_claims(
                     for c in j.controls
                 ],
                 "excluded_controls": list(plan.excluded),
+                "control_families": [
+                    {"family": f, "directions": n, "non_degenerate": fine} for f, n, fine in plan.families
+                ],
             }
         )
     return out

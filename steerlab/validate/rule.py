@@ -199,14 +199,19 @@ def _pass_reasons(t: _Tested, p_pass_adj: float, alpha: float) -> list[str]:
 
 
 def _decide(t: _Tested, p_pass_adj: float, p_fail_adj: float, alpha: float) -> Judgement:
-    """FAIL takes precedence over PASS (possible only with a negative threshold)."""
+    """FAIL takes precedence over PASS (possible only with a negative threshold); a claim that involves
+    a degenerate condition can be neither."""
     verdict: Verdict = "inconclusive"
     kinds: tuple[FailReason, ...] = ()
     if t.n < 2:
         lines = [f"fewer than 2 usable pairs (n = {t.n})"]
     elif p_fail_adj < alpha:
-        verdict = "fail"
         kinds, lines = _fail_reasons(t, p_fail_adj, alpha)
+        if t.claim.degenerate:
+            kinds = ()
+            lines.insert(0, "would fail, but a degenerate condition is involved")
+        else:
+            verdict = "fail"
     elif p_pass_adj < alpha:
         lines = _pass_reasons(t, p_pass_adj, alpha)
         if t.claim.degenerate:
@@ -249,7 +254,8 @@ def judge(
     """PASS / FAIL / INCONCLUSIVE per claim, correcting the PASS and FAIL families across claims.
 
     PASS iff p_pass_adj < alpha and nothing degenerate is involved; FAIL iff p_fail_adj < alpha
-    (reversed and / or not specific); everything else is inconclusive, with the reasons.
+    (reversed and / or not specific) and nothing degenerate is involved; everything else is
+    inconclusive, with the reasons.
     Controls must already exclude degenerate ones.
     """
     tested = [_test(c, alpha, seed, n_perm, n_boot) for c in claims]
