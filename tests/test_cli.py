@@ -10,7 +10,7 @@ import pytest
 from steerlab.validate.coherence import degenerate_reasons
 from steerlab.vectors import load_vectors
 
-from .conftest import REPO, SHIPPED, TINY_TEXTS, one_line_error, run
+from .conftest import SHIPPED, TINY_TEXTS, one_line_error, run
 
 
 def test_extract_on_tiny_model_writes_everything(tiny_corpus_path, tmp_path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -97,11 +97,13 @@ def test_evaluate_json_shape(tiny_vec_file, tiny_corpus_path, capsys, monkeypatc
     assert lex["reading_layer"] == obj["reading_layer"]  # the file's reading layer, whichever reader
 
 
-def test_evaluate_refuses_a_reader_that_cannot_score_the_labels(capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """The shipped reply reader knows five emotions; a twenty-emotion corpus needs another reader."""
-    corpus = REPO / "eval" / "data" / "heldout_emotions.jsonl"
-    code, _, err = run(["evaluate", "--vectors", str(SHIPPED), "--corpus", str(corpus)], capsys, monkeypatch)
-    one_line_error(code, err, "reader 'reply' does not score 15 of the corpus's 20 emotions", "--reader vector")
+def test_evaluate_refuses_a_reader_that_cannot_score_the_labels(  # type: ignore[no-untyped-def]
+    tiny_vec_file, tiny_corpus_path, capsys, monkeypatch
+) -> None:
+    """A file without a reply reader cannot judge one: the error names the readers that can."""
+    argv = ["evaluate", "--vectors", str(tiny_vec_file), "--corpus", str(tiny_corpus_path), "--reader", "reply"]
+    code, _, err = run(argv, capsys, monkeypatch)
+    one_line_error(code, err, "reader 'reply' does not score 3 of the corpus's 3 emotions", "--reader vector")
 
 
 def test_steer_tiny_json(tiny_vec_file, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -180,11 +182,13 @@ def test_steer_embedded_hopeful_alpha_4_json(capsys, monkeypatch) -> None:  # ty
     assert row["alpha"] == 4.0 and row["layers"] == [
         json.loads(SHIPPED.with_suffix(".json").read_text())["chosen_layer"]
     ]
-    scores = row["steered"]["scores"]
-    assert len(row["baseline"]["scores"]) == 20 and row["displacement"] > 0
-    # The default reader (reply) reads the emotions it was fitted on; the others are null, not 0.
-    known = set(json.loads(SHIPPED.with_suffix(".json").read_text())["reply_reader"]["labels"]) - {"neutral"}
-    assert {e for e, x in scores.items() if x is not None and math.isfinite(x)} == known
+    assert row["displacement"] > 0
+    # The default reader reads every emotion; a reply judged incoherent is counted and not read at all.
+    for side in (row["baseline"], row["steered"]):
+        assert (side["scores"] is None) == side["incoherent"]
+        if side["scores"] is not None:
+            assert {e for e, x in side["scores"].items() if x is not None and math.isfinite(x)} == set(side["scores"])
+            assert len(side["scores"]) == 20
     assert row["baseline"]["text"] and row["steered"]["text"]
 
 

@@ -367,7 +367,9 @@ def test_suite_end_to_end_on_embedded_model(embedded: LoadedModel, tmp_path: Pat
     assert claim["verdict"] in ("pass", "fail", "inconclusive", "not-testable")
     if premise["verdict"] != "pass":
         assert claim["verdict"] == "not-testable"
-    assert result.readings.reader == "reply" and result.readings.layer == load_vectors(SHIPPED).reading_layer
+    shipped = load_vectors(SHIPPED)
+    assert result.readings.reader == shipped.default_reader and result.readings.layer == shipped.reading_layer
+    assert result.validation[shipped.default_reader]["model_replies"]["n"] > 0  # validated on its own replies
     q = {row["name"]: row for row in result.quality}
     for name in ("random_ablate:s1000", "random_ablate:s1001", "random_ablate:s1002"):
         assert q[name]["k"] >= 1 and q[name]["displacement"] == pytest.approx(

@@ -367,6 +367,8 @@ def fit_reader_cmd(
         raise SteerlabError(f"--out {str(target)!r} must end in .safetensors")
     check_out(target, "--out", force=force)
     if report_path:
+        if Path(report_path).resolve() == target.with_suffix(".json").resolve():
+            raise SteerlabError(f"--report {report_path!r} is the vector file's own .json: choose another --report")
         check_out(Path(report_path), "--report", force=True)
     v = get_vectors(vectors_path, None)
     judged = load_judged(judged_paths, v.emotions)

@@ -95,12 +95,10 @@ def validate_cmd(
                 f"incoherent {row['incoherent']:4.0%}  {flag}"
             )
         for c in result.claims:
-            macro = c["reader"].get("macro_auroc")
-            shown = f"{macro:.2f}" if isinstance(macro, float) else "–"
             click.echo(
                 f"{c['verdict'].upper():13} {c['name']}: effect {c['effect']:+.4f} "
-                f"[{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}]  p={c['p']:.3g} p_adj={c['p_adj']:.3g}  "
-                f"power {c['power']:.2f}  n={c['n']}  (reader {c['reader']['name']}, AUROC {shown})"
+                f"[{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}]  {c['p_family']} p={c['p']:.3g} p_adj={c['p_adj']:.3g}  "
+                f"power {c['power']:.2f}  n={c['n']}"
             )
             for reason in c["reasons"] if c["verdict"] != "pass" else []:
                 click.echo(f"{'':13} why: {reason}")

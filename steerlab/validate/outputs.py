@@ -17,7 +17,20 @@ from .run import SuiteResult
 from .schema import OUTPUT_FILES, TARGET, MetricSpec
 from .stats import ci_mean
 
-CLAIM_KEYS = ("name", "verdict", "effect", "ci", "p", "p_adj", "premise", "reader")
+CLAIM_KEYS = (
+    "name",
+    "verdict",
+    "effect",
+    "ci",
+    "p",
+    "p_adj",
+    "p_family",
+    "power",
+    "mde",
+    "premise",
+    "reader",
+    "control_families",
+)
 CONDITION_KEYS = ("name", "degenerate", "displacement", "echo_rate", "incoherent")
 
 
@@ -185,13 +198,19 @@ def markdown(result: SuiteResult, summ: Mapping[str, Any]) -> str:
     lines += [
         "## Claims",
         "",
-        "| claim | verdict | effect | 95% CI | p | p_adj | power at min effect | MDE | n |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "Effects are oriented so that positive means as claimed; p and p_adj are the family's that decided "
+        "the verdict (FAIL: the wrong-side tests; otherwise PASS: the effect and every control).",
+        "",
+        "| claim | verdict | effect | 95% CI | p (family) | p_adj | power at min effect | MDE | n "
+        "| controls (non-degenerate) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in result.claims:
+        families = ", ".join(f"{f['family']} {f['non_degenerate']}/{f['directions']}" for f in c["control_families"])
         lines.append(
             f"| {c['name']} | **{c['verdict'].upper()}** | {_f(c['effect'])} | [{_f(c['ci'][0])}, {_f(c['ci'][1])}] | "
-            f"{_p(c['p'])} | {_p(c['p_adj'])} | {c['power']:.2f} | {_f(c['mde'])} | {c['n']} |"
+            f"{_p(c['p'])} ({c['p_family']}) | {_p(c['p_adj'])} | {c['power']:.2f} | {_f(c['mde'])} | {c['n']} | "
+            f"{families or '–'} |"
         )
     lines.append("")
     for c in result.claims:
