@@ -250,7 +250,7 @@ TABLES: dict[str, list[Row]] = {
         ("… reply length in words", cell(own_replies("length"))),
         ("incoherent replies left unread", cell(incoherence)),
         ("written held-out replies, one-vs-rest AUROC", cell(written_heldout)),
-        ("EmotionScope's replies (never seen), hopeful AUROC", cell(emotionscope)),
+        ("EmotionScope's replies (never seen), hopeful AUROC, before the refit", cell(emotionscope)),
     ],
     "Steering (`dose_response`: 8 neutral prompts × 20 emotions; change of the target's reading)": [
         ("α 2", cell(dose(2.0))),
