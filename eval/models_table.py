@@ -174,7 +174,8 @@ def claim(suite: str, index: int) -> Callable[[dict[str, Any]], str]:
     def fn(r: dict[str, Any]) -> str:
         c = r[suite]["claims"][index]
         ci = f"[{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]"
-        return f"**{c['verdict'].upper()}** {c['effect']:+.3f} {ci} (n {r[suite]['n']})"
+        used = r[suite]["claim_details"][index]["n"]  # prompts with a reading under both conditions
+        return f"**{c['verdict'].upper()}** {c['effect']:+.3f} {ci} (n {used} of {r[suite]['n']})"
 
     return fn
 
