@@ -212,6 +212,7 @@ def _read(
     contexts: Sequence[str] | None,
     batch_size: int,
     limits: DegenerationLimits | None = None,
+    known: np.ndarray | None = None,
 ) -> ReplyReadings:
     chosen = get_reader(reader or vectors.default_reader)
     at = vectors.check_layer(vectors.reading_layer if layer is None else layer, "reader layer")
@@ -224,12 +225,14 @@ def _read(
     if keep:
         kept = [texts[i] for i in keep]
         ctx = [contexts[i] for i in keep] if contexts is not None else None
-        replies = contexts is not None
-        feats = pooled_features(lm, kept, ctx, batch_size, vectors.skip_tokens) if chosen.layered or replies else None
+        judge = contexts is not None and known is None  # coherence still to be judged (a pass of its own)
+        feats = pooled_features(lm, kept, ctx, batch_size, vectors.skip_tokens) if chosen.layered or judge else None
         out[keep] = chosen.score(vectors, None if feats is None else feats[:, at], kept, at)
-        if replies:  # a broken reply is counted as incoherent, never read as an emotion
+        if judge:  # a broken reply is counted as incoherent, never read as an emotion
             broken[keep] = incoherent(vectors, None if feats is None else feats[:, vectors.reading_layer], kept, limits)
-            out[broken] = np.nan
+        elif known is not None:
+            broken = known.copy()
+        out[broken] = np.nan
     return ReplyReadings(out, broken)
 
 
@@ -260,21 +263,31 @@ def read_replies(
     reader: str | None = None,
     layer: int | None = None,
     limits: DegenerationLimits | None = None,
+    known: np.ndarray | None = None,
 ) -> ReplyReadings:
     """Scores (replies, emotions) from the clean model and which replies are incoherent: a chat reply is
     read as the model's turn after its prompt, a continuation alone (coherence is then the detector's
     alone); each distinct (reply, prompt) is read once; an empty or incoherent reply scores nan.
-    ``limits`` are the loop detector's (a suite's; default: the detector's own)."""
+    ``limits`` are the loop detector's (a suite's; default: the detector's own); ``known`` (replies,) is
+    an incoherence verdict already made for these replies (a second reader of a suite), not judged again."""
     keys = [(r, p if chat else "") for r, p in zip(replies, prompts, strict=True)]
     unique = sorted(set(keys))
     texts = [r for r, _ in unique]
+    index = {key: i for i, key in enumerate(unique)}
+    given = None
+    if known is not None:
+        given = np.zeros(len(unique), dtype=bool)
+        given[[index[k] for k in keys]] = known
     if chat:
-        read = _read(lm, vectors, texts, layer, reader, [c for _, c in unique], 16, limits)
+        read = _read(lm, vectors, texts, layer, reader, [c for _, c in unique], 16, limits, given)
     else:
         scores = _read(lm, vectors, texts, layer, reader, None, 16).scores
-        broken = incoherent(vectors, None, texts, limits) & np.array([bool(t.strip()) for t in texts], dtype=bool)
+        broken = (
+            given
+            if given is not None
+            else incoherent(vectors, None, texts, limits) & np.array([bool(t.strip()) for t in texts], dtype=bool)
+        )
         scores[broken] = np.nan
         read = ReplyReadings(scores, broken)
-    index = {key: i for i, key in enumerate(unique)}
     where = np.array([index[k] for k in keys], dtype=int)
     return ReplyReadings(read.scores[where], read.incoherent[where]) if keys else read

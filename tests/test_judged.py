@@ -138,3 +138,13 @@ def test_fit_reader_and_evaluate_judged_commands(
     assert len(layers) == 4 and all(r["n"] == 3 * len(USERS) for r in layers)  # loops are not read
     code, _, err = run(["evaluate", "--vectors", str(out)], capsys, monkeypatch)
     one_line_error(code, err, "--corpus", "--judged")
+
+
+def test_a_known_incoherence_verdict_is_reused_not_judged_again(
+    tiny: LoadedModel, tiny_vectors: EmotionVectors
+) -> None:
+    replies, prompts = ["sun and cake", LOOP, "sun and cake"], ["hi", "hi", "hi"]
+    known = np.array([True, False, True])  # a primary reader's verdict, whatever the detector would say
+    read = read_replies(tiny, tiny_vectors, replies, prompts, chat=True, reader="lexicon", known=known)
+    assert read.incoherent.tolist() == [True, False, True]
+    assert np.isnan(read.scores[0]).all() and np.isfinite(read.scores[1]).all()

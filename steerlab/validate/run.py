@@ -26,7 +26,6 @@ from ..models import LoadedModel
 from ..parallel import gather_json, world
 from ..readers import get_reader, read_replies, read_texts
 from ..vectors import EmotionVectors
-from .coherence import DegenerationLimits
 from .conditions import (
     Calibration,
     Condition,
@@ -161,9 +160,10 @@ def run_suite(
         for sums, counts in totals:
             record.merge(sums, counts)
     flat = [replies[c][p][s] for c, p, s in jobs]
-    readings = [
-        _read(lm, vectors, name, layer, conditions, prompts, shown, jobs, flat, gen.chat, suite.coherence.detector())
-        for name in (reader, *suite.measurement.secondary)
+    first_read = _read(lm, vectors, reader, layer, conditions, prompts, shown, jobs, flat, gen.chat, suite, None)
+    readings = [first_read] + [
+        _read(lm, vectors, name, layer, conditions, prompts, shown, jobs, flat, gen.chat, suite, first_read)
+        for name in suite.measurement.secondary
     ]
     # Perplexity (a 262k-way softmax per token) is estimated on the first sample of every prompt and
     # condition: enough for a per-condition ratio, at a third of the cost when samples = 3.
@@ -262,13 +262,19 @@ def _read(
     jobs: list[tuple[int, int, int]],
     flat: list[str],
     chat: bool,
-    limits: DegenerationLimits,
+    suite: Suite,
+    primary: Readings | None,
 ) -> Readings:
-    """Replies read in their conversation (:func:`read_replies`); prompts read alone, by the same reader."""
+    """Replies read in their conversation (:func:`read_replies`); prompts read alone, by the same reader;
+    replies ``primary`` found incoherent stay unread."""
     samples = max(s for _, _, s in jobs) + 1
     scores = np.full((len(conditions), len(prompts), samples, len(vectors.emotions)), np.nan)
     broken = np.zeros((len(conditions), len(prompts), samples), dtype=bool)
-    read = read_replies(lm, vectors, flat, [shown[p] for _, p, _ in jobs], chat, reader, layer, limits)
+    # Which replies are too broken to read is decided once, with the primary reader, for every reader.
+    known = None if primary is None else np.array([primary.incoherent[c, p, s] for c, p, s in jobs])
+    read = read_replies(
+        lm, vectors, flat, [shown[p] for _, p, _ in jobs], chat, reader, layer, suite.coherence.detector(), known
+    )
     for j, (c, p, s) in enumerate(jobs):
         scores[c, p, s] = read.scores[j]
         broken[c, p, s] = read.incoherent[j]
