@@ -264,17 +264,14 @@ def fit_on_judged(
     scores["length"] = np.repeat(length[:, None], len(emotions), axis=1)
     figures = {name: judged_figures(s, flagged, judged, test, emotions) for name, s in scores.items()}
     say("the reply reader (written + judged) at every layer")
+    labels = variants["reply (written + judged)"][1]
     per_layer = {}
     for at in range(vectors.n_layers):
         x = np.concatenate([w_feats[:, at], j_feats[fit_rows, at]])
-        s, _ = _log_probs(_fit(x, variants["reply (written + judged)"][1], seed, c), j_feats[:, at], emotions)
+        s, _ = _log_probs(_fit(x, labels, seed, c), j_feats[:, at], emotions)
         f = judged_figures(s, flagged, judged, test, emotions)
         per_layer[str(at)] = {k: f[k] for k in ("macro_auroc", "spearman_hopeful", "spearman_desperate")}
-    candidates = {name: scores[name] for name in READERS if name != "reply"}
-    candidates["reply"] = scores["reply (written + judged)"]
-    macro = {
-        name: figures["reply (written + judged)" if name == "reply" else name]["macro_auroc"] for name in candidates
-    }
+    macro = {name: figures["reply (written + judged)" if name == "reply" else name]["macro_auroc"] for name in READERS}
     chosen = max(macro, key=lambda n: -1.0 if macro[n] is None else float(macro[n]))
 
     say("refitting the reply reader on every written and judged reply, at every layer")
