@@ -124,6 +124,16 @@ def content_positions(chats: Sequence[ChatText], offsets: torch.Tensor) -> torch
     return keep
 
 
+def last_user_positions(chats: Sequence[ChatText], offsets: torch.Tensor) -> torch.Tensor:
+    """(batch, width) bool: the tokens of each chat's last user message (the one a reply answers)."""
+    keep = torch.zeros(offsets.shape[:2], dtype=torch.bool)
+    for row, chat in enumerate(chats):
+        turn = [t for t in chat.turns if t.role == "user"][-1]
+        for col, (a, b) in enumerate(offsets[row].tolist()):
+            keep[row, col] = b > a and a < turn.end and b > turn.start
+    return keep
+
+
 def token_roles(chat: ChatText, offsets: Sequence[tuple[int, int]]) -> list[str]:
     """Role of each token from its character offsets: the turn it falls in, else ``template``."""
     roles = []

@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 
 from .errors import InterventionError
-from .names import ABLATIONS, Ablation
+from .names import ABLATIONS, Ablation, Positions
 from .sites import check_layers
 from .vectors import EmotionVectors
 
@@ -34,6 +34,7 @@ class Edit:
     value: float = 0.0  # add: absolute norm added; clamp and ablate: the absolute projection set
     label: str = ""  # emotion name or control name, for reports and displacement records
     rows: tuple[int, ...] | None = None  # batch rows to edit; None = every row
+    positions: Positions | None = None  # where this edit applies; None = the steering call's positions
 
 
 def parse_ablation(spec: str) -> tuple[str, Ablation]:

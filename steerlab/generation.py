@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .chat import content_positions, prompt_chat
+from .chat import content_positions, last_user_positions, prompt_chat
 from .errors import SteerlabError
 from .family import has_template
 from .interventions import Displacement, Edit, Positions, steering
@@ -55,10 +55,11 @@ def generate(
         for b, lo in enumerate(range(0, len(chats), config.batch_size)):
             batch = chats[lo : lo + config.batch_size]
             enc = lm.tokenizer([c.text for c in batch], return_tensors="pt", padding=True, return_offsets_mapping=True)
-            editable = content_positions(batch, enc.pop("offset_mapping"))
+            offsets = enc.pop("offset_mapping")
+            editable, user = content_positions(batch, offsets), last_user_positions(batch, offsets)
             with torch.random.fork_rng():
                 torch.manual_seed(config.seed + b)
-                out = steered.generate(enc, editable=editable, **options)
+                out = steered.generate(enc, editable=editable, user=user, **options)
             new = out[:, enc["input_ids"].shape[1] :]
             replies += [
                 clean_reply(lm, t, config.chat) for t in lm.tokenizer.batch_decode(new, skip_special_tokens=True)

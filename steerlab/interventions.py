@@ -5,6 +5,7 @@ output of block i). Each edit is applied at the positions chosen by ``positions`
 
 * ``all``       every position;
 * ``prompt``    the prompt's positions only (index < padded prompt length);
+* ``user``      the last user message's tokens only (a chat prompt: the message the reply answers);
 * ``generated`` the positions of generated tokens only (index >= prompt length). The prompt, its last
                 token included, is untouched, so the first new token is still chosen by the clean
                 model and steering acts on every later one.
@@ -54,11 +55,10 @@ from .edits import Edit, build_edits
 from .errors import InterventionError
 from .family import marker_ids
 from .models import LoadedModel
-from .names import POSITIONS
+from .names import POSITIONS, Positions
 from .sites import check_layers
 from .vectors import EmotionVectors
 
-Positions = Literal["all", "prompt", "generated"]
 Kind = Literal["add", "ablate", "clamp"]
 
 
@@ -90,24 +90,45 @@ class _Positions:
     mode: str
     prompt_len: int | None = None  # padded prompt width; None = no generation (all positions are prompt)
     content: torch.Tensor | None = None  # (batch, prompt_len) bool: prompt positions that are not special
+    user: torch.Tensor | None = None  # (batch, prompt_len) bool: the last user message's tokens
+    ended: torch.Tensor | None = None  # (batch,) bool: rows whose reply has ended (what follows is padding)
 
-    def mask(self, offset: int, length: int, device: torch.device) -> torch.Tensor:
+    def mask(self, offset: int, length: int, device: torch.device, mode: str | None = None) -> torch.Tensor:
+        mode = mode or self.mode
         pos = torch.arange(offset, offset + length, device=device)
         prompt_len = self.prompt_len if self.prompt_len is not None else offset + length
-        if self.mode == "prompt":
+        if mode in ("prompt", "user"):
             keep = pos < prompt_len
-        elif self.mode == "generated":
+        elif mode == "generated":
             keep = pos >= prompt_len
         else:
             keep = torch.ones(length, dtype=torch.bool, device=device)
         keep = keep[None, :]
-        if self.content is not None:
-            content = self.content.to(device)
-            in_prompt = pos < content.shape[1]
-            cells = torch.ones((content.shape[0], length), dtype=torch.bool, device=device)
-            cells[:, in_prompt] = content[:, pos[in_prompt]]
+        allowed = self.user if mode == "user" else self.content
+        if mode == "user" and allowed is None:
+            raise InterventionError("positions 'user' needs a chat prompt (the user's message tokens)")
+        if allowed is not None:
+            allowed = allowed.to(device)
+            in_prompt = pos < allowed.shape[1]
+            cells = torch.ones((allowed.shape[0], length), dtype=torch.bool, device=device)
+            cells[:, in_prompt] = allowed[:, pos[in_prompt]]
             keep = keep & cells
+        if self.ended is not None and offset >= prompt_len:  # a decode step: finished rows feed padding
+            keep = keep & ~self.ended.to(device)[:, None]
         return keep
+
+
+class _TrackEnded:
+    """A logits processor that marks rows whose reply has ended, so later steps edit no padding."""
+
+    def __init__(self, positions: _Positions, stop_ids: Sequence[int], prompt_len: int) -> None:
+        self.positions, self.prompt_len = positions, prompt_len
+        self.stop = torch.tensor(sorted(set(stop_ids)), dtype=torch.long)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        new = input_ids[:, self.prompt_len :]
+        self.positions.ended = torch.isin(new, self.stop.to(new.device)).any(dim=1) if new.numel() else None
+        return scores
 
 
 class _LayerEdits(pv.SourcelessIntervention):  # type: ignore[misc]
@@ -131,12 +152,15 @@ class _LayerEdits(pv.SourcelessIntervention):  # type: ignore[misc]
             raise InterventionError(
                 f"direction size {self.edits[0].direction.shape[0]} != hidden size {base.shape[-1]}"
             )
-        cells = self.positions.mask(self._offset(base.shape[1]), base.shape[1], base.device)
-        cells = cells.expand(base.shape[0], -1)
+        offset = self._offset(base.shape[1])
+        masks: dict[str | None, torch.Tensor] = {}
         x = base
         touched: dict[str, torch.Tensor] = {}
         for edit in self.edits:
-            where = cells
+            if edit.positions not in masks:
+                cells = self.positions.mask(offset, base.shape[1], base.device, edit.positions)
+                masks[edit.positions] = cells.expand(base.shape[0], -1)
+            where = masks[edit.positions]
             if edit.rows is not None:
                 chosen = torch.zeros(base.shape[0], dtype=torch.bool, device=base.device)
                 chosen[list(edit.rows)] = True
@@ -176,7 +200,11 @@ class Steered:
 
     @contextmanager
     def _session(
-        self, input_ids: torch.Tensor, prompt_len: int | None, editable: torch.Tensor | None = None
+        self,
+        input_ids: torch.Tensor,
+        prompt_len: int | None,
+        editable: torch.Tensor | None = None,
+        user: torch.Tensor | None = None,
     ) -> Iterator[None]:
         if self._closed:
             raise InterventionError(
@@ -186,21 +214,31 @@ class Steered:
         self._positions.prompt_len = prompt_len
         content = ~torch.isin(input_ids, special)
         self._positions.content = content if editable is None else content & editable.to(content.device)
+        self._positions.user = None if user is None else content & user.to(content.device)
+        self._positions.ended = None
         for module in self._layers:
             module.end = 0
         yield
 
     def generate(
-        self, encoding: Mapping[str, torch.Tensor], editable: torch.Tensor | None = None, **kwargs: Any
+        self,
+        encoding: Mapping[str, torch.Tensor],
+        editable: torch.Tensor | None = None,
+        user: torch.Tensor | None = None,
+        **kwargs: Any,
     ) -> torch.Tensor:
         """``model.generate`` with the edits; the prompt is the whole (left-padded) input.
 
         ``editable`` (batch, prompt width) bool limits prompt edits to those tokens (a conversation's
-        message text, :func:`steerlab.chat.content_positions`); special tokens are never edited.
+        message text, :func:`steerlab.chat.content_positions`); ``user`` marks the last user message's
+        tokens (positions "user"); special tokens, and the padding after a row's reply has ended, are
+        never edited.
         """
         inputs = {k: v.to(self.lm.device) for k, v in encoding.items() if k in ("input_ids", "attention_mask")}
         width = int(inputs["input_ids"].shape[1])
-        with torch.inference_mode(), self._session(inputs["input_ids"], width, editable):
+        stops = [int(kwargs.get("pad_token_id") or 0), *_eos_ids(self.lm)]
+        kwargs["logits_processor"] = [*kwargs.get("logits_processor", []), _TrackEnded(self._positions, stops, width)]
+        with torch.inference_mode(), self._session(inputs["input_ids"], width, editable, user):
             if self._pv is None:
                 return self.lm.model.generate(**inputs, **kwargs)  # type: ignore[operator]
             _, out = self._pv.generate(inputs, unit_locations=None, intervene_on_prompt=True, **kwargs)
@@ -214,6 +252,11 @@ class Steered:
                 return self.lm.model(**inputs, use_cache=False).logits
             _, out = self._pv(inputs, unit_locations=None)
             return out.logits
+
+
+def _eos_ids(lm: LoadedModel) -> list[int]:
+    eos = lm.model.generation_config.eos_token_id
+    return [eos] if isinstance(eos, int) else list(eos or [])
 
 
 @contextmanager

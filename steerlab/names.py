@@ -22,7 +22,8 @@ def spec_folder(spec: str) -> str:
 
 READER_NAMES = ("lexicon", "probe", "reply", "vector")
 METHOD_NAMES = ("diffmean", "pca", "probe")
-POSITIONS = ("all", "prompt", "generated")
+POSITIONS = ("all", "prompt", "user", "generated")
+Positions = Literal["all", "prompt", "user", "generated"]  # where an edit applies (interventions.py)
 Ablation = Literal["mean", "zero", "directional"]
 ABLATIONS: tuple[str, ...] = ("mean", "zero", "directional")
 READOUT_NAMES = ("mean", "last", "prep")

@@ -142,7 +142,7 @@ def test_expand_conditions_and_similar_emotion(tiny: LoadedModel, tiny_vectors: 
                 {"name": "baseline"},
                 {"name": "add", "op": "add", "emotions": ["joyful", "grim"], "alphas": [-2, 4]},
                 {"name": "abl", "op": "ablate", "emotions": ["grim"]},
-                {"name": "rand", "op": "random_ablate", "seeds": 3, "match": "abl"},
+                {"name": "rand", "op": "random_ablate", "directions": 2, "match": "abl"},
                 {"name": "other", "op": "ablate_similar", "like": "grim"},
                 {"name": "ask", "op": "prompt", "instruction": "Be happy."},
             ],
@@ -159,17 +159,24 @@ def test_expand_conditions_and_similar_emotion(tiny: LoadedModel, tiny_vectors: 
         "add:grim:-2",
         "add:grim:4",
         "abl",
-        "rand:s1000",
-        "rand:s1001",
-        "rand:s1002",
+        "rand:d0",
+        "rand:d1",
         "other",
         "ask",
     ]
     other = conditions[-2]
     assert other.emotion in ("joyful", "edgy") and other.layers == (tiny_vectors.steering_layer,)
+    # the population keeps, of the prompts' three pairs, the two whose ablation displaces tokens most
+    # like the emotion ablation does; each direction is the unit difference of a pair's mean activations
     target = conditions[5].expected_displacement
-    for rand in conditions[6:9]:  # random subspaces sized to displace tokens as much as the ablation does
-        assert rand.k >= 1 and rand.expected_displacement == pytest.approx(target, rel=0.35)
+    layer = tiny_vectors.steering_layer
+    pairs = [(0, 1), (0, 2), (1, 2)]
+    moved = {p: cal.displacement({layer: cal.direction(p, layer)}, "mean") for p in pairs}
+    best = sorted(pairs, key=lambda p: abs(moved[p] - target))[:2]
+    assert [c.pair for c in conditions[6:8]] == best
+    for rand in conditions[6:8]:
+        assert rand.expected_displacement == pytest.approx(moved[rand.pair])
+        assert float(rand.direction[layer].norm()) == pytest.approx(1.0)
 
 
 def test_matched_random_ablation_displaces_like_the_emotion_ablation(
@@ -178,13 +185,18 @@ def test_matched_random_ablation_displaces_like_the_emotion_ablation(
     suite = V.parse_suite(
         {
             "name": "match",
-            "prompts": ["sun and cake and songs all day", "the phone rang twice at night"],
+            "prompts": [
+                "sun and cake and songs all day",
+                "the phone rang twice at night",
+                "rain on the window again",
+                "a letter came from the bank",
+            ],
             "generation": {"max_new_tokens": 6, "chat": False},
             "conditions": [
                 {"name": "baseline"},
                 {"name": "abl", "op": "ablate", "emotions": ["grim"], "layers": [1]},
-                {"name": "rand", "op": "random_ablate", "seeds": 3, "match": "abl", "layers": [1]},
-                {"name": "one", "op": "random_ablate", "seeds": 1, "seed": 5, "layers": [1]},
+                {"name": "rand", "op": "random_ablate", "directions": 3, "match": "abl", "layers": [1]},
+                {"name": "two", "op": "random_ablate", "directions": 2, "seed": 5, "layers": [1]},
             ],
             "metrics": {"m": {"kind": "reply", "emotion": "grim"}},
             "measurement": {"reader": "vector", "layer": 2},
@@ -195,9 +207,9 @@ def test_matched_random_ablation_displaces_like_the_emotion_ablation(
     q = {row["name"]: row for row in result.quality}
     assert all(np.isfinite(row["displacement"]) and row["displacement"] > 0 for n, row in q.items() if n != "baseline")
     assert np.isnan(q["baseline"]["displacement"])
-    for name in ("rand:s1000", "rand:s1001", "rand:s1002"):
+    for name in ("rand:d0", "rand:d1", "rand:d2"):
         assert q[name]["displacement"] == pytest.approx(q["abl"]["displacement"], rel=0.5)
-    assert q["one:s5"]["k"] == 1
+    assert q["two:d0"]["pair"] != q["two:d1"]["pair"]
 
 
 # --- per-row edits ---------------------------------------------------------------------------
@@ -247,7 +259,7 @@ def _planted_suite(min_distinct2: float) -> V.Suite:
             "conditions": [
                 {"name": "baseline"},
                 {"name": "add", "op": "add", "emotions": ["joyful", "grim"], "alphas": [8], "layers": [EDIT_LAYER]},
-                {"name": "random_add", "op": "random_add", "alphas": [8], "seeds": 3, "layers": [EDIT_LAYER]},
+                {"name": "random_add", "op": "random_add", "alphas": [8], "directions": 6, "layers": [EDIT_LAYER]},
             ],
             "measurement": {"layer": READ_LAYER, "reader": "vector"},
             "metrics": {"joy": {"kind": "reply", "emotion": "joyful"}},
@@ -313,7 +325,7 @@ def test_outputs_are_written(planted_result: V.SuiteResult, tmp_path: Path) -> N
     import pandas as pd
 
     rows = pd.read_csv(tmp_path / "out" / "rows.csv")
-    assert len(rows) == 8 * 6 and "reply" in rows and "reply_joyful" in rows
+    assert len(rows) == 8 * 9 and "reply" in rows and "reply_joyful" in rows
 
 
 # --- CLI -------------------------------------------------------------------------------------
@@ -402,12 +414,16 @@ def test_reply_perplexity_matches_an_unpadded_pass(tiny: LoadedModel) -> None:
 GATED: dict[str, Any] = {
     "name": "gated",
     "prompts": ["x"],
-    "conditions": [{"name": "baseline"}, {"name": "add", "op": "add", "emotions": ["joyful"], "alphas": [4]}],
+    "conditions": [
+        {"name": "baseline"},
+        {"name": "add", "op": "add", "emotions": ["joyful"], "alphas": [4]},
+        {"name": "premise_base", "op": "baseline"},
+    ],
     "metrics": {"joy": {"kind": "reply", "emotion": "joyful"}},
     "claims": [
         {
             "name": "baseline replies read joyful",
-            "condition": "baseline",
+            "condition": "premise_base",
             "compare_to": "none",
             "metric": "joy",
             "direction": "increase",
@@ -428,14 +444,21 @@ def _gated(baseline_level: float, correction: str = "holm") -> list[dict[str, An
     conditions = [
         V.Condition("baseline", "baseline", "baseline"),
         V.Condition("add", "add", "add", emotion="joyful", alpha=4.0, layers=(1,)),
+        V.Condition("premise_base", "premise_base", "baseline"),
     ]
     prompts = [V.Prompt(f"p{i}") for i in range(16)]
     rng = np.random.default_rng(0)
-    scores = rng.normal(0, 0.1, size=(2, 16, 1, 3))
-    scores[0, :, 0, 0] += baseline_level
+    scores = rng.normal(0, 0.1, size=(3, 16, 1, 3))
+    scores[[0, 2], :, 0, 0] += baseline_level
     scores[1, :, 0, 0] = scores[0, :, 0, 0] + 1.0  # a large effect of adding
-    readings = Readings("vector", 2, scores, np.zeros((16, 3)), np.zeros((2, 16, 1), dtype=bool))
+    readings = Readings("vector", 2, scores, np.zeros((16, 3)), np.zeros((3, 16, 1), dtype=bool))
     return evaluate_claims(suite, conditions, prompts, ["joyful", "grim", "edgy"], readings, [], set(), {}, True)
+
+
+def test_a_premise_must_not_read_the_replies_of_the_claim_it_gates() -> None:
+    shared = {**GATED, "claims": [{**GATED["claims"][0], "condition": "baseline"}, GATED["claims"][1]]}
+    with pytest.raises(SuiteError, match="reads condition 'baseline' that this claim also reads"):
+        V.parse_suite(shared)
 
 
 def test_a_claim_whose_premise_fails_is_not_testable() -> None:
@@ -541,7 +564,7 @@ def test_pass_needs_a_non_degenerate_control_and_the_table_shows_the_deciding_p(
         "conditions": [
             {"name": "baseline"},
             {"name": "add", "op": "add", "emotions": ["joyful"], "alphas": [4]},
-            {"name": "random_add", "op": "random_add", "alphas": [4], "seeds": 2},
+            {"name": "random_add", "op": "random_add", "alphas": [4], "directions": 2},
         ],
         "claims": [{**GATED["claims"][1], "premise": None, "controls": ["random_add"]}],
     }
@@ -550,8 +573,8 @@ def test_pass_needs_a_non_degenerate_control_and_the_table_shows_the_deciding_p(
     conditions = [
         V.Condition("baseline", "baseline", "baseline"),
         V.Condition("add", "add", "add", emotion="joyful", alpha=4.0, layers=(1,)),
-        V.Condition("random_add:s0", "random_add", "random_add", alpha=4.0, layers=(1,)),
-        V.Condition("random_add:s1", "random_add", "random_add", alpha=4.0, layers=(1,)),
+        V.Condition("random_add:d0", "random_add", "random_add", alpha=4.0, layers=(1,)),
+        V.Condition("random_add:d1", "random_add", "random_add", alpha=4.0, layers=(1,)),
     ]
     prompts = [V.Prompt(f"p{i}") for i in range(16)]
     scores = np.random.default_rng(0).normal(0, 0.1, size=(4, 16, 1, 3))
@@ -567,7 +590,7 @@ def test_pass_needs_a_non_degenerate_control_and_the_table_shows_the_deciding_p(
     controlled = verdict(set())
     assert controlled["verdict"] == "pass" and controlled["p_family"] == "pass"
     assert controlled["control_families"] == [{"family": "random_add", "directions": 2, "non_degenerate": 2}]
-    alone = verdict({"random_add:s0", "random_add:s1"})
+    alone = verdict({"random_add:d0", "random_add:d1"})
     assert alone["verdict"] == "inconclusive" and alone["reasons"][0].startswith("uncontrolled")
     assert alone["control_families"][0]["non_degenerate"] == 0
     scores[1, :, 0, 0] -= 2.0  # now adding joyful lowers it: a FAIL, whose own p is shown
@@ -578,5 +601,5 @@ def test_pass_needs_a_non_degenerate_control_and_the_table_shows_the_deciding_p(
 
 def test_a_degenerate_condition_can_neither_pass_nor_fail() -> None:
     claims = [R.ClaimData("down", main=np.full(20, -1.0) + np.linspace(0, 0.1, 20), degenerate=("add",))]
-    (j,) = R.judge(claims, n_perm=2000, n_boot=200)
+    (j,) = R.judge(claims, n_boot=1000)
     assert j.verdict == "inconclusive" and j.fail_reasons == () and "would fail" in j.reasons[0]

@@ -1,21 +1,23 @@
 """Suite conditions: expansion into concrete conditions, displacement calibration, and per-row edits.
 
-Controls are matched on what they do to activations, not on alpha. An addition moves every edited
-token by exactly alpha * alpha_unit, so a random addition of the same alpha is matched by
-construction. An ablation moves a token by |projection - its mean|, which depends on how much the
-residual stream varies along the direction; emotion directions carry far more of that variance than a
-random direction does. So a ``random_ablate`` control with ``match: <ablation>`` removes a random
-*subspace* whose size k is calibrated, on the clean activations of the suite's own prompts, to cause
-the same mean displacement as that ablation; ``ablate_similar`` picks the same-valence emotion whose
-calibrated displacement is closest. The displacement each condition actually causes while generating
-is recorded and reported beside it.
+Controls are populations of directions *on the data manifold*, matched on what they do to
+activations, not on alpha. Each ``random_add`` / ``random_ablate`` direction is the normalised
+difference of two of the suite's prompts' mean activations at the edited layer (how emotion directions
+are made, from a random pair of texts instead of two classes), so it points where the model's own
+activations vary, and adding it keeps text as fluent as adding an emotion does; an isotropic random
+direction of the same norm does not. An addition moves every edited token by exactly
+alpha * alpha_unit, so an addition of the same alpha is matched by construction. An ablation moves a
+token by |projection - its mean|: a ``random_ablate`` population with ``match: <ablation>`` keeps,
+from five times as many candidate pairs, the directions whose calibrated displacement is closest to
+that ablation's; ``ablate_similar`` picks the same-valence emotion whose calibrated displacement is
+closest. The displacement each condition actually causes while generating is recorded and reported.
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -28,17 +30,16 @@ from ..edits import (
     ablation_edits,
     add_edit,
     build_edits,
-    random_direction,
-    random_directions,
 )
 from ..errors import SuiteError
 from ..models import LoadedModel
+from ..names import Positions
 from ..vectors import EmotionVectors
 from .prompts import Prompt
 from .schema import LABEL, ConditionSpec, Suite
 
-MAX_SUBSPACE = 256  # largest random subspace a matched ablation control may remove
-CALIBRATION_PROMPTS = 32  # prompts whose clean activations calibrate displacement
+CALIBRATION_PROMPTS = 32  # prompts whose clean activations calibrate displacement and give control directions
+CANDIDATES = 5  # a matched random_ablate population is chosen from this many times its size
 
 
 @dataclass(frozen=True)
@@ -50,27 +51,40 @@ class Condition:
     op: str
     emotion: str | None = None  # the emotion edited ("label" = each prompt's own); None for controls
     alpha: float | None = None  # add / random_add strength; clamp value
-    seed: int | None = None  # random direction seed
+    pair: tuple[int, int] | None = None  # random_*: the two prompts whose activation difference is the direction
     instruction: str = ""
     layers: tuple[int, ...] = ()
     mode: Ablation = "mean"  # ablations: how the projection is removed
-    k: int = 1  # random_ablate: dimension of the random subspace removed
+    positions: Positions = "all"  # where the edits apply
     expected_displacement: float = float("nan")  # calibrated mean displacement per token (ablations)
+    direction: dict[int, torch.Tensor] = field(default_factory=dict, compare=False, repr=False)  # random_*: per layer
+
+    @property
+    def population(self) -> bool:
+        """One direction of a control population (judged against the population, not alone)."""
+        return self.op in ("random_add", "random_ablate")
 
 
 class Calibration:
-    """Clean content-token activations of the prompts at each layer, to predict ablation displacement."""
+    """Clean content-token activations of the prompts at each layer: they predict an ablation's
+    displacement, and pairs of prompts give the control populations' directions."""
 
     def __init__(self, lm: LoadedModel, vectors: EmotionVectors, texts: Sequence[str]) -> None:
         self.lm, self.vectors, self.texts = lm, vectors, list(texts)[:CALIBRATION_PROMPTS]
-        self._tokens: dict[int, torch.Tensor] = {}
+        self._tokens: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def tokens(self, layer: int) -> torch.Tensor:
+    def _read(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(content tokens (t, hidden), per-prompt mean activation (prompts, hidden))."""
         if layer not in self._tokens:
             enc = pad_batch(self.lm, tokenize(self.lm, self.texts, 512))
             acts = token_activations(self.lm, enc, [layer])[layer]
-            self._tokens[layer] = acts[content_mask(enc)]
+            mask = content_mask(enc)
+            means = (acts * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+            self._tokens[layer] = (acts[mask], means)
         return self._tokens[layer]
+
+    def tokens(self, layer: int) -> torch.Tensor:
+        return self._read(layer)[0]
 
     def _offsets(self, layer: int, mode: Ablation) -> torch.Tensor:
         x = self.tokens(layer)
@@ -85,18 +99,22 @@ class Calibration:
             np.mean([(self._offsets(la, mode) @ self.vectors.direction(emotion, la)).abs().mean() for la in layers])
         )
 
-    def subspace_size(self, target: float, layers: Sequence[int], mode: Ablation, seed: int) -> tuple[int, float]:
-        """The k whose random k-dimensional ablation displaces tokens closest to ``target``, and that
-        displacement."""
-        k_max = min(MAX_SUBSPACE, self.vectors.hidden_size)
-        curves = []
-        for layer in layers:
-            q = random_directions(self.vectors.hidden_size, k_max, seed)
-            proj = self._offsets(layer, mode) @ q.T  # (tokens, k_max)
-            curves.append(proj.pow(2).cumsum(dim=1).sqrt().mean(dim=0).numpy())
-        curve = np.mean(curves, axis=0)
-        k = int(np.argmin(np.abs(curve - target))) + 1
-        return k, float(curve[k - 1])
+    def pairs(self, count: int, seed: int) -> list[tuple[int, int]]:
+        """``count`` distinct random pairs of prompts (fewer when the prompts have fewer pairs)."""
+        n = len(self.texts)
+        every = [(a, b) for a in range(n) for b in range(a + 1, n)]
+        order = np.random.default_rng(seed).permutation(len(every))
+        return [every[i] for i in order[:count]]
+
+    def direction(self, pair: tuple[int, int], layer: int) -> torch.Tensor:
+        """The unit difference of the two prompts' mean activations at ``layer``."""
+        means = self._read(layer)[1]
+        d = means[pair[0]] - means[pair[1]]
+        return d / d.norm().clamp(min=1e-12)
+
+    def displacement(self, directions: dict[int, torch.Tensor], mode: Ablation) -> float:
+        """Mean |projection - target| per token and layer for ablating one direction per layer."""
+        return float(np.mean([(self._offsets(la, mode) @ d).abs().mean() for la, d in directions.items()]))
 
 
 def expand_conditions(
@@ -111,7 +129,13 @@ def expand_conditions(
             vectors.check_layer(layer, f"{suite.path}: field 'conditions[{i}].layers' has layer")
         emotions = _emotions(spec, vectors, suite.path, i)
         base = Condition(
-            spec.name, spec.name, spec.op, instruction=spec.instruction, layers=tuple(layers), mode=spec.mode
+            spec.name,
+            spec.name,
+            spec.op,
+            instruction=spec.instruction,
+            layers=tuple(layers),
+            mode=spec.mode,
+            positions=spec.positions,
         )
         if spec.op in ("baseline", "prompt"):
             items = [base]
@@ -128,16 +152,8 @@ def expand_conditions(
         elif spec.op == "ablate_similar":
             cal = _need(calibration, spec)
             items = [replace(base, emotion=similar_emotion(vectors, spec.like, layers, spec.mode, cal))]
-        elif spec.op == "random_add":
-            items = [
-                replace(base, name=_join(_join(spec.name, f"{a:g}", len(spec.alphas)), f"s{s}", 2), seed=s, alpha=a)
-                for a in spec.alphas
-                for s in range(spec.seed, spec.seed + spec.seeds)
-            ]
         else:
-            items = [replace(base, name=f"{spec.name}:s{s}", seed=s) for s in range(spec.seed, spec.seed + spec.seeds)]
-            if spec.match:
-                items = _match_random(items, spec, out, prompts, _need(calibration, spec))
+            items = _population(base, spec, _need(calibration, spec), out, prompts)
         out += items
     for i, cond in enumerate(out):
         if cond.op in ("ablate", "ablate_similar") and calibration is not None and cond.emotion is not None:
@@ -150,7 +166,7 @@ def expand_conditions(
 
 
 def needs_calibration(suite: Suite) -> bool:
-    return any(s.op == "ablate_similar" or (s.op == "random_ablate" and s.match) for s in suite.conditions)
+    return any(s.op in ("ablate_similar", "random_add", "random_ablate") for s in suite.conditions)
 
 
 def _need(calibration: Calibration | None, spec: ConditionSpec) -> Calibration:
@@ -166,19 +182,43 @@ def _ablation_target(cond: Condition, prompts: Sequence[Prompt], cal: Calibratio
     return float(np.mean(values)) if values else float("nan")
 
 
-def _match_random(
-    items: list[Condition], spec: ConditionSpec, done: Sequence[Condition], prompts: Sequence[Prompt], cal: Calibration
+def _population(
+    base: Condition, spec: ConditionSpec, cal: Calibration, done: Sequence[Condition], prompts: Sequence[Prompt]
 ) -> list[Condition]:
-    matched = [c for c in done if c.group == spec.match or c.name == spec.match]
-    ablations = [c for c in matched if c.op in ("ablate", "ablate_similar") and c.emotion is not None]
-    if not ablations:
-        raise SuiteError(f"condition {spec.name!r}: 'match: {spec.match}' must name an ablation listed before it")
-    target = float(np.mean([_ablation_target(c, prompts, cal) for c in ablations]))
-    out = []
-    for cond in items:
-        k, expected = cal.subspace_size(target, cond.layers, cond.mode, int(cond.seed or 0))
-        out.append(replace(cond, k=k, expected_displacement=expected))
-    return out
+    """A control population: one condition per direction (x alpha for additions), see the module doc."""
+    if len(cal.texts) < 3:
+        raise SuiteError(f"condition {spec.name!r}: a control population needs at least 3 prompts")
+    width = len(str(spec.directions - 1))
+    if spec.op == "random_add":
+        pairs = cal.pairs(spec.directions, spec.seed)
+        dirs = [{la: cal.direction(p, la) for la in base.layers} for p in pairs]
+        return [
+            replace(
+                base,
+                name=_join(f"{spec.name}:d{j:0{width}d}", f"{a:g}", len(spec.alphas)),
+                pair=p,
+                alpha=a,
+                direction=d,
+            )
+            for a in spec.alphas
+            for j, (p, d) in enumerate(zip(pairs, dirs, strict=True))
+        ]
+    pairs = cal.pairs(spec.directions * (CANDIDATES if spec.match else 1), spec.seed)
+    dirs = [{la: cal.direction(p, la) for la in base.layers} for p in pairs]
+    moved = [cal.displacement(d, spec.mode) for d in dirs]
+    order = list(range(len(pairs)))
+    if spec.match:
+        matched = [c for c in done if (c.group == spec.match or c.name == spec.match) and c.emotion is not None]
+        if not matched or any(c.op not in ("ablate", "ablate_similar") for c in matched):
+            raise SuiteError(f"condition {spec.name!r}: 'match: {spec.match}' must name an ablation listed before it")
+        target = float(np.mean([_ablation_target(c, prompts, cal) for c in matched]))
+        order = sorted(order, key=lambda i: abs(moved[i] - target))[: spec.directions]
+    return [
+        replace(
+            base, name=f"{spec.name}:d{j:0{width}d}", pair=pairs[i], direction=dirs[i], expected_displacement=moved[i]
+        )
+        for j, i in enumerate(order)
+    ]
 
 
 def _emotions(spec: ConditionSpec, vectors: EmotionVectors, source: str, i: int) -> list[str]:
@@ -220,16 +260,18 @@ def similar_emotion(
 
 
 def condition_edits(cond: Condition, vectors: EmotionVectors, label: str | None) -> list[Edit]:
-    """The edits one row of ``cond`` gets, all labelled with the condition's name; ``label`` resolves
-    the emotion "label"."""
+    """The edits one row of ``cond`` gets, all labelled with the condition's name and applied at its
+    positions; ``label`` resolves the emotion "label"."""
+    return [replace(e, positions=cond.positions) for e in _edits(cond, vectors, label)]
+
+
+def _edits(cond: Condition, vectors: EmotionVectors, label: str | None) -> list[Edit]:
     if cond.op in ("baseline", "prompt"):
         return []
     if cond.op == "random_add":
-        d = random_direction(vectors.hidden_size, int(cond.seed or 0))
-        return [add_edit(vectors, layer, d, float(cond.alpha or 0.0), cond.name) for layer in cond.layers]
+        return [add_edit(vectors, la, d, float(cond.alpha or 0.0), cond.name) for la, d in cond.direction.items()]
     if cond.op == "random_ablate":
-        q = random_directions(vectors.hidden_size, cond.k, int(cond.seed or 0))
-        return [ablate_edit(vectors, layer, d, cond.mode, cond.name) for layer in cond.layers for d in q]
+        return [ablate_edit(vectors, la, d, cond.mode, cond.name) for la, d in cond.direction.items()]
     emotion = label if cond.emotion == LABEL else cond.emotion
     if emotion is None:
         raise SuiteError(

@@ -89,7 +89,8 @@ class _Planned:
     name: str
     cond: int
     ref: int | None  # None: one-sample
-    controls: dict[str, int]
+    controls: dict[str, int]  # fixed controls
+    populations: dict[str, list[int]]  # control populations: family -> its non-degenerate directions
     excluded: tuple[str, ...]  # degenerate controls left out
     families: tuple[tuple[str, int, int], ...]  # per control family: (name, directions, non-degenerate)
 
@@ -115,21 +116,22 @@ def plan_claims(suite: Suite, conditions: Sequence[Condition], degenerate: set[s
                     refs = [i for i in refs if conditions[i].alpha in (None, cond.alpha)][:1]
                 ref = refs[0]
             controls: dict[str, int] = {}
+            populations: dict[str, list[int]] = {}
             excluded = []
             families = []
             for control in claim.controls:
                 group = [i for i in members(conditions, control) if i != ci]
                 if cond.alpha is not None and any(conditions[i].alpha is not None for i in group):
                     group = [i for i in group if conditions[i].alpha == cond.alpha]
-                for i in group:
-                    if conditions[i].name in degenerate:
-                        excluded.append(conditions[i].name)
-                    else:
-                        controls[conditions[i].name] = i
-                fine = sum(conditions[i].name not in degenerate for i in group)
-                families.append((control, len(group), fine))
+                excluded += [conditions[i].name for i in group if conditions[i].name in degenerate]
+                fine = [i for i in group if conditions[i].name not in degenerate]
+                if any(conditions[i].population for i in group):
+                    populations[control] = fine
+                else:
+                    controls |= {conditions[i].name: i for i in fine}
+                families.append((control, len(group), len(fine)))
             name = claim.name if len(targets) == 1 else f"{claim.name}[{cond.name}]"
-            out.append(_Planned(claim, name, ci, ref, controls, tuple(excluded), tuple(families)))
+            out.append(_Planned(claim, name, ci, ref, controls, populations, tuple(excluded), tuple(families)))
     return out
 
 
@@ -167,12 +169,16 @@ def judge_claims(
         mine = values[plan.cond]
         main = sign * (mine - values[plan.ref]) if plan.ref is not None else sign * mine
         controls = {name: sign * (mine - values[i]) for name, i in plan.controls.items()}
+        populations = {  # a family whose every direction is degenerate is left out: "uncontrolled" below
+            name: np.stack([sign * (mine - values[i]) for i in group]) for name, group in plan.populations.items() if group
+        }
         involved = [conditions[i].name for i in (plan.cond, plan.ref) if i is not None]
         data.append(
             ClaimData(
                 plan.name,
                 main,
                 controls,
+                populations,
                 plan.spec.threshold,
                 min_effect(suite, plan.spec, main),
                 tuple(n for n in involved if n in degenerate),
@@ -220,7 +226,7 @@ def evaluate_claims(
         second = {name: rows[k][1].verdict for name, rows in others.items()}
         if verdict in ("pass", "fail") and any(v != j.verdict for v in second.values()):
             reasons.append("readers disagree: " + ", ".join(f"{n} says {v}" for n, v in second.items()))
-        if verdict == "pass" and plan.families and not plan.controls:
+        if verdict == "pass" and plan.families and not (plan.controls or any(plan.populations.values())):
             verdict = "inconclusive"
             reasons = [
                 f"uncontrolled: every control ({', '.join(plan.excluded)}) is degenerate, so the effect stands "
@@ -272,6 +278,8 @@ def evaluate_claims(
                         "ci": sorted([sign * c.ci[0], sign * c.ci[1]]),
                         "p_beats": str(c.p),
                         "p_worse": str(c.p_worse),
+                        "directions": c.directions,
+                        "between_sd": c.between_sd,
                     }
                     for c in j.controls
                 ],

@@ -228,7 +228,7 @@ def markdown(result: SuiteResult, summ: Mapping[str, Any]) -> str:
     means = {k: {r["condition"]: r for r in v} for k, v in summ["means"].items()}
     for q, cond in zip(result.quality, result.conditions, strict=True):
         cells = [_f(means[k][q["name"]]["mean"]) if q["name"] in means[k] else "–" for k in means]
-        what = {"ablate_similar": f" ({cond.emotion})", "random_ablate": f" (k = {cond.k})"}.get(cond.op, "")
+        what = f" ({cond.emotion})" if cond.op == "ablate_similar" else ""
         lines.append(
             f"| {q['name']}{what} | " + " | ".join(cells) + f" | {q['displacement']:.1f} | {q['ppl_ratio']:.2f} | "
             f"{q['distinct2']:.2f} | {q['echo_rate']:.0%} | {q['degenerate_replies']:.0%} | {q['incoherent']:.0%} | "

@@ -4,6 +4,11 @@ PASS is an intersection-union test (the main effect AND every control must be be
 the p-values is a valid level-alpha p); FAIL is a Bonferroni union over the "wrong side" tests (the
 effect reversed, or a control beating the condition). Each family is then corrected across the claims
 of a suite (Holm by default), so a FAIL carries the same error control as a PASS.
+
+A fixed control (another emotion, a prompt) is compared per prompt (:func:`.stats.mean_p`); a control
+*population* (directions drawn from the activation distribution) is beaten only when the condition
+beats a new draw from it (:func:`.stats.population_p`). Power and MDE come from simulating this rule
+(:mod:`.power`).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .power import noise_of, rule_power
 from .stats import (
     Correction,
     FloatArray,
@@ -25,10 +31,8 @@ from .stats import (
     ci_mean,
     finite_values,
     fmt_p,
-    mde,
-    power,
-    sign_flip_p,
-    sign_flip_tails,
+    mean_tails,
+    population_p,
 )
 
 Verdict = Literal["pass", "fail", "inconclusive"]
@@ -43,8 +47,9 @@ class ClaimData:
     name: str
     main: ArrayLike  # oriented per-prompt differences, condition - compare_to
     controls: Mapping[str, ArrayLike] = field(default_factory=dict)  # condition - control, oriented
+    populations: Mapping[str, ArrayLike] = field(default_factory=dict)  # (directions, prompts) condition - control
     threshold: float = 0.0  # the claim is "oriented mean > threshold"
-    min_effect: float = 0.0  # effect of interest for power; 0 = use threshold; both 0 -> power nan
+    min_effect: float = 0.0  # effect of interest beyond the threshold, for power and MDE (0: not simulated)
     degenerate: tuple[str, ...] = ()  # degenerate conditions involved: the claim cannot PASS
 
 
@@ -55,6 +60,8 @@ class ControlResult:
     ci: tuple[float, float]  # ci_mean of it
     p: PValue  # the condition beats the control (one-sided greater)
     p_worse: PValue  # the control beats the condition (one-sided less)
+    directions: int = 1  # a population's directions with data (1 for a fixed control)
+    between_sd: float = math.nan  # a population: sd of its directions' mean margins
 
 
 @dataclass(frozen=True)
@@ -72,8 +79,8 @@ class Judgement:
     p_pass_adj: float  # p_pass corrected across claims
     p_fail: float  # Bonferroni over the k + 1 wrong-side tests: min(1, (k + 1) * min p), raw
     p_fail_adj: float  # p_fail corrected across claims
-    power: float  # at min_effect (or threshold), observed sd and n, one-sided t at alpha
-    mde: float  # minimum detectable effect at this n (80 % power, alpha)
+    power: float  # P(PASS) of this rule at min_effect, simulated with the observed noise (nan: not simulated)
+    mde: float  # the effect this rule PASSes 80 % of the time (simulated)
     controls: tuple[ControlResult, ...]
 
 
@@ -106,14 +113,15 @@ def _summary(x: FloatArray, seed: int, n_boot: int) -> tuple[float, tuple[float,
     return mean, ci_mean(x, seed=seed, n_boot=n_boot)
 
 
-def _control(name: str, values: ArrayLike, seed: int, n_perm: int, n_boot: int) -> ControlResult:
+def _control(name: str, values: ArrayLike, seed: int, n_boot: int) -> ControlResult:
     x = finite_values(values)
     effect, ci = _summary(x, seed, n_boot)
-    if x.size < 2:
-        nan = PValue(math.nan, exact=False, floor=math.nan)
-        return ControlResult(name, effect, ci, nan, nan)
-    tails = sign_flip_tails(x, seed, n_perm)
-    return ControlResult(name, effect, ci, tails.pvalue("greater"), tails.pvalue("less"))
+    return ControlResult(name, effect, ci, *mean_tails(x, seed=seed, n_boot=n_boot))
+
+
+def _population(name: str, values: ArrayLike) -> ControlResult:
+    t = population_p(values)
+    return ControlResult(name, t.effect, t.ci, t.p, t.p_worse, t.directions, t.between_sd)
 
 
 def _or_one(p: float) -> float:
@@ -121,33 +129,32 @@ def _or_one(p: float) -> float:
     return p if math.isfinite(p) else 1.0
 
 
-def _test(claim: ClaimData, alpha: float, seed: int, n_perm: int, n_boot: int) -> _Tested:
+def _test(claim: ClaimData, alpha: float, seed: int, n_boot: int, m: int, simulate: bool) -> _Tested:
     x = finite_values(claim.main)
     n = x.size
     effect, ci = _summary(x, _subseed(seed, claim.name, 0), n_boot)
     sd = float(x.std(ddof=1)) if n >= 2 else math.nan
     controls = tuple(
-        _control(name, values, _subseed(seed, claim.name, 2 + j), n_perm, n_boot)
+        _control(name, values, _subseed(seed, claim.name, 2 + j), n_boot)
         for j, (name, values) in enumerate(claim.controls.items())
-    )
+    ) + tuple(_population(name, values) for name, values in claim.populations.items())
     if n < 2:
         nan = PValue(math.nan, exact=False, floor=math.nan)
         return _Tested(claim, n, effect, ci, math.nan, nan, nan, controls, math.nan, math.nan, math.nan, math.nan)
     s = _subseed(seed, claim.name, 1)
-    reversed_tails = sign_flip_tails(x, s, n_perm)
-    p = (
-        reversed_tails.pvalue("greater")
-        if claim.threshold == 0
-        else sign_flip_p(x, "greater", shift=claim.threshold, seed=s, n_perm=n_perm)
-    )
-    p_reversed = reversed_tails.pvalue("less")
+    p, p_reversed = mean_tails(x, seed=s, n_boot=n_boot)
+    if claim.threshold != 0:
+        p = mean_tails(x, shift=claim.threshold, seed=s, n_boot=n_boot)[0]
     p_pass = max([p.value] + [_or_one(c.p.value) for c in controls])
     wrong = [p_reversed.value] + [_or_one(c.p_worse.value) for c in controls]
     p_fail = min(1.0, len(wrong) * min(wrong))
-    interest = claim.min_effect if claim.min_effect > 0 else claim.threshold
-    pw = power(interest, sd, n, alpha) if interest > 0 else math.nan
+    pw = mde = math.nan
+    if simulate:
+        fixed = [finite_values(v) for v in claim.controls.values()]
+        pops = [np.asarray(v, dtype=np.float64) for v in claim.populations.values()]
+        pw, mde = rule_power(noise_of(x, fixed, pops), claim.min_effect, m, alpha, _subseed(seed, claim.name, 99))
     d_z = effect / sd if sd > 0 else math.nan
-    return _Tested(claim, n, effect, ci, d_z, p, p_reversed, controls, p_pass, p_fail, pw, mde(sd, n, alpha))
+    return _Tested(claim, n, effect, ci, d_z, p, p_reversed, controls, p_pass, p_fail, pw, mde)
 
 
 def _fail_reasons(t: _Tested, p_fail_adj: float, alpha: float) -> tuple[tuple[FailReason, ...], list[str]]:
@@ -186,7 +193,7 @@ def _not_pass_reasons(t: _Tested, p_pass_adj: float, alpha: float) -> list[str]:
         if not c.p.value < alpha:
             lines.append(f"does not beat control {c.name} ({c.p})")
     if t.power < 0.8:
-        lines.append(f"low power {t.power:.2f} at n = {t.n} (MDE {t.mde:.3g})")
+        lines.append(f"low power {t.power:.2f} of this rule at n = {t.n} (MDE {t.mde:.3g})")
     return lines
 
 
@@ -248,8 +255,8 @@ def judge(
     alpha: float = 0.05,
     seed: int = 0,
     *,
-    n_perm: int = 20000,
     n_boot: int = 4000,
+    simulate_power: bool = True,
 ) -> list[Judgement]:
     """PASS / FAIL / INCONCLUSIVE per claim, correcting the PASS and FAIL families across claims.
 
@@ -258,7 +265,7 @@ def judge(
     inconclusive, with the reasons.
     Controls must already exclude degenerate ones.
     """
-    tested = [_test(c, alpha, seed, n_perm, n_boot) for c in claims]
+    tested = [_test(c, alpha, seed, n_boot, len(claims), simulate_power) for c in claims]
     pass_adj = adjust([t.p_pass for t in tested], correction)
     fail_adj = adjust([t.p_fail for t in tested], correction)
     return [_decide(t, float(pa), float(fa), alpha) for t, pa, fa in zip(tested, pass_adj, fail_adj, strict=True)]

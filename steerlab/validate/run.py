@@ -194,7 +194,7 @@ def run_suite(
         row["incoherent"] = float(readings[0].incoherent[i].mean())  # not read as any emotion
         row["emotion"] = cond.emotion
         row["expected_displacement"] = cond.expected_displacement
-        row["k"] = cond.k if cond.op == "random_ablate" else None
+        row["pair"] = list(cond.pair) if cond.pair else None
     validation = reader_validation(lm, vectors, suite, [r.reader for r in readings], layer)
     degenerate = {row["name"] for row in quality if row["degenerate"]}
     claims = evaluate_claims(

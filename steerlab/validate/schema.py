@@ -17,7 +17,7 @@ import yaml
 
 from ..errors import SuiteError
 from ..files import existing_file
-from ..names import ABLATIONS, READER_NAMES, Ablation
+from ..names import ABLATIONS, POSITIONS, READER_NAMES, Ablation, Positions
 from .coherence import DegenerationLimits
 from .fields import MISSING, Fields, show
 
@@ -57,12 +57,13 @@ class ConditionSpec:
     emotions: tuple[str, ...] = ()  # add / ablate / clamp: emotion names, "label" (the prompt's own) or "all"
     alphas: tuple[float, ...] = ()  # add / random_add: scale-free strengths; clamp: values (one condition each)
     mode: Ablation = "mean"  # ablate / random_ablate / ablate_similar: how the projection is removed
-    seeds: int = 3  # random_*: number of random controls (seed, seed + 1, ...)
-    seed: int = 1000  # random_*: first seed
-    match: str = ""  # random_ablate: the ablation whose displacement the random subspace matches
+    directions: int = 20  # random_*: size of the control population (directions drawn from the activations)
+    seed: int = 1000  # random_*: seed of the draw
+    match: str = ""  # random_ablate: the ablation whose displacement the population's directions match
     like: str = ""  # ablate_similar: ablate the same-valence emotion whose displacement is closest to this one's
     instruction: str = ""  # prompt: text appended to every prompt (no intervention)
     layers: tuple[int, ...] | None = None  # None: the vector file's steering layer
+    positions: Positions = "all"  # where the edit applies: all, prompt, user (the message replied to), generated
 
 
 @dataclass(frozen=True)
@@ -280,6 +281,12 @@ NEEDS: dict[str, tuple[str, ...]] = {
 }
 
 
+CONDITION_KEYS = (
+    *("name", "op", "emotions", "alphas", "mode", "directions", "seed", "match", "like", "instruction"),
+    *("layers", "positions"),
+)
+
+
 def _parse_conditions(top: Fields) -> tuple[ConditionSpec, ...]:
     items = top.get("conditions", list)
     out: list[ConditionSpec] = []
@@ -288,7 +295,7 @@ def _parse_conditions(top: Fields) -> tuple[ConditionSpec, ...]:
             item,
             f"conditions[{i}]",
             top.source,
-            ["name", "op", "emotions", "alphas", "mode", "seeds", "seed", "match", "like", "instruction", "layers"],
+            CONDITION_KEYS,
         )
         op = r.choice("op", get_args(Op), "baseline" if r.data.get("name") == "baseline" else MISSING)
         for key in NEEDS[op]:
@@ -306,12 +313,13 @@ def _parse_conditions(top: Fields) -> tuple[ConditionSpec, ...]:
             emotions=r.strings("emotions", ()),
             alphas=r.numbers("alphas", ()),
             mode=r.choice("mode", ABLATIONS, "mean"),  # type: ignore[arg-type]
-            seeds=r.integer("seeds", 3, low=1),
+            directions=r.integer("directions", 20, low=2),
             seed=r.integer("seed", 1000),
             match=r.get("match", str, ""),
             like=r.get("like", str, ""),
             instruction=r.get("instruction", str, ""),
             layers=tuple(layers) if layers else None,
+            positions=r.choice("positions", POSITIONS, "all"),
         )
         if spec.op == "random_ablate" and spec.mode == "directional":
             raise r.fail("mode", "is 'directional', which random_ablate does not support: use mean or zero")
@@ -400,6 +408,17 @@ def _parse_claims(
                 f"names {claim.premise!r}, which is not a claim listed before this one: "
                 "list the premise first and use its name",
             )
+        if claim.premise:
+            # A premise read from the same replies as the claim it gates makes the gated claim pass more
+            # often than its level (both share the baseline's noise): it must use conditions of its own.
+            premise = next(c for c in out if c.name == claim.premise)
+            shared = {premise.condition, premise.compare_to} & {claim.condition, claim.compare_to, *claim.controls}
+            if shared - {NONE}:
+                raise r.fail(
+                    "premise",
+                    f"names {claim.premise!r}, which reads condition {sorted(shared - {NONE})[0]!r} that this claim "
+                    "also reads: test the premise on a condition of its own (e.g. a second baseline)",
+                )
         if claim.name in [c.name for c in out]:
             raise r.fail("name", f"{claim.name!r} is used twice: claim names must be unique")
         out.append(claim)
