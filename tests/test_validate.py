@@ -347,7 +347,7 @@ def test_cli_validate_json_strict_and_errors(tiny_vectors: EmotionVectors, tmp_p
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert set(out) == {"suite", "n", "reader", "premises", "claims", "conditions", "warnings"} and out["n"] == 3
     assert out["claims"][0]["verdict"] == "inconclusive"  # random weights
-    assert set(out["claims"][0]) == set(CLAIM_KEYS) >= {"p_family", "power", "mde", "control_families"}
+    assert set(out["claims"][0]) == set(CLAIM_KEYS) >= {"p_family", "power", "mde", "controls"}
     refused = runner.invoke(cli, [*args, "--strict"])
     assert refused.exit_code != 0 and "--force" in str(refused.exception)  # --out exists
     assert runner.invoke(cli, [*args, "--strict", "--force"]).exit_code == 1
@@ -365,11 +365,15 @@ def test_suite_end_to_end_on_embedded_model(embedded: LoadedModel, tmp_path: Pat
     from tests.conftest import SHIPPED
 
     suite = V.load_suite(SUITES / "desperate_to_hopeful.yaml")
-    keep = ("baseline", "ablate_desperate", "random_ablate")
+    keep = ("baseline", "baseline_premise", "ablate_desperate", "random_ablate")
     suite = dataclasses.replace(
         suite,
         generation=dataclasses.replace(suite.generation, max_new_tokens=12, samples=2),
-        conditions=tuple(c for c in suite.conditions if c.name in keep),
+        conditions=tuple(
+            dataclasses.replace(c, directions=3) if c.name == "random_ablate" else c
+            for c in suite.conditions
+            if c.name in keep
+        ),
         measurement=dataclasses.replace(suite.measurement, validate_on=None),
         claims=tuple(dataclasses.replace(c, controls=("random_ablate",)) for c in suite.claims[:2]),
     )
@@ -384,8 +388,9 @@ def test_suite_end_to_end_on_embedded_model(embedded: LoadedModel, tmp_path: Pat
     assert result.readings.reader == shipped.default_reader and result.readings.layer == shipped.reading_layer
     assert result.validation[shipped.default_reader]["model_replies"]["n"] > 0  # validated on its own replies
     q = {row["name"]: row for row in result.quality}
-    for name in ("random_ablate:s1000", "random_ablate:s1001", "random_ablate:s1002"):
-        assert q[name]["k"] >= 1 and q[name]["displacement"] == pytest.approx(
+    assert claim["controls"][0]["directions"] == 3
+    for name in ("random_ablate:d0", "random_ablate:d1", "random_ablate:d2"):  # on the user's message tokens
+        assert q[name]["pair"] and q[name]["displacement"] == pytest.approx(
             q["ablate_desperate"]["displacement"], rel=0.5
         )
     assert all(np.isfinite(row["ppl_ratio"]) for row in result.quality)
@@ -589,10 +594,12 @@ def test_pass_needs_a_non_degenerate_control_and_the_table_shows_the_deciding_p(
 
     controlled = verdict(set())
     assert controlled["verdict"] == "pass" and controlled["p_family"] == "pass"
-    assert controlled["control_families"] == [{"family": "random_add", "directions": 2, "non_degenerate": 2}]
+    (family,) = controlled["controls"]
+    assert (family["family"], family["directions"], family["non_degenerate"]) == ("random_add", 2, 2)
+    assert [t["name"] for t in family["tests"]] == ["random_add"] and family["tests"][0]["directions"] == 2
     alone = verdict({"random_add:d0", "random_add:d1"})
     assert alone["verdict"] == "inconclusive" and alone["reasons"][0].startswith("uncontrolled")
-    assert alone["control_families"][0]["non_degenerate"] == 0
+    assert alone["controls"][0]["non_degenerate"] == 0
     scores[1, :, 0, 0] -= 2.0  # now adding joyful lowers it: a FAIL, whose own p is shown
     failed = verdict(set())
     assert failed["verdict"] == "fail" and failed["p_family"] == "fail"

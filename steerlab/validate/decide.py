@@ -21,7 +21,7 @@ from ..reader_choice import evaluate_reader
 from ..readers import get_reader
 from .conditions import Condition
 from .prompts import Prompt, resolve_path
-from .rule import ClaimData, Judgement, judge
+from .rule import ClaimData, ControlResult, Judgement, judge
 from .schema import LABEL, NONE, TARGET, ClaimSpec, MetricSpec, Suite
 
 if TYPE_CHECKING:
@@ -169,8 +169,11 @@ def judge_claims(
         mine = values[plan.cond]
         main = sign * (mine - values[plan.ref]) if plan.ref is not None else sign * mine
         controls = {name: sign * (mine - values[i]) for name, i in plan.controls.items()}
-        populations = {  # a family whose every direction is degenerate is left out: "uncontrolled" below
-            name: np.stack([sign * (mine - values[i]) for i in group]) for name, group in plan.populations.items() if group
+        # a family whose every direction is degenerate is left out: "uncontrolled" below
+        populations = {
+            name: np.stack([sign * (mine - values[i]) for i in group])
+            for name, group in plan.populations.items()
+            if group
         }
         involved = [conditions[i].name for i in (plan.cond, plan.ref) if i is not None]
         data.append(
@@ -271,25 +274,36 @@ def evaluate_claims(
                 "premise": premise,
                 "reader": {"name": primary.reader, "layer": primary.layer, **validation.get(primary.reader, {})},
                 "secondary": second,
-                "controls": [
+                "controls": [  # one entry per control family, with the tests that compared against it
                     {
-                        "name": c.name,
-                        "effect": sign * c.effect,
-                        "ci": sorted([sign * c.ci[0], sign * c.ci[1]]),
-                        "p_beats": str(c.p),
-                        "p_worse": str(c.p_worse),
-                        "directions": c.directions,
-                        "between_sd": c.between_sd,
+                        "family": f,
+                        "directions": total,
+                        "non_degenerate": fine,
+                        "tests": [_control_json(c, sign) for c in j.controls if _in_family(c.name, f, conditions)],
                     }
-                    for c in j.controls
+                    for f, total, fine in plan.families
                 ],
                 "excluded_controls": list(plan.excluded),
-                "control_families": [
-                    {"family": f, "directions": n, "non_degenerate": fine} for f, n, fine in plan.families
-                ],
             }
         )
     return out
+
+
+def _in_family(name: str, family: str, conditions: Sequence[Condition]) -> bool:
+    """A control test belongs to ``family``: the population itself, or one of its fixed members."""
+    return name == family or any(c.name == name and c.group == family for c in conditions)
+
+
+def _control_json(c: ControlResult, sign: float) -> dict[str, Any]:
+    return {
+        "name": c.name,
+        "effect": sign * c.effect,
+        "ci": sorted([sign * c.ci[0], sign * c.ci[1]]),
+        "p_beats": str(c.p),
+        "p_worse": str(c.p_worse),
+        "directions": c.directions,
+        "between_sd": c.between_sd,
+    }
 
 
 def low_power(claims: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -29,7 +29,7 @@ CLAIM_KEYS = (
     "mde",
     "premise",
     "reader",
-    "control_families",
+    "controls",
 )
 CONDITION_KEYS = ("name", "degenerate", "displacement", "echo_rate", "incoherent")
 
@@ -206,7 +206,7 @@ def markdown(result: SuiteResult, summ: Mapping[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in result.claims:
-        families = ", ".join(f"{f['family']} {f['non_degenerate']}/{f['directions']}" for f in c["control_families"])
+        families = ", ".join(f"{f['family']} {f['non_degenerate']}/{f['directions']}" for f in c["controls"])
         lines.append(
             f"| {c['name']} | **{c['verdict'].upper()}** | {_f(c['effect'])} | [{_f(c['ci'][0])}, {_f(c['ci'][1])}] | "
             f"{_p(c['p'])} ({c['p_family']}) | {_p(c['p_adj'])} | {c['power']:.2f} | {_f(c['mde'])} | {c['n']} | "
