@@ -83,6 +83,11 @@ def format_chat(
     return ChatText(text, tuple(turns), "plain")
 
 
+def raw_chat(prompt: str) -> ChatText:
+    """A prompt continued as it is: one user turn, no template."""
+    return ChatText(prompt, (Turn("user", 0, len(prompt)),), "raw")
+
+
 def prompt_chat(
     tokenizer: PreTrainedTokenizerBase, prompt: str, chat: bool, frame: Sequence[tuple[str, str]] = ()
 ) -> ChatText:
@@ -96,7 +101,7 @@ def prompt_chat(
     if not prompt.strip():
         raise SteerlabError("empty prompt: give some text to continue")
     if not chat:
-        return ChatText(prompt, (Turn("user", 0, len(prompt)),), "raw")
+        return raw_chat(prompt)
     if has_template(tokenizer):
         frame = ()
     shown = [
@@ -124,14 +129,15 @@ def content_positions(chats: Sequence[ChatText], offsets: torch.Tensor) -> torch
     return keep
 
 
+def last_user_flags(chat: ChatText, offsets: Sequence[Sequence[int]]) -> list[bool]:
+    """Per token (character ``offsets``): inside the chat's last user message, the one a reply answers."""
+    turn = [t for t in chat.turns if t.role == "user"][-1]
+    return [b > a and a < turn.end and b > turn.start for a, b in offsets]
+
+
 def last_user_positions(chats: Sequence[ChatText], offsets: torch.Tensor) -> torch.Tensor:
-    """(batch, width) bool: the tokens of each chat's last user message (the one a reply answers)."""
-    keep = torch.zeros(offsets.shape[:2], dtype=torch.bool)
-    for row, chat in enumerate(chats):
-        turn = [t for t in chat.turns if t.role == "user"][-1]
-        for col, (a, b) in enumerate(offsets[row].tolist()):
-            keep[row, col] = b > a and a < turn.end and b > turn.start
-    return keep
+    """(batch, width) bool: :func:`last_user_flags` of each row."""
+    return torch.tensor([last_user_flags(chat, offsets[row].tolist()) for row, chat in enumerate(chats)])
 
 
 def token_roles(chat: ChatText, offsets: Sequence[tuple[int, int]]) -> list[str]:

@@ -196,7 +196,15 @@ def test_matched_random_ablation_displaces_like_the_emotion_ablation(
                 {"name": "baseline"},
                 {"name": "abl", "op": "ablate", "emotions": ["grim"], "layers": [1]},
                 {"name": "rand", "op": "random_ablate", "directions": 3, "match": "abl", "layers": [1]},
-                {"name": "two", "op": "random_ablate", "directions": 2, "seed": 5, "layers": [1]},
+                {
+                    "name": "two",
+                    "op": "random_ablate",
+                    "directions": 2,
+                    "seed": 5,
+                    "layers": [1],
+                    "per_prompt": 1,
+                    "samples": 1,
+                },
             ],
             "metrics": {"m": {"kind": "reply", "emotion": "grim"}},
             "measurement": {"reader": "vector", "layer": 2},
@@ -210,6 +218,13 @@ def test_matched_random_ablation_displaces_like_the_emotion_ablation(
     for name in ("rand:d0", "rand:d1", "rand:d2"):
         assert q[name]["displacement"] == pytest.approx(q["abl"]["displacement"], rel=0.5)
     assert q["two:d0"]["pair"] != q["two:d1"]["pair"]
+    # per_prompt 1: the prompts take the population's two directions in turn, one reply each
+    two = [i for i, c in enumerate(result.conditions) if c.group == "two"]
+    assert [result.conditions[i].prompts for i in two] == [(0, 2), (1, 3)]
+    assert [[len(per) for per in result.replies[i]] for i in two] == [[1, 0, 1, 0], [0, 1, 0, 1]]
+    assert (
+        np.isnan(result.readings.replies[two[0], 1]).all() and np.isfinite(result.readings.replies[two[0], 0, 0]).any()
+    )
 
 
 # --- per-row edits ---------------------------------------------------------------------------

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from ..activations import content_mask, pad_batch, token_activations, tokenize
+from ..activations import content_mask, pad_batch, token_activations
+from ..chat import ChatText, last_user_flags, raw_chat
 from ..edits import (
     Ablation,
     Edit,
@@ -56,6 +57,8 @@ class Condition:
     layers: tuple[int, ...] = ()
     mode: Ablation = "mean"  # ablations: how the projection is removed
     positions: Positions = "all"  # where the edits apply
+    prompts: tuple[int, ...] | None = None  # the prompts this condition runs on (None: every prompt)
+    samples: int | None = None  # replies per prompt (None: the suite's generation.samples)
     expected_displacement: float = float("nan")  # calibrated mean displacement per token (ablations)
     direction: dict[int, torch.Tensor] = field(default_factory=dict, compare=False, repr=False)  # random_*: per layer
 
@@ -66,38 +69,43 @@ class Condition:
 
 
 class Calibration:
-    """Clean content-token activations of the prompts at each layer: they predict an ablation's
-    displacement, and pairs of prompts give the control populations' directions."""
+    """Clean activations of the prompts at each layer, of the tokens an edit touches (the message text,
+    or with ``user`` the last user message only): they predict an ablation's displacement, and pairs of
+    prompts give the control populations' directions."""
 
-    def __init__(self, lm: LoadedModel, vectors: EmotionVectors, texts: Sequence[str]) -> None:
-        self.lm, self.vectors, self.texts = lm, vectors, list(texts)[:CALIBRATION_PROMPTS]
-        self._tokens: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    def __init__(self, lm: LoadedModel, vectors: EmotionVectors, chats: Sequence[ChatText | str]) -> None:
+        self.lm, self.vectors = lm, vectors
+        self.chats = [c if isinstance(c, ChatText) else raw_chat(c) for c in list(chats)[:CALIBRATION_PROMPTS]]
+        self.texts = [c.text for c in self.chats]
+        self._tokens: dict[tuple[int, bool], tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def _read(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(content tokens (t, hidden), per-prompt mean activation (prompts, hidden))."""
-        if layer not in self._tokens:
-            enc = pad_batch(self.lm, tokenize(self.lm, self.texts, 512))
-            acts = token_activations(self.lm, enc, [layer])[layer]
-            mask = content_mask(enc)
+    def _read(self, layer: int, user: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(edited tokens (t, hidden), per-prompt mean activation (prompts, hidden))."""
+        if (layer, user) not in self._tokens:
+            enc = self.lm.tokenizer(self.texts, return_offsets_mapping=True)
+            keep = [last_user_flags(c, o) for c, o in zip(self.chats, enc["offset_mapping"], strict=True)]
+            batch = pad_batch(self.lm, enc["input_ids"], keep if user else None)
+            acts = token_activations(self.lm, batch, [layer])[layer]
+            mask = content_mask(batch)
             means = (acts * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
-            self._tokens[layer] = (acts[mask], means)
-        return self._tokens[layer]
+            self._tokens[layer, user] = (acts[mask], means)
+        return self._tokens[layer, user]
 
-    def tokens(self, layer: int) -> torch.Tensor:
-        return self._read(layer)[0]
+    def tokens(self, layer: int, user: bool = False) -> torch.Tensor:
+        return self._read(layer, user)[0]
 
-    def _offsets(self, layer: int, mode: Ablation) -> torch.Tensor:
-        x = self.tokens(layer)
+    def _offsets(self, layer: int, mode: Ablation, user: bool) -> torch.Tensor:
+        x = self.tokens(layer, user)
         return x - self.vectors.center[layer] if mode != "zero" else x
 
-    def ablation(self, emotion: str, layers: Sequence[int], mode: Ablation) -> float:
+    def ablation(self, emotion: str, layers: Sequence[int], mode: Ablation, user: bool = False) -> float:
         """Mean |projection - target| per token and layer for ablating ``emotion``."""
         if mode == "directional":
             d = self.vectors.direction(emotion, layers[0])
-            return float(np.mean([(self._offsets(la, "mean") @ d).abs().mean() for la in range(self.vectors.n_layers)]))
-        return float(
-            np.mean([(self._offsets(la, mode) @ self.vectors.direction(emotion, la)).abs().mean() for la in layers])
-        )
+            every = range(self.vectors.n_layers)
+            return float(np.mean([(self._offsets(la, "mean", user) @ d).abs().mean() for la in every]))
+        moved = [(self._offsets(la, mode, user) @ self.vectors.direction(emotion, la)).abs().mean() for la in layers]
+        return float(np.mean(moved))
 
     def pairs(self, count: int, seed: int) -> list[tuple[int, int]]:
         """``count`` distinct random pairs of prompts (fewer when the prompts have fewer pairs)."""
@@ -106,15 +114,15 @@ class Calibration:
         order = np.random.default_rng(seed).permutation(len(every))
         return [every[i] for i in order[:count]]
 
-    def direction(self, pair: tuple[int, int], layer: int) -> torch.Tensor:
+    def direction(self, pair: tuple[int, int], layer: int, user: bool = False) -> torch.Tensor:
         """The unit difference of the two prompts' mean activations at ``layer``."""
-        means = self._read(layer)[1]
+        means = self._read(layer, user)[1]
         d = means[pair[0]] - means[pair[1]]
         return d / d.norm().clamp(min=1e-12)
 
-    def displacement(self, directions: dict[int, torch.Tensor], mode: Ablation) -> float:
+    def displacement(self, directions: dict[int, torch.Tensor], mode: Ablation, user: bool = False) -> float:
         """Mean |projection - target| per token and layer for ablating one direction per layer."""
-        return float(np.mean([(self._offsets(la, mode) @ d).abs().mean() for la, d in directions.items()]))
+        return float(np.mean([(self._offsets(la, mode, user) @ d).abs().mean() for la, d in directions.items()]))
 
 
 def expand_conditions(
@@ -136,6 +144,7 @@ def expand_conditions(
             layers=tuple(layers),
             mode=spec.mode,
             positions=spec.positions,
+            samples=spec.samples,
         )
         if spec.op in ("baseline", "prompt"):
             items = [base]
@@ -151,9 +160,10 @@ def expand_conditions(
             ]
         elif spec.op == "ablate_similar":
             cal = _need(calibration, spec)
-            items = [replace(base, emotion=similar_emotion(vectors, spec.like, layers, spec.mode, cal))]
+            like = similar_emotion(vectors, spec.like, layers, spec.mode, cal, spec.positions == "user")
+            items = [replace(base, emotion=like)]
         else:
-            items = _population(base, spec, _need(calibration, spec), out, prompts)
+            items = _assign(_population(base, spec, _need(calibration, spec), out, prompts), spec, len(prompts))
         out += items
     for i, cond in enumerate(out):
         if cond.op in ("ablate", "ablate_similar") and calibration is not None and cond.emotion is not None:
@@ -178,7 +188,7 @@ def _need(calibration: Calibration | None, spec: ConditionSpec) -> Calibration:
 def _ablation_target(cond: Condition, prompts: Sequence[Prompt], cal: Calibration) -> float:
     """Calibrated displacement of an ablation; "label" averages over the prompts' own emotions."""
     emotions = [p.label for p in prompts] if cond.emotion == LABEL else [cond.emotion]
-    values = [cal.ablation(e, cond.layers, cond.mode) for e in emotions if e is not None]
+    values = [cal.ablation(e, cond.layers, cond.mode, cond.positions == "user") for e in emotions if e is not None]
     return float(np.mean(values)) if values else float("nan")
 
 
@@ -189,9 +199,10 @@ def _population(
     if len(cal.texts) < 3:
         raise SuiteError(f"condition {spec.name!r}: a control population needs at least 3 prompts")
     width = len(str(spec.directions - 1))
+    user = base.positions == "user"
     if spec.op == "random_add":
         pairs = cal.pairs(spec.directions, spec.seed)
-        dirs = [{la: cal.direction(p, la) for la in base.layers} for p in pairs]
+        dirs = [{la: cal.direction(p, la, user) for la in base.layers} for p in pairs]
         return [
             replace(
                 base,
@@ -204,8 +215,8 @@ def _population(
             for j, (p, d) in enumerate(zip(pairs, dirs, strict=True))
         ]
     pairs = cal.pairs(spec.directions * (CANDIDATES if spec.match else 1), spec.seed)
-    dirs = [{la: cal.direction(p, la) for la in base.layers} for p in pairs]
-    moved = [cal.displacement(d, spec.mode) for d in dirs]
+    dirs = [{la: cal.direction(p, la, user) for la in base.layers} for p in pairs]
+    moved = [cal.displacement(d, spec.mode, user) for d in dirs]
     order = list(range(len(pairs)))
     if spec.match:
         matched = [c for c in done if (c.group == spec.match or c.name == spec.match) and c.emotion is not None]
@@ -219,6 +230,18 @@ def _population(
         )
         for j, i in enumerate(order)
     ]
+
+
+def _assign(items: list[Condition], spec: ConditionSpec, n_prompts: int) -> list[Condition]:
+    """With ``per_prompt: k``, prompt i gets k of the population's directions, in rotation (i k, i k + 1, ...
+    modulo the population's size), so every direction runs on about n k / directions prompts; each
+    alpha of an addition population is rotated alike."""
+    if spec.per_prompt is None:
+        return items
+    size = len(items) // max(len(spec.alphas), 1) if spec.op == "random_add" else len(items)
+    k = spec.per_prompt
+    given = [{(i * k + r) % size for r in range(k)} for i in range(n_prompts)]  # each prompt's directions
+    return [replace(c, prompts=tuple(i for i in range(n_prompts) if j % size in given[i])) for j, c in enumerate(items)]
 
 
 def _emotions(spec: ConditionSpec, vectors: EmotionVectors, source: str, i: int) -> list[str]:
@@ -245,7 +268,7 @@ def _join(name: str, part: str, count: int) -> str:
 
 
 def similar_emotion(
-    vectors: EmotionVectors, like: str, layers: Sequence[int], mode: Ablation, calibration: Calibration
+    vectors: EmotionVectors, like: str, layers: Sequence[int], mode: Ablation, calibration: Calibration, user: bool
 ) -> str:
     """The emotion of the same valence sign as ``like`` whose ablation displaces the prompts' tokens
     most like ``like``'s does (all other emotions when the file carries no valence)."""
@@ -255,8 +278,8 @@ def similar_emotion(
     pool = pool or [e for e in vectors.emotions if e != like]
     if not pool:
         raise SuiteError(f"ablate_similar: the vectors have no emotion other than {like!r}")
-    ref = calibration.ablation(like, layers, mode)
-    return min(pool, key=lambda e: abs(calibration.ablation(e, layers, mode) - ref))
+    ref = calibration.ablation(like, layers, mode, user)
+    return min(pool, key=lambda e: abs(calibration.ablation(e, layers, mode, user) - ref))
 
 
 def condition_edits(cond: Condition, vectors: EmotionVectors, label: str | None) -> list[Edit]:

@@ -86,7 +86,7 @@ def quality_table(
 
     def looping(i: int) -> float:
         flat = [r for per in replies[i] for r in per]
-        return sum(bool(r.strip() and degenerate_reasons(r, detector)) for r in flat) / len(flat)
+        return sum(bool(r.strip() and degenerate_reasons(r, detector)) for r in flat) / max(len(flat), 1)
 
     base_loops = looping(baseline)
     rows = []

@@ -249,6 +249,6 @@ def markdown(result: SuiteResult, summ: Mapping[str, Any]) -> str:
                 f"{'yes' if d['degenerate'] else 'no'} |"
             )
     lines += ["", "## Example replies (first prompt)", "", f"> {result.prompts[0].text}", ""]
-    for i, cond in enumerate(result.conditions[:14]):
-        lines.append(f"- **{cond.name}**: {result.replies[i][0][0]!r}")
+    shown = [i for i, per in enumerate(result.replies) if per[0]][:14]  # a population's direction may skip it
+    lines += [f"- **{result.conditions[i].name}**: {result.replies[i][0][0]!r}" for i in shown]
     return "\n".join(lines) + "\n"

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..chat import prompt_text
+from ..chat import prompt_chat, prompt_text
 from ..errors import SuiteError
 from ..generation import GenerationConfig, generate
 from ..interventions import Displacement
@@ -127,10 +127,12 @@ def run_suite(
         lm.check_length(len(lm.tokenizer(full)["input_ids"]), f"prompt {i + 1} of the suite", gen.max_new_tokens)
     calibration = None
     if needs_calibration(suite):
-        calibration = Calibration(lm, vectors, [prompt_text(lm.tokenizer, s, gen.chat, gen.frame) for s in shown])
+        calibration = Calibration(lm, vectors, [prompt_chat(lm.tokenizer, s, gen.chat, gen.frame) for s in shown])
     conditions = expand_conditions(suite, vectors, prompts, calibration)
-    jobs = [(c, p, s) for p in range(len(prompts)) for c in range(len(conditions)) for s in range(gen.samples)]
-    replies: list[list[list[str]]] = [[["" for _ in range(gen.samples)] for _ in prompts] for _ in conditions]
+    jobs = suite_jobs(conditions, len(prompts), gen.samples)
+    replies: list[list[list[str]]] = [[[] for _ in prompts] for _ in conditions]
+    for c, p, _ in jobs:
+        replies[c][p].append("")
     edits = [[condition_edits(c, vectors, q.label) for q in prompts] for c in conditions]
     config = GenerationConfig(
         max_new_tokens=gen.max_new_tokens,
@@ -176,9 +178,10 @@ def run_suite(
     ]
     ppl_flat = np.full(len(jobs), np.nan)
     ppl_flat[first] = reply_perplexity(lm, contexts, [flat[j] for j in first], batch_size=16)
-    ppl = _grid(ppl_flat, len(prompts), len(conditions), gen.samples)
+    shape = (len(conditions), len(prompts), max(s for _, _, s in jobs) + 1)
+    ppl = _grid(ppl_flat, jobs, shape)
     d2 = [distinct2(lm.tokenizer(r, add_special_tokens=False)["input_ids"]) for r in flat]
-    distinct = _grid(np.array(d2), len(prompts), len(conditions), gen.samples)
+    distinct = _grid(np.array(d2), jobs, shape)
     baseline = next(i for i, c in enumerate(conditions) if c.op == "baseline")
     quality = quality_table(
         [c.name for c in conditions],
@@ -246,9 +249,24 @@ def run_suite(
     return result
 
 
-def _grid(values: np.ndarray, n_prompts: int, n_conditions: int, samples: int) -> np.ndarray:
-    """Job-ordered values -> (conditions, prompts, samples)."""
-    return values.reshape(n_prompts, n_conditions, samples).transpose(1, 0, 2)
+def suite_jobs(conditions: list[Condition], n_prompts: int, samples: int) -> list[tuple[int, int, int]]:
+    """Every (condition, prompt, sample) row to generate: a condition runs on its prompts (all by
+    default) with its own number of samples (the suite's by default)."""
+    return [
+        (c, p, s)
+        for p in range(n_prompts)
+        for c, cond in enumerate(conditions)
+        if cond.prompts is None or p in cond.prompts
+        for s in range(cond.samples or samples)
+    ]
+
+
+def _grid(values: np.ndarray, jobs: list[tuple[int, int, int]], shape: tuple[int, int, int]) -> np.ndarray:
+    """Job-ordered values -> (conditions, prompts, samples), nan where a condition has no such row."""
+    out = np.full(shape, np.nan)
+    for value, (c, p, s) in zip(values, jobs, strict=True):
+        out[c, p, s] = value
+    return out
 
 
 def _read(

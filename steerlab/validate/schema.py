@@ -58,6 +58,8 @@ class ConditionSpec:
     alphas: tuple[float, ...] = ()  # add / random_add: scale-free strengths; clamp: values (one condition each)
     mode: Ablation = "mean"  # ablate / random_ablate / ablate_similar: how the projection is removed
     directions: int = 20  # random_*: size of the control population (directions drawn from the activations)
+    per_prompt: int | None = None  # random_*: directions each prompt gets, in rotation (None: every direction)
+    samples: int | None = None  # replies per prompt for this condition (None: generation.samples)
     seed: int = 1000  # random_*: seed of the draw
     match: str = ""  # random_ablate: the ablation whose displacement the population's directions match
     like: str = ""  # ablate_similar: ablate the same-valence emotion whose displacement is closest to this one's
@@ -283,7 +285,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
 
 CONDITION_KEYS = (
     *("name", "op", "emotions", "alphas", "mode", "directions", "seed", "match", "like", "instruction"),
-    *("layers", "positions"),
+    *("layers", "positions", "per_prompt", "samples"),
 )
 
 
@@ -320,6 +322,8 @@ def _parse_conditions(top: Fields) -> tuple[ConditionSpec, ...]:
             instruction=r.get("instruction", str, ""),
             layers=tuple(layers) if layers else None,
             positions=r.choice("positions", POSITIONS, "all"),
+            per_prompt=r.integer("per_prompt", None, low=1),
+            samples=r.integer("samples", None, low=1),
         )
         if spec.op == "random_ablate" and spec.mode == "directional":
             raise r.fail("mode", "is 'directional', which random_ablate does not support: use mean or zero")
