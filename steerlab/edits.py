@@ -129,12 +129,3 @@ def random_direction(hidden: int, seed: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     d = torch.randn(hidden, generator=gen)
     return d / d.norm()
-
-
-def random_directions(hidden: int, k: int, seed: int) -> torch.Tensor:
-    """``k`` seeded orthonormal directions (k, hidden), a uniformly random subspace. The first j rows
-    do not depend on k, so a calibration over many k describes exactly the subspace later removed."""
-    gen = torch.Generator().manual_seed(seed)
-    rows = torch.randn(k, hidden, generator=gen, dtype=torch.float64)
-    q, r = torch.linalg.qr(rows.T)
-    return (q * torch.sign(torch.diagonal(r))).T.float().contiguous()

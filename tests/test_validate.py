@@ -20,7 +20,7 @@ from steerlab.errors import SuiteError
 from steerlab.generation import GenerationConfig, generate
 from steerlab.models import LoadedModel
 from steerlab.validate import rule as R
-from steerlab.validate.conditions import Calibration
+from steerlab.validate.conditions import Calibration, condition_edits
 from steerlab.validate.decide import Readings, evaluate_claims
 from steerlab.validate.outputs import CLAIM_KEYS
 from steerlab.vectors import EmotionVectors, save_vectors
@@ -151,7 +151,8 @@ def test_expand_conditions_and_similar_emotion(tiny: LoadedModel, tiny_vectors: 
     )
     prompts = [V.Prompt("sun and cake"), V.Prompt("the phone rang twice"), V.Prompt("dust on the table")]
     cal = Calibration(tiny, tiny_vectors, [p.text for p in prompts])
-    conditions = V.expand_conditions(suite, tiny_vectors, prompts, cal)
+    reference = Calibration(tiny, tiny_vectors, ["a quiet walk to the shop", "the kettle is on"])
+    conditions = V.expand_conditions(suite, tiny_vectors, prompts, cal, reference)
     assert [c.name for c in conditions] == [
         "baseline",
         "add:joyful:-2",
@@ -177,6 +178,13 @@ def test_expand_conditions_and_similar_emotion(tiny: LoadedModel, tiny_vectors: 
     for rand in conditions[6:8]:
         assert rand.expected_displacement == pytest.approx(moved[rand.pair])
         assert float(rand.direction[layer].norm()) == pytest.approx(1.0)
+    # mean-ablation sets the projection to the reference messages' mean, not the corpus class means
+    d = tiny_vectors.direction("grim", layer)
+    (edit,) = condition_edits(conditions[5], tiny_vectors, None)
+    assert edit.value == pytest.approx(reference.mean_projection(d, layer, False))
+    assert edit.value != pytest.approx(tiny_vectors.mean_projection(d, layer))
+    (rand_edit,) = condition_edits(conditions[6], tiny_vectors, None)
+    assert rand_edit.value == pytest.approx(reference.mean_projection(conditions[6].direction[layer], layer, False))
 
 
 def test_matched_random_ablation_displaces_like_the_emotion_ablation(

@@ -60,6 +60,7 @@ class Condition:
     prompts: tuple[int, ...] | None = None  # the prompts this condition runs on (None: every prompt)
     samples: int | None = None  # replies per prompt (None: the suite's generation.samples)
     expected_displacement: float = float("nan")  # calibrated mean displacement per token (ablations)
+    targets: dict[int, float] = field(default_factory=dict, compare=False)  # mean-ablation: projection set, per layer
     direction: dict[int, torch.Tensor] = field(default_factory=dict, compare=False, repr=False)  # random_*: per layer
 
     @property
@@ -120,13 +121,21 @@ class Calibration:
         d = means[pair[0]] - means[pair[1]]
         return d / d.norm().clamp(min=1e-12)
 
+    def mean_projection(self, d: torch.Tensor, layer: int, user: bool) -> float:
+        """The mean projection on ``d`` of these prompts' tokens of one kind (a mean-ablation's target)."""
+        return float((self.tokens(layer, user) @ d).mean())
+
     def displacement(self, directions: dict[int, torch.Tensor], mode: Ablation, user: bool = False) -> float:
         """Mean |projection - target| per token and layer for ablating one direction per layer."""
         return float(np.mean([(self._offsets(la, mode, user) @ d).abs().mean() for la, d in directions.items()]))
 
 
 def expand_conditions(
-    suite: Suite, vectors: EmotionVectors, prompts: Sequence[Prompt], calibration: Calibration | None = None
+    suite: Suite,
+    vectors: EmotionVectors,
+    prompts: Sequence[Prompt],
+    calibration: Calibration | None = None,
+    reference: Calibration | None = None,
 ) -> list[Condition]:
     """Concrete conditions: one per emotion x alpha for add / clamp, one per seed (x alpha) for random
     controls; ablation controls are matched on calibrated displacement (see the module doc)."""
@@ -168,11 +177,24 @@ def expand_conditions(
     for i, cond in enumerate(out):
         if cond.op in ("ablate", "ablate_similar") and calibration is not None and cond.emotion is not None:
             out[i] = replace(cond, expected_displacement=_ablation_target(cond, prompts, calibration))
+    if reference is not None:
+        out = [_with_targets(c, vectors, reference) for c in out]
     names = [c.name for c in out]
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise SuiteError(f"{suite.path}: two conditions expand to the name {dup!r}: rename one")
     return out
+
+
+def _with_targets(cond: Condition, vectors: EmotionVectors, reference: Calibration) -> Condition:
+    """A mean-ablation's targets from held-out messages: the mean projection of the kind of tokens it
+    edits (the user's message, or all message text), instead of the extraction corpus's class means.
+    ("label" ablations and the directional mode keep the corpus mean.)"""
+    if cond.mode != "mean" or cond.op not in ("ablate", "ablate_similar", "random_ablate") or cond.emotion == LABEL:
+        return cond
+    user = cond.positions == "user"
+    dirs = cond.direction or {la: vectors.direction(str(cond.emotion), la) for la in cond.layers}
+    return replace(cond, targets={la: reference.mean_projection(d, la, user) for la, d in dirs.items()})
 
 
 def needs_calibration(suite: Suite) -> bool:
@@ -285,7 +307,8 @@ def similar_emotion(
 def condition_edits(cond: Condition, vectors: EmotionVectors, label: str | None) -> list[Edit]:
     """The edits one row of ``cond`` gets, all labelled with the condition's name and applied at its
     positions; ``label`` resolves the emotion "label"."""
-    return [replace(e, positions=cond.positions) for e in _edits(cond, vectors, label)]
+    edits = [replace(e, positions=cond.positions) for e in _edits(cond, vectors, label)]
+    return [replace(e, value=cond.targets[e.layer]) if e.kind == "ablate" and cond.targets else e for e in edits]
 
 
 def _edits(cond: Condition, vectors: EmotionVectors, label: str | None) -> list[Edit]:

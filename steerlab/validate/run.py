@@ -35,7 +35,7 @@ from .conditions import (
 )
 from .decide import Readings, evaluate_claims, low_power, model_reply_validity, reader_validation
 from .measure import distinct2, quality_table, reply_perplexity
-from .prompts import Prompt, suite_prompts
+from .prompts import Prompt, load_prompts, resolve_path, suite_prompts
 from .schema import LABEL, TARGET, Suite
 from .stats import ci_mean
 
@@ -128,7 +128,11 @@ def run_suite(
     calibration = None
     if needs_calibration(suite):
         calibration = Calibration(lm, vectors, [prompt_chat(lm.tokenizer, s, gen.chat, gen.frame) for s in shown])
-    conditions = expand_conditions(suite, vectors, prompts, calibration)
+    reference = None
+    if gen.ablation_mean:
+        held = load_prompts(resolve_path(gen.ablation_mean, suite.path))
+        reference = Calibration(lm, vectors, [prompt_chat(lm.tokenizer, q.text, gen.chat, gen.frame) for q in held])
+    conditions = expand_conditions(suite, vectors, prompts, calibration, reference)
     jobs = suite_jobs(conditions, len(prompts), gen.samples)
     replies: list[list[list[str]]] = [[[] for _ in prompts] for _ in conditions]
     for c, p, _ in jobs:
@@ -198,6 +202,7 @@ def run_suite(
         row["emotion"] = cond.emotion
         row["expected_displacement"] = cond.expected_displacement
         row["pair"] = list(cond.pair) if cond.pair else None
+        row["ablation_target"] = float(np.mean(list(cond.targets.values()))) if cond.targets else None
     validation = reader_validation(lm, vectors, suite, [r.reader for r in readings], layer)
     degenerate = {row["name"] for row in quality if row["degenerate"]}
     claims = evaluate_claims(

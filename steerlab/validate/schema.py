@@ -48,6 +48,7 @@ class GenerationSpec:
     chat: bool = True  # True: the prompt is a user turn and the reply the assistant's; False: continuation
     batch_size: int = 32  # rows (prompt x condition x sample) per generate call
     frame: tuple[tuple[str, str], ...] = ()  # (user, assistant) exchanges shown before each prompt (chat, base models)
+    ablation_mean: str | None = None  # held-out messages: mean-ablation sets the projection to their tokens' mean
 
 
 @dataclass(frozen=True)
@@ -178,7 +179,7 @@ def parse_suite(data: object, source: str = "<suite>") -> Suite:
         ],
     )
     prompts = _parse_prompts(top)
-    g = top.sub("generation", ["max_new_tokens", "temperature", "seed", "samples", "chat", "batch_size", "frame"], {})
+    g = top.sub("generation", [*GENERATION_KEYS], {})
     generation = GenerationSpec(
         max_new_tokens=g.integer("max_new_tokens", 32, low=1),
         temperature=g.number("temperature", 0.0, low=0),
@@ -187,6 +188,7 @@ def parse_suite(data: object, source: str = "<suite>") -> Suite:
         chat=g.get("chat", bool, True),
         batch_size=g.integer("batch_size", 32, low=1),
         frame=_parse_frame(g),
+        ablation_mean=g.get("ablation_mean", str, None),
     )
     if generation.samples > 1 and generation.temperature == 0:
         raise g.fail(
@@ -287,6 +289,9 @@ CONDITION_KEYS = (
     *("name", "op", "emotions", "alphas", "mode", "directions", "seed", "match", "like", "instruction"),
     *("layers", "positions", "per_prompt", "samples"),
 )
+
+
+GENERATION_KEYS = ("max_new_tokens", "temperature", "seed", "samples", "chat", "batch_size", "frame", "ablation_mean")
 
 
 def _parse_conditions(top: Fields) -> tuple[ConditionSpec, ...]:
