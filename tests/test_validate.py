@@ -150,9 +150,9 @@ def test_expand_conditions_and_similar_emotion(tiny: LoadedModel, tiny_vectors: 
         }
     )
     prompts = [V.Prompt("sun and cake"), V.Prompt("the phone rang twice"), V.Prompt("dust on the table")]
-    cal = Calibration(tiny, tiny_vectors, [p.text for p in prompts])
     reference = Calibration(tiny, tiny_vectors, ["a quiet walk to the shop", "the kettle is on"])
-    conditions = V.expand_conditions(suite, tiny_vectors, prompts, cal, reference)
+    cal = Calibration(tiny, tiny_vectors, [p.text for p in prompts], reference)
+    conditions = V.expand_conditions(suite, tiny_vectors, prompts, cal)
     assert [c.name for c in conditions] == [
         "baseline",
         "add:joyful:-2",

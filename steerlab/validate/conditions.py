@@ -74,8 +74,16 @@ class Calibration:
     or with ``user`` the last user message only): they predict an ablation's displacement, and pairs of
     prompts give the control populations' directions."""
 
-    def __init__(self, lm: LoadedModel, vectors: EmotionVectors, chats: Sequence[ChatText | str]) -> None:
-        self.lm, self.vectors = lm, vectors
+    def __init__(
+        self,
+        lm: LoadedModel,
+        vectors: EmotionVectors,
+        chats: Sequence[ChatText | str],
+        reference: Calibration | None = None,
+    ) -> None:
+        """``reference``: held-out messages whose tokens' mean projection is a mean-ablation's target
+        (None: the extraction corpus's centre)."""
+        self.lm, self.vectors, self.reference = lm, vectors, reference
         self.chats = [c if isinstance(c, ChatText) else raw_chat(c) for c in list(chats)[:CALIBRATION_PROMPTS]]
         self.texts = [c.text for c in self.chats]
         self._tokens: dict[tuple[int, bool], tuple[torch.Tensor, torch.Tensor]] = {}
@@ -95,18 +103,22 @@ class Calibration:
     def tokens(self, layer: int, user: bool = False) -> torch.Tensor:
         return self._read(layer, user)[0]
 
-    def _offsets(self, layer: int, mode: Ablation, user: bool) -> torch.Tensor:
-        x = self.tokens(layer, user)
-        return x - self.vectors.center[layer] if mode != "zero" else x
+    def _moved(self, layer: int, d: torch.Tensor, mode: Ablation, user: bool) -> float:
+        """Mean |projection - target| over the tokens for ablating ``d`` at ``layer``."""
+        if mode == "zero":
+            target = 0.0
+        elif self.reference is not None:
+            target = self.reference.mean_projection(d, layer, user)
+        else:
+            target = float(self.vectors.center[layer] @ d)
+        return float((self.tokens(layer, user) @ d - target).abs().mean())
 
     def ablation(self, emotion: str, layers: Sequence[int], mode: Ablation, user: bool = False) -> float:
-        """Mean |projection - target| per token and layer for ablating ``emotion``."""
+        """Mean displacement per token and layer for ablating ``emotion``."""
         if mode == "directional":
             d = self.vectors.direction(emotion, layers[0])
-            every = range(self.vectors.n_layers)
-            return float(np.mean([(self._offsets(la, "mean", user) @ d).abs().mean() for la in every]))
-        moved = [(self._offsets(la, mode, user) @ self.vectors.direction(emotion, la)).abs().mean() for la in layers]
-        return float(np.mean(moved))
+            return float(np.mean([self._moved(la, d, "mean", user) for la in range(self.vectors.n_layers)]))
+        return float(np.mean([self._moved(la, self.vectors.direction(emotion, la), mode, user) for la in layers]))
 
     def pairs(self, count: int, seed: int) -> list[tuple[int, int]]:
         """``count`` distinct random pairs of prompts (fewer when the prompts have fewer pairs)."""
@@ -127,7 +139,7 @@ class Calibration:
 
     def displacement(self, directions: dict[int, torch.Tensor], mode: Ablation, user: bool = False) -> float:
         """Mean |projection - target| per token and layer for ablating one direction per layer."""
-        return float(np.mean([(self._offsets(la, mode, user) @ d).abs().mean() for la, d in directions.items()]))
+        return float(np.mean([self._moved(la, d, mode, user) for la, d in directions.items()]))
 
 
 def expand_conditions(
@@ -135,7 +147,6 @@ def expand_conditions(
     vectors: EmotionVectors,
     prompts: Sequence[Prompt],
     calibration: Calibration | None = None,
-    reference: Calibration | None = None,
 ) -> list[Condition]:
     """Concrete conditions: one per emotion x alpha for add / clamp, one per seed (x alpha) for random
     controls; ablation controls are matched on calibrated displacement (see the module doc)."""
@@ -177,8 +188,8 @@ def expand_conditions(
     for i, cond in enumerate(out):
         if cond.op in ("ablate", "ablate_similar") and calibration is not None and cond.emotion is not None:
             out[i] = replace(cond, expected_displacement=_ablation_target(cond, prompts, calibration))
-    if reference is not None:
-        out = [_with_targets(c, vectors, reference) for c in out]
+    if calibration is not None and calibration.reference is not None:
+        out = [_with_targets(c, vectors, calibration.reference) for c in out]
     names = [c.name for c in out]
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
@@ -198,7 +209,8 @@ def _with_targets(cond: Condition, vectors: EmotionVectors, reference: Calibrati
 
 
 def needs_calibration(suite: Suite) -> bool:
-    return any(s.op in ("ablate_similar", "random_add", "random_ablate") for s in suite.conditions)
+    populations = any(s.op in ("ablate_similar", "random_add", "random_ablate") for s in suite.conditions)
+    return populations or suite.generation.ablation_mean is not None
 
 
 def _need(calibration: Calibration | None, spec: ConditionSpec) -> Calibration:

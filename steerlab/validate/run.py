@@ -125,14 +125,8 @@ def run_suite(
     for i, text in enumerate(shown):
         full = prompt_text(lm.tokenizer, _with_instruction(text, longest), gen.chat, gen.frame)
         lm.check_length(len(lm.tokenizer(full)["input_ids"]), f"prompt {i + 1} of the suite", gen.max_new_tokens)
-    calibration = None
-    if needs_calibration(suite):
-        calibration = Calibration(lm, vectors, [prompt_chat(lm.tokenizer, s, gen.chat, gen.frame) for s in shown])
-    reference = None
-    if gen.ablation_mean:
-        held = load_prompts(resolve_path(gen.ablation_mean, suite.path))
-        reference = Calibration(lm, vectors, [prompt_chat(lm.tokenizer, q.text, gen.chat, gen.frame) for q in held])
-    conditions = expand_conditions(suite, vectors, prompts, calibration, reference)
+    calibration = _calibration(suite, lm, vectors, shown) if needs_calibration(suite) else None
+    conditions = expand_conditions(suite, vectors, prompts, calibration)
     jobs = suite_jobs(conditions, len(prompts), gen.samples)
     replies: list[list[list[str]]] = [[[] for _ in prompts] for _ in conditions]
     for c, p, _ in jobs:
@@ -252,6 +246,16 @@ def run_suite(
         )
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _calibration(suite: Suite, lm: LoadedModel, vectors: EmotionVectors, shown: list[str]) -> Calibration:
+    """The prompts' clean activations, with the held-out messages of ``generation.ablation_mean``."""
+    gen = suite.generation
+    reference = None
+    if gen.ablation_mean:
+        held = load_prompts(resolve_path(gen.ablation_mean, suite.path))
+        reference = Calibration(lm, vectors, [prompt_chat(lm.tokenizer, q.text, gen.chat, gen.frame) for q in held])
+    return Calibration(lm, vectors, [prompt_chat(lm.tokenizer, s, gen.chat, gen.frame) for s in shown], reference)
 
 
 def suite_jobs(conditions: list[Condition], n_prompts: int, samples: int) -> list[tuple[int, int, int]]:
