@@ -145,6 +145,7 @@ def extract_cmd(
     sides = side_files(target)
     for path in (target, *sides.values()):
         check_out(path, "--out", force=force)
+    _claim(target, (target, *sides.values()), force)
     c = load_corpus(corpus_path)
     lm = get_model(model_spec, revision, dtype)
     config = ExtractConfig(
@@ -195,6 +196,18 @@ def extract_cmd(
     click.echo(f"wrote {target}, {', '.join(p.name for p in sides.values())}")
     if not out:
         say(f"use them with --vectors {target}")
+
+
+def _claim(target: Path, outputs: tuple[Path, ...], force: bool) -> None:
+    """Hold ``target`` until the command ends, then check the outputs again: a run that finished in the
+    meantime has written them."""
+    from ..files import claimed
+    from ..parallel import is_main
+
+    if is_main():  # under torchrun rank 0 writes
+        click.get_current_context().with_resource(claimed(target))
+        for path in outputs:
+            check_out(path, "--out", force=force)
 
 
 @cli.command("evaluate")
