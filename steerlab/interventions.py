@@ -59,7 +59,6 @@ from .sites import check_layers
 from .vectors import EmotionVectors
 
 Positions = Literal["all", "prompt", "generated"]
-Kind = Literal["add", "ablate", "clamp"]
 
 
 class Displacement:
@@ -232,7 +231,7 @@ def steering(
     """Attach edits for the block: ``with steering(lm, v, add={"hopeful": 4}) as s: s.generate(...)``.
 
     Named emotions need ``vectors`` (checked against the model); ``edits`` adds raw directions.
-    ``layers`` defaults to the vector file's chosen layer. Nothing stays attached after the block,
+    ``layers`` defaults to the vector file's steering layer. Nothing stays attached after the block,
     also when it raises.
     """
     if positions not in POSITIONS:

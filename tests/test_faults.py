@@ -343,9 +343,9 @@ def test_models_before_first_use_and_the_emotion_list(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("STEERLAB_CACHE", str(tmp_path))  # nothing built yet
-    code, out, err = run(["models"], capsys, monkeypatch)
+    code, out, _ = run(["models"], capsys, monkeypatch)
     assert code == 0 and "?" not in out, out
     assert "gemma-3-270m               18    640  no" in out, out
-    code, out, err = run(["emotions", "--json"], capsys, monkeypatch)
+    code, out, _ = run(["emotions", "--json"], capsys, monkeypatch)
     table = json.loads(out)
     assert code == 0 and len(table) == 20 and table["hopeful"]["valence"] > 0 > table["desperate"]["valence"]

@@ -57,7 +57,7 @@ def _parse_clamp(items: tuple[str, ...]) -> dict[str, float]:
 )
 @model_options
 @click.option(
-    "--layers", "layer_spec", default=None, help="6, 6-10, 3,5 or all (default: the vector file's chosen layer)."
+    "--layers", "layer_spec", default=None, help="6, 6-10, 3,5 or all (default: the vector file's steering layer)."
 )
 @click.option("--positions", type=click.Choice(POSITIONS), default="all", show_default=True)
 @click.option("--prompts-file", default=None, help="One prompt per line, or JSONL with a 'text' field.")
