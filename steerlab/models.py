@@ -50,6 +50,8 @@ CORRUPT_ERRORS = (OSError, ValueError, SafetensorError)  # what a damaged file r
 
 @dataclass(frozen=True)
 class LoadedModel:
+    """A causal LM ready for steerlab: the model, its tokenizer, its family and where it came from."""
+
     model: PreTrainedModel  # eval mode, gradients off
     tokenizer: PreTrainedTokenizerBase  # padding_side="left" for generation
     spec: str  # what the user asked for
