@@ -51,7 +51,7 @@ def read_json(path: Path) -> Any:
 
 def table(header: Sequence[str], rows: Sequence[Sequence[object]], align: str = "") -> str:
     """A markdown table; ``align`` gives one character per column ('r' right-aligns)."""
-    marks = ["---:" if (align[i:i + 1] == "r") else "---" for i in range(len(header))]
+    marks = ["---:" if (align[i : i + 1] == "r") else "---" for i in range(len(header))]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(marks) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
@@ -97,10 +97,15 @@ def vector_file(model: str) -> str:
         ("file", f"`vectors/{model}/emotions.safetensors` (+ `emotions.json`)"),
         ("model", f"`{v.meta['model_id']}`, {v.n_layers} layers, hidden size {v.meta['hidden_size']}"),
         ("corpus", f"`{v.meta['corpus_source']}`: {v.meta['n_train']} train / {v.meta['n_test']} test texts"),
-        ("method", f"`{v.meta['method']}`; readout `{v.meta['pooling'].get('readout')}`, first "
-                   f"{v.meta['pooling'].get('skip_tokens')} tokens skipped"),
-        ("steering layer", f"{steer} (α = 1 adds {float(v.alpha_unit[steer]):.1f}; mean token norm "
-                           f"{float(v.token_norm[steer]):,.0f})"),
+        (
+            "method",
+            f"`{v.meta['method']}`; readout `{v.meta['pooling'].get('readout')}`, first "
+            f"{v.meta['pooling'].get('skip_tokens')} tokens skipped",
+        ),
+        (
+            "steering layer",
+            f"{steer} (α = 1 adds {float(v.alpha_unit[steer]):.1f}; mean token norm {float(v.token_norm[steer]):,.0f})",
+        ),
         ("α bound at the steering layer", f"|α| ≤ {alpha_limit(v, steer):,.0f} (100 × the token norm)"),
         ("reading layer, default reader", f"{read}, `{v.default_reader}`"),
         ("layer rule", v.meta.get("layer_rule", "–")),
@@ -117,24 +122,40 @@ def sweep(model: str) -> str:
     for r in rows:
         layer = int(r["layer"])
         mark = " ◀ " + ", ".join(n for n, at in (("reading", read), ("steering", steer)) if at == layer)
-        out.append([
-            f"{layer}{mark if layer in (read, steer) else ''}",
-            f"{float(r['top1']):.3f} [{float(r['top1_lo']):.2f}, {float(r['top1_hi']):.2f}]",
-            f(float(r["top3"])), f(float(r["probe_top1"])),
-            (f"**{float(r['oos_top1']):.3f}**" if layer == read else f"{float(r['oos_top1']):.3f}")
-            + f" [{float(r['oos_top1_lo']):.2f}, {float(r['oos_top1_hi']):.2f}]",
-            f(float(r["oos_top3"])), f(float(r["oos_probe_top1"])),
-        ])
+        out.append(
+            [
+                f"{layer}{mark if layer in (read, steer) else ''}",
+                f"{float(r['top1']):.3f} [{float(r['top1_lo']):.2f}, {float(r['top1_hi']):.2f}]",
+                f(float(r["top3"])),
+                f(float(r["probe_top1"])),
+                (f"**{float(r['oos_top1']):.3f}**" if layer == read else f"{float(r['oos_top1']):.3f}")
+                + f" [{float(r['oos_top1_lo']):.2f}, {float(r['oos_top1_hi']):.2f}]",
+                f(float(r["oos_top3"])),
+                f(float(r["oos_probe_top1"])),
+            ]
+        )
     styles = meta["oos_top1_per_style"][read]
     chance = 1 / len(meta["emotions"])
     return (
         f"Every layer scored in style (train split → held-out split) and out of style (fitted on all styles "
         f"but one, read on the one left out, averaged over styles); chance is {chance:.2f}. "
         f"Figure: `vectors/{model}/emotions.layer_sweep.png`.\n\n"
-        + table(["layer", "in-style top-1 [95% CI]", "top-3", "probe top-1", "out-of-style top-1 [95% CI]",
-                 "top-3", "probe top-1"], out, "lrrrrrr")
+        + table(
+            [
+                "layer",
+                "in-style top-1 [95% CI]",
+                "top-3",
+                "probe top-1",
+                "out-of-style top-1 [95% CI]",
+                "top-3",
+                "probe top-1",
+            ],
+            out,
+            "lrrrrrr",
+        )
         + "\nPer left-out style at the reading layer: "
-        + ", ".join(f"{k} {v:.2f}" for k, v in sorted(styles.items())) + ".\n"
+        + ", ".join(f"{k} {v:.2f}" for k, v in sorted(styles.items()))
+        + ".\n"
     )
 
 
@@ -166,19 +187,37 @@ def cross_corpus(model: str) -> str:
     x = read_json(BENCH / f"cross_corpus_{model}.json")
     rl, rev = x["steerlab_reading_layer"], x["reverse_best"]
     rows = [
-        ("steerlab's vectors", f"steerlab's {rev['n']} first-person texts written separately",
-         f"**{rev['steerlab_vectors']:.3f}**"),
-        ("EmotionScope-recipe vectors (trained on their stories)", "the same texts", f"{rev['emotionscope_vectors']:.3f}"),
-        ("steerlab's vectors (never saw their data)", "EmotionScope's 1,000 one-sentence stories",
-         f"**{rl['top1_all_1000']:.3f}** (top-3 {rl['top3_all_1000']:.3f}) at layer {rl['layer']}"),
-        ("steerlab's vectors", f"their {x['n_test']} held-out stories",
-         f"{rl['top1_same_test']:.3f} at layer {rl['layer']}; best {x['steerlab_best']['top1']:.3f} "
-         f"(layer {x['steerlab_best']['layer']})"),
-        ("EmotionScope's recipe on their own stories", f"their {x['n_test']} held-out stories",
-         f"{x['emotionscope_recipe_best']['top1']:.3f} (best layer {x['emotionscope_recipe_best']['layer']})"),
+        (
+            "steerlab's vectors",
+            f"steerlab's {rev['n']} first-person texts written separately",
+            f"**{rev['steerlab_vectors']:.3f}**",
+        ),
+        (
+            "EmotionScope-recipe vectors (trained on their stories)",
+            "the same texts",
+            f"{rev['emotionscope_vectors']:.3f}",
+        ),
+        (
+            "steerlab's vectors (never saw their data)",
+            "EmotionScope's 1,000 one-sentence stories",
+            f"**{rl['top1_all_1000']:.3f}** (top-3 {rl['top3_all_1000']:.3f}) at layer {rl['layer']}",
+        ),
+        (
+            "steerlab's vectors",
+            f"their {x['n_test']} held-out stories",
+            f"{rl['top1_same_test']:.3f} at layer {rl['layer']}; best {x['steerlab_best']['top1']:.3f} "
+            f"(layer {x['steerlab_best']['layer']})",
+        ),
+        (
+            "EmotionScope's recipe on their own stories",
+            f"their {x['n_test']} held-out stories",
+            f"{x['emotionscope_recipe_best']['top1']:.3f} "
+            f"(best layer {x['emotionscope_recipe_best']['layer']})",
+        ),
     ]
     return (
-        f"`python eval/benchmarks/cross_corpus.py --external DIR` (`eval/benchmarks/results/cross_corpus_{model}.json`; "
+        f"`python eval/benchmarks/cross_corpus.py --external DIR` "
+        f"(`eval/benchmarks/results/cross_corpus_{model}.json`; "
         "DIR is a copy of EmotionScope's MIT-licensed data, an outside benchmark never shipped with steerlab).\n\n"
         + table(["reader", "test texts", "top-1"], rows)
     )
@@ -194,19 +233,37 @@ def reader_validation(model: str) -> str:
     rows = []
     for name in x["readers"]:
         own, ext = at(x["readers"], name), at(x["external"]["readers"], name)
-        rows.append([
-            f"`{name}`" + (" (the default)" if name == x["default_reader"] else ""),
-            f(own["auroc"].get("hopeful")), f(own["auroc_length_adjusted"].get("hopeful")), f(own["macro_auroc"]),
-            f"{own['hopeful_pick_rate']:.0%}", f(ext["auroc"].get("hopeful")), f(ext["macro_auroc"]),
-        ])
+        rows.append(
+            [
+                f"`{name}`" + (" (the default)" if name == x["default_reader"] else ""),
+                f(own["auroc"].get("hopeful")),
+                f(own["auroc_length_adjusted"].get("hopeful")),
+                f(own["macro_auroc"]),
+                f"{own['hopeful_pick_rate']:.0%}",
+                f(ext["auroc"].get("hopeful")),
+                f(ext["macro_auroc"]),
+            ]
+        )
     return (
         f"`python eval/benchmarks/reader_validation.py --external DIR` "
         f"(`eval/benchmarks/results/reader_validation_{model}.json`, every reader × layer). Replies are read in "
         f"their conversation at the reading layer {layer}: {x['n']} held-out replies written for steerlab "
         f"(`{x['replies']}`, {x['messages']} messages × {len(x['labels'])} labels), and "
-        f"{x['external']['n']} replies nobody on the project wrote ({x['external']['source']}). Chance AUROC is 0.5.\n\n"
-        + table(["reader", "held-out: hopeful AUROC", "length regressed out", f"macro ({len(x['labels']) - 1} emotions)",
-                 "picks the hopeful reply", "EmotionScope: hopeful AUROC", "macro"], rows, "lrrrrrr")
+        f"{x['external']['n']} replies nobody on the project wrote ({x['external']['source']}). "
+        "Chance AUROC is 0.5.\n\n"
+        + table(
+            [
+                "reader",
+                "held-out: hopeful AUROC",
+                "length regressed out",
+                f"macro ({len(x['labels']) - 1} emotions)",
+                "picks the hopeful reply",
+                "EmotionScope: hopeful AUROC",
+                "macro",
+            ],
+            rows,
+            "lrrrrrr",
+        )
     )
 
 
@@ -246,8 +303,16 @@ def suite(folder: Path) -> str:
     )
     details = s.get("claim_details") or [{}] * len(s["claims"])
     claims = [
-        [c["name"], f"**{c['verdict'].upper()}**", f(c["effect"], "+.3f"), ci(c["ci"], "+.3f"), p_value(c["p"]),
-         p_value(c.get("p_adj")), d.get("n", "–"), f(d.get("power"), ".2f")]
+        [
+            c["name"],
+            f"**{c['verdict'].upper()}**",
+            f(c["effect"], "+.3f"),
+            ci(c["ci"], "+.3f"),
+            p_value(c["p"]),
+            p_value(c.get("p_adj")),
+            d.get("n", "–"),
+            f(d.get("power"), ".2f"),
+        ]
         for c, d in zip(s["claims"], details, strict=False)
     ]
     out = head + table(["claim", "verdict", "effect", "95 % CI", "p", "p adj", "n used", "power"], claims, "llrlrrrr")
@@ -266,11 +331,19 @@ def conditions_table(s: dict[str, Any]) -> str:
     rows = []
     for c in s["conditions"]:
         q = quality.get(c["name"], {})
-        rows.append([
-            c["name"], f(c.get("displacement"), ".0f"), f(q.get("ppl_ratio"), ".2f"), f"{c.get('echo_rate', 0):.0%}",
-            f"{c['incoherent']:.0%}" if c.get("incoherent") is not None else "–", "yes" if c["degenerate"] else "",
-        ])
-    return table(["condition", "‖Δx‖ per token", "perplexity ratio", "echo", "incoherent", "degenerate"], rows, "lrrrrl")
+        rows.append(
+            [
+                c["name"],
+                f(c.get("displacement"), ".0f"),
+                f(q.get("ppl_ratio"), ".2f"),
+                f"{c.get('echo_rate', 0):.0%}",
+                f"{c['incoherent']:.0%}" if c.get("incoherent") is not None else "–",
+                "yes" if c["degenerate"] else "",
+            ]
+        )
+    return table(
+        ["condition", "‖Δx‖ per token", "perplexity ratio", "echo", "incoherent", "degenerate"], rows, "lrrrrl"
+    )
 
 
 def dose_table(dose: list[dict[str, Any]]) -> str:
@@ -279,14 +352,30 @@ def dose_table(dose: list[dict[str, Any]]) -> str:
     for alpha in sorted({d["alpha"] for d in adds}):
         at = [d for d in adds if d["alpha"] == alpha]
         ppl = sorted(d["ppl_ratio"] for d in at)[len(at) // 2]
-        rows.append([
-            f"{alpha:g}", f(sum(d["displacement"] for d in at) / len(at), ".0f"),
-            f(sum(d["target_delta"] for d in at) / len(at), "+.3f"), f"{sum(d['target_ci'][0] > 0 for d in at)}/{len(at)}",
-            f(sum(d["offtarget_delta"] for d in at) / len(at), "+.3f"), f(ppl, ".2f"),
-            f"{sum(d['degenerate'] for d in at)}/{len(at)}",
-        ])
-    return table(["α", "‖Δx‖ per token", "change of the target's reading", "emotions with CI > 0",
-                  "off-target change", "median perplexity ratio", "degenerate"], rows, "rrrrrrr")
+        rows.append(
+            [
+                f"{alpha:g}",
+                f(sum(d["displacement"] for d in at) / len(at), ".0f"),
+                f(sum(d["target_delta"] for d in at) / len(at), "+.3f"),
+                f"{sum(d['target_ci'][0] > 0 for d in at)}/{len(at)}",
+                f(sum(d["offtarget_delta"] for d in at) / len(at), "+.3f"),
+                f(ppl, ".2f"),
+                f"{sum(d['degenerate'] for d in at)}/{len(at)}",
+            ]
+        )
+    return table(
+        [
+            "α",
+            "‖Δx‖ per token",
+            "change of the target's reading",
+            "emotions with CI > 0",
+            "off-target change",
+            "median perplexity ratio",
+            "degenerate",
+        ],
+        rows,
+        "rrrrrrr",
+    )
 
 
 def report_numbers(model: str) -> str:
@@ -295,23 +384,33 @@ def report_numbers(model: str) -> str:
     t = d["thermostat"]
     grid = d["role_grid"]
     rows = [
-        ("dual speaker: mean cos(current-speaker, other-speaker vector), same emotion",
-         f"**{d['mean_cos_matched']:+.3f}** (mismatched {d['mean_cos_mismatched']:+.3f}, their 95 % band "
-         f"{ci(d['mismatched_95'], '+.2f')}, random ±{d['random_bound']:.3f}); {d['above_mismatched']} of "
-         f"{d['n_emotions']} emotions above the band"),
-        ("2×2 (token role × whose emotion)",
-         f"user tokens: user's {grid[0][0]:+.3f}, assistant's {grid[0][1]:+.3f}; assistant tokens: user's "
-         f"{grid[1][0]:+.3f}, assistant's {grid[1][1]:+.3f}"),
-        (f"thermostat (n = {t['read']['n']} dialogues)",
-         f"assistant arousal vs the user's read arousal r = {t['read']['r']:+.2f} (p {p_value(t['read']['p'])}); "
-         f"partial r = {t['partial']['r']:+.2f} (p {p_value(t['partial']['p'])}) after the script's regulation; "
-         f"vs labelled arousal r = {t['labelled']['r']:+.2f} (p {p_value(t['labelled']['p'])})"),
-        ("geometry: PC1 vs valence / arousal",
-         f"r = {g['pc1_valence']['r']:+.2f} (p {p_value(g['pc1_valence']['p'])}) / "
-         f"{g['pc1_arousal']['r']:+.2f} (p {p_value(g['pc1_arousal']['p'])})"),
-        ("geometry: PC2 vs valence / arousal",
-         f"r = {g['pc2_valence']['r']:+.2f} (p {p_value(g['pc2_valence']['p'])}) / "
-         f"{g['pc2_arousal']['r']:+.2f} (p {p_value(g['pc2_arousal']['p'])})"),
+        (
+            "dual speaker: mean cos(current-speaker, other-speaker vector), same emotion",
+            f"**{d['mean_cos_matched']:+.3f}** (mismatched {d['mean_cos_mismatched']:+.3f}, their 95 % band "
+            f"{ci(d['mismatched_95'], '+.2f')}, random ±{d['random_bound']:.3f}); {d['above_mismatched']} of "
+            f"{d['n_emotions']} emotions above the band",
+        ),
+        (
+            "2×2 (token role × whose emotion)",
+            f"user tokens: user's {grid[0][0]:+.3f}, assistant's {grid[0][1]:+.3f}; assistant tokens: user's "
+            f"{grid[1][0]:+.3f}, assistant's {grid[1][1]:+.3f}",
+        ),
+        (
+            f"thermostat (n = {t['read']['n']} dialogues)",
+            f"assistant arousal vs the user's read arousal r = {t['read']['r']:+.2f} (p {p_value(t['read']['p'])}); "
+            f"partial r = {t['partial']['r']:+.2f} (p {p_value(t['partial']['p'])}) after the script's regulation; "
+            f"vs labelled arousal r = {t['labelled']['r']:+.2f} (p {p_value(t['labelled']['p'])})",
+        ),
+        (
+            "geometry: PC1 vs valence / arousal",
+            f"r = {g['pc1_valence']['r']:+.2f} (p {p_value(g['pc1_valence']['p'])}) / "
+            f"{g['pc1_arousal']['r']:+.2f} (p {p_value(g['pc1_arousal']['p'])})",
+        ),
+        (
+            "geometry: PC2 vs valence / arousal",
+            f"r = {g['pc2_valence']['r']:+.2f} (p {p_value(g['pc2_valence']['p'])}) / "
+            f"{g['pc2_arousal']['r']:+.2f} (p {p_value(g['pc2_arousal']['p'])})",
+        ),
     ]
     out = (
         f"`steerlab report --json` (`eval/results/{model}/report/numbers.json`), every analysis at the reading "
@@ -322,8 +421,10 @@ def report_numbers(model: str) -> str:
     cols = [k for k in ("steerlab", "external") if intensity.get(k)]
 
     def cell(x: dict[str, Any]) -> str:
-        return (f"{x['right_sign']} / {x['strong_right']} / {x['significant_right']}–{x['significant_wrong']} / "
-                f"{x['mean_signed_rho']:+.2f} (of {x['relations']})")
+        return (
+            f"{x['right_sign']} / {x['strong_right']} / {x['significant_right']}–{x['significant_wrong']} / "
+            f"{x['mean_signed_rho']:+.2f} (of {x['relations']})"
+        )
 
     rows2 = [[f"`{p}`", *(cell(intensity[k][p]) for k in cols)] for p in points]
     names = {"steerlab": "steerlab's scales", "external": "EmotionScope's scales (`--external`)"}
@@ -338,10 +439,16 @@ def report_numbers(model: str) -> str:
 def llamacpp(model: str) -> str:
     x = read_json(BENCH / f"llamacpp_{model}.json")
     rows = [
-        ("mean change in hopeful (log-probability)", f"**{x['hopeful_shift']['llamacpp']:+.2f}**",
-         f"**{x['hopeful_shift']['pyvene']:+.2f}**"),
-        ("replies that read more hopeful", f"{x['hopeful_up_share']['llamacpp']:.0%}",
-         f"{x['hopeful_up_share']['pyvene']:.0%}"),
+        (
+            "mean change in hopeful (log-probability)",
+            f"**{x['hopeful_shift']['llamacpp']:+.2f}**",
+            f"**{x['hopeful_shift']['pyvene']:+.2f}**",
+        ),
+        (
+            "replies that read more hopeful",
+            f"{x['hopeful_up_share']['llamacpp']:.0%}",
+            f"{x['hopeful_up_share']['pyvene']:.0%}",
+        ),
         ("seconds", f(x["seconds"]["llamacpp"], ".0f"), f(x["seconds"]["pyvene"], ".0f")),
     ]
     return (
@@ -393,72 +500,121 @@ def benchmarks_page() -> str:
         for path in sorted(BENCH.glob("extract_speed_*.json")):
             x = read_json(path)
             t = x["tokens_per_s"]
-            rows.append([f"`{x['model']}`", f"{x['texts']} / {x['tokens']:,}", f"**{t['steerlab']:.0f}**",
-                         f"{x['steerlab_vs_limit']:.2f}×", f"{x['steerlab_vs_naive']:.1f}×", f"{x['steerlab_vs_loop']:.1f}×"])
-        return ("`python eval/benchmarks/extract_speed.py` (tokens/s, 2 threads, ratios measured side by side in one "
-                "run): steerlab against the plain batched decoder pass without hooks (the limit), a naive pass with "
-                "`output_hidden_states`, and one text at a time.\n\n"
-                + table(["model", "texts / tokens", "steerlab tok/s", "vs the limit", "vs naive", "vs a loop"], rows,
-                        "lrrrrr"))
+            rows.append(
+                [
+                    f"`{x['model']}`",
+                    f"{x['texts']} / {x['tokens']:,}",
+                    f"**{t['steerlab']:.0f}**",
+                    f"{x['steerlab_vs_limit']:.2f}×",
+                    f"{x['steerlab_vs_naive']:.1f}×",
+                    f"{x['steerlab_vs_loop']:.1f}×",
+                ]
+            )
+        return (
+            "`python eval/benchmarks/extract_speed.py` (tokens/s, 2 threads, ratios measured side by side in one "
+            "run): steerlab against the plain batched decoder pass without hooks (the limit), a naive pass with "
+            "`output_hidden_states`, and one text at a time.\n\n"
+            + table(
+                ["model", "texts / tokens", "steerlab tok/s", "vs the limit", "vs naive", "vs a loop"], rows, "lrrrrr"
+            )
+        )
 
     def steer() -> str:
         rows = []
         for path in sorted(BENCH.glob("steer_speed_*.json")):
             x = read_json(path)
-            rows.append([f"`{x['model']}`", f"{x['prompts']} × {x['new_tokens']}",
-                         f(x["tokens_per_s"]["unsteered"], ".1f"), f(x["tokens_per_s"]["steered"], ".1f"),
-                         f"**{x['steered_vs_unsteered']:.2f}×**"])
+            rows.append(
+                [
+                    f"`{x['model']}`",
+                    f"{x['prompts']} × {x['new_tokens']}",
+                    f(x["tokens_per_s"]["unsteered"], ".1f"),
+                    f(x["tokens_per_s"]["steered"], ".1f"),
+                    f"**{x['steered_vs_unsteered']:.2f}×**",
+                ]
+            )
         return "`python eval/benchmarks/steer_speed.py`\n\n" + table(
-            ["model", "prompts × tokens", "unsteered tok/s", "steered tok/s", "steered / unsteered"], rows, "lrrrr")
+            ["model", "prompts × tokens", "unsteered tok/s", "steered tok/s", "steered / unsteered"], rows, "lrrrr"
+        )
 
     def start() -> str:
         x = read_json(BENCH / "start_time.json")
         rows = [[f"`{k}`", f"{v['best_s']:.2f}", f"{v['median_s']:.2f}"] for k, v in x["commands"].items()]
-        return (f"`python eval/benchmarks/start_time.py` (a fresh process each, {x['repeats']} repeats)\n\n"
-                + table(["command", "best s", "median s"], rows, "lrr"))
+        return f"`python eval/benchmarks/start_time.py` (a fresh process each, {x['repeats']} repeats)\n\n" + table(
+            ["command", "best s", "median s"], rows, "lrr"
+        )
 
     def peers() -> str:
         x = read_json(BENCH / "peers.json")
         rows = []
         for name, t in x["tools"].items():
-            rows.append([f"{name} {t['versions'].get(name, '')}", f"{t['extract_s']:.1f}",
-                         f"{t['unsteered_tok_s']:.1f} → {t['steered_tok_s']:.1f}",
-                         {True: "yes", False: "no"}.get(t.get("same_steered_tokens_as_steerlab"), "—")])
+            rows.append(
+                [
+                    f"{name} {t['versions'].get(name, '')}",
+                    f"{t['extract_s']:.1f}",
+                    f"{t['unsteered_tok_s']:.1f} → {t['steered_tok_s']:.1f}",
+                    {True: "yes", False: "no"}.get(t.get("same_steered_tokens_as_steerlab"), "—"),
+                ]
+            )
         s = x["setup"]
-        return (f"`python eval/benchmarks/peers.py`: each tool in its own environment and process, {s['threads']} "
-                f"thread, best of {s['repeats']}. {s['texts']} texts for one concept at all layers; then "
-                f"{s['new_tokens']} greedy tokens with the same vector added at layer {s['steer_layer']}.\n\n"
-                + table(["tool", "extract one concept (s)", "tok/s unsteered → steered", "steered tokens equal steerlab's"],
-                        rows, "lrrl"))
+        return (
+            f"`python eval/benchmarks/peers.py`: each tool in its own environment and process, {s['threads']} "
+            f"thread, best of {s['repeats']}. {s['texts']} texts for one concept at all layers; then "
+            f"{s['new_tokens']} greedy tokens with the same vector added at layer {s['steer_layer']}.\n\n"
+            + table(
+                ["tool", "extract one concept (s)", "tok/s unsteered → steered", "steered tokens equal steerlab's"],
+                rows,
+                "lrrl",
+            )
+        )
 
     def scale() -> str:
         x = read_json(BENCH / "scale_2b.json")
-        rows = [[s["stage"] + (f" ({s['size']} per emotion)" if s["size"] else ""), f"{s['load_s']:.0f}",
-                 f"{s['stage_s']:.0f}", s["tokens"], f"{s['tokens_per_s']:.2f}", f"{s['peak_rss_gib']:.2f}"]
-                for s in x["stages"]]
-        return (f"`python eval/benchmarks/scale_2b.py`: `{x['model']}` ({x['dtype']}, random weights: plumbing, "
-                "memory and speed, never emotions), each stage in its own process.\n\n"
-                + table(["stage", "load s", "stage s", "tokens", "tokens/s", "peak RSS GiB"], rows, "lrrrrr"))
+        rows = [
+            [
+                s["stage"] + (f" ({s['size']} per emotion)" if s["size"] else ""),
+                f"{s['load_s']:.0f}",
+                f"{s['stage_s']:.0f}",
+                s["tokens"],
+                f"{s['tokens_per_s']:.2f}",
+                f"{s['peak_rss_gib']:.2f}",
+            ]
+            for s in x["stages"]
+        ]
+        return (
+            f"`python eval/benchmarks/scale_2b.py`: `{x['model']}` ({x['dtype']}, random weights: plumbing, "
+            "memory and speed, never emotions), each stage in its own process.\n\n"
+            + table(["stage", "load s", "stage s", "tokens", "tokens/s", "peak RSS GiB"], rows, "lrrrrr")
+        )
 
     def batching() -> str:
         x = read_json(BENCH / "suite_batching.json")
-        return (f"`python eval/benchmarks/suite_batching.py`: {x['prompts']} prompts × {x['conditions']} conditions × "
-                f"{x['max_new_tokens']} tokens on `{x['model']}`: one batched `generate` "
-                f"{x['seconds']['batched']:.1f} s against one row at a time {x['seconds']['one_at_a_time']:.1f} s, "
-                f"**{x['speedup']:.1f}×**; identical replies: {'yes' if x['same_replies'] else 'no'}.\n")
+        return (
+            f"`python eval/benchmarks/suite_batching.py`: {x['prompts']} prompts × {x['conditions']} conditions × "
+            f"{x['max_new_tokens']} tokens on `{x['model']}`: one batched `generate` "
+            f"{x['seconds']['batched']:.1f} s against one row at a time {x['seconds']['one_at_a_time']:.1f} s, "
+            f"**{x['speedup']:.1f}×**; identical replies: {'yes' if x['same_replies'] else 'no'}.\n"
+        )
 
-    return "\n".join([
-        GENERATED, "# Benchmarks\n",
-        "Speeds are ratios measured side by side in one run on a shared 2-core CPU; results in "
-        "`eval/benchmarks/results/`.\n",
-        section("Extraction speed", speed), section("Generation speed", steer), section("Start time", start),
-        section("Peers", peers), section("The 2B shape end to end", scale), section("Suite batching", batching),
-    ])
+    return "\n".join(
+        [
+            GENERATED,
+            "# Benchmarks\n",
+            "Speeds are ratios measured side by side in one run on a shared 2-core CPU; results in "
+            "`eval/benchmarks/results/`.\n",
+            section("Extraction speed", speed),
+            section("Generation speed", steer),
+            section("Start time", start),
+            section("Peers", peers),
+            section("The 2B shape end to end", scale),
+            section("Suite batching", batching),
+        ]
+    )
 
 
 def history_page() -> str:
     parts = [
-        GENERATED, "# Earlier vectors (`vectors-v1`)\n",
+        GENERATED,
+        "# Earlier vectors (`vectors-v1`)\n",
         "The suites' first results, run with the single-style vectors that shipped before the four-style corpus "
         "(`eval/results/vectors-v1/`). They are kept for comparison; the model pages hold the current ones.\n",
     ]
@@ -470,12 +626,16 @@ def side_by_side_page() -> str:
     from steerlab.names import BUILTIN_SOURCES
 
     links = " · ".join(f"[`{m}`]({m}.md)" for m in BUILTIN_SOURCES)
-    return "\n".join([
-        GENERATED, "# Results: the built-in models side by side\n",
-        "The same corpus, rules and suites on the base model and on the assistant. Per model: " + links
-        + "; speeds: [benchmarks](benchmarks.md); the first suite runs: [earlier vectors](history.md).\n",
-        MT.render(),
-    ])
+    return "\n".join(
+        [
+            GENERATED,
+            "# Results: the built-in models side by side\n",
+            "The same corpus, rules and suites on the base model and on the assistant. Per model: "
+            + links
+            + "; speeds: [benchmarks](benchmarks.md); the first suite runs: [earlier vectors](history.md).\n",
+            MT.render(),
+        ]
+    )
 
 
 def headline() -> str:
@@ -485,15 +645,26 @@ def headline() -> str:
     models = list(BUILTIN_SOURCES)
     results = {m: MT.load(m) for m in models}
     wanted = {
-        "model", "20-way top-1 on a style left out of fitting, reading layer [95 % CI]", "α 4",
-        "adding *hopeful* (α 4) strengthens it", "mean-ablating *desperate* weakens the lean",
+        "model",
+        "20-way top-1 on a style left out of fitting, reading layer [95 % CI]",
+        "α 4",
+        "adding *hopeful* (α 4) strengthens it",
+        "mean-ablating *desperate* weakens the lean",
     }
     rows = [(label, fn) for rows in MT.TABLES.values() for label, fn in rows if label in wanted]
-    labels = {"α 4": "steering at α 4 (`dose_response`): change of the target's reading"}
-    lines = ["| | " + " | ".join(f"[`{m}`](docs/results/{m}.md)" for m in models) + " |",
-             "|---|" + "---|" * len(models)]
-    lines += [f"| {labels.get(label, label)} | " + " | ".join(fn(results[m]) for m in models) + " |"
-              for label, fn in rows]
+    labels = {
+        "α 4": "steering at α 4 (`dose_response`): change of the target's reading",
+        "mean-ablating *desperate* weakens the lean": "`desperate_to_hopeful`: mean-ablating *desperate* weakens "
+        "the hopeful lean of replies to desperate messages",
+        "adding *hopeful* (α 4) strengthens it": "`desperate_to_hopeful`: adding *hopeful* (α 4) strengthens it",
+    }
+    lines = [
+        "| | " + " | ".join(f"[`{m}`](docs/results/{m}.md)" for m in models) + " |",
+        "|---|" + "---|" * len(models),
+    ]
+    lines += [
+        f"| {labels.get(label, label)} | " + " | ".join(fn(results[m]) for m in models) + " |" for label, fn in rows
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -507,7 +678,7 @@ def pages() -> dict[Path, str]:
     readme = (REPO / "README.md").read_text()
     if HEAD_START in readme and HEAD_END in readme:
         head, rest = readme.split(HEAD_START, 1)
-        out[REPO / "README.md"] = head + HEAD_START + "\n" + headline() + rest[rest.index(HEAD_END):]
+        out[REPO / "README.md"] = head + HEAD_START + "\n" + headline() + rest[rest.index(HEAD_END) :]
     return {path: text.rstrip() + "\n" for path, text in out.items()}
 
 
