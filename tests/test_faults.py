@@ -349,3 +349,24 @@ def test_models_before_first_use_and_the_emotion_list(
     code, out, _ = run(["emotions", "--json"], capsys, monkeypatch)
     table = json.loads(out)
     assert code == 0 and len(table) == 20 and table["hopeful"]["valence"] > 0 > table["desperate"]["valence"]
+
+
+def test_a_missing_extra_is_one_line_naming_it(
+    tiny_vec_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from steerlab import extras
+
+    real = extras.missing
+    monkeypatch.setattr(extras, "missing", lambda extra: EXTRAS_GONE.get(extra, ()) or real(extra))
+    argv = [*STEER, "--vectors", str(tiny_vec_file), "--emotion", "joyful", "--reader", "lexicon"]
+    code, _, err = run(argv, capsys, monkeypatch)
+    assert code == 2 and err.count("\n") == 1 and "pip install 'steerlab[lexicon]'" in err, err
+    code, _, err = run(["scope", "hi", "--vectors", str(tiny_vec_file), "--plot", str(tmp_path / "p.png")], capsys,
+                       monkeypatch)  # fmt: skip
+    assert code == 2 and "pip install 'steerlab[plots]'" in err and not (tmp_path / "p.png").exists(), err
+    from steerlab.vectors import side_files
+
+    assert "sweep_png" not in side_files(tmp_path / "v.safetensors")  # extract writes the table, not the figure
+
+
+EXTRAS_GONE = {"lexicon": ("vaderSentiment",), "plots": ("matplotlib",)}
