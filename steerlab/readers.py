@@ -91,6 +91,22 @@ def reader(name: str, layered: bool, about: str, extra: str | None = None) -> Ca
     return register
 
 
+def strongest(
+    emotions: Sequence[str], scores: Sequence[float | None] | np.ndarray | None, k: int = 3
+) -> list[tuple[str, float]]:
+    """The ``k`` highest-scoring emotions, strongest first; emotions a reader does not read (NaN, None)
+    are left out. The one ranking every display uses (steer, scope, the report, the live view)."""
+    if scores is None:
+        return []
+    pairs = [(float(s), e) for e, s in zip(emotions, scores, strict=True) if s is not None and np.isfinite(s)]
+    return [(e, s) for s, e in sorted(pairs, key=lambda p: -p[0])[:k]]
+
+
+def strongest_text(emotions: Sequence[str], scores: Sequence[float | None] | np.ndarray | None, k: int = 3) -> str:
+    """:func:`strongest` as text: ``"hopeful +0.412, calm +0.101"``."""
+    return ", ".join(f"{e} {s:+.3f}" for e, s in strongest(emotions, scores, k))
+
+
 def get_reader(name: str) -> Reader:
     if name not in READERS:
         raise SteerlabError(f"unknown reader {name!r}: use one of {', '.join(READERS)}")

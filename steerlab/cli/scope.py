@@ -101,9 +101,9 @@ def scope_cmd(
 
 
 def _top(scores: np.ndarray, emotions: tuple[str, ...], k: int) -> str:
-    import numpy as np
+    from ..readers import strongest_text
 
-    return "  ".join(f"{emotions[i]} {scores[i]:+.2f}" for i in np.argsort(-scores)[:k])
+    return strongest_text(emotions, scores, k)
 
 
 def _print_reading(r: Reading, top: int) -> None:

@@ -207,8 +207,9 @@ def _top(side: dict[str, Any], k: int = 3) -> str:
     scores = side["scores"]
     if scores is None:
         return "(incoherent reply: not read as an emotion)" if side["incoherent"] else "(empty reply: nothing to read)"
-    ranked = sorted(((v, e) for e, v in scores.items() if v is not None), reverse=True)[:k]
-    return ", ".join(f"{e} {v:+.3f}" for v, e in ranked) or "(no emotion this reader reads)"
+    from ..readers import strongest_text
+
+    return strongest_text(list(scores), list(scores.values()), k) or "(no emotion this reader reads)"
 
 
 def _show(record: dict[str, Any], names: tuple[str, ...], target: str, adds: bool) -> None:
