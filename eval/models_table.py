@@ -1,7 +1,9 @@
-"""The README's side-by-side tables of the built-in models, rendered from committed result files.
+"""The side-by-side tables of the built-in models, rendered from committed result files.
 
     python eval/models_table.py            # print the tables (markdown)
-    python eval/models_table.py --write    # replace them in README.md (between the models markers)
+
+docs/render_results.py puts them on the documentation's results page and a few of their rows in the
+README's headline table.
 
 Each number comes from a file that ``sh eval/run_model.sh MODEL`` (or ``steerlab extract``) writes:
 vectors/MODEL/emotions.json and emotions.layer_sweep.csv, eval/benchmarks/results/*_MODEL.json and
@@ -21,7 +23,6 @@ from typing import Any
 from steerlab.names import BUILTIN_SOURCES
 
 REPO = Path(__file__).resolve().parents[1]
-START, END = "<!-- models:start -->", "<!-- models:end -->"
 SUITES = ("desperate_to_hopeful", "necessity", "dose_response")
 Row = tuple[str, Callable[[dict[str, Any]], str]]
 
@@ -293,20 +294,8 @@ def render() -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--write", action="store_true", help="replace the tables in README.md")
-    args = ap.parse_args()
-    tables = render()
-    if not args.write:
-        print(tables, end="")
-        return 0
-    readme = REPO / "README.md"
-    text = readme.read_text()
-    if START not in text or END not in text:
-        print(f"README.md has no {START} ... {END} block", file=sys.stderr)
-        return 2
-    head, rest = text.split(START, 1)
-    readme.write_text(head + START + "\n" + tables + rest[rest.index(END) :])
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
+    print(render(), end="")
     return 0
 
 

@@ -39,6 +39,8 @@ READOUTS: dict[str, str] = {
 
 @dataclass(frozen=True)
 class PoolingConfig:
+    """How texts are batched and which token positions are pooled into one vector per text and layer."""
+
     batch_size: int = 16  # texts per forward pass (sorted by length, so padding stays small)
     max_length: int = 256  # tokens per text; a longer text is refused, never cut
     skip_tokens: int = DEFAULT_SKIP_TOKENS  # content tokens to skip at the start of every text ("mean" only)

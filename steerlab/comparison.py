@@ -18,7 +18,7 @@ from .errors import SteerlabError
 from .generation import GenerationConfig, generate
 from .interventions import Displacement, Positions
 from .models import LoadedModel
-from .readers import read_replies
+from .readers import get_reader, read_replies
 from .vectors import EmotionVectors
 
 
@@ -100,6 +100,7 @@ def compare(
     at = list(layers) if layers is not None else [vectors.steering_layer]
     if reader_layer is not None:
         vectors.check_layer(reader_layer, "reader layer")
+    get_reader(reader or vectors.default_reader)  # an unknown or uninstalled reader fails before generating
     strengths = list(sweep) or [next(iter((add or {}).values()), 0.0)]
     conditions: list[tuple[float, list[Edit]]] = []
     for alpha in strengths:

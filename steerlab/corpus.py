@@ -30,6 +30,8 @@ MIN_PER_EMOTION = 4
 
 @dataclass(frozen=True)
 class Record:
+    """One labelled text of a corpus (one JSONL line): its emotion and optional topic, speaker, split, style."""
+
     text: str
     emotion: str
     topic: str | None = None
@@ -41,6 +43,8 @@ class Record:
 
 @dataclass(frozen=True)
 class Corpus:
+    """A checked corpus: its records, the SHA-256 of its file (provenance for vector files) and its source."""
+
     records: tuple[Record, ...]
     sha256: str  # of the file's bytes: the provenance written into vector files
     source: str  # path, or "builtin:emotions.jsonl"

@@ -51,13 +51,18 @@ def parse_ablation(spec: str) -> tuple[str, Ablation]:
 MAX_SHIFT = 100.0
 
 
+def alpha_limit(vectors: EmotionVectors, layer: int) -> float:
+    """The largest |alpha| at ``layer``: one that moves tokens by ``MAX_SHIFT`` mean token norms."""
+    return MAX_SHIFT * float(vectors.token_norm[layer]) / float(vectors.alpha_unit[layer])
+
+
 def scaled(vectors: EmotionVectors, layer: int, alpha: float, what: str = "alpha") -> float:
     """The one place where a scale-free alpha becomes an absolute norm: alpha * alpha_unit[layer],
-    refused when not finite or beyond ``MAX_SHIFT`` token norms."""
+    refused when not finite or beyond :func:`alpha_limit`."""
     unit, token = float(vectors.alpha_unit[layer]), float(vectors.token_norm[layer])
     value = finite(alpha, what) * unit
     if not abs(value) <= MAX_SHIFT * token:
-        limit = MAX_SHIFT * token / unit
+        limit = alpha_limit(vectors, layer)
         raise InterventionError(
             f"{what} {alpha:g} at layer {layer} would move tokens by {abs(value):.3g}, more than {MAX_SHIFT:g}x "
             f"their mean norm ({token:.0f}): use |{what}| <= {limit:.0f}"

@@ -29,6 +29,8 @@ MethodName = Literal["diffmean", "pca", "probe"]
 
 @dataclass(frozen=True)
 class ExtractConfig:
+    """What :func:`extract` builds: the method, the held-out share for the layer sweep, the seed, the pooling."""
+
     method: MethodName = DEFAULT_METHOD  # a key of methods.METHODS
     test_fraction: float = 0.25  # share of each emotion's texts held out for the layer sweep
     seed: int = 0  # split, bootstrap, probes and pairing

@@ -31,6 +31,8 @@ KNOWN_BLOCKS: dict[str, str] = {
 
 @dataclass(frozen=True)
 class Family:
+    """Where a model family keeps its decoder blocks, as :func:`resolve_family` found them."""
+
     model_type: str  # transformers' config.model_type ("llama", "gemma2", ...)
     blocks: str  # attribute path of the decoder blocks (an nn.ModuleList) from the causal LM
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -79,3 +80,61 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+@contextmanager
+def claimed(path: Path, what: str = "--out") -> Iterator[None]:
+    """Hold ``path`` for this process while it works: a second run writing the same output is refused at
+    once (not both told "wrote"). The claim is a ``.<name>.claim`` file holding our pid, made atomically
+    (a hard link, which fails when it exists); one left by a process that has ended is taken over.
+    Folders made for it are removed again when nothing was written into them."""
+    made = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    marker = path.with_name(f".{path.name}.claim")
+    mine = path.with_name(f".{path.name}.claim-{os.getpid()}")
+    held = False
+    try:
+        mine.write_text(str(os.getpid()))
+        held = _take(mine, marker, path, what)
+        mine.unlink()
+        yield
+    finally:
+        mine.unlink(missing_ok=True)
+        if held:
+            marker.unlink(missing_ok=True)
+        for folder in made:  # innermost first
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+
+
+def _take(mine: Path, marker: Path, path: Path, what: str) -> bool:
+    for _ in range(2):
+        try:
+            os.link(mine, marker)  # atomic, and the marker never exists half-written
+            return True
+        except FileExistsError:
+            owner = _claim_owner(marker)
+            if owner is not None:
+                raise SteerlabError(
+                    f"{what} {str(path)!r} is being written by another steerlab run (pid {owner}): "
+                    f"wait for it to finish, or choose another {what}"
+                ) from None
+            marker.unlink(missing_ok=True)  # its process has ended
+    raise SteerlabError(f"{what} {str(path)!r} is claimed by another steerlab run: choose another {what}")
+
+
+def _claim_owner(marker: Path) -> int | None:
+    """The live pid holding ``marker``, or None when the claim is stale (its process has ended)."""
+    try:
+        pid = int(marker.read_text().strip() or "0")
+    except (OSError, ValueError):
+        return None
+    if pid <= 0:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    return pid

@@ -16,6 +16,8 @@ from .models import LoadedModel
 
 @dataclass(frozen=True)
 class GenerationConfig:
+    """How replies are generated: length, sampling, chat formatting and the few-shot frame."""
+
     max_new_tokens: int = 48  # tokens generated per reply
     temperature: float = 0.0  # 0 = greedy (deterministic); > 0 samples
     top_p: float = 1.0  # nucleus sampling mass when temperature > 0

@@ -44,7 +44,7 @@ import io
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
@@ -58,8 +58,6 @@ from .models import LoadedModel
 from .names import POSITIONS, Positions
 from .sites import check_layers
 from .vectors import EmotionVectors
-
-Kind = Literal["add", "ablate", "clamp"]
 
 
 class Displacement:
@@ -275,7 +273,7 @@ def steering(
     """Attach edits for the block: ``with steering(lm, v, add={"hopeful": 4}) as s: s.generate(...)``.
 
     Named emotions need ``vectors`` (checked against the model); ``edits`` adds raw directions.
-    ``layers`` defaults to the vector file's chosen layer. Nothing stays attached after the block,
+    ``layers`` defaults to the vector file's steering layer. Nothing stays attached after the block,
     also when it raises.
     """
     if positions not in POSITIONS:

@@ -215,9 +215,11 @@ def fit_on_judged(
 
     Returns the new vectors and the validation record (also stored as ``meta["judged_validation"]``).
     """
+    from .extras import require
     from .reader_choice import with_reply_reader
     from .validate.coherence import degenerate_reasons
 
+    require("lexicon", "fit-reader (it compares every reader, the lexicon included)")
     say = note or (lambda _: None)
     emotions = list(vectors.emotions)
     layer = vectors.reading_layer

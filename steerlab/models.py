@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from functools import lru_cache
@@ -51,6 +50,8 @@ CORRUPT_ERRORS = (OSError, ValueError, SafetensorError)  # what a damaged file r
 
 @dataclass(frozen=True)
 class LoadedModel:
+    """A causal LM ready for steerlab: the model, its tokenizer, its family and where it came from."""
+
     model: PreTrainedModel  # eval mode, gradients off
     tokenizer: PreTrainedTokenizerBase  # padding_side="left" for generation
     spec: str  # what the user asked for
@@ -100,7 +101,8 @@ def builtin_cache_path(spec: str = EMBEDDED) -> Path:
 
 
 def model_shape(spec: str) -> tuple[int | str, int | str]:
-    """(layers, hidden size) of a built-in spec, read from its config; "?" before the first build."""
+    """(layers, hidden size) of a built-in spec: from its config once built, before that from the
+    metadata of the vectors shipped for it; "-" when neither is there."""
     if spec == RANDOM_TINY:
         config = tiny_gemma2_config()
     elif spec == RANDOM_2B:
@@ -108,7 +110,11 @@ def model_shape(spec: str) -> tuple[int | str, int | str]:
     elif is_cached(spec):
         config = AutoConfig.from_pretrained(builtin_cache_path(spec)).get_text_config()
     else:
-        return "?", "?"
+        from .vectors import shipped_vectors
+
+        path = shipped_vectors(spec)
+        meta = json.loads(path.with_suffix(".json").read_text()) if path and path.with_suffix(".json").is_file() else {}
+        return meta.get("n_layers", "-"), meta.get("hidden_size", "-")
     return int(config.num_hidden_layers), int(config.hidden_size)
 
 
@@ -169,7 +175,7 @@ def _load(
     device_map: str | None = None,
 ) -> LoadedModel:
     if device_map is not None:
-        return _load_pretrained(spec, revision, dtype, progress, device_map)
+        return _load_pretrained(spec, revision, dtype, device_map)
     if spec in BUILTIN_SOURCES:
         loaded = _load_builtin(spec, dtype, progress)
     elif spec == RANDOM_TINY:
@@ -181,7 +187,7 @@ def _load(
     elif spec.startswith("random:"):
         raise ModelError(f"unknown random model {spec!r}: use {RANDOM_2B} or {RANDOM_TINY}")
     else:
-        loaded = _load_pretrained(spec, revision, dtype, progress)
+        loaded = _load_pretrained(spec, revision, dtype)
     loaded.model.to(device)  # type: ignore[arg-type]
     return loaded
 
@@ -288,34 +294,26 @@ def _save_floats(gguf_path: Path, out: Path, progress: Progress | None) -> None:
 
 
 def _load_pretrained(
-    spec: str, revision: str | None, dtype: str | None, progress: Progress | None, device_map: str | None = None
+    spec: str, revision: str | None, dtype: str | None, device_map: str | None = None
 ) -> LoadedModel:
     torch_dtype = DTYPES[dtype] if dtype else "auto"
     local = Path(spec).expanduser()
     source = str(local) if local.exists() else spec
-    attempts = [True] if local.exists() or os.environ.get("HF_HUB_OFFLINE") == "1" else [True, False]
-    last: Exception | None = None
-    for local_only in attempts:
-        try:
-            if progress and not local_only:
-                progress(f"downloading {spec} from the Hugging Face hub")
-            tokenizer = AutoTokenizer.from_pretrained(source, revision=revision, local_files_only=local_only)
-            placement = {}
-            if device_map is not None:
-                offload = cache_dir() / "offload" / spec_folder(spec)
-                placement = {"device_map": parse_device_map(device_map), "offload_folder": str(offload)}
-            model = AutoModelForCausalLM.from_pretrained(
-                source, revision=revision, dtype=torch_dtype, local_files_only=local_only, **placement
-            )
-            break
-        except (OSError, ValueError) as err:
-            last = err
-    else:
-        raise ModelError(
-            f"cannot load model {spec!r} ({type(last).__name__}): pass a local directory with the "
-            f"weights, or run `hf download {spec}` on a machine with access (gated models need "
-            f"`hf auth login` first); known built-in specs: {', '.join(KNOWN_SPECS)}"
+    placement: dict[str, object] = {}
+    if device_map is not None:
+        offload = cache_dir() / "offload" / spec_folder(spec)
+        placement = {"device_map": parse_device_map(device_map), "offload_folder": str(offload)}
+    try:  # only what is on disk (a folder, or the Hugging Face cache): nothing is downloaded behind the user's back
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=revision, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(
+            source, revision=revision, dtype=torch_dtype, local_files_only=True, **placement
         )
+    except (OSError, ValueError) as err:
+        raise ModelError(
+            f"cannot load model {spec!r} ({type(err).__name__}): it is not a folder with weights nor in the local "
+            f"Hugging Face cache; run `hf download {spec}` (gated models need `hf auth login` first) or pass a "
+            f"local directory; known built-in specs: {', '.join(KNOWN_SPECS)}"
+        ) from None
     resolved = getattr(model.config, "_commit_hash", None) or revision or "local"
     return _finish(model, tokenizer, spec=spec, model_id=source, revision=str(resolved), is_random=False)
 

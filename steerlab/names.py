@@ -28,7 +28,8 @@ Ablation = Literal["mean", "zero", "directional"]
 ABLATIONS: tuple[str, ...] = ("mean", "zero", "directional")
 READOUT_NAMES = ("mean", "last", "prep")
 
-# How `extract` reads and builds by default (chosen by eval/benchmarks/method_study.py; see the README).
+# How `extract` reads and builds by default. eval/benchmarks/method_study.py compares every readout x method
+# (docs: results); diff-of-means is kept because the same directions steer, though probe weights read better.
 DEFAULT_METHOD: Final = "diffmean"
 DEFAULT_READOUT: Final = "mean"
 DEFAULT_SKIP_TOKENS: Final = 4

@@ -70,30 +70,60 @@ class Reader:
     layered: bool  # reads the residual stream at a layer (False: reads the words only)
     score: Score  # (vectors, pooled features (texts, hidden) or None, texts, layer) -> (texts, emotions)
     about: str
+    extra: str | None = None  # the optional dependency it needs (steerlab.extras), None: always there
+
+    @property
+    def installed(self) -> bool:
+        from .extras import has
+
+        return self.extra is None or has(self.extra)
 
 
 READERS: dict[str, Reader] = {}
+"""Every reader by name (``vector``, ``probe``, ``reply``, ``lexicon``): how a text or reply is scored."""
 
 
-def reader(name: str, layered: bool, about: str) -> Callable[[Score], Score]:
+def reader(name: str, layered: bool, about: str, extra: str | None = None) -> Callable[[Score], Score]:
     def register(fn: Score) -> Score:
-        READERS[name] = Reader(name, layered, fn, about)
+        READERS[name] = Reader(name, layered, fn, about, extra)
         return fn
 
     return register
 
 
+def strongest(
+    emotions: Sequence[str], scores: Sequence[float | None] | np.ndarray | None, k: int = 3
+) -> list[tuple[str, float]]:
+    """The ``k`` highest-scoring emotions, strongest first; emotions a reader does not read (NaN, None)
+    are left out. The one ranking every display uses (steer, scope, the report, the live view)."""
+    if scores is None:
+        return []
+    pairs = [(float(s), e) for e, s in zip(emotions, scores, strict=True) if s is not None and np.isfinite(s)]
+    return [(e, s) for s, e in sorted(pairs, key=lambda p: -p[0])[:k]]
+
+
+def strongest_text(emotions: Sequence[str], scores: Sequence[float | None] | np.ndarray | None, k: int = 3) -> str:
+    """:func:`strongest` as text: ``"hopeful +0.412, calm +0.101"``."""
+    return ", ".join(f"{e} {s:+.3f}" for e, s in strongest(emotions, scores, k))
+
+
 def get_reader(name: str) -> Reader:
     if name not in READERS:
         raise SteerlabError(f"unknown reader {name!r}: use one of {', '.join(READERS)}")
-    return READERS[name]
+    spec = READERS[name]
+    if spec.extra is not None:
+        from .extras import require
+
+        require(spec.extra, f"the {name} reader")
+    return spec
 
 
 def readable(v: EmotionVectors, name: str) -> tuple[str, ...]:
     """The emotions reader ``name`` scores with ``v`` (the reply reader knows only its training labels)."""
     if name == "reply":
         return tuple(e for e in (v.meta.get("reply_reader") or {}).get("labels", ()) if e in v.emotions)
-    get_reader(name)
+    if name not in READERS:
+        get_reader(name)  # the one "unknown reader" error
     return v.emotions
 
 
@@ -102,7 +132,7 @@ def check_covers(v: EmotionVectors, name: str, labels: Sequence[str]) -> None:
     wanted = sorted({lab for lab in labels if lab in v.emotions})
     missing = [lab for lab in wanted if lab not in readable(v, name)]
     if missing:
-        able = [r for r in READERS if set(wanted) <= set(readable(v, r))]
+        able = [r for r, spec in READERS.items() if spec.installed and set(wanted) <= set(readable(v, r))]
         raise SteerlabError(
             f"reader {name!r} does not score {len(missing)} of the corpus's {len(wanted)} emotions "
             f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}): use --reader {' or '.join(able)}"
@@ -135,7 +165,7 @@ def _reply(v: EmotionVectors, feats: np.ndarray | None, texts: Sequence[str], la
     return out
 
 
-@reader("lexicon", False, "VADER valence x the emotion's valence + share of NRC words of its category")
+@reader("lexicon", False, "VADER valence x the emotion's valence + share of NRC words of its category", "lexicon")
 def _lexicon(v: EmotionVectors, feats: np.ndarray | None, texts: Sequence[str], layer: int) -> np.ndarray:
     vader, nrc = _lexicons()
     valence = v.meta.get("valence", {})
@@ -157,6 +187,10 @@ def _lexicon(v: EmotionVectors, feats: np.ndarray | None, texts: Sequence[str], 
 def _lexicons() -> tuple[Any, dict[str, list[str]]]:
     """VADER's analyser and NRC's word -> categories table, both shipped inside their wheels."""
     import json
+
+    from .extras import require
+
+    require("lexicon", "the lexicon reader")
     from importlib.resources import files
 
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer

@@ -318,4 +318,6 @@ def build_report(
 
 
 def _top(scores: np.ndarray, emotions: tuple[str, ...], k: int = 3) -> str:
-    return ", ".join(f"{emotions[i]} {scores[i]:+.3f}" for i in np.argsort(-scores)[:k])
+    from .readers import strongest_text
+
+    return strongest_text(emotions, scores, k)

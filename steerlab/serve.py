@@ -22,6 +22,7 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from .chat import prompt_text
 from .comparison import compare
 from .corpus import data_path
+from .edits import finite
 from .errors import SteerlabError
 from .generation import GenerationConfig
 from .live import check_chat, stream_reply
@@ -52,10 +53,9 @@ class Steer(BaseModel):
 
 def top(emotions: tuple[str, ...], scores: np.ndarray | None, k: int = 3) -> list[tuple[str, float]]:
     """The ``k`` strongest emotions, strongest first; emotions a reader does not read are left out."""
-    if scores is None:
-        return []
-    ranked = sorted(((float(s), e) for e, s in zip(emotions, scores, strict=True) if math.isfinite(s)), reverse=True)
-    return [(e, round(s, 4)) for s, e in ranked[:k]]
+    from .readers import strongest
+
+    return [(e, round(s, 4)) for e, s in strongest(emotions, scores, k)]
 
 
 def reading_payload(r: Reading) -> dict[str, Any]:
@@ -165,8 +165,7 @@ def _compare(lm: LoadedModel, vectors: EmotionVectors, body: Steer) -> dict[str,
     vectors.index(body.emotion)
     if body.mode not in ("add", "ablate", "clamp"):
         raise SteerlabError(f"unknown mode {body.mode!r}: use add, ablate or clamp")
-    if not math.isfinite(body.alpha):
-        raise SteerlabError(f"alpha {body.alpha} is not a finite number: use e.g. 4 or -2")
+    finite(body.alpha, "alpha")
     if body.positions not in POSITIONS:
         raise SteerlabError(f"unknown positions {body.positions!r}: use one of {', '.join(POSITIONS)}")
     check_chat(lm, [{"role": "user", "content": body.message}], body.max_new_tokens)

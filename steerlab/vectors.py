@@ -145,12 +145,18 @@ def unit_rows(rows: np.ndarray) -> np.ndarray:
 
 
 def side_files(path: Path) -> dict[str, Path]:
-    """The files written beside a vector file, named after it so several files can share a folder."""
-    return {
+    """The files written beside a vector file, named after it so several files can share a folder (the
+    figure only where the ``plots`` extra is installed)."""
+    from .extras import has
+
+    sides = {
         "json": path.with_suffix(".json"),
         "sweep_csv": path.with_name(f"{path.stem}.layer_sweep.csv"),
         "sweep_png": path.with_name(f"{path.stem}.layer_sweep.png"),
     }
+    if not has("plots"):
+        del sides["sweep_png"]
+    return sides
 
 
 def save_vectors(vectors: EmotionVectors, path: str | Path) -> Path:
@@ -195,6 +201,8 @@ def user_vectors(spec: str) -> Path:
 
 
 def load_vectors(path: str | Path) -> EmotionVectors:
+    """Load a vector file written by :func:`save_vectors` and check it (shapes against the metadata,
+    finite values, unit directions, layers in range); a bad file raises ``VectorsError`` naming the fix."""
     path = existing_file(path, "vector file", "run `steerlab extract` or pass --vectors FILE.safetensors", VectorsError)
     try:
         with safe_open(str(path), framework="pt") as f:

@@ -5,6 +5,7 @@ subprocess-free call of ``main()``, and checks the folder afterwards."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -159,6 +160,14 @@ CASES: dict[str, tuple[Case, str]] = {
         lambda v, d: ["validate", str(_write(d / "s.yaml", "name: x\nprompts: [a, b\n")), "--vectors", str(v)],
         "at line",
     ),
+    "extract: another run is writing --out": (
+        lambda v, d: ["extract", "--model", "random:tiny-gemma2", "--out", str(_claim(d / "v.safetensors"))],
+        "another steerlab run",
+    ),
+    "steer --model: an id neither on disk nor in the Hugging Face cache": (
+        lambda v, d: [*STEER, "--emotion", "joyful", "--model", "no-such-org/no-such-model", "--vectors", str(v)],
+        "hf download no-such-org/no-such-model",
+    ),
     "steer --emotion Joyfull": (lambda v, d: [*STEER, "--vectors", str(v), "--emotion", "Joyfull"], "did you mean"),
     # usage errors from click: one line too
     "steer --max-new-tokens 0": (lambda v, d: [*STEER, "--max-new-tokens", "0"], "--max-new-tokens"),
@@ -172,6 +181,12 @@ CASES: dict[str, tuple[Case, str]] = {
 
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
+    return path
+
+
+def _claim(path: Path) -> Path:
+    """``path`` as held by a running steerlab (this test process is alive)."""
+    path.with_name(f".{path.name}.claim").write_text(str(os.getpid()))
     return path
 
 
@@ -301,3 +316,57 @@ def test_errors_that_need_no_model_come_before_torch(argv: list[str], tmp_path: 
     )
     assert "exit 2" in done.stdout and "heavy \n" in done.stdout + "\n", (done.stdout, done.stderr)
     assert "not found" in done.stderr
+
+
+def test_a_claim_left_by_an_ended_run_is_taken_over(tmp_path: Path) -> None:
+    from steerlab.errors import SteerlabError
+    from steerlab.files import claimed
+
+    out = tmp_path / "new" / "v.safetensors"
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    out.parent.mkdir()
+    marker = out.with_name(".v.safetensors.claim")
+    marker.write_text(ended.stdout.strip())
+    with claimed(out):
+        assert marker.read_text() == str(os.getpid())
+        with pytest.raises(SteerlabError, match="another steerlab run"):
+            with claimed(out):
+                pass
+        assert marker.exists(), "a refused claim must not release the holder's"
+    assert not marker.exists()
+    with claimed(tmp_path / "a" / "b" / "v.safetensors"):
+        assert (tmp_path / "a" / "b").is_dir()
+    assert not (tmp_path / "a").exists(), "folders made for a claim are removed when nothing was written"
+
+
+def test_models_before_first_use_and_the_emotion_list(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STEERLAB_CACHE", str(tmp_path))  # nothing built yet
+    code, out, _ = run(["models"], capsys, monkeypatch)
+    assert code == 0 and "?" not in out, out
+    assert "gemma-3-270m               18    640  no" in out, out
+    code, out, _ = run(["emotions", "--json"], capsys, monkeypatch)
+    table = json.loads(out)
+    assert code == 0 and len(table) == 20 and table["hopeful"]["valence"] > 0 > table["desperate"]["valence"]
+
+
+def test_a_missing_extra_is_one_line_naming_it(
+    tiny_vec_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from steerlab import extras
+
+    real = extras.missing
+    monkeypatch.setattr(extras, "missing", lambda extra: EXTRAS_GONE.get(extra, ()) or real(extra))
+    argv = [*STEER, "--vectors", str(tiny_vec_file), "--emotion", "joyful", "--reader", "lexicon"]
+    code, _, err = run(argv, capsys, monkeypatch)
+    assert code == 2 and err.count("\n") == 1 and "pip install 'steerlab[lexicon]'" in err, err
+    code, _, err = run(["scope", "hi", "--vectors", str(tiny_vec_file), "--plot", str(tmp_path / "p.png")], capsys,
+                       monkeypatch)  # fmt: skip
+    assert code == 2 and "pip install 'steerlab[plots]'" in err and not (tmp_path / "p.png").exists(), err
+    from steerlab.vectors import side_files
+
+    assert "sweep_png" not in side_files(tmp_path / "v.safetensors")  # extract writes the table, not the figure
+
+
+EXTRAS_GONE = {"lexicon": ("vaderSentiment",), "plots": ("matplotlib",)}

@@ -154,6 +154,29 @@ def test_installed_steerlab_works_from_an_empty_directory(tmp_path: Path) -> Non
     assert list(empty.iterdir()) == []
 
 
+@pytest.mark.slow
+def test_the_wheel_installs_into_a_fresh_venv_and_steers_from_an_empty_directory(tmp_path: Path) -> None:
+    """`pip install steerlab` as a user does it: a built wheel into a fresh virtual environment (no system
+    site packages; dependencies from the configured package index, torch held to this machine's build by
+    constraints.txt only to keep it fast), then `steerlab steer` from an empty folder, no extras."""
+    wheels, venv, empty = tmp_path / "wheels", tmp_path / "venv", tmp_path / "empty"
+    empty.mkdir()
+    pip_wheel = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(REPO)]
+    subprocess.run(pip_wheel, check=True, timeout=600)
+    (wheel,) = wheels.glob("steerlab-*.whl")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    install = [str(venv / "bin" / "pip"), "install", "-q", "-c", str(REPO / "constraints.txt"), str(wheel)]
+    subprocess.run(install, check=True, timeout=1800)
+    steer = subprocess.run(
+        [str(venv / "bin" / "steerlab"), "steer", "I lost my job.", "--emotion", "hopeful", "--alpha", "4",
+         "--max-new-tokens", "8", "--json"],
+        cwd=empty, capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    assert steer.returncode == 0, steer.stderr[-2000:]
+    assert json.loads(steer.stdout)["model"] == "gemma-3-270m"
+    assert list(empty.iterdir()) == []
+
+
 def test_runtime_dependencies_are_ranges_and_the_version_is_one_string() -> None:
     import tomllib
 
@@ -162,6 +185,14 @@ def test_runtime_dependencies_are_ranges_and_the_version_is_one_string() -> None
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     pinned = [d for d in project["dependencies"] if "==" in d]
     assert not pinned, f"exact pins make steerlab impossible to install beside a user's own packages: {pinned}"
+    from steerlab.extras import EXTRAS
+
+    optional = project["optional-dependencies"]
+    for extra, modules in EXTRAS.items():  # what only some commands need is an extra, named in one place
+        assert extra in optional, extra
+        assert not any(d.split("[")[0].split(">")[0].split("<")[0].lower() == m.lower()
+                       for d in project["dependencies"] for m in modules), extra  # fmt: skip
+    assert (REPO / "LICENSE").read_text().lstrip().startswith("Apache License") and project["license"] == "Apache-2.0"
     assert "version" in project["dynamic"] and "version" not in project
     assert steerlab.__version__.count(".") == 2
 

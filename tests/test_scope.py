@@ -48,7 +48,8 @@ GEMMA_TEMPLATE = (
     "{% for m in messages %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else m['role'] }}\n"
     "{{ m['content'] }}<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
 )
-EXTERNAL = Path("/work/shared/external/emotionscope/intensity_scales.json")
+# EmotionScope's data beside the checkout, as the benchmarks' --external (skipped when absent)
+EXTERNAL = REPO.parent / "shared" / "external" / "emotionscope" / "intensity_scales.json"
 
 
 def with_template(lm: LoadedModel) -> LoadedModel:
@@ -466,7 +467,7 @@ def test_cli_scope_module_imports_only_click_at_top_level() -> None:
 @pytest.mark.slow
 def test_embedded_transcript_readout_points(embedded: LoadedModel) -> None:
     if not SHIPPED.is_file():
-        pytest.skip(f"no shipped vectors at {SHIPPED}: run `make vectors`")
+        pytest.skip(f"no shipped vectors at {SHIPPED}: run `steerlab extract --out {SHIPPED}`")
     from steerlab.vectors import load_vectors
 
     vectors = load_vectors(SHIPPED)

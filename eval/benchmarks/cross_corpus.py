@@ -194,7 +194,7 @@ def main() -> int:
         f"EmotionScope recipe best: {best_es['emotionscope_recipe_top1']:.3f} at layer {best_es['layer']}; "
         f"steerlab (trained only on its own corpus) best: {best_ours['steerlab_vectors_top1_same_test']:.3f} "
         f"at layer {best_ours['layer']}, "
-        f"at its chosen layer {ours.steering_layer}: {chosen['steerlab_vectors_top1_same_test']:.3f}; chance 0.050"
+        f"at its steering layer {ours.steering_layer}: {chosen['steerlab_vectors_top1_same_test']:.3f}; chance 0.050"
     )
     at = summary["steerlab_reading_layer"]
     print(

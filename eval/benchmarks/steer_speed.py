@@ -4,7 +4,7 @@
     python eval/benchmarks/steer_speed.py --model random:gemma-2-2b --prompts 2 --tokens 8
 
 The steered run adds one direction at one layer on every position (for the embedded model, the
-shipped hopeful vector at the chosen layer with alpha 4; for random models, a random direction).
+shipped hopeful vector at the steering layer with alpha 4; for random models, a random direction).
 """
 
 from __future__ import annotations

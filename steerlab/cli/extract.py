@@ -134,7 +134,6 @@ def extract_cmd(
     from ..activations import PoolingConfig
     from ..corpus import load_corpus
     from ..extraction import ExtractConfig, extract
-    from ..plots import plot_layer_sweep
     from ..vectors import save_vectors, side_files, user_vectors
 
     if not 0 < test_fraction < 1:
@@ -145,6 +144,7 @@ def extract_cmd(
     sides = side_files(target)
     for path in (target, *sides.values()):
         check_out(path, "--out", force=force)
+    _claim(target, (target, *sides.values()), force)
     c = load_corpus(corpus_path)
     lm = get_model(model_spec, revision, dtype)
     config = ExtractConfig(
@@ -184,17 +184,34 @@ def extract_cmd(
         return  # rank 0 writes
     save_vectors(v, target)
     table.to_csv(sides["sweep_csv"], float_format="%.6f")
-    plot_layer_sweep(
-        result.sweep,
-        v.steering_layer,
-        len(v.emotions),
-        sides["sweep_png"],
-        title=f"{lm.spec} · {method} · {readout} readout · {c.source}",
-        reading=v.reading_layer,
-    )
+    if "sweep_png" in sides:
+        from ..plots import plot_layer_sweep
+
+        plot_layer_sweep(
+            result.sweep,
+            v.steering_layer,
+            len(v.emotions),
+            sides["sweep_png"],
+            title=f"{lm.spec} · {method} · {readout} readout · {c.source}",
+            reading=v.reading_layer,
+        )
     click.echo(f"wrote {target}, {', '.join(p.name for p in sides.values())}")
+    if "sweep_png" not in sides:
+        say("no layer_sweep.png: the figure needs matplotlib, pip install 'steerlab[plots]'")
     if not out:
         say(f"use them with --vectors {target}")
+
+
+def _claim(target: Path, outputs: tuple[Path, ...], force: bool) -> None:
+    """Hold ``target`` until the command ends, then check the outputs again: a run that finished in the
+    meantime has written them."""
+    from ..files import claimed
+    from ..parallel import is_main
+
+    if is_main():  # under torchrun rank 0 writes
+        click.get_current_context().with_resource(claimed(target))
+        for path in outputs:
+            check_out(path, "--out", force=force)
 
 
 @cli.command("evaluate")

@@ -59,7 +59,6 @@ def scope_cmd(
     to the vectors' reading layer. A TEXT with --generate is taken as the user's message.
     """
     from ..errors import SteerlabError
-    from ..plots import plot_scope
     from ..scope import ScopeConfig, generate_reply, load_conversation, read_conversation, read_text
     from ..sites import parse_layers
 
@@ -71,6 +70,9 @@ def scope_cmd(
         if not plot_path.lower().endswith((".png", ".svg", ".pdf")):
             raise SteerlabError(f"--plot {plot_path!r} must end in .png, .svg or .pdf")
         check_out(plot_path, "--plot", force=force)
+        from ..extras import require
+
+        require("plots", "--plot")
     messages = load_conversation(conversation_path) if conversation_path else None
     if do_generate and messages is None:
         messages = [{"role": "user", "content": str(text)}]
@@ -83,6 +85,8 @@ def scope_cmd(
         read_conversation(lm, vectors, messages, config) if messages else read_text(lm, vectors, str(text), config)
     )
     if plot_path:
+        from ..plots import plot_scope
+
         plot_scope(reading, plot_path)
         say(f"wrote {plot_path}")
     if as_json:
@@ -97,9 +101,9 @@ def scope_cmd(
 
 
 def _top(scores: np.ndarray, emotions: tuple[str, ...], k: int) -> str:
-    import numpy as np
+    from ..readers import strongest_text
 
-    return "  ".join(f"{emotions[i]} {scores[i]:+.2f}" for i in np.argsort(-scores)[:k])
+    return strongest_text(emotions, scores, k)
 
 
 def _print_reading(r: Reading, top: int) -> None:
@@ -150,6 +154,9 @@ def report_cmd(
 
     Every analysis reads at the vectors' reading layer."""
     from ..errors import SteerlabError
+    from ..extras import require
+
+    require("plots", "steerlab report")
     from ..intensity import load_scales
     from ..report import ReportConfig, build_report
 

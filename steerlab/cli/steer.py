@@ -57,7 +57,7 @@ def _parse_clamp(items: tuple[str, ...]) -> dict[str, float]:
 )
 @model_options
 @click.option(
-    "--layers", "layer_spec", default=None, help="6, 6-10, 3,5 or all (default: the vector file's chosen layer)."
+    "--layers", "layer_spec", default=None, help="6, 6-10, 3,5 or all (default: the vector file's steering layer)."
 )
 @click.option("--positions", type=click.Choice(POSITIONS), default="all", show_default=True)
 @click.option("--prompts-file", default=None, help="One prompt per line, or JSONL with a 'text' field.")
@@ -207,8 +207,9 @@ def _top(side: dict[str, Any], k: int = 3) -> str:
     scores = side["scores"]
     if scores is None:
         return "(incoherent reply: not read as an emotion)" if side["incoherent"] else "(empty reply: nothing to read)"
-    ranked = sorted(((v, e) for e, v in scores.items() if v is not None), reverse=True)[:k]
-    return ", ".join(f"{e} {v:+.3f}" for v, e in ranked) or "(no emotion this reader reads)"
+    from ..readers import strongest_text
+
+    return strongest_text(list(scores), list(scores.values()), k) or "(no emotion this reader reads)"
 
 
 def _show(record: dict[str, Any], names: tuple[str, ...], target: str, adds: bool) -> None:

@@ -86,7 +86,7 @@ def write_outputs(result: SuiteResult, out_dir: str | Path) -> list[Path]:
     """rows.csv (one row per prompt x condition x sample, with the reply), summary.json, summary.md, figures."""
     import pandas as pd
 
-    from ..plots import plot_condition_means, plot_dose_response
+    from ..extras import has
 
     out = Path(out_dir)
     try:
@@ -118,6 +118,10 @@ def write_outputs(result: SuiteResult, out_dir: str | Path) -> list[Path]:
     atomic_write(written[0], lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False, float_format="%.6g"))
     atomic_write(written[1], lambda tmp: Path(tmp).write_text(json.dumps(summ, indent=1, default=_json_default) + "\n"))
     atomic_write(written[2], lambda tmp: Path(tmp).write_text(markdown(result, summ)))
+    if not has("plots"):  # figures need the `plots` extra; the tables above do not
+        return written
+    from ..plots import plot_condition_means, plot_dose_response
+
     degenerate = {q["name"] for q in result.quality if q["degenerate"]}
     for name, means in summ["means"].items():
         if 0 < len(means) <= 40:
