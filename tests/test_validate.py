@@ -176,7 +176,7 @@ def test_expand_conditions_and_similar_emotion(tiny: LoadedModel, tiny_vectors: 
     best = sorted(pairs, key=lambda p: abs(moved[p] - target))[:2]
     assert [c.pair for c in conditions[6:8]] == best
     for rand in conditions[6:8]:
-        assert rand.expected_displacement == pytest.approx(moved[rand.pair])
+        assert rand.pair is not None and rand.expected_displacement == pytest.approx(moved[rand.pair])
         assert float(rand.direction[layer].norm()) == pytest.approx(1.0)
     # mean-ablation sets the projection to the reference messages' mean, not the corpus class means
     d = tiny_vectors.direction("grim", layer)
