@@ -412,10 +412,13 @@ def test_suite_end_to_end_on_embedded_model(embedded: LoadedModel, tmp_path: Pat
     assert result.validation[shipped.default_reader]["model_replies"]["n"] > 0  # validated on its own replies
     q = {row["name"]: row for row in result.quality}
     assert claim["controls"][0]["directions"] == 3
-    for name in ("random_ablate:d0", "random_ablate:d1", "random_ablate:d2"):  # on the user's message tokens
-        assert q[name]["pair"] and q[name]["displacement"] == pytest.approx(
-            q["ablate_desperate"]["displacement"], rel=0.5
-        )
+    # the calibration predicts what each ablation does to the user's message tokens while generating; the
+    # population holds the pairs of prompts closest to the emotion ablation (4 prompts: 6 pairs to choose from)
+    for name in ("ablate_desperate", "random_ablate:d0", "random_ablate:d1", "random_ablate:d2"):
+        assert q[name]["displacement"] == pytest.approx(q[name]["expected_displacement"], rel=1e-3)
+        assert q[name]["ablation_target"] is not None  # mean-ablation to the neutral messages' mean
+    gaps = [abs(q[f"random_ablate:d{j}"]["expected_displacement"] - q["ablate_desperate"]["displacement"]) for j in range(3)]
+    assert gaps == sorted(gaps)
     assert all(np.isfinite(row["ppl_ratio"]) for row in result.quality)
     V.write_outputs(result, tmp_path)
     assert (tmp_path / "summary.md").read_text().startswith("# desperate_to_hopeful")
