@@ -417,7 +417,8 @@ def test_suite_end_to_end_on_embedded_model(embedded: LoadedModel, tmp_path: Pat
     for name in ("ablate_desperate", "random_ablate:d0", "random_ablate:d1", "random_ablate:d2"):
         assert q[name]["displacement"] == pytest.approx(q[name]["expected_displacement"], rel=1e-3)
         assert q[name]["ablation_target"] is not None  # mean-ablation to the neutral messages' mean
-    gaps = [abs(q[f"random_ablate:d{j}"]["expected_displacement"] - q["ablate_desperate"]["displacement"]) for j in range(3)]
+    target = q["ablate_desperate"]["displacement"]
+    gaps = [abs(q[f"random_ablate:d{j}"]["expected_displacement"] - target) for j in range(3)]
     assert gaps == sorted(gaps)
     assert all(np.isfinite(row["ppl_ratio"]) for row in result.quality)
     V.write_outputs(result, tmp_path)
