@@ -149,7 +149,7 @@ def compare(
                 i % samples,
                 alpha,
                 tuple(at),
-                moved.mean("steered"),
+                moved.mean("steered") if decisions is None or decisions[i // samples].fired else 0.0,
                 base[i],
                 steered[i],
                 base_read.scores[i],

@@ -9,7 +9,7 @@ import click
 
 from ..errors import SteerlabError
 from ..names import POSITIONS, READER_NAMES
-from .common import cli, echo_json, get_vectors_and_model, model_options, say
+from .common import cli, echo_json, get_vectors, get_vectors_and_model, model_options, say
 
 if TYPE_CHECKING:
     from ..gate import Gate, TokenGate
@@ -174,6 +174,8 @@ def steer_cmd(
     for gate_spec, option in ((when, "--when"), (when_token, "--when-token")):
         if gate_spec is not None:
             parse_when(gate_spec, option)
+    if when or when_token:  # a file without the gate's threshold fails before the model loads
+        _gates(get_vectors(vectors_path, model_spec), when, when_token, quiet=True)
     v, lm = get_vectors_and_model(vectors_path, model_spec, revision, dtype)
     emotions = tuple(v.name(e) for e in emotions)
     gate, token_gate = _gates(v, when, when_token)
@@ -218,13 +220,15 @@ def steer_cmd(
             _show(record, v.emotions, target, bool(add))
 
 
-def _gates(v: EmotionVectors, when: str | None, when_token: str | None) -> tuple[Gate | None, TokenGate | None]:
+def _gates(
+    v: EmotionVectors, when: str | None, when_token: str | None, quiet: bool = False
+) -> tuple[Gate | None, TokenGate | None]:
     from ..gate import gate_for, token_gate_for
 
     gate = gate_for(v, when) if when is not None else None
     token_gate = token_gate_for(v, when_token) if when_token is not None else None
     for g, option in ((gate, "--when"), (token_gate, "--when-token")):
-        if g is not None:
+        if g is not None and not quiet:
             say(f"{option}: {g.emotion} > {g.threshold:.4g} ({g.source}; {g.reader} reader)")
     return gate, token_gate
 
