@@ -122,7 +122,7 @@ def test_calibration_is_stored_with_its_provenance_and_holds(
 
 
 def test_missing_threshold_and_unknown_emotion(tiny_vectors: EmotionVectors, gated_vectors: EmotionVectors) -> None:
-    with pytest.raises(SteerlabError, match="no calibrated gate threshold.*calibrate-gate"):
+    with pytest.raises(SteerlabError, match=r"no calibrated gate threshold.*calibrate-gate"):
         gate_for(tiny_vectors, "grim")
     with pytest.raises(SteerlabError, match="no calibrated gate threshold"):
         token_gate_for(gated_vectors, "joyful")
