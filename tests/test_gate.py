@@ -209,3 +209,35 @@ def test_gate_cli_errors(
     code, _, err = run(argv, capsys, monkeypatch)
     one_line_error(code, err, needle)
     assert "loading" not in err.lower()  # refused before the model loads
+
+
+SHIPPED_GEMMA = REPO / "vectors" / "gemma-3-270m" / "emotions.safetensors"
+REAL = [
+    "I lost my job and can't pay rent next week, I don't know what to do.",
+    "Describe the sound of a forest in the early morning.",
+]
+
+
+@pytest.mark.slow
+def test_gated_steer_on_the_embedded_model(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shipped gate fires on the desperate message only; the shut gate's reply is the baseline's, and
+    a running gate that lets every token through reproduces the message gate's steered reply exactly."""
+    from steerlab.vectors import load_vectors
+
+    base = ["steer", *REAL, "--vectors", str(SHIPPED_GEMMA), "--emotion", "hopeful", "--max-new-tokens", "12", "--json"]
+    code, out, err = run([*base, "--when", "desperate"], capsys, monkeypatch)
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
+    threshold = load_vectors(SHIPPED_GEMMA).meta["gates"]["desperate"]["threshold"]
+    assert [r["gate"]["fired"] for r in rows] == [True, False]
+    for r in rows:
+        assert r["gate"]["threshold"] == round(threshold, 4)
+        assert (r["gate"]["reading"] > r["gate"]["threshold"]) == r["gate"]["fired"]
+    assert rows[0]["steered"]["text"] != rows[0]["baseline"]["text"]
+    assert rows[1]["steered"]["text"] == rows[1]["baseline"]["text"] and rows[1]["displacement"] == 0
+    code, out, err = run([*base, "--when", "desperate", "--when-token", "desperate>-1e9"], capsys, monkeypatch)
+    assert code == 0, err
+    tokens = [json.loads(line) for line in out.splitlines()]
+    assert tokens[0]["steered"]["text"] == rows[0]["steered"]["text"]
+    assert tokens[0]["token_gate"]["edited_tokens"] == tokens[0]["token_gate"]["read_tokens"] > 0
+    assert tokens[1]["token_gate"]["edited_tokens"] == 0  # its message gate stayed shut
