@@ -211,6 +211,36 @@ def test_gate_cli_errors(
     assert "loading" not in err.lower()  # refused before the model loads
 
 
+def test_calibrate_gate_command(
+    tiny_vec_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from steerlab.vectors import load_vectors
+
+    msgs = tmp_path / "m.jsonl"
+    rows = [{"text": t, "label": "grim"} for t in GRIM] + [{"text": t, "label": "neutral"} for t in NEUTRAL]
+    msgs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "gated.safetensors"
+    argv = ["calibrate-gate", "--vectors", str(tiny_vec_file), "--messages", str(msgs), "--out", str(out)]
+    code, stdout, err = run(argv, capsys, monkeypatch)
+    assert code == 0, err
+    gates = load_vectors(out).meta["gates"]
+    assert set(gates) == {"grim"} and f"grim: threshold {gates['grim']['threshold']:+.4f}" in stdout
+    assert json.loads(out.with_suffix(".json").read_text())["gates"]["grim"]["sha256"] == gates["grim"]["sha256"]
+    code, _, err = run(argv, capsys, monkeypatch)  # an existing output needs --force
+    one_line_error(code, err, "--force")
+    few = tmp_path / "few.jsonl"
+    few.write_text("".join(json.dumps(r) + "\n" for r in rows[:10]))
+    bad_out = tmp_path / "bad.safetensors"
+    argv = ["calibrate-gate", "--vectors", str(tiny_vec_file), "--messages", str(few), "--out", str(bad_out)]
+    code, _, err = run(argv, capsys, monkeypatch)
+    one_line_error(code, err, ">= 20 neutral")
+    assert not bad_out.exists()
+
+
+def test_extract_records_why_a_file_has_no_gate(tiny_vectors: EmotionVectors) -> None:
+    assert tiny_vectors.meta["gates"] == {} and "calibrate-gate" in tiny_vectors.meta["gate_note"]
+
+
 SHIPPED_GEMMA = REPO / "vectors" / "gemma-3-270m" / "emotions.safetensors"
 REAL = [
     "I lost my job and can't pay rent next week, I don't know what to do.",
