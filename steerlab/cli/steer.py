@@ -142,7 +142,6 @@ def steer_cmd(
     between an emotion's mean activation and the grand mean on the extraction corpus).
     """
     from ..files import existing_file
-    from ..gate import parse_when
     from ..validate.prompts import load_prompts
 
     # Everything that needs no model is checked before torch is imported.
@@ -153,6 +152,7 @@ def steer_cmd(
     from ..comparison import check_prompts, compare
     from ..edits import parse_ablation
     from ..family import has_template
+    from ..gate import parse_when
     from ..generation import GenerationConfig
 
     check_prompts(prompts)
