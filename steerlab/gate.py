@@ -38,6 +38,8 @@ from .files import jsonl_rows
 from .readers import READERS, get_reader, readable, user_turn_features
 
 if TYPE_CHECKING:
+    from .generation import GenerationConfig
+    from .interventions import Displacement, Positions
     from .models import LoadedModel
     from .vectors import EmotionVectors
 
@@ -166,6 +168,24 @@ def fired_rows(decisions: Sequence[GateDecision], samples: int = 1) -> tuple[int
 def gated(edits: Sequence[Edit], rows: tuple[int, ...]) -> list[Edit]:
     """``edits`` limited to ``rows`` of the prompts of a ``generate`` call (the rows whose gate fired)."""
     return [replace(e, rows=rows if e.rows is None else tuple(r for r in e.rows if r in rows)) for e in edits]
+
+
+def generate_gated(
+    lm: LoadedModel,
+    vectors: EmotionVectors,
+    gate: Gate,
+    prompts: Sequence[str],
+    config: GenerationConfig,
+    edits: Sequence[Edit],
+    positions: Positions = "all",
+    record: Displacement | None = None,
+) -> tuple[list[str], list[GateDecision]]:
+    """Replies with ``edits`` acting only on the prompts ``gate`` fires on (the others' replies are what
+    ``generate(lm, prompts, config)`` writes, token for token), and the gate's decisions."""
+    from .generation import generate
+
+    decisions = read_gate(lm, vectors, gate, prompts)
+    return generate(lm, prompts, config, gated(edits, fired_rows(decisions)), positions, record), decisions
 
 
 def token_rule(vectors: EmotionVectors, gate: TokenGate, layer: int) -> TokenRule:

@@ -12,9 +12,11 @@ All readers share one interface and one registry (``READERS``), so suites, ``ste
 
 A reply is read in its conversation: the user's message, then the reply as the model's own turn in
 the model's chat format, with only the reply's tokens pooled (:func:`activations.tokenize_replies`).
-Which reader and layer are the default is decided once, on labelled replies, when the vector file is
-built (:func:`reader_choice.choose_reader`), and stored in its metadata (``EmotionVectors.default_reader`` and
-``reading_layer``).
+A user's message is read as the user's turn of a conversation awaiting the reply
+(:func:`user_turn_features`: the mean over the message's own tokens, or the token before the reply);
+gates (:mod:`.gate`) decide on it. Which reader and layer are the default is decided once, on
+labelled replies, when the vector file is built (:func:`reader_choice.choose_reader`), and stored in
+its metadata (``EmotionVectors.default_reader`` and ``reading_layer``).
 """
 
 from __future__ import annotations

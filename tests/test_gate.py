@@ -18,6 +18,7 @@ from steerlab.gate import (
     TokenGate,
     calibrate_gates,
     gate_for,
+    generate_gated,
     load_gate_messages,
     parse_when,
     read_gate,
@@ -155,6 +156,16 @@ def test_unfired_rows_are_the_baseline_token_for_token(tiny: LoadedModel, tiny_v
             assert fired_row.steered == fired_row.baseline  # the shut gate's reply is the baseline's
             assert fired_row.displacement == 0.0
         assert fired_row.to_json(tiny_vectors.emotions)["gate"]["fired"] == on
+
+
+def test_generate_gated_is_the_api_of_the_same_property(tiny: LoadedModel, tiny_vectors: EmotionVectors) -> None:
+    gate, fired = _midway_gate(tiny, tiny_vectors, PROMPTS)
+    edits = build_edits(tiny_vectors, [1], add={"joyful": 40})
+    config = GenerationConfig(max_new_tokens=6, batch_size=2)
+    replies, decisions = generate_gated(tiny, tiny_vectors, gate, PROMPTS, config, edits)
+    base, steered = generate(tiny, PROMPTS, config), generate(tiny, PROMPTS, config, edits)
+    assert [d.fired for d in decisions] == fired
+    assert replies == [s if on else b for b, s, on in zip(base, steered, fired, strict=True)]
 
 
 def test_edit_rows_index_prompts_across_batches(tiny: LoadedModel, tiny_vectors: EmotionVectors) -> None:
