@@ -22,6 +22,7 @@ from steerlab.gate import (
     load_gate_messages,
     parse_when,
     read_gate,
+    refresh_gates,
     threshold_at,
     token_gate_for,
     token_gated,
@@ -246,6 +247,12 @@ def test_calibrate_gate_command(
     code, _, err = run(argv, capsys, monkeypatch)
     one_line_error(code, err, ">= 20 neutral")
     assert not bad_out.exists()
+
+
+def test_fit_reader_drops_gates_it_cannot_recalibrate(tiny: LoadedModel, gated_vectors: EmotionVectors) -> None:
+    notes: list[str] = []
+    refreshed = refresh_gates(tiny, gated_vectors, note=notes.append)
+    assert refreshed.meta["gates"] == {} and "grim" in notes[0] and "calibrate-gate" in notes[0]
 
 
 def test_extract_records_why_a_file_has_no_gate(tiny_vectors: EmotionVectors) -> None:
