@@ -462,6 +462,26 @@ def llamacpp(model: str) -> str:
     )
 
 
+def gate(model: str) -> str:
+    x = read_json(BENCH / f"gate_{model}.json")
+    g, hidden = x["gate"], x["hidden"]
+
+    def rate(r: dict[str, Any]) -> str:
+        return f"**{r['fired']}/{r['n']}** ({r['rate']:.0%}, 95 % CI {ci(r['ci95'])})"
+
+    rows = [
+        ("reader, layer, threshold", f"`{g['reader']}` at layer {g['layer']}, {g['threshold']:.2f}"),
+        ("hidden desperate messages: fired", rate(hidden["hit_rate_desperate"])),
+        ("hidden neutral messages: fired (false alarms)", rate(hidden["false_alarm_rate_neutral"])),
+    ]
+    return (
+        f"`python eval/benchmarks/gate.py --model {model}` (`eval/benchmarks/results/gate_{model}.json`): the "
+        f"file's calibrated *{x['emotion']}* gate (target 5 % false alarms on the calibration's neutral messages) "
+        f"on `{hidden['source']}`, written for steerlab and never used to calibrate. How it works: "
+        "[the gates guide](../guides/gates.md).\n\n" + table(["", ""], rows)
+    )
+
+
 def model_page(model: str) -> str:
     from steerlab.names import BUILTIN_SOURCES
 
@@ -487,6 +507,7 @@ def model_page(model: str) -> str:
     parts += [
         section("Scope, dual speaker, geometry and intensity", lambda: report_numbers(model)),
         section("llama.cpp control vector", lambda: llamacpp(model)),
+        section("Gates", lambda: gate(model)),
     ]
     return "\n".join(parts)
 

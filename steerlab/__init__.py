@@ -27,6 +27,13 @@ _HOMES = {
     "build_edits": "edits",
     "random_direction": "edits",
     "SteerlabError": "errors",
+    "Gate": "gate",
+    "TokenGate": "gate",
+    "gate_for": "gate",
+    "token_gate_for": "gate",
+    "read_gate": "gate",
+    "generate_gated": "gate",
+    "calibrate_gates": "gate",
     "ExtractConfig": "extraction",
     "extract": "extraction",
     "GenerationConfig": "generation",
@@ -75,26 +82,33 @@ __all__ = [
     "EmotionVectors",
     "ExtractConfig",
     "Family",
+    "Gate",
     "GenerationConfig",
     "LoadedModel",
     "PoolingConfig",
     "Record",
     "SteerlabError",
+    "TokenGate",
     "build_edits",
+    "calibrate_gates",
     "compare",
     "evaluate_reader",
     "extract",
+    "gate_for",
     "generate",
+    "generate_gated",
     "load_corpus",
     "load_model",
     "load_vectors",
     "pooled_activations",
     "random_direction",
+    "read_gate",
     "read_texts",
     "resolve_family",
     "save_vectors",
     "shipped_vectors",
     "steering",
+    "token_gate_for",
     "wrap_model",
 ]
 
@@ -106,6 +120,7 @@ if TYPE_CHECKING:  # the same names, eagerly, for type checkers
     from .errors import SteerlabError
     from .extraction import ExtractConfig, extract
     from .family import Family, resolve_family
+    from .gate import Gate, TokenGate, calibrate_gates, gate_for, generate_gated, read_gate, token_gate_for
     from .generation import GenerationConfig, generate
     from .interventions import steering
     from .models import LoadedModel, load_model, wrap_model

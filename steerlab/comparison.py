@@ -15,6 +15,7 @@ import numpy as np
 from .chat import prompt_text
 from .edits import Edit, build_edits
 from .errors import SteerlabError
+from .gate import Gate, GateDecision, TokenGate, fired_rows, gated, read_gate, token_gated
 from .generation import GenerationConfig, generate
 from .interventions import Displacement, Positions
 from .models import LoadedModel
@@ -37,6 +38,8 @@ class Comparison:
     steered_scores: np.ndarray
     baseline_incoherent: bool = False  # too broken to read (readers.incoherent): counted, not scored
     steered_incoherent: bool = False
+    gate: GateDecision | None = None  # the message gate's decision for this prompt (None: always on)
+    token_gate: tuple[int, int] | None = None  # running gate: (tokens edited, tokens of the reply it read)
 
     def to_json(self, emotions: Sequence[str]) -> dict[str, Any]:
         def side(text: str, row: np.ndarray, broken: bool) -> dict[str, Any]:
@@ -50,7 +53,7 @@ class Comparison:
                 else {e: None if np.isnan(s) else round(float(s), 4) for e, s in zip(emotions, row, strict=True)},
             }
 
-        return {
+        out: dict[str, Any] = {
             "prompt": self.prompt,
             "sample": self.sample,
             "alpha": self.alpha,
@@ -59,6 +62,11 @@ class Comparison:
             "baseline": side(self.baseline, self.baseline_scores, self.baseline_incoherent),
             "steered": side(self.steered, self.steered_scores, self.steered_incoherent),
         }
+        if self.gate is not None:
+            out["gate"] = self.gate.to_json()
+        if self.token_gate is not None:
+            out["token_gate"] = {"edited_tokens": self.token_gate[0], "read_tokens": self.token_gate[1]}
+        return out
 
 
 def check_prompts(prompts: Sequence[str]) -> None:
@@ -84,11 +92,15 @@ def compare(
     reader: str | None = None,
     reader_layer: int | None = None,
     note: Callable[[str], None] | None = None,
+    gate: Gate | None = None,
+    token_gate: TokenGate | None = None,
 ) -> list[Comparison]:
     """Steered replies beside the baseline for every prompt, sample and strength.
 
     ``add`` maps emotions to alphas; a ``sweep`` runs once per value with that alpha for every added
     emotion. Edits default to the steering layer, readings to the file's reader and reading layer.
+    ``gate`` edits only the prompts whose user turn it fires on (the others' replies are the baseline's,
+    token for token); ``token_gate`` switches the edit per position (:mod:`steerlab.gate`).
     Every input is checked before anything is generated.
     """
     say = note or (lambda _: None)
@@ -106,7 +118,7 @@ def compare(
     for alpha in strengths:
         amounts = {e: alpha for e in add or {}} if sweep else dict(add or {})
         edits = build_edits(vectors, at, add=amounts, ablate=ablate, clamp=clamp, label="steered")
-        conditions.append((alpha, edits))
+        conditions.append((alpha, token_gated(vectors, edits, token_gate) if token_gate and edits else edits))
     if not any(edits for _, edits in conditions):
         raise SteerlabError("nothing to steer: add, ablate or clamp at least one emotion")
     for i, p in enumerate(prompts):
@@ -115,6 +127,13 @@ def compare(
     if samples > 1 and config.temperature == 0:
         say(f"warning: {samples} samples at temperature 0 are identical (greedy): set a temperature > 0")
     expanded = [p for p in prompts for _ in range(samples)]
+    decisions = None
+    if gate is not None:
+        decisions = read_gate(lm, vectors, gate, prompts)
+        fired = sum(d.fired for d in decisions)
+        say(f"gate {gate.emotion} > {gate.threshold:.4g} ({gate.source}): fired on {fired} of {len(prompts)} prompts")
+        rows = fired_rows(decisions, samples)
+        conditions = [(alpha, gated(edits, rows)) for alpha, edits in conditions]
     say(f"baseline: {len(expanded)} repl{'y' if len(expanded) == 1 else 'ies'}")
     base = generate(lm, expanded, config)
     base_read = read_replies(lm, vectors, base, expanded, config.chat, reader, reader_layer)
@@ -131,14 +150,24 @@ def compare(
                 i % samples,
                 alpha,
                 tuple(at),
-                moved.mean("steered"),
+                moved.mean("steered") if decisions is None or decisions[i // samples].fired else 0.0,
                 base[i],
                 steered[i],
                 base_read.scores[i],
                 read.scores[i],
                 bool(base_read.incoherent[i]),
                 bool(read.incoherent[i]),
+                decisions[i // samples] if decisions is not None else None,
+                edited_tokens(lm, moved, i, steered[i]) if token_gate is not None else None,
             )
             for i, p in enumerate(expanded)
         ]
     return out
+
+
+def edited_tokens(lm: LoadedModel, record: Displacement, row: int, reply: str) -> tuple[int, int]:
+    """(tokens edited, tokens read) by a running gate over the reply's own generated tokens (a token is
+    read when the model reads it back to write the next one; padding after the reply is not counted)."""
+    n = len(lm.tokenizer(reply, add_special_tokens=False)["input_ids"]) if reply else 0
+    flags = record.gated.get(row, [])[:n]
+    return sum(flags), len(flags)

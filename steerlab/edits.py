@@ -10,7 +10,7 @@ edits through pyvene. Units: ``add`` takes a scale-free alpha (alpha * alpha_uni
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -25,6 +25,16 @@ Kind = Literal["add", "ablate", "clamp"]
 
 
 @dataclass(frozen=True)
+class TokenRule:
+    """A per-position switch (a running gate): edit a position only where ``read`` of its residual at the
+    edit's layer, before any edit there, is above ``threshold`` (see :mod:`steerlab.gate`)."""
+
+    threshold: float
+    read: Callable[[torch.Tensor], torch.Tensor]  # (..., hidden) -> (...) the gate emotion's reading
+    label: str = ""  # the emotion read
+
+
+@dataclass(frozen=True)
 class Edit:
     """One operation on one unit direction at one layer."""
 
@@ -33,8 +43,9 @@ class Edit:
     direction: torch.Tensor  # (hidden,) unit norm
     value: float = 0.0  # add: absolute norm added; clamp and ablate: the absolute projection set
     label: str = ""  # emotion name or control name, for reports and displacement records
-    rows: tuple[int, ...] | None = None  # batch rows to edit; None = every row
+    rows: tuple[int, ...] | None = None  # rows (prompts of a generate call) to edit; None = every row
     positions: Positions | None = None  # where this edit applies; None = the steering call's positions
+    when: TokenRule | None = None  # edit only the positions this running gate lets through; None = all
 
 
 def parse_ablation(spec: str) -> tuple[str, Ablation]:

@@ -15,6 +15,7 @@ from . import __version__
 from .activations import Pooled, PoolingConfig, Tick, pooled_activations
 from .corpus import BUILTIN_REPLIES, NEUTRAL, Corpus, emotion_info, heldout_mask, load_corpus
 from .errors import SteerlabError
+from .gate import default_gates
 from .methods import DEFAULT_PARAMS, METHODS, MethodInput, class_means
 from .models import LoadedModel
 from .names import DEFAULT_METHOD
@@ -55,9 +56,9 @@ def extract(
     tick: Tick | None = None,
     fitted: Callable[[int, int], None] | None = None,
 ) -> ExtractResult:
-    """Pool, fit every layer, sweep, attach the reply reader. ``tick`` follows pooling (texts, tokens);
-    ``fitted(done, total)`` follows the fitting, layer by layer. The same inputs give the same vectors,
-    byte for byte; each phase's wall time is returned beside them."""
+    """Pool, fit every layer, sweep, attach the reply reader, calibrate the gates. ``tick`` follows
+    pooling (texts, tokens); ``fitted(done, total)`` follows the fitting, layer by layer. The same
+    inputs give the same vectors, byte for byte; each phase's wall time is returned beside them."""
     if config.method not in METHODS:
         raise SteerlabError(f"unknown method {config.method!r}: use one of {', '.join(METHODS)}")
     if not 0 < config.test_fraction < 1:
@@ -70,6 +71,8 @@ def extract(
     if config.replies is not None:
         vectors = attach_reply_reader(lm, vectors, config)
     timing["reply_reader"] = time.perf_counter() - start - timing["forward"] - timing["fit"]
+    vectors = default_gates(lm, vectors)  # the default threshold of `steer --when` (steerlab.gate)
+    timing["gate"] = time.perf_counter() - start - sum(timing.values())
     return ExtractResult(vectors, sweep, pooled, {k: round(s, 1) for k, s in timing.items()})
 
 

@@ -37,7 +37,8 @@ def generate(
 ) -> list[str]:
     """Generate one continuation per prompt with ``edits`` attached (none = the baseline).
 
-    ``record`` collects the displacement each edit label causes (mean norm per edited token and layer).
+    ``record`` collects the displacement each edit label causes (mean norm per edited token and layer)
+    and a running gate's decisions per prompt; an edit's ``rows`` index ``prompts``.
     """
     if config.temperature < 0 or config.max_new_tokens < 1:
         raise SteerlabError(
@@ -61,7 +62,7 @@ def generate(
             editable, user = content_positions(batch, offsets), last_user_positions(batch, offsets)
             with torch.random.fork_rng():
                 torch.manual_seed(config.seed + b)
-                out = steered.generate(enc, editable=editable, user=user, **options)
+                out = steered.generate(enc, editable=editable, user=user, row_offset=lo, **options)
             new = out[:, enc["input_ids"].shape[1] :]
             replies += [
                 clean_reply(lm, t, config.chat) for t in lm.tokenizer.batch_decode(new, skip_special_tokens=True)

@@ -14,8 +14,14 @@ Special positions of the prompt (BOS, padding, chat-template markers) are never 
 residual is an attention sink of very large norm, and editing it (even ablating a random direction)
 derails the whole reply. Prompts built by ``generate`` also protect every token outside the messages'
 own text (role labels, the newlines and default system prompt a template writes): ``editable``.
-An edit may also be limited to some batch rows (``rows``), so one batched generate call can run
-several conditions side by side.
+An edit may also be limited to some rows (``rows``: indices into the prompts of one ``generate``
+call, across its batches), so one batched generate call can run several conditions side by side, and
+a message gate edits only the prompts it fired on. A row no edit selects is computed exactly as
+without the edits (``torch.where`` keeps its tensors), so its reply is the baseline's, token for token.
+An edit with a running gate (``when``, :class:`edits.TokenRule`) edits only the positions whose own
+residual at the layer, before the edit, reads above the gate's threshold; the reading depends only on
+that position's pre-edit activation, so cached and uncached generation gate the same positions, and
+each row's decisions at generated positions are recorded (:attr:`Displacement.gated`).
 
 Positions are absolute. A call with one token after an earlier call is a KV-cache decode step and
 continues where the last call ended; any other call starts at position 0 (a prefill, or a full
@@ -66,6 +72,10 @@ class Displacement:
     def __init__(self) -> None:
         self.sums: dict[str, float] = {}
         self.counts: dict[str, int] = {}
+        self.gated: dict[int, list[bool]] = {}  # row -> running gate's decision at each generated position
+
+    def gate(self, row: int, decisions: list[bool]) -> None:
+        self.gated.setdefault(row, []).extend(decisions)
 
     def add(self, label: str, norms: torch.Tensor) -> None:
         self.sums[label] = self.sums.get(label, 0.0) + float(norms.sum())
@@ -90,6 +100,13 @@ class _Positions:
     content: torch.Tensor | None = None  # (batch, prompt_len) bool: prompt positions that are not special
     user: torch.Tensor | None = None  # (batch, prompt_len) bool: the last user message's tokens
     ended: torch.Tensor | None = None  # (batch,) bool: rows whose reply has ended (what follows is padding)
+    row_offset: int = 0  # index of the batch's first row among the prompts of the generate call
+
+    def rows(self, rows: tuple[int, ...], batch: int, device: torch.device) -> torch.Tensor:
+        """(batch,) bool: which rows of this batch are among ``rows`` (call-wide indices)."""
+        chosen = torch.zeros(batch, dtype=torch.bool, device=device)
+        chosen[[r - self.row_offset for r in rows if 0 <= r - self.row_offset < batch]] = True
+        return chosen
 
     def mask(self, offset: int, length: int, device: torch.device, mode: str | None = None) -> torch.Tensor:
         mode = mode or self.mode
@@ -154,15 +171,17 @@ class _LayerEdits(pv.SourcelessIntervention):  # type: ignore[misc]
         masks: dict[str | None, torch.Tensor] = {}
         x = base
         touched: dict[str, torch.Tensor] = {}
+        gated = torch.zeros(base.shape[:2], dtype=torch.bool, device=base.device)
         for edit in self.edits:
             if edit.positions not in masks:
                 cells = self.positions.mask(offset, base.shape[1], base.device, edit.positions)
                 masks[edit.positions] = cells.expand(base.shape[0], -1)
             where = masks[edit.positions]
             if edit.rows is not None:
-                chosen = torch.zeros(base.shape[0], dtype=torch.bool, device=base.device)
-                chosen[list(edit.rows)] = True
-                where = cells & chosen[:, None]
+                where = where & self.positions.rows(edit.rows, base.shape[0], base.device)[:, None]
+            if edit.when is not None:  # read before any edit of this layer
+                where = where & (edit.when.read(base) > edit.when.threshold)
+                gated |= where
             touched[edit.label] = touched.get(edit.label, torch.zeros_like(where)) | where
             d = edit.direction.to(device=x.device, dtype=x.dtype)
             if edit.kind == "add":
@@ -170,10 +189,20 @@ class _LayerEdits(pv.SourcelessIntervention):  # type: ignore[misc]
             else:
                 new = x + (edit.value - (x @ d).unsqueeze(-1)) * d
             x = torch.where(where[..., None], new, x)
+        if any(edit.when is not None for edit in self.edits):
+            self._record_gate(offset, gated)
         moved = (x.float() - base.float()).norm(dim=-1)
         for label, where in touched.items():
             self.record.add(label, moved[where])
         return x
+
+    def _record_gate(self, offset: int, gated: torch.Tensor) -> None:
+        prompt_len = self.positions.prompt_len
+        if prompt_len is None:
+            return
+        generated = torch.arange(offset, offset + gated.shape[1]) >= prompt_len
+        for b in range(gated.shape[0]):
+            self.record.gate(self.positions.row_offset + b, gated[b].cpu()[generated].tolist())
 
 
 class Steered:
@@ -203,6 +232,7 @@ class Steered:
         prompt_len: int | None,
         editable: torch.Tensor | None = None,
         user: torch.Tensor | None = None,
+        row_offset: int = 0,
     ) -> Iterator[None]:
         if self._closed:
             raise InterventionError(
@@ -210,6 +240,7 @@ class Steered:
             )
         special = torch.tensor(marker_ids(self.lm.tokenizer), device=input_ids.device)
         self._positions.prompt_len = prompt_len
+        self._positions.row_offset = row_offset
         content = ~torch.isin(input_ids, special)
         self._positions.content = content if editable is None else content & editable.to(content.device)
         self._positions.user = None if user is None else content & user.to(content.device)
@@ -223,6 +254,7 @@ class Steered:
         encoding: Mapping[str, torch.Tensor],
         editable: torch.Tensor | None = None,
         user: torch.Tensor | None = None,
+        row_offset: int = 0,
         **kwargs: Any,
     ) -> torch.Tensor:
         """``model.generate`` with the edits; the prompt is the whole (left-padded) input.
@@ -230,13 +262,14 @@ class Steered:
         ``editable`` (batch, prompt width) bool limits prompt edits to those tokens (a conversation's
         message text, :func:`steerlab.chat.content_positions`); ``user`` marks the last user message's
         tokens (positions "user"); special tokens, and the padding after a row's reply has ended, are
-        never edited.
+        never edited. ``row_offset``: the index of this batch's first row among the prompts edits'
+        ``rows`` count.
         """
         inputs = {k: v.to(self.lm.device) for k, v in encoding.items() if k in ("input_ids", "attention_mask")}
         width = int(inputs["input_ids"].shape[1])
         stops = [int(kwargs.get("pad_token_id") or 0), *_eos_ids(self.lm)]
         kwargs["logits_processor"] = [*kwargs.get("logits_processor", []), _TrackEnded(self._positions, stops, width)]
-        with torch.inference_mode(), self._session(inputs["input_ids"], width, editable, user):
+        with torch.inference_mode(), self._session(inputs["input_ids"], width, editable, user, row_offset):
             if self._pv is None:
                 return self.lm.model.generate(**inputs, **kwargs)  # type: ignore[operator]
             _, out = self._pv.generate(inputs, unit_locations=None, intervene_on_prompt=True, **kwargs)

@@ -24,6 +24,7 @@ from .comparison import compare
 from .corpus import data_path
 from .edits import finite
 from .errors import SteerlabError
+from .gate import Gate, gate_for
 from .generation import GenerationConfig
 from .live import check_chat, stream_reply
 from .models import LoadedModel
@@ -49,6 +50,8 @@ class Steer(BaseModel):
     layers: str = ""  # "" = the steering layer; "8", "6-10", "3,5"
     positions: str = "all"
     max_new_tokens: int = 48
+    when: str = ""  # gate: steer only when the user's message reads this emotion ("" = always)
+    threshold: float | None = None  # the gate's threshold; None = the vector file's calibrated one
 
 
 def top(emotions: tuple[str, ...], scores: np.ndarray | None, k: int = 3) -> list[tuple[str, float]]:
@@ -107,6 +110,7 @@ def create_app(lm: LoadedModel, vectors: EmotionVectors) -> FastAPI:
             "positions": list(POSITIONS),
             "context_length": lm.context_length,
             "random_weights": bool(lm.is_random),
+            "gates": {e: g["threshold"] for e, g in (vectors.meta.get("gates") or {}).items()},
         }
 
     @app.post("/api/chat")
@@ -177,7 +181,17 @@ def _compare(lm: LoadedModel, vectors: EmotionVectors, body: Steer) -> dict[str,
     }
     edit = edits[body.mode]
     config = GenerationConfig(max_new_tokens=body.max_new_tokens, chat=True)
-    (row,) = compare(lm, vectors, [body.message], layers=layers, positions=body.positions, config=config, **edit)  # type: ignore[arg-type]
+    gate = _gate(vectors, body)
+    (row,) = compare(
+        lm,
+        vectors,
+        [body.message],
+        layers=layers,
+        positions=body.positions,  # type: ignore[arg-type]  # checked against POSITIONS above
+        config=config,
+        gate=gate,
+        **edit,
+    )
     context = prompt_text(lm.tokenizer, body.message, chat=True)
     ppl = reply_perplexity(lm, [context] * 2, [row.baseline, row.steered])
     t = vectors.index(body.emotion)
@@ -207,4 +221,18 @@ def _compare(lm: LoadedModel, vectors: EmotionVectors, body: Steer) -> dict[str,
         "baseline": side(row.baseline, row.baseline_scores, ppl[0], row.baseline_incoherent),
         "steered": side(row.steered, row.steered_scores, ppl[1], row.steered_incoherent),
         "change": round(change, 4) if math.isfinite(change) else None,
+        "gate": None
+        if gate is None or row.gate is None
+        else {**row.gate.to_json(), "emotion": gate.emotion, "source": gate.source, "reader": gate.reader},
     }
+
+
+def _gate(vectors: EmotionVectors, body: Steer) -> Gate | None:
+    """The panel's gate: none, the file's calibrated one, or one at the threshold given."""
+    if not body.when.strip():
+        return None
+    if body.threshold is None:
+        return gate_for(vectors, body.when)
+    if not math.isfinite(body.threshold):
+        raise SteerlabError(f"gate threshold {body.threshold} is not a finite number: e.g. 0.2, or leave it empty")
+    return gate_for(vectors, f"{body.when.strip()}>{body.threshold!r}")

@@ -7,7 +7,7 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -71,6 +71,17 @@ def test_compare_payload(client: TestClient) -> None:
     assert data["layers"] and data["displacement"] > 0 and data["emotion"] == "joyful"
 
 
+@pytest.mark.parametrize(("threshold", "fired"), [(-1e9, True), (1e9, False)])
+def test_compare_with_a_gate(client: TestClient, threshold: float, fired: bool) -> None:
+    body = {"message": MESSAGE, "emotion": "joyful", "alpha": 40, "max_new_tokens": 6, "when": "grim"}
+    data = client.post("/api/compare", json={**body, "threshold": threshold}).json()
+    gate = data["gate"]
+    assert (gate["fired"], gate["threshold"], gate["emotion"], gate["source"]) == (fired, threshold, "grim", "given")
+    assert isinstance(gate["reading"], float) and (gate["reading"] > threshold) == fired
+    assert (data["steered"]["text"] == data["baseline"]["text"]) != fired
+    assert client.post("/api/compare", json={**body, "when": ""}).json()["gate"] is None
+
+
 @pytest.mark.slow
 def test_live_view_on_the_built_in_assistant() -> None:
     """The live view with --model smollm2-135m-instruct: its chat template, its shipped vectors."""
@@ -97,6 +108,9 @@ def test_live_view_on_the_built_in_assistant() -> None:
         ("/api/compare", {"message": "", "emotion": "joyful"}, "empty"),
         ("/api/compare", {"emotion": "joyful"}, "message: Field required"),
         ("/api/compare", {"message": MESSAGE, "emotion": "joyful", "alpha": "lots"}, "alpha"),
+        ("/api/compare", {"message": MESSAGE, "emotion": "joyful", "when": "grim"}, "no calibrated gate threshold"),
+        ("/api/compare", {"message": MESSAGE, "emotion": "joyful", "when": "grum", "threshold": 1}, "unknown emotion"),
+        ("/api/compare", {"message": MESSAGE, "emotion": "joyful", "when": "grim", "threshold": "x"}, "threshold"),
     ],
 )
 def test_bad_input_is_a_message_not_a_server_error(client: TestClient, path: str, body: dict, needle: str) -> None:
@@ -147,6 +161,10 @@ def server(tiny: LoadedModel, tiny_vectors: EmotionVectors) -> Iterator[str]:
     thread.join(timeout=10)
 
 
+def _element_says(by: str, name: str, text: str) -> Callable[[Any], bool]:
+    return lambda driver: text in driver.find_element(by, name).text
+
+
 @pytest.mark.skipif(
     not (CHROMEDRIVER and CHROMIUM), reason="needs Debian's chromium and chromium-driver (make browser)"
 )
@@ -154,7 +172,7 @@ def test_page_in_headless_chromium(server: str) -> None:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
@@ -178,6 +196,17 @@ def test_page_in_headless_chromium(server: str) -> None:
         wait.until(lambda d: d.find_element(By.ID, "change").text)
         assert "change in" in driver.find_element(By.ID, "change").text
         assert driver.find_element(By.ID, "base-info").text and driver.find_element(By.ID, "steered-info").text
+        assert not driver.find_element(By.ID, "gate").text  # no gate chosen: none shown
+        for threshold, verdict in (("1e9", "did not fire"), ("-1e9", "fired")):  # the gate as a control
+            Select(driver.find_element(By.ID, "when")).select_by_value("grim")
+            driver.find_element(By.ID, "threshold").clear()
+            driver.find_element(By.ID, "threshold").send_keys(threshold)
+            driver.find_element(By.ID, "compare").click()
+            wait.until(_element_says(By.ID, "gate", f"gate {verdict}:"))
+            shown = driver.find_element(By.ID, "gate").text
+            assert "grim" in shown and "given threshold" in shown and "reads" in shown
+            wait.until(lambda d: not d.find_element(By.ID, "compare").get_attribute("disabled"))
+        assert "grim (give a threshold)" in driver.find_element(By.ID, "when").text  # tiny vectors: none calibrated
         driver.find_element(By.ID, "text").clear()
         driver.find_element(By.ID, "text").send_keys("   ")
         driver.find_element(By.ID, "go").click()

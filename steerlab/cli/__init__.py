@@ -10,6 +10,7 @@ import click
 from ..errors import SteerlabError
 from . import emotions as _emotions  # noqa: F401
 from . import extract as _extract  # noqa: F401  (registers models, corpus, extract, evaluate)
+from . import gate as _gate  # noqa: F401
 from . import scope as _scope  # noqa: F401
 from . import serve as _serve  # noqa: F401
 from . import steer as _steer  # noqa: F401

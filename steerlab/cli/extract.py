@@ -376,6 +376,7 @@ def fit_reader_cmd(
 
     from ..corpus import BUILTIN_REPLIES, load_corpus
     from ..files import atomic_write
+    from ..gate import refresh_gates
     from ..judged import fit_on_judged, load_judged
     from ..vectors import save_vectors
 
@@ -394,6 +395,7 @@ def fit_reader_cmd(
     lm = get_model(model_spec or v.meta.get("model_spec"), revision, dtype)
     v.check_compatible(lm.model_id, lm.hidden_size, lm.n_layers)
     fitted, record = fit_on_judged(lm, v, written, judged, seed=seed, heldout=heldout, note=say)
+    fitted = refresh_gates(lm, fitted, note=say)  # thresholds are in the units of the reader just refitted
     save_vectors(fitted, target)
     if report_path:
         atomic_write(Path(report_path), lambda tmp: Path(tmp).write_text(json.dumps(record, indent=1) + "\n"))

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..errors import SteerlabError
 from ..names import POSITIONS, READER_NAMES
-from .common import cli, echo_json, get_vectors_and_model, model_options, say
+from .common import cli, echo_json, get_vectors, get_vectors_and_model, model_options, say
+
+if TYPE_CHECKING:
+    from ..gate import Gate, TokenGate
+    from ..vectors import EmotionVectors
 
 
 def _parse_alphas(text: str) -> list[float]:
@@ -91,6 +95,21 @@ def _parse_clamp(items: tuple[str, ...]) -> dict[str, float]:
     type=int,
     help="Layer at which replies are re-read (default: the vector file's reading layer).",
 )
+@click.option(
+    "--when",
+    "when",
+    default=None,
+    help="Gate: edit a prompt only when its user turn reads EMOTION above the vector file's calibrated threshold "
+    "(5% false positives on neutral messages), or above a given one: 'desperate>0.2'. Other prompts get the "
+    "baseline reply.",
+)
+@click.option(
+    "--when-token",
+    "when_token",
+    default=None,
+    help="Running gate: edit each position only while its own reading of EMOTION at the edited layer is above "
+    "the calibrated token threshold (or EMOTION>VALUE); the reply states how many tokens were edited.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per prompt (and alpha, sample).")
 def steer_cmd(
     prompt: tuple[str, ...],
@@ -113,6 +132,8 @@ def steer_cmd(
     sweep_alpha: str | None,
     reader_name: str | None,
     reader_layer: int | None,
+    when: str | None,
+    when_token: str | None,
     as_json: bool,
 ) -> None:
     """Generate with emotion directions added, ablated or clamped, beside the unsteered baseline.
@@ -131,6 +152,7 @@ def steer_cmd(
     from ..comparison import check_prompts, compare
     from ..edits import parse_ablation
     from ..family import has_template
+    from ..gate import parse_when
     from ..generation import GenerationConfig
 
     check_prompts(prompts)
@@ -149,8 +171,14 @@ def steer_cmd(
     sweep = _parse_alphas(sweep_alpha) if sweep_alpha else []
     for spec in ablate:
         parse_ablation(spec)
+    for gate_spec, option in ((when, "--when"), (when_token, "--when-token")):
+        if gate_spec is not None:
+            parse_when(gate_spec, option)
+    if when or when_token:  # a file without the gate's threshold fails before the model loads
+        _gates(get_vectors(vectors_path, model_spec), when, when_token, quiet=True)
     v, lm = get_vectors_and_model(vectors_path, model_spec, revision, dtype)
     emotions = tuple(v.name(e) for e in emotions)
+    gate, token_gate = _gates(v, when, when_token)
     layers = _layers(layer_spec, lm.n_layers)
     add = {e: (alphas[i] if len(alphas) > 1 else (alphas[0] if alphas else 4.0)) for i, e in enumerate(emotions)}
     if chat is None:
@@ -171,6 +199,8 @@ def steer_cmd(
         reader=reader_name,
         reader_layer=reader_layer,
         note=say,
+        gate=gate,
+        token_gate=token_gate,
     )
     units = ", ".join(
         f"L{la}: {float(v.alpha_unit[la]):.1f} (token norm {float(v.token_norm[la]):.0f})"
@@ -188,6 +218,19 @@ def steer_cmd(
             echo_json(record)
         else:
             _show(record, v.emotions, target, bool(add))
+
+
+def _gates(
+    v: EmotionVectors, when: str | None, when_token: str | None, quiet: bool = False
+) -> tuple[Gate | None, TokenGate | None]:
+    from ..gate import gate_for, token_gate_for
+
+    gate = gate_for(v, when) if when is not None else None
+    token_gate = token_gate_for(v, when_token) if when_token is not None else None
+    for g, option in ((gate, "--when"), (token_gate, "--when-token")):
+        if g is not None and not quiet:
+            say(f"{option}: {g.emotion} > {g.threshold:.4g} ({g.source}; {g.reader} reader)")
+    return gate, token_gate
 
 
 def _layers(spec: str | None, n_layers: int) -> list[int] | None:
@@ -219,6 +262,12 @@ def _show(record: dict[str, Any], names: tuple[str, ...], target: str, adds: boo
         f"{'alpha ' + format(record['alpha'], 'g') if adds else 'edit'} at layers {record['layers']} "
         f"(mean |dx| per edited token = {record['displacement']:.1f})"
     )
+    gate, tokens = record.get("gate"), record.get("token_gate")
+    if gate is not None:
+        verdict = "fired: steered" if gate["fired"] else "did not fire: the steered reply is the baseline's"
+        click.echo(f"gate: user turn reads {gate['reading']:+.4f} vs threshold {gate['threshold']:+.4f}, {verdict}")
+    if tokens is not None:
+        click.echo(f"running gate: edited {tokens['edited_tokens']} of the reply's {tokens['read_tokens']} tokens read")
     values = []
     for label, key in (("baseline", "baseline"), ("steered ", "steered")):
         side = record[key]

@@ -1,0 +1,370 @@
+"""Gates: steer only when the model's own reading says so (conditional steering, CAST-style).
+
+A message gate (:class:`Gate`, ``steer --when desperate``) reads each prompt as the user's turn of a
+conversation (:func:`readers.user_turn_features`, ``turn`` readout: the mean over the message's own
+tokens) with the vector file's validated reader at its reading layer, and lets the edit act on that
+prompt's row only when the reading of the gate's emotion exceeds the threshold. A row whose gate does
+not fire runs through the same batched generation with no edit, so its reply is the baseline's, token
+for token.
+
+A token gate (:class:`TokenGate`, ``--when-token desperate``) reads every position at the intervention
+site (the edited layer, before the edit) with the same reader and edits exactly the positions whose
+reading exceeds its threshold, so the edit switches on and off while the reply is written.
+
+Default thresholds are calibrated, never guessed (:func:`calibrate_gates`): on labelled user messages
+that no fit has seen (package data ``gate_messages.jsonl``), the threshold is the reading exceeded by
+at most ``fpr`` (5 %) of the *neutral* messages (:func:`threshold_at`); the token threshold likewise on
+the neutral messages' tokens at the steering layer. Both are stored with their provenance in the file's
+metadata (``meta["gates"][emotion]``), written by ``extract`` and ``calibrate-gate``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import torch
+
+from .corpus import NEUTRAL, data_path
+from .edits import Edit, TokenRule
+from .errors import InterventionError, SteerlabError
+from .files import jsonl_rows
+from .readers import READERS, get_reader, readable, user_turn_features
+
+if TYPE_CHECKING:
+    from .generation import GenerationConfig
+    from .interventions import Displacement, Positions
+    from .models import LoadedModel
+    from .vectors import EmotionVectors
+
+GATE_FPR = 0.05  # the false-positive rate default thresholds are calibrated at, on neutral user messages
+GATE_MESSAGES = "gate_messages.jsonl"  # built-in calibration messages (package data)
+GATE_READOUT = "turn"  # the user's turn is pooled over the message's own tokens (see the module doc)
+GATE_RULE = (
+    "threshold = the reading of the emotion on the user's turn (the file's default reader at its reading layer, "
+    "mean over the message's tokens) exceeded by at most {fpr:.0%} of the neutral calibration messages; token "
+    "threshold = the same reader at the steering layer, exceeded by at most {fpr:.0%} of the neutral messages' "
+    "tokens; desperate/other labelled messages are used only to report the hit rate"
+)
+_WHEN = re.compile(r"^\s*([A-Za-z_][\w-]*)\s*(?:>\s*(\S+)\s*)?$")
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Edit a prompt only when its user turn reads ``emotion`` above ``threshold``."""
+
+    emotion: str
+    threshold: float  # fires when the reading is strictly greater
+    reader: str  # the reader the threshold is in the units of
+    layer: int  # the layer the user's turn is read at
+    source: Literal["calibrated", "given"] = "calibrated"  # the file's threshold, or one given (--when e>x)
+
+
+@dataclass(frozen=True)
+class TokenGate:
+    """Edit a position only when its own reading at the edited layer is above ``threshold``."""
+
+    emotion: str
+    threshold: float
+    reader: str
+    layer: int | None = None  # the site the threshold was calibrated at (None: a given threshold, any site)
+    source: Literal["calibrated", "given"] = "calibrated"
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    fired: bool
+    reading: float
+    threshold: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"fired": self.fired, "reading": round(self.reading, 4), "threshold": round(self.threshold, 4)}
+
+
+def parse_when(spec: str, option: str = "--when") -> tuple[str, float | None]:
+    """``"desperate"`` -> (desperate, None: the calibrated threshold); ``"desperate>0.2"`` -> (desperate, 0.2)."""
+    found = _WHEN.match(spec)
+    value = None
+    if found and found.group(2) is not None:
+        try:
+            value = float(found.group(2))
+        except ValueError:
+            found = None
+    if not found or (value is not None and not math.isfinite(value)):
+        raise SteerlabError(
+            f"cannot parse {option} {spec!r}: use EMOTION (the calibrated threshold) or EMOTION>NUMBER, "
+            "e.g. desperate or 'desperate>0.2'"
+        )
+    return found.group(1).lower(), value
+
+
+def calibrated(vectors: EmotionVectors, emotion: str, option: str = "--when") -> dict[str, Any]:
+    """The file's calibration record for ``emotion``; none is a one-line error naming the fix."""
+    name = vectors.name(emotion)
+    record = (vectors.meta.get("gates") or {}).get(name)
+    if not record:
+        have = ", ".join(sorted(vectors.meta.get("gates") or {})) or "none"
+        raise SteerlabError(
+            f"{option} {name!r}: this vector file has no calibrated gate threshold for it (calibrated: {have}): "
+            f"give one ({option} '{name}>0.2') or run `steerlab calibrate-gate --vectors FILE --messages M.jsonl`"
+        )
+    return dict(record)
+
+
+def gate_for(vectors: EmotionVectors, spec: str) -> Gate:
+    """The message gate ``--when spec`` asks for: the calibrated reader, layer and threshold, or the
+    given threshold in the units of the file's calibrated reader (its default reader when uncalibrated)."""
+    emotion, given = parse_when(spec)
+    name = vectors.name(emotion)
+    if given is None:
+        rec = calibrated(vectors, name)
+        return Gate(name, float(rec["threshold"]), str(rec["reader"]), int(rec["layer"]))
+    rec = (vectors.meta.get("gates") or {}).get(name) or {}
+    reader = str(rec.get("reader", vectors.default_reader))
+    layer = int(rec.get("layer", vectors.reading_layer))
+    return Gate(name, given, check_gate_reader(vectors, reader, name), layer, "given")
+
+
+def token_gate_for(vectors: EmotionVectors, spec: str) -> TokenGate:
+    """The running gate ``--when-token spec`` asks for (see :func:`gate_for`)."""
+    emotion, given = parse_when(spec, "--when-token")
+    name = vectors.name(emotion)
+    if given is None:
+        rec = calibrated(vectors, name, "--when-token")
+        return TokenGate(name, float(rec["token_threshold"]), str(rec["reader"]), int(rec["token_layer"]))
+    reader = str(((vectors.meta.get("gates") or {}).get(name) or {}).get("reader", vectors.default_reader))
+    return TokenGate(name, given, check_gate_reader(vectors, reader, name), None, "given")
+
+
+def check_gate_reader(vectors: EmotionVectors, reader: str, emotion: str) -> str:
+    """A gate reads activations: a reader of the residual stream that scores ``emotion``."""
+    if not get_reader(reader).layered:
+        reader = "vector"  # the words-only lexicon cannot read a position: gate with the directions
+    if emotion not in readable(vectors, reader):
+        reader = "vector"
+    return reader
+
+
+def read_gate(lm: LoadedModel, vectors: EmotionVectors, gate: Gate, prompts: Sequence[str]) -> list[GateDecision]:
+    """The gate's decision for every prompt: its reading of the user's turn against the threshold."""
+    vectors.check_compatible(lm.model_id, lm.hidden_size, lm.n_layers)
+    layer = vectors.check_layer(gate.layer, "gate layer")
+    feats = user_turn_features(lm, prompts, [layer], vectors.skip_tokens)[GATE_READOUT][:, 0]
+    scores = READERS[gate.reader].score(vectors, feats, list(prompts), layer)[:, vectors.index(gate.emotion)]
+    return [GateDecision(bool(s > gate.threshold), float(s), gate.threshold) for s in scores]
+
+
+def fired_rows(decisions: Sequence[GateDecision], samples: int = 1) -> tuple[int, ...]:
+    """Rows (prompt-major, ``samples`` per prompt, as ``compare`` expands them) whose gate fired."""
+    return tuple(i * samples + k for i, d in enumerate(decisions) if d.fired for k in range(samples))
+
+
+def gated(edits: Sequence[Edit], rows: tuple[int, ...]) -> list[Edit]:
+    """``edits`` limited to ``rows`` of the prompts of a ``generate`` call (the rows whose gate fired)."""
+    return [replace(e, rows=rows if e.rows is None else tuple(r for r in e.rows if r in rows)) for e in edits]
+
+
+def generate_gated(
+    lm: LoadedModel,
+    vectors: EmotionVectors,
+    gate: Gate,
+    prompts: Sequence[str],
+    config: GenerationConfig,
+    edits: Sequence[Edit],
+    positions: Positions = "all",
+    record: Displacement | None = None,
+) -> tuple[list[str], list[GateDecision]]:
+    """Replies with ``edits`` acting only on the prompts ``gate`` fires on (the others' replies are what
+    ``generate(lm, prompts, config)`` writes, token for token), and the gate's decisions."""
+    from .generation import generate
+
+    decisions = read_gate(lm, vectors, gate, prompts)
+    return generate(lm, prompts, config, gated(edits, fired_rows(decisions)), positions, record), decisions
+
+
+def token_rule(vectors: EmotionVectors, gate: TokenGate, layer: int) -> TokenRule:
+    """The per-position test of a token gate at edited layer ``layer``."""
+    score = READERS[gate.reader].score
+    column = vectors.index(gate.emotion)
+
+    def read(x: torch.Tensor) -> torch.Tensor:
+        flat = x.detach().float().reshape(-1, x.shape[-1]).cpu().numpy()
+        out = score(vectors, flat, [], layer)[:, column]
+        return torch.from_numpy(np.ascontiguousarray(out)).reshape(x.shape[:-1]).to(x.device)
+
+    return TokenRule(gate.threshold, read, gate.emotion)
+
+
+def token_gated(vectors: EmotionVectors, edits: Sequence[Edit], gate: TokenGate) -> list[Edit]:
+    """``edits`` switched per position by ``gate``; the running gate reads at one intervention site."""
+    layers = sorted({e.layer for e in edits})
+    if len(layers) != 1:
+        raise InterventionError(
+            f"--when-token reads at the intervention site, but the edits act at layers {layers}: edit one layer"
+        )
+    if gate.layer is not None and gate.layer != layers[0]:
+        raise InterventionError(
+            f"--when-token {gate.emotion}: its threshold was calibrated at layer {gate.layer}, the edit acts at "
+            f"layer {layers[0]}: edit layer {gate.layer}, or give a threshold ('{gate.emotion}>0.1')"
+        )
+    rule = token_rule(vectors, gate, layers[0])
+    return [replace(e, when=rule) for e in edits]
+
+
+# --- calibration ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GateMessages:
+    texts: list[str]
+    labels: list[str]  # an emotion of the vectors, or "neutral"
+    source: str
+    sha256: str
+
+
+def load_gate_messages(path: str | Path | None = None) -> GateMessages:
+    """Labelled user messages (JSONL: text, label = EMOTION | neutral); default: the built-in ones."""
+    where = data_path(GATE_MESSAGES) if path is None else Path(path)
+    try:
+        raw = where.read_bytes()
+    except OSError as err:
+        raise SteerlabError(
+            f"cannot read gate messages {str(where)!r} ({err.strerror or err}): pass a JSONL file"
+        ) from None
+    texts, labels = [], []
+    for n, obj in jsonl_rows(raw, str(where), SteerlabError):
+        text, label = (obj.get("text"), obj.get("label")) if isinstance(obj, dict) else (None, None)
+        if not isinstance(text, str) or not text.strip() or not isinstance(label, str) or not label.strip():
+            raise SteerlabError(f"{where} line {n}: each line needs 'text' and 'label' (an emotion or 'neutral')")
+        texts.append(text.strip())
+        labels.append(label.strip().lower())
+    source = f"builtin:{GATE_MESSAGES}" if path is None else str(where)
+    return GateMessages(texts, labels, source, hashlib.sha256(raw).hexdigest())
+
+
+def threshold_at(neutral: np.ndarray, fpr: float = GATE_FPR) -> float:
+    """The lowest reading that at most ``fpr`` of ``neutral`` readings exceed (the k+1-th highest,
+    k = floor(fpr * n)): a gate firing above it has a false-positive rate <= fpr on these readings."""
+    if not 0 <= fpr < 1:
+        raise SteerlabError(f"false-positive rate {fpr} must lie in [0, 1), e.g. 0.05")
+    values = np.sort(np.asarray(neutral, dtype=float))[::-1]
+    if values.size == 0 or not np.isfinite(values).all():
+        raise SteerlabError("no finite neutral readings to calibrate a gate on: give neutral messages")
+    return float(values[min(math.floor(fpr * values.size + 1e-9), values.size - 1)])
+
+
+def _auroc(pos: np.ndarray, neg: np.ndarray) -> float:
+    """P(a positive reads above a negative), ties counted half (the Mann-Whitney AUROC)."""
+    diff = pos[:, None] - neg[None, :]
+    return float(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size)
+
+
+def calibrate_gates(
+    lm: LoadedModel,
+    vectors: EmotionVectors,
+    messages: GateMessages | None = None,
+    fpr: float = GATE_FPR,
+    note: Callable[[str], None] | None = None,
+) -> EmotionVectors:
+    """``vectors`` with a calibrated gate for every labelled emotion of ``messages`` it has (see the module
+    doc); an emotion it lacks is skipped with a note. Nothing else in the file changes."""
+    from . import __version__
+
+    msgs = messages or load_gate_messages()
+    labels = np.array(msgs.labels)
+    emotions = sorted({lab for lab in msgs.labels if lab != NEUTRAL and lab in vectors.emotions})
+    skipped = sorted({lab for lab in msgs.labels if lab != NEUTRAL and lab not in vectors.emotions})
+    if skipped and note:
+        note(f"gate calibration: {', '.join(skipped)} not in the vector file, skipped")
+    neutral = labels == NEUTRAL
+    if not emotions or neutral.sum() < 20:
+        raise SteerlabError(
+            f"{msgs.source}: {int(neutral.sum())} neutral messages and labels {sorted(set(msgs.labels))}: calibrating "
+            f"a gate needs >= 20 neutral messages and messages labelled with an emotion of the file"
+        )
+    reader, layer, site = vectors.default_reader, vectors.reading_layer, vectors.steering_layer
+    reader = check_gate_reader(vectors, reader, emotions[0])
+    layers = sorted({layer, site})
+    feats = user_turn_features(lm, msgs.texts, layers, vectors.skip_tokens)[GATE_READOUT]
+    tokens = _neutral_token_features(lm, [t for t, n in zip(msgs.texts, neutral, strict=True) if n], site)
+    gates = dict(vectors.meta.get("gates") or {})
+    for emotion in emotions:
+        col = vectors.index(emotion)
+        read = READERS[check_gate_reader(vectors, reader, emotion)].score
+        scores = read(vectors, feats[:, layers.index(layer)], msgs.texts, layer)[:, col]
+        threshold = threshold_at(scores[neutral], fpr)
+        token_threshold = threshold_at(read(vectors, tokens, [], site)[:, col], fpr)
+        pos = scores[labels == emotion]
+        gates[emotion] = {
+            "threshold": threshold,
+            "token_threshold": token_threshold,
+            "reader": check_gate_reader(vectors, reader, emotion),
+            "layer": layer,
+            "token_layer": site,
+            "readout": GATE_READOUT,
+            "fpr": fpr,
+            "rule": GATE_RULE.format(fpr=fpr),
+            "messages": msgs.source,
+            "sha256": msgs.sha256,
+            "n_positive": int(pos.size),
+            "n_neutral": int(neutral.sum()),
+            "n_neutral_tokens": int(tokens.shape[0]),
+            "calibration_hit_rate": round(float((pos > threshold).mean()), 4) if pos.size else None,
+            "calibration_false_alarm_rate": round(float((scores[neutral] > threshold).mean()), 4),
+            "calibration_auroc": round(_auroc(pos, scores[neutral]), 4) if pos.size else None,
+            "steerlab_version": __version__,
+        }
+    return replace(vectors, meta={**vectors.meta, "gates": gates})
+
+
+def _neutral_token_features(lm: LoadedModel, texts: Sequence[str], layer: int) -> np.ndarray:
+    """(tokens, hidden): every token of the neutral messages' user turns at ``layer``, as generation reads them."""
+    from .activations import content_mask, pad_batch, token_activations
+    from .readers import user_turn_tokens
+
+    ids, keep = user_turn_tokens(lm, texts)
+    rows = []
+    for lo in range(0, len(ids), 16):
+        enc = pad_batch(lm, ids[lo : lo + 16], keep[lo : lo + 16])
+        acts = token_activations(lm, enc, [layer])[layer]
+        rows.append(acts[content_mask(enc).bool()].numpy())
+    return np.concatenate(rows)
+
+
+def default_gates(
+    lm: LoadedModel, vectors: EmotionVectors, note: Callable[[str], None] | None = None
+) -> EmotionVectors:
+    """``vectors`` with gates calibrated on the built-in messages (``extract`` calls it), or an empty
+    record and a note when the file has none of their emotions."""
+    msgs = load_gate_messages()
+    if not any(lab != NEUTRAL and lab in vectors.emotions for lab in msgs.labels):
+        why = f"no gate calibrated: {msgs.source} labels none of the file's emotions; use `steerlab calibrate-gate`"
+        return replace(vectors, meta={**vectors.meta, "gates": {}, "gate_note": why})
+    return calibrate_gates(lm, vectors, msgs, note=note)
+
+
+def refresh_gates(
+    lm: LoadedModel, vectors: EmotionVectors, note: Callable[[str], None] | None = None
+) -> EmotionVectors:
+    """After the file's reader changed (``fit-reader``): gates calibrated on the built-in messages are
+    calibrated again; others are dropped (their messages are not at hand) with a note naming the fix."""
+    say = note or (lambda _: None)
+    gates = dict(vectors.meta.get("gates") or {})
+    builtin = f"builtin:{GATE_MESSAGES}"
+    dropped = sorted(e for e, g in gates.items() if g.get("messages") != builtin)
+    if dropped:
+        say(
+            f"gates for {', '.join(dropped)} dropped (reader changed): run `steerlab calibrate-gate --messages M.jsonl`"
+        )
+    kept = {e: g for e, g in gates.items() if e not in dropped}
+    bare = replace(vectors, meta={**vectors.meta, "gates": {}})
+    if not kept:
+        return bare if gates else vectors
+    fpr = float(next(iter(kept.values())).get("fpr", GATE_FPR))
+    return calibrate_gates(lm, bare, load_gate_messages(), fpr, note)
