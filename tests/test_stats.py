@@ -341,3 +341,19 @@ def test_simulated_power_matches_the_rule() -> None:
     assert simulated.power == pytest.approx(observed, abs=0.15) and simulated.mde > 0
     _, mde = P.rule_power(noise, effect, 1, 0.05)
     assert P.pass_rate(noise, mde, 1, 0.05, seed=1) == pytest.approx(0.8, abs=0.06)
+
+
+def test_equivalence_claims_pass_inside_the_margin_and_fail_outside() -> None:
+    rng = np.random.default_rng(26)
+    inside, outside = R.judge(
+        [
+            R.ClaimData("same", rng.normal(0, 0.2, 30), margin=0.5),
+            R.ClaimData("moved", rng.normal(2, 0.2, 30), margin=0.5),
+        ]
+    )
+    assert inside.verdict == "pass" and "inside ±0.5" in inside.reasons[0]
+    assert outside.verdict == "fail" and outside.fail_reasons == ("changed",)
+    # at the margin's edge (a true change of exactly the margin) equivalence passes at most at the level
+    edge = [R.ClaimData(f"e{i}", rng.normal(0.5, 1.0, 24), margin=0.5) for i in range(400)]
+    rate = np.mean([R.judge([c], n_boot=999, simulate_power=False)[0].verdict == "pass" for c in edge])
+    assert rate <= 0.05 + 2 * math.sqrt(0.05 * 0.95 / 400)

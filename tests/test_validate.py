@@ -21,7 +21,7 @@ from steerlab.generation import GenerationConfig, generate
 from steerlab.models import LoadedModel
 from steerlab.validate import rule as R
 from steerlab.validate.conditions import Calibration, condition_edits
-from steerlab.validate.decide import Readings, evaluate_claims
+from steerlab.validate.decide import Readings, _outside, evaluate_claims
 from steerlab.validate.outputs import CLAIM_KEYS
 from steerlab.vectors import EmotionVectors, save_vectors
 
@@ -425,6 +425,34 @@ def test_suite_end_to_end_on_embedded_model(embedded: LoadedModel, tmp_path: Pat
     assert (tmp_path / "summary.md").read_text().startswith("# desperate_to_hopeful")
 
 
+@pytest.mark.slow
+def test_gate_suite_on_embedded_model(embedded: LoadedModel) -> None:
+    from steerlab.vectors import load_vectors
+    from tests.conftest import SHIPPED
+
+    suite = V.load_suite(SUITES / "gate.yaml")
+    suite = dataclasses.replace(
+        suite,
+        generation=dataclasses.replace(suite.generation, max_new_tokens=8),
+        conditions=tuple(
+            dataclasses.replace(c, directions=3, per_prompt=1) if c.name == "gated_random" else c
+            for c in suite.conditions
+        ),
+        measurement=dataclasses.replace(suite.measurement, secondary=()),
+    )
+    result = V.run_suite(suite, embedded, load_vectors(SHIPPED), V.RunOptions(n=4))
+    assert sorted(p.label or "" for p in result.prompts) == ["desperate", "desperate", "neutral", "neutral"]
+    names = [c.name for c in result.conditions]
+    base, gated = names.index("baseline"), names.index("gated_hopeful")
+    for p, decision in enumerate(result.gates["gated_hopeful"]):
+        if not decision.fired:  # greedy: an unfired gate gives the baseline's reply exactly
+            assert result.replies[gated][p] == result.replies[base][p]
+    assert {g["label"] for g in V.summary(result)["gates"]} == {"desperate", "neutral"}
+    verdicts = {c["claim"]: c for c in result.claims}
+    assert verdicts["gated steering leaves replies to neutral messages unchanged"]["prompts"] == "neutral"
+    assert all(c["verdict"] in ("pass", "fail", "inconclusive") for c in result.claims)
+
+
 def test_reply_perplexity_matches_an_unpadded_pass(tiny: LoadedModel) -> None:
     import math
 
@@ -637,3 +665,41 @@ def test_a_degenerate_condition_can_neither_pass_nor_fail() -> None:
     claims = [R.ClaimData("down", main=np.full(20, -1.0) + np.linspace(0, 0.1, 20), degenerate=("add",))]
     (j,) = R.judge(claims, n_boot=1000)
     assert j.verdict == "inconclusive" and j.fail_reasons == () and "would fail" in j.reasons[0]
+
+
+def test_gated_conditions_edit_only_where_the_gate_fires_and_claims_read_their_label(
+    tiny: LoadedModel, tiny_vectors: EmotionVectors, tmp_path: Path
+) -> None:
+    spec = {
+        "name": "gated",
+        "prompts": ["sun and cake and songs", "the phone rang twice", "rain on the window", "a letter came"],
+        "generation": {"max_new_tokens": 6, "chat": False},
+        "conditions": [
+            {"name": "baseline"},
+            {"name": "never", "op": "add", "emotions": ["joyful"], "alphas": [8], "when": "joyful>1e9"},
+            {"name": "always", "op": "add", "emotions": ["joyful"], "alphas": [8], "when": "joyful>-1e9"},
+        ],
+        "metrics": {"joy": {"kind": "reply", "emotion": "joyful"}},
+        "measurement": {"reader": "vector"},
+        "coherence": {
+            "max_degenerate_share": 1.0,
+            "max_repeat_share": 1.0,
+            "min_compression": 0.0,
+            "max_markup_share": 1.0,
+        },
+        "claims": [{"name": "same", "condition": "never", "metric": "joy", "direction": "unchanged", "margin": 0.1}],
+    }
+    result = V.run_suite(V.parse_suite(spec), tiny, tiny_vectors, V.RunOptions(allow_random_claims=True))
+    assert result.replies[1] == result.replies[0] and result.replies[2] != result.replies[0]
+    assert [d.fired for d in result.gates["never"]] == [False] * 4 and all(d.fired for d in result.gates["always"])
+    (claim,) = result.claims
+    assert claim["direction"] == "unchanged" and claim["margin"] == 0.1 and claim["effect"] == 0.0
+    table = {(g["condition"], g["label"]): g["fired"] for g in V.summary(result)["gates"]}
+    assert table == {("never", "-"): 0, ("always", "-"): 4}
+    labelled = [V.Prompt("sun and cake", "joyful"), V.Prompt("the phone rang", "neutral")]
+    with pytest.raises(SuiteError, match="no prompt has the label 'grim'"):
+        _outside(dataclasses.replace(V.parse_suite(spec).claims[0], prompts="grim"), labelled)
+    assert list(_outside(dataclasses.replace(V.parse_suite(spec).claims[0], prompts="neutral"), labelled)) == [
+        True,
+        False,
+    ]

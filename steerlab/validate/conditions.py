@@ -59,6 +59,7 @@ class Condition:
     positions: Positions = "all"  # where the edits apply
     prompts: tuple[int, ...] | None = None  # the prompts this condition runs on (None: every prompt)
     samples: int | None = None  # replies per prompt (None: the suite's generation.samples)
+    when: str = ""  # a gate: the edit applies only to prompts whose user turn reads it (gate.py)
     expected_displacement: float = float("nan")  # calibrated mean displacement per token (ablations)
     targets: dict[int, float] = field(default_factory=dict, compare=False)  # mean-ablation: projection set, per layer
     direction: dict[int, torch.Tensor] = field(default_factory=dict, compare=False, repr=False)  # random_*: per layer
@@ -165,6 +166,7 @@ def expand_conditions(
             mode=spec.mode,
             positions=spec.positions,
             samples=spec.samples,
+            when=spec.when,
         )
         if spec.op in ("baseline", "prompt"):
             items = [base]

@@ -135,6 +135,20 @@ def plan_claims(suite: Suite, conditions: Sequence[Condition], degenerate: set[s
     return out
 
 
+def _outside(spec: ClaimSpec, prompts: Sequence[Prompt]) -> np.ndarray:
+    """(prompts,) bool: the prompts a claim does not read (its ``prompts`` label selects the others)."""
+    if not spec.prompts:
+        return np.zeros(len(prompts), dtype=bool)
+    outside = np.array([p.label != spec.prompts for p in prompts])
+    if outside.all():
+        labels = sorted({p.label for p in prompts if p.label})
+        raise SuiteError(
+            f"claim {spec.name!r}: no prompt has the label {spec.prompts!r}; the prompts' labels are "
+            f"{', '.join(labels) or 'none (use a labelled JSONL prompt file)'}"
+        )
+    return outside
+
+
 def min_effect(suite: Suite, spec: ClaimSpec, main: np.ndarray) -> float:
     """The minimum effect of interest in metric units: the claim's, else the suite's, else
     ``min_effect_dz`` standard deviations of the paired differences."""
@@ -161,12 +175,13 @@ def judge_claims(
     data = []
     for plan in plans:
         metric, target = metrics[plan.spec.metric], conditions[plan.cond].emotion
-        sign = 1.0 if plan.spec.direction == "increase" else -1.0
+        sign = -1.0 if plan.spec.direction == "decrease" else 1.0
         key = (metric.name, target)
         if key not in cache:  # claims on one metric and emotion share every condition's values
             cache[key] = [metric_values(readings, metric, i, target, prompts, emotions) for i in range(len(conditions))]
         values = cache[key]
-        mine = values[plan.cond]
+        outside = _outside(plan.spec, prompts)
+        mine = np.where(outside, np.nan, values[plan.cond])  # prompts outside the claim's subset drop out
         main = sign * (mine - values[plan.ref]) if plan.ref is not None else sign * mine
         controls = {name: sign * (mine - values[i]) for name, i in plan.controls.items()}
         # a family whose every direction is degenerate is left out: "uncontrolled" below
@@ -175,6 +190,12 @@ def judge_claims(
             for name, group in plan.populations.items()
             if group
         }
+        least = min_effect(suite, plan.spec, main)
+        margin = (
+            (plan.spec.margin if plan.spec.margin is not None else least)
+            if plan.spec.direction == "unchanged"
+            else None
+        )
         involved = [conditions[i].name for i in (plan.cond, plan.ref) if i is not None]
         data.append(
             ClaimData(
@@ -183,8 +204,9 @@ def judge_claims(
                 controls,
                 populations,
                 plan.spec.threshold,
-                min_effect(suite, plan.spec, main),
+                least,
                 tuple(n for n in involved if n in degenerate),
+                margin,
             )
         )
     verdicts = judge(data, suite.statistics.correction, suite.statistics.alpha, seed)
@@ -212,7 +234,7 @@ def evaluate_claims(
         by_spec.setdefault(plan.spec.name, []).append(j.verdict)
     out = []
     for k, (plan, j) in enumerate(judged):
-        sign = 1.0 if plan.spec.direction == "increase" else -1.0
+        sign = -1.0 if plan.spec.direction == "decrease" else 1.0
         verdict: str = j.verdict
         reasons = list(j.reasons)
         premise = None
@@ -251,6 +273,8 @@ def evaluate_claims(
                 "metric": plan.spec.metric,
                 "direction": plan.spec.direction,
                 "threshold": plan.spec.threshold,
+                "prompts": plan.spec.prompts or "all",
+                "margin": data_by_name[plan.name].margin,
                 "verdict": verdict,
                 "reasons": reasons,
                 "fail_reasons": list(j.fail_reasons),

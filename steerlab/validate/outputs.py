@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import SuiteError
 from ..files import atomic_write
 from .decide import metric_values
-from .run import SuiteResult
+from .run import SuiteResult, gate_table
 from .schema import OUTPUT_FILES, TARGET, MetricSpec
 from .stats import ci_mean
 
@@ -79,6 +79,7 @@ def summary(result: SuiteResult) -> dict[str, Any]:
         "quality": result.quality,
         "means": {m.name: condition_means(result, m) for m in fixed},
         "dose": result.dose,
+        "gates": gate_table(result),
     }
 
 
@@ -238,6 +239,13 @@ def markdown(result: SuiteResult, summ: Mapping[str, Any]) -> str:
             f"{q['distinct2']:.2f} | {q['echo_rate']:.0%} | {q['degenerate_replies']:.0%} | {q['incoherent']:.0%} | "
             f"{q['why'] or 'no'} |"
         )
+    if summ["gates"]:
+        lines += ["", "## Gates (how often each gated condition's gate fired, per prompt label)", ""]
+        lines += ["| condition | label | fired | threshold |", "|---|---|---|---|"]
+        lines += [
+            f"| {g['condition']} | {g['label']} | {g['fired']}/{g['n']} ({g['rate']:.0%}) | {g['threshold']:.3g} |"
+            for g in summ["gates"]
+        ]
     if result.dose:
         lines += [
             "",

@@ -90,3 +90,13 @@ def rule_power(noise: Noise, min_effect: float, m: int, alpha: float, seed: int 
     lo, hi = curve[i - 1], curve[i]
     frac = (TARGET_POWER - lo) / (hi - lo) if hi > lo else 1.0
     return power, unit * (GRID[i - 1] + frac * (GRID[i] - GRID[i - 1]))
+
+
+def equivalence_power(main: FloatArray, margin: float, m: int, alpha: float, seed: int = 0, reps: int = REPS) -> float:
+    """P(PASS) of an equivalence claim when the true change is 0, with the observed sd and n."""
+    sd = float(np.std(main, ddof=1)) if main.size > 1 else math.nan
+    if main.size < 3 or not (math.isfinite(sd) and sd > 0 and margin > 0):
+        return math.nan
+    x = sd * np.random.default_rng(seed).standard_normal((reps, main.size))
+    p = np.maximum(_one_sided_p(x + margin), _one_sided_p(margin - x))
+    return float(np.mean(p * m < alpha))

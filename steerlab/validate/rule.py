@@ -22,7 +22,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .power import noise_of, rule_power
+from .power import equivalence_power, noise_of, rule_power
 from .stats import (
     Correction,
     FloatArray,
@@ -36,7 +36,7 @@ from .stats import (
 )
 
 Verdict = Literal["pass", "fail", "inconclusive"]
-FailReason = Literal["reversed", "not specific"]
+FailReason = Literal["reversed", "not specific", "changed"]
 
 
 # --- the decision rule -------------------------------------------------------------------------
@@ -51,6 +51,7 @@ class ClaimData:
     threshold: float = 0.0  # the claim is "oriented mean > threshold"
     min_effect: float = 0.0  # effect of interest beyond the threshold, for power and MDE (0: not simulated)
     degenerate: tuple[str, ...] = ()  # degenerate conditions involved: the claim cannot PASS
+    margin: float | None = None  # an equivalence claim: PASS when |mean| < margin (TOST), FAIL when outside it
 
 
 @dataclass(frozen=True)
@@ -129,8 +130,29 @@ def _or_one(p: float) -> float:
     return p if math.isfinite(p) else 1.0
 
 
+def _equivalence(
+    claim: ClaimData, x: FloatArray, alpha: float, seed: int, n_boot: int, m: int, simulate: bool
+) -> _Tested:
+    """Two one-sided tests: PASS when the mean is shown inside (-margin, margin); FAIL when it is shown
+    outside (Bonferroni over the two sides)."""
+    margin = float(claim.margin or 0.0)
+    effect, ci = _summary(x, _subseed(seed, claim.name, 0), n_boot)
+    s = _subseed(seed, claim.name, 1)
+    above_low, below_low = mean_tails(x, shift=-margin, seed=s, n_boot=n_boot)
+    above_high, below_high = mean_tails(x, shift=margin, seed=s, n_boot=n_boot)
+    p_pass = max(above_low.value, below_high.value)
+    p_fail = min(1.0, 2 * min(above_high.value, below_low.value))
+    outside = above_high if above_high.value <= below_low.value else below_low
+    pw = equivalence_power(x, margin, m, alpha, _subseed(seed, claim.name, 99)) if simulate else math.nan
+    sd = float(x.std(ddof=1))
+    d_z = effect / sd if sd > 0 else math.nan
+    return _Tested(claim, x.size, effect, ci, d_z, above_low, outside, (), p_pass, p_fail, pw, math.nan)
+
+
 def _test(claim: ClaimData, alpha: float, seed: int, n_boot: int, m: int, simulate: bool) -> _Tested:
     x = finite_values(claim.main)
+    if claim.margin is not None and x.size >= 2:
+        return _equivalence(claim, x, alpha, seed, n_boot, m, simulate)
     n = x.size
     effect, ci = _summary(x, _subseed(seed, claim.name, 0), n_boot)
     sd = float(x.std(ddof=1)) if n >= 2 else math.nan
@@ -172,6 +194,11 @@ def _fail_reasons(t: _Tested, p_fail_adj: float, alpha: float) -> tuple[tuple[Fa
 
     kinds: list[FailReason] = []
     lines: list[str] = []
+    if t.claim.margin is not None:
+        return ("changed",), [
+            f"changed: effect {t.effect:.3g} is outside the margin ±{t.claim.margin:.3g} ({t.p_reversed})",
+            f"p_fail_adj = {fmt_p(p_fail_adj)} < {alpha:g}",
+        ]
     if hit(t.p_reversed.value):
         kinds.append("reversed")
         lines.append(f"reversed: effect {t.effect:.3g} is below 0 ({t.p_reversed})")
@@ -187,7 +214,9 @@ def _fail_reasons(t: _Tested, p_fail_adj: float, alpha: float) -> tuple[tuple[Fa
 def _not_pass_reasons(t: _Tested, p_pass_adj: float, alpha: float) -> list[str]:
     """Why a claim did not reach PASS: the adjusted p and every component that was not shown."""
     lines = [f"p_pass_adj = {fmt_p(p_pass_adj)} ≥ {alpha:g}"]
-    if not t.p.value < alpha:
+    if t.claim.margin is not None:
+        lines.append(f"effect {t.effect:.3g} not shown inside ±{t.claim.margin:.3g}")
+    elif not t.p.value < alpha:
         lines.append(f"effect {t.effect:.3g} not shown above threshold {t.claim.threshold:g} ({t.p})")
     for c in t.controls:
         if not c.p.value < alpha:
@@ -198,6 +227,9 @@ def _not_pass_reasons(t: _Tested, p_pass_adj: float, alpha: float) -> list[str]:
 
 
 def _pass_reasons(t: _Tested, p_pass_adj: float, alpha: float) -> list[str]:
+    if t.claim.margin is not None:
+        inside = f"effect {t.effect:.3g} shown inside ±{t.claim.margin:.3g} (two one-sided tests, n = {t.n})"
+        return [inside, f"p_pass_adj = {fmt_p(p_pass_adj)} < {alpha:g}"]
     main = f"effect {t.effect:.3g} > threshold {t.claim.threshold:g} ({t.p}, d_z = {t.effect_size:.2f}, n = {t.n})"
     lines = [main]
     lines += [f"beats control {c.name} ({c.p})" for c in t.controls]

@@ -19,7 +19,9 @@ from typing import Any
 import numpy as np
 
 from ..chat import prompt_chat, prompt_text
+from ..corpus import NEUTRAL
 from ..errors import SuiteError
+from ..gate import GateDecision, gate_for, read_gate
 from ..generation import GenerationConfig, generate
 from ..interventions import Displacement
 from ..models import LoadedModel
@@ -64,6 +66,7 @@ class SuiteResult:
     quality: list[dict[str, Any]] = field(default_factory=list)
     claims: list[dict[str, Any]] = field(default_factory=list)
     dose: list[dict[str, Any]] = field(default_factory=list)
+    gates: dict[str, list[GateDecision]] = field(default_factory=dict)  # gated condition -> decision per prompt
     validation: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     note: str = ""
@@ -83,7 +86,7 @@ def check_suite(suite: Suite, vectors: EmotionVectors, prompts: list[Prompt]) ->
     layer = suite.measurement.layer if suite.measurement.layer is not None else vectors.reading_layer
     vectors.check_layer(layer, f"{suite.path}: field 'measurement.layer'")
     for prompt in prompts:
-        if prompt.label is not None and prompt.label not in vectors.emotions:
+        if prompt.label is not None and prompt.label not in (*vectors.emotions, NEUTRAL):
             raise SuiteError(
                 f"prompt label {prompt.label!r} is not an emotion of the vectors ({', '.join(vectors.emotions)})"
             )
@@ -131,7 +134,14 @@ def run_suite(
     replies: list[list[list[str]]] = [[[] for _ in prompts] for _ in conditions]
     for c, p, _ in jobs:
         replies[c][p].append("")
-    edits = [[condition_edits(c, vectors, q.label) for q in prompts] for c in conditions]
+    gates = read_gates(lm, vectors, conditions, shown)
+    edits = [
+        [
+            [] if c.name in gates and not gates[c.name][p].fired else condition_edits(c, vectors, q.label)
+            for p, q in enumerate(prompts)
+        ]
+        for c in conditions
+    ]
     config = GenerationConfig(
         max_new_tokens=gen.max_new_tokens,
         temperature=gen.temperature,
@@ -228,6 +238,7 @@ def run_suite(
         validation=validation,
     )
     result.dose = dose_table(result)
+    result.gates = gates
     weak = low_power(claims)
     if weak:
         result.warnings.append(
@@ -246,6 +257,42 @@ def run_suite(
         )
     result.seconds = time.perf_counter() - start
     return result
+
+
+def read_gates(
+    lm: LoadedModel, vectors: EmotionVectors, conditions: list[Condition], shown: list[str]
+) -> dict[str, list[GateDecision]]:
+    """Each gated condition's decision per prompt: a prompt whose gate does not fire gets no edit, so its
+    replies are the baseline's (same rows, same seeds)."""
+    decided: dict[str, list[GateDecision]] = {}
+    out = {}
+    for cond in conditions:
+        if cond.when:
+            if cond.when not in decided:
+                decided[cond.when] = read_gate(lm, vectors, gate_for(vectors, cond.when), shown)
+            out[cond.name] = decided[cond.when]
+    return out
+
+
+def gate_table(result: SuiteResult) -> list[dict[str, Any]]:
+    """Per gated condition and prompt label: how often the gate fired (hit / false-alarm rates)."""
+    rows = []
+    for name, decisions in result.gates.items():
+        labels = sorted({p.label or "-" for p in result.prompts})
+        for label in labels:
+            mine = [d for d, p in zip(decisions, result.prompts, strict=True) if (p.label or "-") == label]
+            fired = sum(d.fired for d in mine)
+            rows.append(
+                {
+                    "condition": name,
+                    "label": label,
+                    "fired": fired,
+                    "n": len(mine),
+                    "rate": fired / len(mine),
+                    "threshold": mine[0].threshold,
+                }
+            )
+    return rows
 
 
 def _calibration(suite: Suite, lm: LoadedModel, vectors: EmotionVectors, shown: list[str]) -> Calibration:

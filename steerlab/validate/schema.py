@@ -22,7 +22,7 @@ from .coherence import DegenerationLimits
 from .fields import MISSING, Fields, show
 
 Op = Literal["baseline", "add", "ablate", "clamp", "random_add", "random_ablate", "ablate_similar", "prompt"]
-Direction = Literal["increase", "decrease"]
+Direction = Literal["increase", "decrease", "unchanged"]  # unchanged: equivalent within a margin (TOST)
 MetricKind = Literal["reply", "shift", "specificity"]
 Correction = Literal["holm", "bh", "none"]
 TARGET, LABEL = "target", "label"  # metric emotions resolved per claim / per prompt
@@ -65,6 +65,7 @@ class ConditionSpec:
     match: str = ""  # random_ablate: the ablation whose displacement the population's directions match
     like: str = ""  # ablate_similar: ablate the same-valence emotion whose displacement is closest to this one's
     instruction: str = ""  # prompt: text appended to every prompt (no intervention)
+    when: str = ""  # add / ablate / clamp: a gate (EMOTION or EMOTION>T): edit only prompts whose user turn reads it
     layers: tuple[int, ...] | None = None  # None: the vector file's steering layer
     positions: Positions = "all"  # where the edit applies: all, prompt, user (the message replied to), generated
 
@@ -125,6 +126,9 @@ class ClaimSpec:
     alpha: float | None = None  # select the members of a swept group with this alpha
     premise: str = ""  # a claim that must PASS for this one to be testable
     min_effect: float | None = None  # overrides statistics.min_effect
+    prompts: str = ""  # only the prompts with this label (e.g. desperate / neutral); "" = every prompt
+    margin: float | None = None  # direction unchanged: equivalence margin in metric units (None: min_effect_dz x the
+    #                              compare_to condition's sd between the claim's prompts)
 
 
 @dataclass(frozen=True)
@@ -287,7 +291,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
 
 CONDITION_KEYS = (
     *("name", "op", "emotions", "alphas", "mode", "directions", "seed", "match", "like", "instruction"),
-    *("layers", "positions", "per_prompt", "samples"),
+    *("layers", "positions", "per_prompt", "samples", "when"),
 )
 
 
@@ -329,7 +333,10 @@ def _parse_conditions(top: Fields) -> tuple[ConditionSpec, ...]:
             positions=r.choice("positions", POSITIONS, "all"),
             per_prompt=r.integer("per_prompt", None, low=1),
             samples=r.integer("samples", None, low=1),
+            when=r.get("when", str, ""),
         )
+        if spec.when and spec.op not in ("add", "ablate", "clamp", "random_add", "random_ablate"):
+            raise r.fail("when", f"gates an edit, and op {spec.op!r} has none: use it with an edit")
         if spec.op == "random_ablate" and spec.mode == "directional":
             raise r.fail("mode", "is 'directional', which random_ablate does not support: use mean or zero")
         if spec.name in {s.name for s in out}:
@@ -387,6 +394,8 @@ def _parse_claims(
                 "alpha",
                 "premise",
                 "min_effect",
+                "prompts",
+                "margin",
             ],
         )
         claim = ClaimSpec(
@@ -400,7 +409,11 @@ def _parse_claims(
             alpha=r.number("alpha", None),
             premise=r.get("premise", str, ""),
             min_effect=r.number("min_effect", None, low=0),
+            prompts=r.get("prompts", str, ""),
+            margin=r.number("margin", None, low=0),
         )
+        if claim.margin is not None and claim.direction != "unchanged":
+            raise r.fail("margin", "is set but direction is not 'unchanged': a margin is for equivalence claims")
         checks = [("condition", claim.condition), *[("controls", c) for c in claim.controls]]
         if claim.compare_to != NONE:
             checks.append(("compare_to", claim.compare_to))
