@@ -35,8 +35,9 @@ for part in $PARTS; do
   readers)
     python eval/benchmarks/reader_validation.py --vectors "$V" --external "$EXT" --out "$B/reader_validation_$M.json" ;;
   suites)
-    steerlab validate eval/suites/desperate_to_hopeful.yaml --model "$M" --vectors "$V" --n 24 \
+    steerlab validate eval/suites/desperate_to_hopeful.yaml --model "$M" --vectors "$V" --n 64 \
       --out "$R/desperate_to_hopeful" --force
+    steerlab validate eval/suites/gate.yaml --model "$M" --vectors "$V" --out "$R/gate" --force
     steerlab validate eval/suites/necessity.yaml --model "$M" --vectors "$V" --out "$R/necessity" --force
     steerlab validate eval/suites/dose_response.yaml --model "$M" --vectors "$V" --out "$R/dose_response" --force
     ;;
@@ -48,7 +49,8 @@ for part in $PARTS; do
   llamacpp)
     python eval/benchmarks/llamacpp_check.py --model "$M" ;;
   speed)
-    python eval/benchmarks/extract_speed.py --model "$M" --out "$B/extract_speed_$M.json" ;;
+    python eval/benchmarks/extract_speed.py --model "$M" --out "$B/extract_speed_$M.json"
+    python eval/benchmarks/suite_cost.py --model "$M" ;;
   *)
     echo "unknown part $part: use judged steer cross readers suites report llamacpp speed" >&2; exit 2 ;;
   esac
