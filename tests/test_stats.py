@@ -7,10 +7,10 @@ import math
 
 import numpy as np
 import pytest
-from scipy import stats as sps
 
 from steerlab.validate import power as P
 from steerlab.validate import rule as R
+from steerlab.validate import signflip as F
 from steerlab.validate import stats as S
 
 # --- sign-flip p-values --------------------------------------------------------------------------
@@ -24,49 +24,49 @@ def brute_force_p(d: np.ndarray, alternative: str) -> float:
 
 
 def test_sign_flip_exact_by_hand() -> None:
-    p = S.sign_flip_p([1.0, 2.0, 3.0])  # only the all-plus vector reaches the sum 6
+    p = F.sign_flip_p([1.0, 2.0, 3.0])  # only the all-plus vector reaches the sum 6
     assert p == S.PValue(0.125, exact=True, floor=0.125)
     assert str(p) == "p = 0.1250 (exact)"
-    assert S.sign_flip_p([1.0, 2.0, 3.0], "less").value == 1.0
-    assert S.sign_flip_p([1.0, 2.0, 3.0], "two-sided").value == 0.25
+    assert F.sign_flip_p([1.0, 2.0, 3.0], "less").value == 1.0
+    assert F.sign_flip_p([1.0, 2.0, 3.0], "two-sided").value == 0.25
     # signed sums of (1, 2, 3): 6, 0, 2, -4, 4, -2, 0, -6; observed 1 - 2 + 3 = 2 -> {6, 2, 4}
-    assert S.sign_flip_p([1.0, -2.0, 3.0]).value == 3 / 8
-    assert str(S.sign_flip_p([1.0, -2.0, 3.0])) == "p = 0.3750"
+    assert F.sign_flip_p([1.0, -2.0, 3.0]).value == 3 / 8
+    assert str(F.sign_flip_p([1.0, -2.0, 3.0])) == "p = 0.3750"
 
 
 @pytest.mark.parametrize("n", [1, 2, 5, 8, 11, 14])
 @pytest.mark.parametrize("alternative", ["greater", "less", "two-sided"])
 def test_sign_flip_exact_equals_brute_force(n: int, alternative: str) -> None:
     d = np.random.default_rng(n).normal(0.4, 1.0, size=n)
-    got = S.sign_flip_p(d, alternative, shift=0.1)  # type: ignore[arg-type]
+    got = F.sign_flip_p(d, alternative, shift=0.1)  # type: ignore[arg-type]
     assert got.exact
     assert got.value == pytest.approx(brute_force_p(d - 0.1, alternative), abs=1e-12)
 
 
 def test_sign_flip_ties_and_missing_values() -> None:
-    assert S.sign_flip_p([0.0, 0.0, 0.0]).value == 1.0  # every sign vector ties with 0
-    assert S.sign_flip_p([np.nan, 1.0, 2.0, 3.0]).value == 0.125  # nan pairs are dropped
-    empty = S.sign_flip_p([])
+    assert F.sign_flip_p([0.0, 0.0, 0.0]).value == 1.0  # every sign vector ties with 0
+    assert F.sign_flip_p([np.nan, 1.0, 2.0, 3.0]).value == 0.125  # nan pairs are dropped
+    empty = F.sign_flip_p([])
     assert math.isnan(empty.value) and str(empty) == "p = nan"
     with pytest.raises(ValueError):
-        S.sign_flip_p([1.0], "bigger")  # type: ignore[arg-type]
+        F.sign_flip_p([1.0], "bigger")  # type: ignore[arg-type]
 
 
 def test_sign_flip_monte_carlo_path() -> None:
     d = np.random.default_rng(3).normal(3.0, 1.0, size=30)
-    p = S.sign_flip_p(d)
+    p = F.sign_flip_p(d)
     assert not p.exact and p.floor == 1 / 20001 and p.value == p.floor
     assert str(p) == "p < 5e-05"
-    small = S.sign_flip_p(d, n_perm=999)
+    small = F.sign_flip_p(d, n_perm=999)
     assert small.floor == 1 / 1000 and str(small) == "p < 0.0010"
-    assert S.sign_flip_p(d, seed=7) == S.sign_flip_p(d, seed=7)  # seeded
+    assert F.sign_flip_p(d, seed=7) == F.sign_flip_p(d, seed=7)  # seeded
 
 
 def test_monte_carlo_agrees_with_exact(monkeypatch: pytest.MonkeyPatch) -> None:
     d = np.random.default_rng(4).normal(0.3, 1.0, size=16)
-    exact = S.sign_flip_p(d, "two-sided")
-    monkeypatch.setattr(S, "EXACT_MAX_N", 0)
-    mc = S.sign_flip_p(d, "two-sided", n_perm=40000, seed=1)
+    exact = F.sign_flip_p(d, "two-sided")
+    monkeypatch.setattr(F, "EXACT_MAX_N", 0)
+    mc = F.sign_flip_p(d, "two-sided", n_perm=40000, seed=1)
     assert exact.exact and not mc.exact
     assert mc.value == pytest.approx(exact.value, abs=0.01)
 
@@ -89,34 +89,6 @@ def test_adjust_ignores_nan() -> None:
     assert math.isnan(out[0])
     np.testing.assert_allclose(out[1:], [0.02, 0.04])
     assert np.isnan(S.adjust([np.nan], "bh")).all() and S.adjust([], "holm").size == 0
-
-
-# --- power ---------------------------------------------------------------------------------------
-
-
-def test_power_textbook_value_and_monotone() -> None:
-    # G*Power, one-sample t, one-tailed, d = 0.5, alpha = 0.05: n = 27 gives power 0.8118
-    assert S.power(0.5, 1.0, 27) == pytest.approx(0.8118, abs=5e-4)
-    assert S.power(0.0, 1.0, 24) == pytest.approx(0.05)
-    powers = [S.power(0.4, 1.0, n) for n in (8, 16, 32, 64, 128)]
-    assert all(a < b for a, b in itertools.pairwise(powers))
-    assert math.isnan(S.power(0.5, 0.0, 24)) and math.isnan(S.power(0.5, 1.0, 1))
-
-
-def test_power_matches_simulation() -> None:
-    rng = np.random.default_rng(5)
-    x = rng.normal(0.8, 2.0, size=(40000, 10))
-    t = x.mean(axis=1) / (x.std(axis=1, ddof=1) / math.sqrt(10))
-    simulated = float(np.mean(t > sps.t.ppf(0.95, 9)))
-    assert S.power(0.8, 2.0, 10) == pytest.approx(simulated, abs=0.01)
-
-
-def test_mde_inverts_power() -> None:
-    for sd, n in [(1.0, 8), (0.3, 24), (2.0, 200)]:
-        assert S.power(S.mde(sd, n), sd, n) == pytest.approx(0.8, abs=1e-6)
-    assert S.mde(2.0, 24) == pytest.approx(2 * S.mde(1.0, 24))
-    assert S.mde(1.0, 24, alpha=0.01) > S.mde(1.0, 24)
-    assert math.isnan(S.mde(0.0, 24))
 
 
 # --- bootstrap CI --------------------------------------------------------------------------------
@@ -277,7 +249,7 @@ def test_one_sample_test_keeps_its_level_on_skewed_nulls() -> None:
         for k in (0, 1):
             level = np.mean([t[k].value < 0.05 for t in tails])
             assert level <= 0.06 + 2 * math.sqrt(0.06 * 0.94 / reps), (sign, k, level)  # a 6 % level, within MC error
-    flips = np.mean([S.sign_flip_p(x, "greater", n_perm=999, seed=i).value < 0.05 for i, x in enumerate(data[:500])])
+    flips = np.mean([F.sign_flip_p(x, "greater", n_perm=999, seed=i).value < 0.05 for i, x in enumerate(data[:500])])
     assert flips > 0.06  # why: the sign-flip test assumes symmetry and does not keep its level here
 
 

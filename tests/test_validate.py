@@ -20,7 +20,8 @@ from steerlab.errors import SuiteError
 from steerlab.generation import GenerationConfig, generate
 from steerlab.models import LoadedModel
 from steerlab.validate import rule as R
-from steerlab.validate.conditions import Calibration, condition_edits
+from steerlab.validate.calibration import Calibration
+from steerlab.validate.conditions import condition_edits
 from steerlab.validate.decide import Readings, _outside, evaluate_claims
 from steerlab.validate.outputs import CLAIM_KEYS
 from steerlab.vectors import EmotionVectors, save_vectors

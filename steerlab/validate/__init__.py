@@ -40,7 +40,7 @@ _HOMES = {
     "parse_suite": "schema",
     "adjust": "stats",
     "ci_mean": "stats",
-    "sign_flip_p": "stats",
+    "sign_flip_p": "signflip",
 }
 
 
@@ -85,4 +85,5 @@ if TYPE_CHECKING:  # the same names, eagerly, for type checkers
     from .rule import judge
     from .run import RunOptions, SuiteResult, run_suite
     from .schema import Suite, load_suite, parse_suite
-    from .stats import adjust, ci_mean, sign_flip_p
+    from .signflip import sign_flip_p
+    from .stats import adjust, ci_mean

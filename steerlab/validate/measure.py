@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from ..models import LoadedModel
 from .coherence import degenerate_reasons, echo_fraction
-from .schema import Coherence
+from .schema import LABEL, Coherence
+from .stats import ci_mean
+
+if TYPE_CHECKING:
+    from .run import SuiteResult
 
 ECHO = 0.5  # a reply echoes its prompt when it copies at least this share of the prompt's words
 
@@ -126,4 +131,66 @@ def quality_table(
                 "why": "; ".join(why),
             }
         )
+    return rows
+
+
+def gate_table(result: SuiteResult) -> list[dict[str, Any]]:
+    """Per gated condition and prompt label: how often the gate fired (hit / false-alarm rates)."""
+    rows = []
+    for name, decisions in result.gates.items():
+        labels = sorted({p.label or "-" for p in result.prompts})
+        for label in labels:
+            mine = [d for d, p in zip(decisions, result.prompts, strict=True) if (p.label or "-") == label]
+            fired = sum(d.fired for d in mine)
+            rows.append(
+                {
+                    "condition": name,
+                    "label": label,
+                    "fired": fired,
+                    "n": len(mine),
+                    "rate": fired / len(mine),
+                    "threshold": mine[0].threshold,
+                }
+            )
+    return rows
+
+
+def dose_table(result: SuiteResult) -> list[dict[str, Any]]:
+    """For every condition that edits one emotion: target and mean off-target change vs baseline."""
+    base = next(i for i, c in enumerate(result.conditions) if c.op == "baseline")
+    quality = {row["name"]: row for row in result.quality}
+    n_emotions = len(result.emotions)
+    scores = result.readings.replies
+    rows = []
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # columns a reader does not read are all nan
+        b = np.nanmean(scores[base], axis=1)  # (prompts, emotions)
+        for i, cond in enumerate(result.conditions):
+            if cond.emotion is None:
+                continue
+            delta = np.nanmean(scores[i], axis=1) - b
+            idx = [
+                result.emotions.index(p.label if cond.emotion == LABEL else cond.emotion)  # type: ignore[arg-type]
+                for p in result.prompts
+            ]
+            target = delta[np.arange(len(result.prompts)), idx]
+            off = (np.nansum(delta, axis=1) - target) / (n_emotions - 1)
+            ok = np.isfinite(target)
+            lo, hi = ci_mean(target[ok]) if ok.sum() > 1 else (float("nan"), float("nan"))
+            q = quality[cond.name]
+            rows.append(
+                {
+                    "name": cond.name,
+                    "op": cond.op,
+                    "emotion": cond.emotion,
+                    "alpha": cond.alpha,
+                    "target_delta": float(np.nanmean(target)) if ok.any() else float("nan"),
+                    "target_ci": [lo, hi],
+                    "offtarget_delta": float(np.nanmean(off)) if ok.any() else float("nan"),
+                    "ppl_ratio": q["ppl_ratio"],
+                    "distinct2": q["distinct2"],
+                    "displacement": q["displacement"],
+                    "degenerate": q["degenerate"],
+                }
+            )
     return rows

@@ -13,7 +13,8 @@ import numpy as np
 from ..errors import SuiteError
 from ..files import atomic_write
 from .decide import metric_values
-from .run import SuiteResult, gate_table
+from .measure import gate_table
+from .run import SuiteResult
 from .schema import OUTPUT_FILES, TARGET, MetricSpec
 from .stats import ci_mean
 

@@ -11,7 +11,6 @@ then the reply as the model's own turn; continuations are read alone.
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -35,11 +34,11 @@ from .conditions import (
     expand_conditions,
     needs_calibration,
 )
-from .decide import Readings, evaluate_claims, low_power, model_reply_validity, reader_validation
-from .measure import distinct2, quality_table, reply_perplexity
+from .decide import Readings, evaluate_claims, low_power
+from .measure import distinct2, dose_table, quality_table, reply_perplexity
 from .prompts import Prompt, load_prompts, resolve_path, suite_prompts
 from .schema import LABEL, TARGET, Suite
-from .stats import ci_mean
+from .validity import model_reply_validity, reader_validation
 
 
 @dataclass(frozen=True)
@@ -274,27 +273,6 @@ def read_gates(
     return out
 
 
-def gate_table(result: SuiteResult) -> list[dict[str, Any]]:
-    """Per gated condition and prompt label: how often the gate fired (hit / false-alarm rates)."""
-    rows = []
-    for name, decisions in result.gates.items():
-        labels = sorted({p.label or "-" for p in result.prompts})
-        for label in labels:
-            mine = [d for d, p in zip(decisions, result.prompts, strict=True) if (p.label or "-") == label]
-            fired = sum(d.fired for d in mine)
-            rows.append(
-                {
-                    "condition": name,
-                    "label": label,
-                    "fired": fired,
-                    "n": len(mine),
-                    "rate": fired / len(mine),
-                    "threshold": mine[0].threshold,
-                }
-            )
-    return rows
-
-
 def _calibration(suite: Suite, lm: LoadedModel, vectors: EmotionVectors, shown: list[str]) -> Calibration:
     """The prompts' clean activations, with the held-out messages of ``generation.ablation_mean``."""
     gen = suite.generation
@@ -354,44 +332,3 @@ def _read(
         broken[c, p, s] = read.incoherent[j]
     prompt_scores = read_texts(lm, vectors, [q.text for q in prompts], layer, reader)
     return Readings(reader, layer if get_reader(reader).layered else None, scores, prompt_scores, broken)
-
-
-def dose_table(result: SuiteResult) -> list[dict[str, Any]]:
-    """For every condition that edits one emotion: target and mean off-target change vs baseline."""
-    base = next(i for i, c in enumerate(result.conditions) if c.op == "baseline")
-    quality = {row["name"]: row for row in result.quality}
-    n_emotions = len(result.emotions)
-    scores = result.readings.replies
-    rows = []
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # columns a reader does not read are all nan
-        b = np.nanmean(scores[base], axis=1)  # (prompts, emotions)
-        for i, cond in enumerate(result.conditions):
-            if cond.emotion is None:
-                continue
-            delta = np.nanmean(scores[i], axis=1) - b
-            idx = [
-                result.emotions.index(p.label if cond.emotion == LABEL else cond.emotion)  # type: ignore[arg-type]
-                for p in result.prompts
-            ]
-            target = delta[np.arange(len(result.prompts)), idx]
-            off = (np.nansum(delta, axis=1) - target) / (n_emotions - 1)
-            ok = np.isfinite(target)
-            lo, hi = ci_mean(target[ok]) if ok.sum() > 1 else (float("nan"), float("nan"))
-            q = quality[cond.name]
-            rows.append(
-                {
-                    "name": cond.name,
-                    "op": cond.op,
-                    "emotion": cond.emotion,
-                    "alpha": cond.alpha,
-                    "target_delta": float(np.nanmean(target)) if ok.any() else float("nan"),
-                    "target_ci": [lo, hi],
-                    "offtarget_delta": float(np.nanmean(off)) if ok.any() else float("nan"),
-                    "ppl_ratio": q["ppl_ratio"],
-                    "distinct2": q["distinct2"],
-                    "displacement": q["displacement"],
-                    "degenerate": q["degenerate"],
-                }
-            )
-    return rows

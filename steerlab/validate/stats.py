@@ -4,19 +4,18 @@ Units are prompts (n = 8 … 200) and every comparison is paired per prompt, on 
 ORIENTED so that positive means "as claimed" (for a control: the condition beats the control).
 
 * Verdicts use :func:`mean_p`, a bootstrap-t test of the mean on Hall's skewness-corrected t: it
-  stays near its level on skewed differences, where the sign-flip test (:func:`sign_flip_p`, exact
-  but valid only for differences symmetric about 0) rejects mean-zero data 8-16 % of the time.
+  stays near its level on skewed differences, where the sign-flip test (:mod:`.signflip`, exact but
+  valid only for differences symmetric about 0) rejects mean-zero data 8-16 % of the time.
 * A control *population* (many directions of one kind) is beaten when the condition beats a new
   draw from it (:func:`population_p`): the between-direction spread counts, not only the prompts.
 * CIs come from the studentised bootstrap (bootstrap-t): the percentile bootstrap under-covers at
   n = 8, bootstrap-t stays close to nominal even for skewed differences.
 * Multiplicity: Holm (family-wise) or Benjamini-Hochberg (false discovery) adjusted p-values.
-The decision rule built on them is in :mod:`.rule`.
+The decision rule built on them is in :mod:`.rule`; its power, by simulation, in :mod:`.power`.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,15 +23,12 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import optimize, stats
+from scipy import stats
 
 Alternative = Literal["greater", "less", "two-sided"]
 Correction = Literal["holm", "bh", "none"]
 FloatArray = NDArray[np.float64]
 
-EXACT_MAX_N = 20  # sign_flip_p enumerates all 2^n sign vectors up to this n
-_MC_ROWS = 1 << 14  # Monte Carlo sign vectors drawn per chunk (bounds memory at ~rows * n bytes)
-_EPS = 1e-9  # relative tolerance when comparing permutation statistics with the observed one
 
 
 # --- p-values ----------------------------------------------------------------------------------
@@ -68,95 +64,6 @@ def finite_values(values: ArrayLike) -> FloatArray:
     """The finite entries as a flat float array: nan marks a missing pair and is dropped."""
     x = np.asarray(values, dtype=np.float64).ravel()
     return x[np.isfinite(x)]
-
-
-@dataclass(frozen=True)
-class _Tails:
-    """Counts of sign vectors at least as extreme as the observed sum, all three tails at once."""
-
-    greater: int
-    less: int
-    two_sided: int
-    total: int  # 2^n (exact) or n_perm (Monte Carlo)
-    exact: bool
-
-    def pvalue(self, alternative: Alternative) -> PValue:
-        counts = {"greater": self.greater, "less": self.less, "two-sided": self.two_sided}
-        hits = counts[alternative]
-        if self.exact:  # the identity (and, two-sided, its negation) is always among the hits
-            floor = (2.0 if alternative == "two-sided" else 1.0) / self.total
-            return PValue(hits / self.total, True, floor)
-        return PValue((hits + 1) / (self.total + 1), False, 1.0 / (self.total + 1))
-
-
-def _half_sums(d: FloatArray) -> FloatArray:
-    """All 2^len(d) signed sums of d (the building block of the exact enumeration)."""
-    sums = np.zeros(1)
-    for x in d:
-        sums = np.concatenate([sums + x, sums - x])
-    return sums
-
-
-def _count_ge(sorted_b: FloatArray, bound: FloatArray) -> int:
-    """How many (a, b) pairs have a + b >= c, given bound = c - a and b sorted."""
-    return int((sorted_b.size - np.searchsorted(sorted_b, bound, side="left")).sum())
-
-
-def _count_le(sorted_b: FloatArray, bound: FloatArray) -> int:
-    """How many (a, b) pairs have a + b <= c, given bound = c - a and b sorted."""
-    return int(np.searchsorted(sorted_b, bound, side="right").sum())
-
-
-def _exact_tails(d: FloatArray) -> _Tails:
-    """Exact counts over all 2^n sign vectors, meet-in-the-middle: two halves of 2^(n/2) sums each.
-
-    Every sign vector is a pair (half A, half B); sorting B's sums turns each tail count into one
-    searchsorted per A-sum, so memory stays at 2^(n/2) and time at 2^(n/2) log 2^(n/2).
-    """
-    obs, tol = float(d.sum()), _EPS * float(np.abs(d).sum())
-    a, b = _half_sums(d[: d.size // 2]), np.sort(_half_sums(d[d.size // 2 :]))
-    greater = _count_ge(b, obs - tol - a)
-    less = _count_le(b, obs + tol - a)
-    cut = abs(obs) - tol
-    total = 1 << d.size
-    two = total if cut <= 0 else _count_ge(b, cut - a) + _count_le(b, -cut - a)
-    return _Tails(greater, less, two, total, exact=True)
-
-
-def _mc_tails(d: FloatArray, seed: int, n_perm: int) -> _Tails:
-    """Monte Carlo counts over n_perm random sign vectors (random bits unpacked 8 per byte)."""
-    rng = np.random.default_rng(seed)
-    obs, tol = float(d.sum()), _EPS * float(np.abs(d).sum())
-    greater = less = two = 0
-    for start in range(0, n_perm, _MC_ROWS):
-        rows = min(_MC_ROWS, n_perm - start)
-        raw = rng.integers(0, 256, size=(rows, (d.size + 7) // 8), dtype=np.uint8)
-        bits = np.unpackbits(raw, axis=1, count=d.size)
-        t = obs - 2.0 * (bits @ d)  # flipping the sign of the set bits
-        greater += int(np.count_nonzero(t >= obs - tol))
-        less += int(np.count_nonzero(t <= obs + tol))
-        two += int(np.count_nonzero(np.abs(t) >= abs(obs) - tol))
-    return _Tails(greater, less, two, n_perm, exact=False)
-
-
-def sign_flip_tails(d: FloatArray, seed: int, n_perm: int) -> _Tails:
-    return _exact_tails(d) if d.size <= EXACT_MAX_N else _mc_tails(d, seed, n_perm)
-
-
-def sign_flip_p(
-    diff: ArrayLike, alternative: Alternative = "greater", shift: float = 0.0, seed: int = 0, n_perm: int = 20000
-) -> PValue:
-    """Paired sign-flip permutation p of mean(diff - shift) against 0; nan pairs are dropped.
-
-    Exact (all 2^n sign vectors) for n <= 20, else Monte Carlo with (hits + 1) / (n_perm + 1) so
-    that a p-value is never 0. No data -> nan.
-    """
-    if alternative not in ("greater", "less", "two-sided"):
-        raise ValueError(f"alternative must be greater, less or two-sided, not {alternative!r}")
-    d = finite_values(diff) - shift
-    if d.size == 0:
-        return PValue(math.nan, exact=False, floor=math.nan)
-    return sign_flip_tails(d, seed, n_perm).pvalue(alternative)
 
 
 def _hall_t(x: FloatArray, centre: FloatArray | float) -> FloatArray:
@@ -315,37 +222,3 @@ def adjust(pvalues: Sequence[float] | ArrayLike, method: Correction) -> FloatArr
     res[order] = np.minimum(adj, 1.0)
     out[ok] = res
     return out
-
-
-# --- power -------------------------------------------------------------------------------------
-
-
-def power(effect: float, sd: float, n: int, alpha: float = 0.05) -> float:
-    """Power of a one-sided one-sample t-test for mean `effect` > 0 (noncentral t).
-
-    Used to tell "no effect" from "too few prompts to see one"; nan when sd or n make it undefined.
-    """
-    if n < 2 or not (math.isfinite(effect) and math.isfinite(sd)) or sd <= 0:
-        return math.nan
-    df = n - 1
-    crit = stats.t.ppf(1.0 - alpha, df)
-    return float(stats.nct.sf(crit, df, effect / sd * math.sqrt(n)))
-
-
-def mde(sd: float, n: int, alpha: float = 0.05, target_power: float = 0.8) -> float:
-    """The smallest mean the one-sided t-test detects with `target_power` at n units (brentq)."""
-    if n < 2 or not math.isfinite(sd) or sd <= 0:
-        return math.nan
-    return sd * _unit_mde(n, alpha, target_power)  # the MDE scales with sd
-
-
-@functools.lru_cache(maxsize=1024)
-def _unit_mde(n: int, alpha: float, target_power: float) -> float:
-    """MDE at sd = 1, cached: judge asks for the same n over and over."""
-    if target_power <= alpha:
-        return 0.0
-    hi = 1.0
-    while power(hi, 1.0, n, alpha) < target_power:
-        hi *= 2.0
-    root = optimize.brentq(lambda e: power(e, 1.0, n, alpha) - target_power, 0.0, hi, xtol=1e-10)
-    return float(root)
