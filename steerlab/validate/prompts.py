@@ -15,11 +15,12 @@ from .schema import Suite
 @dataclass(frozen=True)
 class Prompt:
     text: str  # the prompt as written in the file
-    label: str | None = None  # its emotion, when the file has an ``emotion`` field
+    label: str | None = None  # its emotion (or "neutral"), from an ``emotion`` or ``label`` field
 
 
 def load_prompts(path: str | Path) -> list[Prompt]:
-    """JSONL with a ``text`` field (``emotion`` kept as the label, other fields ignored) or plain text."""
+    """JSONL with a ``text`` field (``emotion``, else ``label``, kept as the label; other fields ignored) or
+    plain text."""
     path = existing_file(path, "prompt file", "pass a JSONL file with a 'text' field or a text file", SuiteError)
     try:
         text = path.read_text(encoding="utf-8")
@@ -39,7 +40,7 @@ def load_prompts(path: str | Path) -> list[Prompt]:
             raise SuiteError(f"{path} line {number}: not valid JSON ({err.msg}): one JSON object per line") from None
         if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not row["text"].strip():
             raise SuiteError(f"{path} line {number}: needs a non-empty 'text' field")
-        label = row.get("emotion")
+        label = row.get("emotion") or row.get("label")
         out.append(Prompt(row["text"].strip(), str(label) if label else None))
     return out
 
