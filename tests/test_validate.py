@@ -573,7 +573,7 @@ def test_suite_reads_replies_in_context_with_the_named_reader(tiny: LoadedModel,
 
 def test_looping_is_judged_against_the_baseline() -> None:
     from steerlab.validate.measure import quality_table
-    from steerlab.validate.schema import Coherence
+    from steerlab.validate.spec import Coherence
 
     loop = "I'll be there. I'll be there. I'll be there. I'll be there."
     fine = ["The bus leaves at nine from the north stop.", "Add the flour slowly and keep stirring."]

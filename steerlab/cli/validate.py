@@ -47,7 +47,8 @@ def validate_cmd(
     """Run SUITE (YAML): intervene, generate, re-read the replies with the clean model, judge the claims."""
     from ..files import existing_file
     from ..validate.prompts import suite_prompts
-    from ..validate.schema import OUTPUT_FILES, load_suite
+    from ..validate.schema import load_suite
+    from ..validate.spec import OUTPUT_FILES
 
     # Everything that needs no model is checked before torch is imported.
     start = time.perf_counter()

@@ -35,7 +35,7 @@ from ..names import Positions
 from ..vectors import EmotionVectors
 from .calibration import Calibration
 from .prompts import Prompt
-from .schema import LABEL, ConditionSpec, Suite
+from .spec import LABEL, ConditionSpec, Suite
 
 CANDIDATES = 5  # a matched random_ablate population is chosen from this many times its size
 

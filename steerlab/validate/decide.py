@@ -19,7 +19,7 @@ from ..errors import SuiteError
 from .conditions import Condition
 from .prompts import Prompt
 from .rule import ClaimData, ControlResult, Judgement, judge
-from .schema import LABEL, NONE, TARGET, ClaimSpec, MetricSpec, Suite
+from .spec import LABEL, NONE, TARGET, ClaimSpec, MetricSpec, Suite
 
 if TYPE_CHECKING:
     pass

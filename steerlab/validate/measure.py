@@ -15,7 +15,7 @@ import torch
 
 from ..models import LoadedModel
 from .coherence import degenerate_reasons, echo_fraction
-from .schema import LABEL, Coherence
+from .spec import LABEL, Coherence
 from .stats import ci_mean
 
 if TYPE_CHECKING:

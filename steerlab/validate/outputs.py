@@ -15,7 +15,7 @@ from ..files import atomic_write
 from .decide import metric_values
 from .measure import gate_table
 from .run import SuiteResult
-from .schema import OUTPUT_FILES, TARGET, MetricSpec
+from .spec import OUTPUT_FILES, TARGET, MetricSpec
 from .stats import ci_mean
 
 CLAIM_KEYS = (

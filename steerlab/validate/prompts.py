@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import SuiteError
 from ..files import existing_file
-from .schema import Suite
+from .spec import Suite
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from .conditions import (
 from .decide import Readings, evaluate_claims, low_power
 from .measure import distinct2, dose_table, quality_table, reply_perplexity
 from .prompts import Prompt, load_prompts, resolve_path, suite_prompts
-from .schema import LABEL, TARGET, Suite
+from .spec import LABEL, TARGET, Suite
 from .validity import model_reply_validity, reader_validation
 
 

@@ -9,7 +9,7 @@ from ..corpus import load_corpus
 from ..reader_choice import evaluate_reader
 from ..readers import get_reader
 from .prompts import resolve_path
-from .schema import Suite
+from .spec import Suite
 
 if TYPE_CHECKING:
     from ..models import LoadedModel
