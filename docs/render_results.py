@@ -699,13 +699,13 @@ def headline() -> str:
         "20-way top-1 on a style left out of fitting, reading layer [95 % CI]",
         "α 4",
         "adding *hopeful* (α 4) strengthens it",
-        "mean-ablating *desperate* weakens the lean",
+        "mean-ablating *desperate* in the user's message makes the reply less hopeful",
     }
     rows = [(label, fn) for rows in MT.TABLES.values() for label, fn in rows if label in wanted]
     labels = {
         "α 4": "steering at α 4 (`dose_response`): change of the target's reading",
-        "mean-ablating *desperate* weakens the lean": "`desperate_to_hopeful`: mean-ablating *desperate* weakens "
-        "the hopeful lean of replies to desperate messages",
+        "mean-ablating *desperate* in the user's message makes the reply less hopeful": "`desperate_to_hopeful`: "
+        "mean-ablating *desperate* in the user's message makes the reply to it less hopeful",
         "adding *hopeful* (α 4) strengthens it": "`desperate_to_hopeful`: adding *hopeful* (α 4) strengthens it",
     }
     lines = [

@@ -171,11 +171,18 @@ def dose(alpha: float) -> Callable[[dict[str, Any]], str]:
     return fn
 
 
-def claim(suite: str, index: int) -> Callable[[dict[str, Any]], str]:
+FLAG = "desperate_to_hopeful"
+
+
+def claim(suite: str, *names: str) -> Callable[[dict[str, Any]], str]:
+    """The first of ``names`` (the suite's claim, as named now or in an older result file) that was run."""
+
     def fn(r: dict[str, Any]) -> str:
+        details = r[suite]["claim_details"]
+        index = next(i for name in names for i, d in enumerate(details) if d["claim"] == name)
         c = r[suite]["claims"][index]
         ci = f"[{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]"
-        used = r[suite]["claim_details"][index]["n"]  # prompts with a reading under both conditions
+        used = details[index]["n"]  # prompts with a reading under both conditions
         return f"**{c['verdict'].upper()}** {c['effect']:+.3f} {ci} (n {used} of {r[suite]['n']})"
 
     return fn
@@ -261,17 +268,33 @@ TABLES: dict[str, list[Row]] = {
         ("per-emotion claims at α 4 (BH)", cell(verdict_counts)),
         ("llama.cpp control vector, α 4", cell(llamacpp)),
     ],
-    "Causal validation (`desperate_to_hopeful`, first 24 messages; `necessity`, 40 texts)": [
+    "Causal validation (`desperate_to_hopeful`: desperate messages; `necessity`: 40 texts)": [
         ("reader (held-out AUROC)", cell(suite_reader)),
         ("baseline replies (model-free detector)", cell(flagship_quality)),
         ("baseline replies, judged blind", cell(judged("baseline"))),
         ("replies with *hopeful* added (α 4), judged blind", cell(judged("add_hopeful"))),
-        ("premise: baseline replies lean hopeful", cell(claim("desperate_to_hopeful", 0))),
-        ("mean-ablating *desperate* weakens the lean", cell(claim("desperate_to_hopeful", 1))),
-        ("adding *hopeful* (α 4) strengthens it", cell(claim("desperate_to_hopeful", 2))),
-        ("asking for hope strengthens it", cell(claim("desperate_to_hopeful", 3))),
-        ("necessity: mean-ablating e lowers e's reading", cell(claim("necessity", 0))),
-        ("sufficiency: adding e (α 4) raises it", cell(claim("necessity", 1))),
+        ("premise: baseline replies lean hopeful", cell(claim(FLAG, "baseline replies lean hopeful over desperate"))),
+        (
+            "mean-ablating *desperate* in the user's message makes the reply less hopeful",
+            cell(claim(FLAG, "ablating desperate in the user's message makes the reply less hopeful")),
+        ),
+        (
+            "mean-ablating *desperate* weakens the lean",
+            cell(
+                claim(
+                    FLAG,
+                    "ablating desperate in the user's message weakens the lean to hopeful",
+                    "ablating desperate weakens the lean to hopeful",
+                )
+            ),
+        ),
+        ("adding *hopeful* (α 4) strengthens it", cell(claim(FLAG, "adding hopeful strengthens the lean to hopeful"))),
+        ("asking for hope strengthens it", cell(claim(FLAG, "asking for hope strengthens the lean to hopeful"))),
+        (
+            "necessity: mean-ablating e lowers e's reading",
+            cell(claim("necessity", "ablating e lowers the reading of e")),
+        ),
+        ("sufficiency: adding e (α 4) raises it", cell(claim("necessity", "adding e raises the reading of e"))),
     ],
     "Scope and geometry (`steerlab report`, reading layer)": [
         ("valence axis", cell(geometry)),
