@@ -13,6 +13,8 @@ from steerlab.edits import Edit, build_edits, random_direction
 from steerlab.errors import InterventionError
 from steerlab.generation import GenerationConfig, generate
 from steerlab.interventions import Displacement, Positions, steering
+from steerlab.models import LoadedModel
+from steerlab.vectors import EmotionVectors
 
 LAYER = 1
 PROMPTS = ["the sun rose over the hills", "a cold wind", "she opened the old wooden door slowly"]
@@ -226,3 +228,30 @@ def test_plain_transcript_reply_ends_at_the_turn_separator(tiny) -> None:  # typ
     assert clean_reply(tiny, " I'll pay rent.\n\nI'll pay rent.\n\nUser: ok", chat=True) == "I'll pay rent."
     assert clean_reply(tiny, "Sure.\nUser: more", chat=True) == "Sure."
     assert clean_reply(tiny, "one\n\ntwo", chat=False) == "one\n\ntwo"
+
+
+def test_rows_whose_reply_has_ended_are_not_edited_and_user_positions_are_the_message() -> None:
+    from steerlab.interventions import _Positions, _TrackEnded
+
+    pos = _Positions("all", prompt_len=3, content=torch.ones(2, 3, dtype=torch.bool))
+    track = _TrackEnded(pos, stop_ids=[0, 7], prompt_len=3)
+    ids = torch.tensor([[5, 5, 5, 9, 7], [5, 5, 5, 9, 4]])  # row 0 generated 9 then the stop token 7
+    track(ids, torch.zeros(2, 10))
+    assert pos.ended is not None and pos.ended.tolist() == [True, False]
+    step = pos.mask(offset=5, length=1, device=torch.device("cpu"))  # the next decode step: padding for row 0
+    assert step[:, 0].tolist() == [False, True]
+    prompt = pos.mask(offset=0, length=3, device=torch.device("cpu"))  # prefill is never masked by the end
+    assert prompt.all()
+    pos.user = torch.tensor([[False, True, True], [False, False, True]])
+    user = pos.mask(0, 3, torch.device("cpu"), "user")
+    assert user.tolist() == [[False, True, True], [False, False, True]]
+    assert not pos.mask(3, 1, torch.device("cpu"), "user").any()  # never a generated token
+
+
+def test_user_positions_edit_exactly_the_message_tokens(tiny: LoadedModel, tiny_vectors: EmotionVectors) -> None:
+    edits = build_edits(tiny_vectors, [1], add={"joyful": 4})
+    record = Displacement()
+    prompts = ["hello there", "sun"]
+    generate(tiny, prompts, GenerationConfig(max_new_tokens=4), edits, "user", record)
+    message_tokens = sum(len(tiny.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in prompts)
+    assert record.counts["joyful"] == message_tokens  # the prompt's own tokens once, no generated token
