@@ -21,8 +21,9 @@ from steerlab.generation import GenerationConfig, generate
 from steerlab.models import LoadedModel
 from steerlab.validate import rule as R
 from steerlab.validate.calibration import Calibration
+from steerlab.validate.claims import evaluate_claims
 from steerlab.validate.conditions import condition_edits
-from steerlab.validate.decide import Readings, _outside, evaluate_claims
+from steerlab.validate.decide import Readings, _outside
 from steerlab.validate.outputs import CLAIM_KEYS
 from steerlab.vectors import EmotionVectors, save_vectors
 

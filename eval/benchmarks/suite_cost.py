@@ -21,7 +21,7 @@ from steerlab.generation import GenerationConfig, generate
 from steerlab.models import load_model
 from steerlab.readers import read_replies
 from steerlab.validate import RunOptions, load_suite, run_suite
-from steerlab.validate.run import suite_jobs
+from steerlab.validate.rows import suite_jobs
 from steerlab.vectors import load_vectors, shipped_vectors
 
 REPO = Path(__file__).resolve().parents[2]

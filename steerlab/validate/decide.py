@@ -8,17 +8,16 @@ verdicts, and says so when they disagree with the primary reader.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import SuiteError
 from .conditions import Condition
 from .prompts import Prompt
-from .rule import ClaimData, ControlResult, Judgement, judge
+from .rule import ClaimData, Judgement, judge
 from .spec import LABEL, NONE, TARGET, ClaimSpec, MetricSpec, Suite
 
 if TYPE_CHECKING:
@@ -80,7 +79,7 @@ def members(conditions: Sequence[Condition], name: str) -> list[int]:
 
 
 @dataclass(frozen=True)
-class _Planned:
+class PlannedClaim:
     spec: ClaimSpec
     name: str
     cond: int
@@ -91,7 +90,7 @@ class _Planned:
     families: tuple[tuple[str, int, int], ...]  # per control family: (name, directions, non-degenerate)
 
 
-def plan_claims(suite: Suite, conditions: Sequence[Condition], degenerate: set[str]) -> list[_Planned]:
+def plan_claims(suite: Suite, conditions: Sequence[Condition], degenerate: set[str]) -> list[PlannedClaim]:
     """Which condition each claim tests, against what, with which (non-degenerate) controls."""
     out = []
     for claim in suite.claims:
@@ -127,7 +126,7 @@ def plan_claims(suite: Suite, conditions: Sequence[Condition], degenerate: set[s
                     controls |= {conditions[i].name: i for i in fine}
                 families.append((control, len(group), len(fine)))
             name = claim.name if len(targets) == 1 else f"{claim.name}[{cond.name}]"
-            out.append(_Planned(claim, name, ci, ref, controls, populations, tuple(excluded), tuple(families)))
+            out.append(PlannedClaim(claim, name, ci, ref, controls, populations, tuple(excluded), tuple(families)))
     return out
 
 
@@ -164,7 +163,7 @@ def judge_claims(
     readings: Readings,
     degenerate: set[str],
     seed: int,
-) -> tuple[list[tuple[_Planned, Judgement]], list[ClaimData]]:
+) -> tuple[list[tuple[PlannedClaim, Judgement]], list[ClaimData]]:
     metrics = {m.name: m for m in suite.metrics}
     plans = plan_claims(suite, conditions, degenerate)
     cache: dict[tuple[str, str | None], list[np.ndarray]] = {}
@@ -207,127 +206,3 @@ def judge_claims(
         )
     verdicts = judge(data, suite.statistics.correction, suite.statistics.alpha, seed)
     return list(zip(plans, verdicts, strict=True)), data
-
-
-def evaluate_claims(
-    suite: Suite,
-    conditions: Sequence[Condition],
-    prompts: Sequence[Prompt],
-    emotions: Sequence[str],
-    primary: Readings,
-    secondary: Sequence[Readings],
-    degenerate: set[str],
-    validation: Mapping[str, Any],
-    claims_allowed: bool,
-    seed: int = 0,
-) -> list[dict[str, Any]]:
-    """Every claim's verdict and statistics, as plain JSON-ready dicts (see the module doc)."""
-    judged, data = judge_claims(suite, conditions, prompts, emotions, primary, degenerate, seed)
-    data_by_name = {d.name: d for d in data}
-    others = {r.reader: judge_claims(suite, conditions, prompts, emotions, r, degenerate, seed)[0] for r in secondary}
-    by_spec: dict[str, list[str]] = {}
-    for plan, j in judged:
-        by_spec.setdefault(plan.spec.name, []).append(j.verdict)
-    out = []
-    for k, (plan, j) in enumerate(judged):
-        sign = -1.0 if plan.spec.direction == "decrease" else 1.0
-        verdict: str = j.verdict
-        reasons = list(j.reasons)
-        premise = None
-        if plan.spec.premise:
-            held = by_spec.get(plan.spec.premise, [])
-            premise = {"claim": plan.spec.premise, "verdicts": held}
-            if not held or any(v != "pass" for v in held):
-                verdict = "not-testable"
-                why = (
-                    f"premise {plan.spec.premise!r} did not pass ({', '.join(held) or 'not run'}): "
-                    "there is no established effect for this claim to change"
-                )
-                reasons = [why, *reasons]
-        second = {name: rows[k][1].verdict for name, rows in others.items()}
-        if verdict in ("pass", "fail") and any(v != j.verdict for v in second.values()):
-            reasons.append("readers disagree: " + ", ".join(f"{n} says {v}" for n, v in second.items()))
-        if verdict == "pass" and plan.families and not (plan.controls or any(plan.populations.values())):
-            verdict = "inconclusive"
-            reasons = [
-                f"uncontrolled: every control ({', '.join(plan.excluded)}) is degenerate, so the effect stands "
-                "against the baseline only",
-                *reasons,
-            ]
-        if not claims_allowed:
-            verdict, reasons = "inconclusive", ["random weights: no claim is made", *reasons]
-        elif validation and not (validation.get(primary.reader) or {}).get("model_replies"):
-            reasons.append(f"reader {primary.reader} is not validated on this model's own replies")
-        cond = conditions[plan.cond]
-        lo, hi = sorted((sign * j.ci[0], sign * j.ci[1]))
-        out.append(
-            {
-                "name": plan.name,
-                "claim": plan.spec.name,
-                "condition": cond.name,
-                "compare_to": conditions[plan.ref].name if plan.ref is not None else NONE,
-                "metric": plan.spec.metric,
-                "direction": plan.spec.direction,
-                "threshold": plan.spec.threshold,
-                "prompts": plan.spec.prompts or "all",
-                "margin": data_by_name[plan.name].margin,
-                "verdict": verdict,
-                "reasons": reasons,
-                "fail_reasons": list(j.fail_reasons),
-                "effect": sign * j.effect,
-                "ci": [lo, hi],
-                "effect_size": j.effect_size,
-                "n": j.n,
-                # the p that decided: the FAIL family's for a FAIL, else the PASS family's
-                "p_family": "fail" if j.verdict == "fail" else "pass",
-                "p": j.p_fail if j.verdict == "fail" else j.p_pass,
-                "p_adj": j.p_fail_adj if j.verdict == "fail" else j.p_pass_adj,
-                "p_pass": j.p_pass,
-                "p_pass_adj": j.p_pass_adj,
-                "p_effect": str(j.p),
-                "p_fail": j.p_fail,
-                "p_fail_adj": j.p_fail_adj,
-                "correction": suite.statistics.correction,
-                "min_effect": data_by_name[plan.name].min_effect,
-                "power": j.power,
-                "mde": j.mde,
-                "premise": premise,
-                "reader": {"name": primary.reader, "layer": primary.layer, **validation.get(primary.reader, {})},
-                "secondary": second,
-                "controls": [  # one entry per control family, with the tests that compared against it
-                    {
-                        "family": f,
-                        "directions": total,
-                        "non_degenerate": fine,
-                        "tests": [_control_json(c, sign) for c in j.controls if _in_family(c.name, f, conditions)],
-                    }
-                    for f, total, fine in plan.families
-                ],
-                "excluded_controls": list(plan.excluded),
-            }
-        )
-    return out
-
-
-def _in_family(name: str, family: str, conditions: Sequence[Condition]) -> bool:
-    """A control test belongs to ``family``: the population itself, or one of its fixed members."""
-    return name == family or any(c.name == name and c.group == family for c in conditions)
-
-
-def _control_json(c: ControlResult, sign: float) -> dict[str, Any]:
-    return {
-        "name": c.name,
-        "effect": sign * c.effect,
-        "ci": sorted([sign * c.ci[0], sign * c.ci[1]]),
-        "p_beats": str(c.p),
-        "p_worse": str(c.p_worse),
-        "directions": c.directions,
-        "between_sd": c.between_sd,
-    }
-
-
-def low_power(claims: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Claims whose power at their minimum effect of interest is below 0.8."""
-    return [
-        c["name"] for c in claims if isinstance(c["power"], float) and math.isfinite(c["power"]) and c["power"] < 0.8
-    ]

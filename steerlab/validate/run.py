@@ -1,18 +1,10 @@
-"""Running a suite: generate every (prompt, condition, sample), re-read the replies with the clean model,
-measure quality and displacement, and decide the claims.
-
-Rows of *different* conditions share a generate call: each row carries its own condition's edits
-(``Edit.rows``), so the cost of a suite grows with its rows, not with conditions times an idle batch.
-Chat replies are read in their conversation: the suite's prompt as the user's message (the same for
-every condition, so a prompting condition's instruction is not read as part of the reply's context),
-then the reply as the model's own turn; continuations are read alone.
-"""
+"""Running a suite: check it, expand its conditions, generate and re-read its rows (:mod:`.rows`),
+measure quality and displacement, and decide the claims."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,12 +13,10 @@ from ..chat import prompt_chat, prompt_text
 from ..corpus import NEUTRAL
 from ..errors import SuiteError
 from ..gate import GateDecision, gate_for, read_gate
-from ..generation import GenerationConfig, generate
-from ..interventions import Displacement
 from ..models import LoadedModel
-from ..parallel import gather_json, world
-from ..readers import get_reader, read_replies, read_texts
+from ..readers import get_reader
 from ..vectors import EmotionVectors
+from .claims import evaluate_claims, low_power
 from .conditions import (
     Calibration,
     Condition,
@@ -34,9 +24,10 @@ from .conditions import (
     expand_conditions,
     needs_calibration,
 )
-from .decide import Readings, evaluate_claims, low_power
-from .measure import distinct2, dose_table, quality_table, reply_perplexity
+from .decide import Readings
+from .measure import dose_table
 from .prompts import Prompt, load_prompts, resolve_path, suite_prompts
+from .rows import Progress, Rows, generate_rows, measure_rows, read_rows, suite_jobs, with_instruction
 from .spec import LABEL, TARGET, Suite
 from .validity import model_reply_validity, reader_validation
 
@@ -69,13 +60,6 @@ class SuiteResult:
     validation: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     note: str = ""
-
-
-Progress = Callable[[int, int], None]  # (rows done, rows total)
-
-
-def _with_instruction(text: str, instruction: str) -> str:
-    return f"{text}\n\n{instruction}" if instruction else text
 
 
 def check_suite(suite: Suite, vectors: EmotionVectors, prompts: list[Prompt]) -> tuple[str, int]:
@@ -125,14 +109,11 @@ def run_suite(
     shown = [suite.prompts.template.format(text=q.text) for q in prompts]
     longest = max((c.instruction or "" for c in suite.conditions), key=len)
     for i, text in enumerate(shown):
-        full = prompt_text(lm.tokenizer, _with_instruction(text, longest), gen.chat, gen.frame)
+        full = prompt_text(lm.tokenizer, with_instruction(text, longest), gen.chat, gen.frame)
         lm.check_length(len(lm.tokenizer(full)["input_ids"]), f"prompt {i + 1} of the suite", gen.max_new_tokens)
     calibration = _calibration(suite, lm, vectors, shown) if needs_calibration(suite) else None
     conditions = expand_conditions(suite, vectors, prompts, calibration)
-    jobs = suite_jobs(conditions, len(prompts), gen.samples)
-    replies: list[list[list[str]]] = [[[] for _ in prompts] for _ in conditions]
-    for c, p, _ in jobs:
-        replies[c][p].append("")
+    rows = Rows(suite, conditions, prompts, shown, suite_jobs(conditions, len(prompts), gen.samples))
     gates = read_gates(lm, vectors, conditions, shown)
     edits = [
         [
@@ -141,71 +122,13 @@ def run_suite(
         ]
         for c in conditions
     ]
-    config = GenerationConfig(
-        max_new_tokens=gen.max_new_tokens,
-        temperature=gen.temperature,
-        top_p=1.0,
-        chat=gen.chat,
-        batch_size=gen.batch_size,
-        frame=gen.frame,
-    )
-    record = Displacement()
-    rank, size = world()
-    mine = []  # under torchrun each rank generates its share of the batches; the replies are gathered
-    for b, lo in list(enumerate(range(0, len(jobs), gen.batch_size)))[rank::size]:
-        batch = jobs[lo : lo + gen.batch_size]
-        row_edits = [replace(e, rows=(i,)) for i, (c, p, _) in enumerate(batch) for e in edits[c][p]]
-        texts = [_with_instruction(shown[p], conditions[c].instruction) for c, p, _ in batch]
-        out = generate(lm, texts, replace(config, seed=gen.seed + b, batch_size=len(batch)), row_edits, record=record)
-        mine += [[c, p, s, reply] for (c, p, s), reply in zip(batch, out, strict=True)]
-        if progress:
-            progress(len(mine), len(jobs))
-    for share in gather_json(mine):
-        for c, p, s, reply in share:
-            replies[c][p][s] = reply
-    if size > 1:
-        totals = gather_json([record.sums, record.counts])
-        record = Displacement()
-        for sums, counts in totals:
-            record.merge(sums, counts)
-    flat = [replies[c][p][s] for c, p, s in jobs]
-    first_read = _read(lm, vectors, reader, layer, conditions, prompts, shown, jobs, flat, gen.chat, suite, None)
+    replies, record = generate_rows(lm, rows, edits, progress)
+    flat = [replies[c][p][s] for c, p, s in rows.jobs]
+    first_read = read_rows(lm, vectors, rows, flat, reader, layer, None)
     readings = [first_read] + [
-        _read(lm, vectors, name, layer, conditions, prompts, shown, jobs, flat, gen.chat, suite, first_read)
-        for name in suite.measurement.secondary
+        read_rows(lm, vectors, rows, flat, name, layer, first_read) for name in suite.measurement.secondary
     ]
-    # Perplexity (a 262k-way softmax per token) is estimated on the first sample of every prompt and
-    # condition: enough for a per-condition ratio, at a third of the cost when samples = 3.
-    first = [j for j, (_, _, s) in enumerate(jobs) if s == 0]
-    contexts = [
-        prompt_text(
-            lm.tokenizer, _with_instruction(shown[jobs[j][1]], conditions[jobs[j][0]].instruction), gen.chat, gen.frame
-        )
-        for j in first
-    ]
-    ppl_flat = np.full(len(jobs), np.nan)
-    ppl_flat[first] = reply_perplexity(lm, contexts, [flat[j] for j in first], batch_size=16)
-    shape = (len(conditions), len(prompts), max(s for _, _, s in jobs) + 1)
-    ppl = _grid(ppl_flat, jobs, shape)
-    d2 = [distinct2(lm.tokenizer(r, add_special_tokens=False)["input_ids"]) for r in flat]
-    distinct = _grid(np.array(d2), jobs, shape)
-    baseline = next(i for i, c in enumerate(conditions) if c.op == "baseline")
-    quality = quality_table(
-        [c.name for c in conditions],
-        replies,
-        shown,
-        ppl,
-        distinct,
-        [record.mean(c.name) for c in conditions],
-        baseline,
-        suite.coherence,
-    )
-    for i, (row, cond) in enumerate(zip(quality, conditions, strict=True)):
-        row["incoherent"] = float(readings[0].incoherent[i].mean())  # not read as any emotion
-        row["emotion"] = cond.emotion
-        row["expected_displacement"] = cond.expected_displacement
-        row["pair"] = list(cond.pair) if cond.pair else None
-        row["ablation_target"] = float(np.mean(list(cond.targets.values()))) if cond.targets else None
+    quality, ppl, distinct = measure_rows(lm, rows, replies, flat, record, first_read)
     validation = reader_validation(lm, vectors, suite, [r.reader for r in readings], layer)
     degenerate = {row["name"] for row in quality if row["degenerate"]}
     claims = evaluate_claims(
@@ -281,54 +204,3 @@ def _calibration(suite: Suite, lm: LoadedModel, vectors: EmotionVectors, shown: 
         held = load_prompts(resolve_path(gen.ablation_mean, suite.path))
         reference = Calibration(lm, vectors, [prompt_chat(lm.tokenizer, q.text, gen.chat, gen.frame) for q in held])
     return Calibration(lm, vectors, [prompt_chat(lm.tokenizer, s, gen.chat, gen.frame) for s in shown], reference)
-
-
-def suite_jobs(conditions: list[Condition], n_prompts: int, samples: int) -> list[tuple[int, int, int]]:
-    """Every (condition, prompt, sample) row to generate: a condition runs on its prompts (all by
-    default) with its own number of samples (the suite's by default)."""
-    return [
-        (c, p, s)
-        for p in range(n_prompts)
-        for c, cond in enumerate(conditions)
-        if cond.prompts is None or p in cond.prompts
-        for s in range(cond.samples or samples)
-    ]
-
-
-def _grid(values: np.ndarray, jobs: list[tuple[int, int, int]], shape: tuple[int, int, int]) -> np.ndarray:
-    """Job-ordered values -> (conditions, prompts, samples), nan where a condition has no such row."""
-    out = np.full(shape, np.nan)
-    for value, (c, p, s) in zip(values, jobs, strict=True):
-        out[c, p, s] = value
-    return out
-
-
-def _read(
-    lm: LoadedModel,
-    vectors: EmotionVectors,
-    reader: str,
-    layer: int,
-    conditions: list[Condition],
-    prompts: list[Prompt],
-    shown: list[str],
-    jobs: list[tuple[int, int, int]],
-    flat: list[str],
-    chat: bool,
-    suite: Suite,
-    primary: Readings | None,
-) -> Readings:
-    """Replies read in their conversation (:func:`read_replies`); prompts read alone, by the same reader;
-    replies ``primary`` found incoherent stay unread."""
-    samples = max(s for _, _, s in jobs) + 1
-    scores = np.full((len(conditions), len(prompts), samples, len(vectors.emotions)), np.nan)
-    broken = np.zeros((len(conditions), len(prompts), samples), dtype=bool)
-    # Which replies are too broken to read is decided once, with the primary reader, for every reader.
-    known = None if primary is None else np.array([primary.incoherent[c, p, s] for c, p, s in jobs])
-    read = read_replies(
-        lm, vectors, flat, [shown[p] for _, p, _ in jobs], chat, reader, layer, suite.coherence.detector(), known
-    )
-    for j, (c, p, s) in enumerate(jobs):
-        scores[c, p, s] = read.scores[j]
-        broken[c, p, s] = read.incoherent[j]
-    prompt_scores = read_texts(lm, vectors, [q.text for q in prompts], layer, reader)
-    return Readings(reader, layer if get_reader(reader).layered else None, scores, prompt_scores, broken)
