@@ -700,6 +700,8 @@ def headline() -> str:
         "α 4",
         "adding *hopeful* (α 4) strengthens it",
         "mean-ablating *desperate* in the user's message makes the reply less hopeful",
+        "gated: replies to desperate messages more hopeful",
+        "gated: replies to neutral messages unchanged",
     }
     rows = [(label, fn) for rows in MT.TABLES.values() for label, fn in rows if label in wanted]
     labels = {
@@ -707,6 +709,10 @@ def headline() -> str:
         "mean-ablating *desperate* in the user's message makes the reply less hopeful": "`desperate_to_hopeful`: "
         "mean-ablating *desperate* in the user's message makes the reply to it less hopeful",
         "adding *hopeful* (α 4) strengthens it": "`desperate_to_hopeful`: adding *hopeful* (α 4) strengthens it",
+        "gated: replies to desperate messages more hopeful": "`gate`: hopeful α 4 `--when desperate` makes replies "
+        "to hidden desperate messages more hopeful",
+        "gated: replies to neutral messages unchanged": "`gate`: ... and leaves replies to hidden neutral messages "
+        "unchanged (equivalence)",
     }
     lines = [
         "| | " + " | ".join(f"[`{m}`](docs/results/{m}.md)" for m in models) + " |",

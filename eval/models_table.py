@@ -23,7 +23,7 @@ from typing import Any
 from steerlab.names import BUILTIN_SOURCES
 
 REPO = Path(__file__).resolve().parents[1]
-SUITES = ("desperate_to_hopeful", "necessity", "dose_response")
+SUITES = ("desperate_to_hopeful", "necessity", "dose_response", "gate")
 Row = tuple[str, Callable[[dict[str, Any]], str]]
 
 
@@ -188,6 +188,12 @@ def claim(suite: str, *names: str) -> Callable[[dict[str, Any]], str]:
     return fn
 
 
+def gate_rates(r: dict[str, Any]) -> str:
+    rows = {g["label"]: g for g in r["gate"]["gates"] if g["condition"] == "gated_hopeful"}
+    hit, alarm = rows["desperate"], rows["neutral"]
+    return f"desperate {hit['fired']}/{hit['n']}, neutral {alarm['fired']}/{alarm['n']}"
+
+
 def verdict_counts(r: dict[str, Any]) -> str:
     claims = r["dose_response"]["claims"]
     counts = {v: sum(c["verdict"] == v for c in claims) for v in ("pass", "fail", "inconclusive", "not-testable")}
@@ -295,6 +301,21 @@ TABLES: dict[str, list[Row]] = {
             cell(claim("necessity", "ablating e lowers the reading of e")),
         ),
         ("sufficiency: adding e (α 4) raises it", cell(claim("necessity", "adding e raises the reading of e"))),
+    ],
+    "Gated steering (`gate`: 45 hidden desperate and 45 neutral messages, hopeful α 4 `--when desperate`)": [
+        ("the gate fired on", cell(gate_rates)),
+        (
+            "gated: replies to desperate messages more hopeful",
+            cell(claim("gate", "gated steering makes replies to desperate messages more hopeful")),
+        ),
+        (
+            "gated: replies to neutral messages unchanged",
+            cell(claim("gate", "gated steering leaves replies to neutral messages unchanged")),
+        ),
+        (
+            "always on: replies to neutral messages change",
+            cell(claim("gate", "always-on steering changes replies to neutral messages")),
+        ),
     ],
     "Scope and geometry (`steerlab report`, reading layer)": [
         ("valence axis", cell(geometry)),
