@@ -10,7 +10,7 @@ import torch
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from .methods import fit_probe
+from .logistic import Fit, fit_logistic
 from .vectors import cosine
 
 LAYER_RULE = (
@@ -111,11 +111,19 @@ def score_layer(
 
 
 def probe_accuracy(
-    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, seed: int
-) -> tuple[float, np.ndarray, np.ndarray]:
-    weight, bias = fit_probe(train_x, train_y, seed)
-    pred = np.argmax(test_x @ weight.T + bias, axis=1)
-    return float((pred == test_y).mean()), weight, bias
+    features: np.ndarray,
+    y: np.ndarray,
+    fit_rows: np.ndarray,
+    test_rows: np.ndarray,
+    n_classes: int,
+    c: float = 1.0,
+    init: Fit | None = None,
+) -> tuple[np.ndarray, Fit]:
+    """The logistic probe fitted on ``fit_rows`` of ``features`` (texts, layers, hidden) at every layer at
+    once, and its top-1 on ``test_rows`` per layer."""
+    fit = fit_logistic(features[fit_rows].transpose(1, 0, 2), y[fit_rows], c, n_classes, init)
+    logits = np.einsum("tld,lkd->ltk", features[test_rows], fit.weight.astype(np.float32)) + fit.bias[:, None]
+    return (logits.argmax(axis=2) == y[test_rows]).mean(axis=1), fit
 
 
 def choose_layer(rows: list[LayerScore], out_of_style: bool = False) -> tuple[int, int]:

@@ -7,7 +7,7 @@ and picks the default reader under ``READER_RULE`` when a vector file is built.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .errors import SteerlabError
+from .logistic import Fit, fit_logistic
 from .readers import READERS, get_reader, pooled_features
 
 if TYPE_CHECKING:
@@ -123,34 +124,30 @@ READER_RULE = (
 
 
 def fit_reply_reader(
-    features: np.ndarray, labels: Sequence[str], seed: int, c: float
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Multinomial logistic reader at every layer: (weights (layers, K, hidden), bias (layers, K), labels)."""
-    from .methods import fit_probe
-
+    features: np.ndarray, labels: Sequence[str], c: float, init: Fit | None = None
+) -> tuple[Fit, list[str]]:
+    """Multinomial logistic reader at every layer at once (weights (layers, K, hidden)), and its labels."""
     classes = sorted(set(labels))
     y = np.array([classes.index(lab) for lab in labels])
-    fits = [fit_probe(features[:, layer].astype(np.float64), y, seed, c) for layer in range(features.shape[1])]
-    return (
-        np.stack([w for w, _ in fits]).astype(np.float32),
-        np.stack([b for _, b in fits]).astype(np.float32),
-        classes,
-    )
+    return fit_logistic(features.transpose(1, 0, 2), y, c, len(classes), init), classes
 
 
 def with_reply_reader(
     vectors: EmotionVectors,
     features: np.ndarray,
     labels: Sequence[str],
-    seed: int,
     c: float,
     provenance: dict[str, object],
+    init: Fit | None = None,
 ) -> EmotionVectors:
+    """``vectors`` with the reply reader fitted on ``features`` (texts, layers, hidden); ``init`` (a fit
+    with the same labels) warm-starts it."""
     from dataclasses import replace
 
-    weight, bias, classes = fit_reply_reader(features, labels, seed, c)
+    fit, classes = fit_reply_reader(features, labels, c, init)
     meta = {**vectors.meta, "reply_reader": {**provenance, "labels": classes, "c": c}}
-    return replace(vectors, reply_weight=torch.from_numpy(weight), reply_bias=torch.from_numpy(bias), meta=meta)
+    weight, bias = torch.from_numpy(fit.weight.astype(np.float32)), torch.from_numpy(fit.bias.astype(np.float32))
+    return replace(vectors, reply_weight=weight, reply_bias=bias, meta=meta)
 
 
 def choose_reader(
@@ -162,17 +159,24 @@ def choose_reader(
     seed: int,
     c: float,
     provenance: dict[str, object],
+    step: Callable[[str, int, int], None] | None = None,
 ) -> EmotionVectors:
     """Fit the reply reader and choose the default reader at the reading layer under ``READER_RULE``.
 
-    ``features`` are the replies' pooled activations in conversation (texts, layers, hidden).
+    ``features`` are the replies' pooled activations in conversation (texts, layers, hidden);
+    ``step("reader choice", done, total)`` follows the fits and the readers scored.
     """
+    total = len(READERS) + 2
+    say = step or (lambda *_: None)
     messages = sorted(set(contexts))
     rng = np.random.default_rng(seed)
     select = set(rng.permutation(messages)[: len(messages) // 2].tolist())
     is_sel = np.array([ctx in select for ctx in contexts])
     fit_rows, sel_rows = np.flatnonzero(~is_sel), np.flatnonzero(is_sel)
-    half = with_reply_reader(vectors, features[fit_rows], [labels[int(i)] for i in fit_rows], seed, c, provenance)
+    half_labels = [labels[int(i)] for i in fit_rows]
+    say("reader choice", 0, total)
+    half = with_reply_reader(vectors, features[fit_rows], half_labels, c, provenance)
+    say("reader choice", 1, total)
     sel_texts, sel_labels = [texts[int(i)] for i in sel_rows], [labels[int(i)] for i in sel_rows]
     table: dict[str, dict[str, float]] = {}
     for name, spec in READERS.items():
@@ -180,10 +184,13 @@ def choose_reader(
             None, half, sel_texts, sel_labels, name, features=features[sel_rows] if spec.layered else None
         )
         table[name] = {str(r.layer if r.layer is not None else "-"): r.macro_auroc for r in rows}
+        say("reader choice", len(table) + 1, total)
     layer = vectors.reading_layer
     at_layer = {n: scores.get(str(layer), scores.get("-", float("nan"))) for n, scores in table.items()}
     best_name = max(at_layer, key=lambda n: np.nan_to_num(at_layer[n], nan=-1.0))
-    final = with_reply_reader(vectors, features, labels, seed, c, provenance)
+    warm = _reply_fit(half) if set(half_labels) == set(labels) else None
+    final = with_reply_reader(vectors, features, labels, c, provenance, warm)
+    say("reader choice", total, total)
     reading = {
         "reader": best_name,
         "layer": int(layer),
@@ -193,6 +200,12 @@ def choose_reader(
         "n_select_messages": len(select),
     }
     return _with_meta(final, reading=reading)
+
+
+def _reply_fit(vectors: EmotionVectors) -> Fit | None:
+    if vectors.reply_weight is None or vectors.reply_bias is None:
+        return None
+    return Fit(vectors.reply_weight.double().numpy(), vectors.reply_bias.double().numpy(), 0, True)
 
 
 def _with_meta(vectors: EmotionVectors, **items: object) -> EmotionVectors:

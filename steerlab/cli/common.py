@@ -188,3 +188,27 @@ class Progress:
                 f"{self.desc}: {done}/{self.total or '?'} {self.unit}s{rate}, "
                 f"{now - self.start:.0f}s elapsed" + (f", ETA {eta:.0f}s" if math.isfinite(eta) else "")
             )
+
+
+class Phases:
+    """One :class:`Progress` per phase of a long command: ``phases(name, done, total)`` opens the phase's
+    bar on its first report (so its rate and ETA are its own) and closes the previous one."""
+
+    def __init__(self, units: dict[str, str] | None = None) -> None:
+        self.units = units or {}
+        self.name: str | None = None
+        self.bar: Progress | None = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__()
+
+    def __call__(self, name: str, done: int, total: int, tokens: int = 0) -> None:
+        if name != self.name:
+            self.__exit__()
+            self.name, self.bar = name, Progress(total, name, unit=self.units.get(name, "step"))
+        if self.bar is not None:
+            self.bar.update(done, total, tokens)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,7 +21,7 @@ from ..names import (
 
 if TYPE_CHECKING:
     from ..vectors import EmotionVectors
-from .common import Progress, check_out, cli, echo_json, get_model, get_vectors, model_options, say
+from .common import Phases, check_out, cli, echo_json, get_model, get_vectors, model_options, say
 
 
 @cli.command()
@@ -129,45 +128,59 @@ def extract_cmd(
     skip_tokens: int,
 ) -> None:
     """Extract one direction per emotion at every layer and sweep the layers on held-out texts."""
-    import pandas as pd
+    import time
 
-    from ..activations import PoolingConfig
     from ..corpus import load_corpus
-    from ..extraction import ExtractConfig, extract
-    from ..plots import plot_layer_sweep
-    from ..vectors import save_vectors, side_files, user_vectors
+    from ..vectorfile import side_files, user_vectors
 
+    start = time.perf_counter()
     if not 0 < test_fraction < 1:
         raise SteerlabError(f"--test-fraction {test_fraction} must lie between 0 and 1, e.g. 0.25")
     target = Path(out) if out else user_vectors(model_spec or EMBEDDED)
     if target.suffix != ".safetensors":
         raise SteerlabError(f"--out {str(target)!r} must end in .safetensors")
-    sides = side_files(target)
-    for path in (target, *sides.values()):
+    for path in (target, *side_files(target).values()):
         check_out(path, "--out", force=force)
-    c = load_corpus(corpus_path)
+    c = load_corpus(corpus_path)  # everything above needs no torch: errors answer at once
+
+    from ..activations import PoolingConfig
+    from ..extraction import ExtractConfig, extract
+
     lm = get_model(model_spec, revision, dtype)
+    load = time.perf_counter() - start
     config = ExtractConfig(
         method=method,  # type: ignore[arg-type]  # click.Choice checked it
         test_fraction=test_fraction,
         seed=seed,
         pooling=PoolingConfig(batch_size, max_length, skip_tokens, readout),  # type: ignore[arg-type]
     )
-    with ExitStack() as stack:
-        bar = stack.enter_context(Progress(len(c.records), f"extract {lm.spec}"))
-        fitting: list[Progress] = []  # started when fitting starts, so its rate and ETA are its own
+    units = {
+        "forward": "text",
+        "directions": "layer",
+        "probes": "fit",
+        "reply forward": "reply",
+        "reader choice": "step",
+    }
+    with Phases(units) as phases:
+        pooled = [0]
 
-        def fitted(done: int, total: int) -> None:
-            if not fitting:
-                fitting.append(stack.enter_context(Progress(total, "fit directions and probes", unit="layer")))
-            fitting[0].update(done)
+        def tick(n_texts: int, n_tokens: int) -> None:
+            pooled[0] += n_texts
+            phases("forward", pooled[0], len(c.records), n_tokens)
 
-        result = extract(lm, c, config, lambda n_texts, n_tokens: bar.update(bar.n + n_texts, tokens=n_tokens), fitted)
-    v = replace(result.vectors, meta={**result.vectors.meta, "timing": result.timing})  # the file records its run
+        result = extract(lm, c, config, tick, phases)
+    timing = {"load": round(load, 2), **result.timing, "total": round(time.perf_counter() - start, 2)}
+    v = replace(result.vectors, meta={**result.vectors.meta, "timing": timing})  # the file records its run
     say(
         f"{len(c.records)} texts, {result.pooled.n_tokens} content tokens in {result.pooled.seconds:.1f}s "
-        f"({result.pooled.n_tokens / result.pooled.seconds:.0f} tok/s); phases (s): {result.timing}"
+        f"({result.pooled.n_tokens / result.pooled.seconds:.0f} tok/s); phases (s): {timing}"
     )
+    import pandas as pd
+
+    from ..plots import plot_layer_sweep
+    from ..vectors import save_vectors
+
+    sides = side_files(target)
     table = pd.DataFrame([r.row() for r in result.sweep]).set_index("layer")
     click.echo(table.to_string(float_format=lambda x: f"{x:.3f}"))
     click.echo(
