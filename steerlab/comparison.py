@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .chat import prompt_text
+from .checks import check_prompts as check_prompts  # re-exported: its home is checks
 from .edits import Edit, build_edits
 from .errors import SteerlabError
 from .generation import GenerationConfig, generate
@@ -59,13 +60,6 @@ class Comparison:
             "baseline": side(self.baseline, self.baseline_scores, self.baseline_incoherent),
             "steered": side(self.steered, self.steered_scores, self.steered_incoherent),
         }
-
-
-def check_prompts(prompts: Sequence[str]) -> None:
-    if not prompts:
-        raise SteerlabError("no prompt given: pass PROMPT text or --prompts-file FILE")
-    if any(not p.strip() for p in prompts):
-        raise SteerlabError("empty prompt: every prompt needs some text")
 
 
 def compare(

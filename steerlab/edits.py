@@ -16,8 +16,9 @@ from typing import Literal
 
 import torch
 
+from .checks import parse_ablation as parse_ablation  # re-exported: its home is checks
 from .errors import InterventionError
-from .names import ABLATIONS, Ablation
+from .names import Ablation
 from .sites import check_layers
 from .vectors import EmotionVectors
 
@@ -34,15 +35,6 @@ class Edit:
     value: float = 0.0  # add: absolute norm added; clamp and ablate: the absolute projection set
     label: str = ""  # emotion name or control name, for reports and displacement records
     rows: tuple[int, ...] | None = None  # batch rows to edit; None = every row
-
-
-def parse_ablation(spec: str) -> tuple[str, Ablation]:
-    """``"desperate"`` -> (desperate, mean); ``"desperate:zero"`` -> (desperate, zero)."""
-    name, _, mode = spec.partition(":")
-    mode = mode.strip().lower() or "mean"
-    if mode not in ABLATIONS:
-        raise InterventionError(f"unknown ablation {spec!r}: use EMOTION or EMOTION:{'|'.join(ABLATIONS)}")
-    return name.strip(), mode  # type: ignore[return-value]
 
 
 # No edit may move a token further than this many mean token norms of its layer: far past where

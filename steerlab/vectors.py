@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +12,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .errors import InterventionError, VectorsError
+from .checks import emotion_index
+from .errors import VectorsError
 from .files import atomic_write
 from .sites import check_layers
 from .vectorfile import FORMAT_VERSION, read_meta, side_files
@@ -95,12 +95,7 @@ class EmotionVectors:
 
     def index(self, emotion: str) -> int:
         """Position of ``emotion``; unknown names get the list and the nearest match."""
-        name = emotion.strip().lower()
-        if name in self.emotions:
-            return self.emotions.index(name)
-        near = difflib.get_close_matches(name, self.emotions, n=1)
-        hint = f" (did you mean {near[0]!r}?)" if near else ""
-        raise InterventionError(f"unknown emotion {emotion!r}{hint}: available are {', '.join(self.emotions)}")
+        return emotion_index(self.emotions, emotion)
 
     def name(self, emotion: str) -> str:
         """The file's spelling of ``emotion`` (``"Hopeful "`` -> ``"hopeful"``); unknown names raise."""

@@ -100,19 +100,34 @@ def get_model(spec: str | None, revision: str | None, dtype: str | None) -> Load
     return load_model(spec or EMBEDDED, revision=revision, dtype=dtype, progress=say, device_map=device_map)
 
 
-def get_vectors(vectors_path: str | None, spec: str | None) -> EmotionVectors:
+def vector_path(vectors_path: str | None, spec: str | None) -> Path:
     """The vector file given, else the one shipped (or extracted into the cache) for the model."""
-    from ..vectors import load_vectors, shipped_vectors, user_vectors
+    from ..vectorfile import shipped_vectors, user_vectors
 
     if vectors_path:
-        return load_vectors(vectors_path)
+        return Path(vectors_path)
     found = shipped_vectors(spec or EMBEDDED)
     if found is None:
         raise SteerlabError(
             f"no vectors for model {spec or EMBEDDED!r} (none shipped, none at {user_vectors(spec or EMBEDDED)}): "
             f"run `steerlab extract --model {spec or EMBEDDED}` first, or pass --vectors"
         )
-    return load_vectors(found)
+    return found
+
+
+def vector_meta(vectors_path: str | None, spec: str | None) -> dict[str, Any]:
+    """The metadata of the vector file a command will use (see :func:`vector_path`), read without torch:
+    a missing or broken file, or an emotion it lacks, answers before the model stack is imported."""
+    from ..vectorfile import read_meta
+
+    return read_meta(vector_path(vectors_path, spec))
+
+
+def get_vectors(vectors_path: str | None, spec: str | None) -> EmotionVectors:
+    """The vector file given, else the one shipped (or extracted into the cache) for the model."""
+    from ..vectors import load_vectors
+
+    return load_vectors(vector_path(vectors_path, spec))
 
 
 def get_vectors_and_model(

@@ -21,7 +21,7 @@ from ..names import (
 
 if TYPE_CHECKING:
     from ..vectors import EmotionVectors
-from .common import Phases, check_out, cli, echo_json, get_model, get_vectors, model_options, say
+from .common import Phases, check_out, cli, echo_json, get_model, get_vectors, model_options, say, vector_meta
 
 
 @cli.command()
@@ -251,6 +251,9 @@ def evaluate_cmd(
     Rows with a "context" are read as the model's reply to that message (only the reply is pooled).
     With --judged: Spearman with the judged scales and AUROC per judged label, incoherent replies unread.
     """
+    if (corpus_path is None) == (not judged_paths):
+        raise SteerlabError("give either --corpus FILE (labelled texts) or --judged FILE (judged replies of the model)")
+    vector_meta(vectors_path, None)  # before torch: a missing or broken file answers at once
     import numpy as np
     import pandas as pd
 
@@ -258,8 +261,6 @@ def evaluate_cmd(
     from ..reader_choice import evaluate_reader
     from ..readers import READERS, check_covers
 
-    if (corpus_path is None) == (not judged_paths):
-        raise SteerlabError("give either --corpus FILE (labelled texts) or --judged FILE (judged replies of the model)")
     v = get_vectors(vectors_path, None)
     if judged_paths:
         _evaluate_judged(v, judged_paths, reader_name or v.default_reader, model_spec, revision, dtype, as_json)
@@ -372,8 +373,6 @@ def fit_reader_cmd(
 
     from ..corpus import BUILTIN_REPLIES, load_corpus
     from ..files import atomic_write
-    from ..judged import fit_on_judged, load_judged
-    from ..vectors import save_vectors
 
     target = Path(out)
     if target.suffix != ".safetensors":
@@ -383,10 +382,15 @@ def fit_reader_cmd(
         if Path(report_path).resolve() == target.with_suffix(".json").resolve():
             raise SteerlabError(f"--report {report_path!r} is the vector file's own .json: choose another --report")
         check_out(Path(report_path), "--report", force=True)
-    v = get_vectors(vectors_path, None)
-    judged = load_judged(judged_paths, v.emotions)
+    vector_meta(vectors_path, None)  # before torch: a missing or broken file answers at once
     written = load_corpus(replies_path, min_per_emotion=1, builtin=BUILTIN_REPLIES)
     heldout = load_corpus(heldout_path, min_per_emotion=1) if heldout_path else None
+
+    from ..judged import fit_on_judged, load_judged
+    from ..vectors import save_vectors
+
+    v = get_vectors(vectors_path, None)
+    judged = load_judged(judged_paths, v.emotions)
     lm = get_model(model_spec or v.meta.get("model_spec"), revision, dtype)
     v.check_compatible(lm.model_id, lm.hidden_size, lm.n_layers)
     fitted, record = fit_on_judged(lm, v, written, judged, seed=seed, heldout=heldout, note=say)
