@@ -114,7 +114,8 @@ def judged_figures(
     replies ``flagged`` as incoherent are not read; the rest give Spearman with each judged scale, AUROC
     for "judged >= 3" per scale and one-vs-rest per judged label (``MIN_POSITIVES`` or more)."""
     from scipy.stats import spearmanr
-    from sklearn.metrics import roc_auc_score
+
+    from .probes import auroc as roc_auc
 
     labels = np.array(judged.labels)
     broken = labels == INCOHERENT
@@ -124,7 +125,7 @@ def judged_figures(
     def auroc(positive: np.ndarray, column: np.ndarray) -> float | None:
         ok = np.isfinite(column)
         pos, neg = int((positive & ok).sum()), int((~positive & ok).sum())
-        return float(roc_auc_score(positive[ok], column[ok])) if min(pos, neg) >= MIN_POSITIVES else None
+        return roc_auc(positive[ok], column[ok]) if min(pos, neg) >= MIN_POSITIVES else None
 
     for s in SCALES:
         column = scores[read, list(emotions).index(s)] if s in emotions else np.full(int(read.sum()), np.nan)

@@ -9,7 +9,8 @@ layer's answer does not depend on which other layers are fitted beside it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +18,26 @@ import torch
 
 MEMORY = 10  # L-BFGS curvature pairs kept per layer (scikit-learn's and SciPy's default)
 ARMIJO = 1e-4  # sufficient decrease asked of a step
+FIT_THREADS = 1  # threads while fitting (see fitting_threads)
 Objective = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]  # (theta, layers) -> (loss, grad)
+
+
+@contextmanager
+def fitting_threads(threads: int = FIT_THREADS) -> Iterator[None]:
+    """Inside the block torch and the BLAS under numpy, scipy and scikit-learn use ``threads`` threads.
+
+    Fitting is many small solves: on a busy 2-core machine (measured, eval/benchmarks/fitting.py) the
+    default two threads made scikit-learn's probes ~35x slower and this solver ~4x slower than one
+    thread, as threads wait at barriers for cores that other processes hold."""
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(limits=threads):
+            yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @dataclass(frozen=True)
@@ -45,7 +65,7 @@ def fit_logistic(
     """Fit one multinomial logistic regression per layer of ``features`` (layers, texts, hidden) on the
     same ``labels`` (texts,) in 0..classes-1. ``init`` (a fit of the same shape) warm-starts the solver;
     the optimum does not depend on it. Computed in float64, deterministic for fixed inputs and threads."""
-    z = torch.from_numpy(np.asarray(features)).double().contiguous()  # standardised in place below
+    z = torch.tensor(np.asarray(features), dtype=torch.float64)  # a copy, standardised in place below
     y = torch.from_numpy(np.asarray(labels)).long()
     k = int(n_classes if n_classes is not None else y.max() + 1)
     mu, sd = standardise(z)

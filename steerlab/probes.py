@@ -8,7 +8,6 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 from scipy import stats
-from sklearn.metrics import roc_auc_score
 
 from .logistic import Fit, fit_logistic
 from .vectors import cosine
@@ -65,12 +64,21 @@ def bootstrap_ci(
     return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
 
 
+def auroc(positive: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve of ``scores`` for the rows where ``positive`` (both kinds present): the
+    Mann-Whitney U over average ranks, ties counted half, the number ``sklearn.metrics.roc_auc_score``
+    gives, without its per-call validation (which cost the reader choice 45 s in 3,640 calls)."""
+    from scipy.stats import rankdata
+
+    pos = np.asarray(positive, dtype=bool)
+    n_pos = int(pos.sum())
+    n_neg = len(pos) - n_pos
+    ranks = rankdata(scores)
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
 def macro_auroc(scores: np.ndarray, labels: np.ndarray) -> float:
-    aucs = [
-        roc_auc_score(labels == e, scores[:, e])
-        for e in range(scores.shape[1])
-        if 0 < (labels == e).sum() < len(labels)
-    ]
+    aucs = [auroc(labels == e, scores[:, e]) for e in range(scores.shape[1]) if 0 < (labels == e).sum() < len(labels)]
     return float(np.mean(aucs)) if aucs else float("nan")
 
 

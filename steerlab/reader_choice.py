@@ -55,7 +55,7 @@ def score_readings(
     scores: np.ndarray, labels: Sequence[str], emotions: Sequence[str], texts: Sequence[str], layer: int | None
 ) -> ReaderScore:
     """Top-1/top-3 and per-emotion AUROC, raw and with length regressed out of every score column."""
-    from sklearn.metrics import roc_auc_score
+    from .probes import auroc as roc_auc
 
     present = [e for e in emotions if e in set(labels)]
     cols = [emotions.index(e) for e in present if np.isfinite(scores[:, emotions.index(e)]).all()]
@@ -69,8 +69,8 @@ def score_readings(
             continue
         column = scores[:, c]
         residual = column - design @ np.linalg.lstsq(design, column, rcond=None)[0]
-        auroc[emotions[c]] = float(roc_auc_score(positive, column))
-        adjusted[emotions[c]] = float(roc_auc_score(positive, residual))
+        auroc[emotions[c]] = roc_auc(positive, column)
+        adjusted[emotions[c]] = roc_auc(positive, residual)
     labelled = np.array([lab in present for lab in labels])
     top1 = top3 = float("nan")
     if labelled.any() and cols:

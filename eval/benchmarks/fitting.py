@@ -1,13 +1,15 @@
 """Extraction's fitting, after the forward pass, with two logistic solvers on the same pooled features:
 
 * batched    steerlab's solver (``steerlab.logistic``): one L-BFGS for every layer at once in torch,
-             warm-started across style folds and from the half-replies reader to the final one;
+             the final reply reader warm-started from the one fitted on half the replies;
 * sklearn    the solver steerlab used before: scikit-learn's ``LogisticRegression`` (lbfgs, tol 1e-4,
              max_iter 2000) on standardised features, one layer and one fold at a time.
 
 Both run the same ``build_vectors`` + ``choose_reader`` (in-style sweep, out-of-style folds, probes,
-reply reader, reader choice); only the solver differs. The result records each phase's seconds, the
-layers and reader each chose, and how far their figures differ.
+reply reader, reader choice) under ``fitting_threads`` (one thread); only the solver differs. The
+result records each phase's seconds, the layers and reader each chose, and how far their figures
+differ. ``threads`` times one style fold's probes at ten layers with each solver, at one thread and
+at the machine's default thread count (how ``extract`` ran its fitting before).
 
     python eval/benchmarks/fitting.py --model smollm2-135m-instruct [--features FILE]
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -132,6 +135,26 @@ def run(pooled: Pooled, reply: np.ndarray, model: dict[str, object]) -> dict[str
     }
 
 
+def threads(pooled: Pooled) -> dict[str, float]:
+    """One fold's probes at every third layer: each solver at one thread and at the default count."""
+    from steerlab.extraction import style_folds
+
+    corpus = load_corpus()
+    folds, _ = style_folds(corpus)
+    index = {e: i for i, e in enumerate(corpus.emotions)}
+    y = np.array([index.get(label, -1) for label in corpus.labels])
+    x = pooled.features[folds[0].fit][:, ::3].transpose(1, 0, 2)
+    default = os.cpu_count() or 1  # what torch and the BLAS use when nothing limits them
+    out = {}
+    for name, fn in (("batched", logistic.fit_logistic), ("sklearn", sklearn_logistic)):
+        for n in (1, default):
+            with logistic.fitting_threads(n):
+                start = time.perf_counter()
+                fn(x, y[folds[0].fit], 1.0, len(corpus.emotions))
+                out[f"{name}_{n}_thread{'s' if n > 1 else ''}"] = round(time.perf_counter() - start, 2)
+    return out
+
+
 def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, float]:
     keys = ("top1", "oos_top1", "probe_top1", "oos_probe_top1")
     out = {
@@ -154,11 +177,14 @@ def main() -> int:
     pooled, reply = features(path, args.model)
     model = {"model_spec": args.model, "model_id": args.model, "revision": None, "is_random": False}
     model |= {"hidden_size": pooled.features.shape[2], "n_layers": pooled.features.shape[1]}
-    results = {"batched": run(pooled, reply, model)}
-    print("batched", results["batched"]["seconds"], flush=True)
-    with solver(sklearn_logistic):
-        results["sklearn"] = run(pooled, reply, model)
+    with logistic.fitting_threads():
+        results = {"batched": run(pooled, reply, model)}
+        print("batched", results["batched"]["seconds"], flush=True)
+        with solver(sklearn_logistic):
+            results["sklearn"] = run(pooled, reply, model)
     print("sklearn", results["sklearn"]["seconds"], flush=True)
+    by_threads = threads(pooled)
+    print("threads", by_threads, flush=True)
     same = ("chosen_layer", "reading_layer", "best_layer", "reader")
     out = {
         "model": args.model,
@@ -167,6 +193,7 @@ def main() -> int:
         "layers": int(pooled.features.shape[1]),
         "threads": torch.get_num_threads(),
         "seconds": {k: r["seconds"] for k, r in results.items()},
+        "one_fold_ten_layers_s": by_threads,
         "speedup": round(results["sklearn"]["seconds"]["total"] / results["batched"]["seconds"]["total"], 2),
         "choices": {k: {name: r[k] for name, r in results.items()} for k in same},
         "same_choices": all(results["batched"][k] == results["sklearn"][k] for k in same),
