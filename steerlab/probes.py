@@ -125,11 +125,10 @@ def probe_accuracy(
     test_rows: np.ndarray,
     n_classes: int,
     c: float = 1.0,
-    init: Fit | None = None,
 ) -> tuple[np.ndarray, Fit]:
     """The logistic probe fitted on ``fit_rows`` of ``features`` (texts, layers, hidden) at every layer at
     once, and its top-1 on ``test_rows`` per layer."""
-    fit = fit_logistic(features[fit_rows].transpose(1, 0, 2), y[fit_rows], c, n_classes, init)
+    fit = fit_logistic(features[fit_rows].transpose(1, 0, 2), y[fit_rows], c, n_classes)
     logits = np.einsum("tld,lkd->ltk", features[test_rows], fit.weight.astype(np.float32)) + fit.bias[:, None]
     return (logits.argmax(axis=2) == y[test_rows]).mean(axis=1), fit
 

@@ -123,13 +123,11 @@ READER_RULE = (
 )
 
 
-def fit_reply_reader(
-    features: np.ndarray, labels: Sequence[str], c: float, init: Fit | None = None
-) -> tuple[Fit, list[str]]:
+def fit_reply_reader(features: np.ndarray, labels: Sequence[str], c: float) -> tuple[Fit, list[str]]:
     """Multinomial logistic reader at every layer at once (weights (layers, K, hidden)), and its labels."""
     classes = sorted(set(labels))
     y = np.array([classes.index(lab) for lab in labels])
-    return fit_logistic(features.transpose(1, 0, 2), y, c, len(classes), init), classes
+    return fit_logistic(features.transpose(1, 0, 2), y, c, len(classes)), classes
 
 
 def with_reply_reader(
@@ -138,13 +136,11 @@ def with_reply_reader(
     labels: Sequence[str],
     c: float,
     provenance: dict[str, object],
-    init: Fit | None = None,
 ) -> EmotionVectors:
-    """``vectors`` with the reply reader fitted on ``features`` (texts, layers, hidden); ``init`` (a fit
-    with the same labels) warm-starts it."""
+    """``vectors`` with the reply reader fitted on ``features`` (texts, layers, hidden)."""
     from dataclasses import replace
 
-    fit, classes = fit_reply_reader(features, labels, c, init)
+    fit, classes = fit_reply_reader(features, labels, c)
     meta = {**vectors.meta, "reply_reader": {**provenance, "labels": classes, "c": c}}
     weight, bias = torch.from_numpy(fit.weight.astype(np.float32)), torch.from_numpy(fit.bias.astype(np.float32))
     return replace(vectors, reply_weight=weight, reply_bias=bias, meta=meta)
@@ -188,8 +184,7 @@ def choose_reader(
     layer = vectors.reading_layer
     at_layer = {n: scores.get(str(layer), scores.get("-", float("nan"))) for n, scores in table.items()}
     best_name = max(at_layer, key=lambda n: np.nan_to_num(at_layer[n], nan=-1.0))
-    warm = _reply_fit(half) if set(half_labels) == set(labels) else None
-    final = with_reply_reader(vectors, features, labels, c, provenance, warm)
+    final = with_reply_reader(vectors, features, labels, c, provenance)
     say("reader choice", total, total)
     reading = {
         "reader": best_name,
@@ -200,12 +195,6 @@ def choose_reader(
         "n_select_messages": len(select),
     }
     return _with_meta(final, reading=reading)
-
-
-def _reply_fit(vectors: EmotionVectors) -> Fit | None:
-    if vectors.reply_weight is None or vectors.reply_bias is None:
-        return None
-    return Fit(vectors.reply_weight.double().numpy(), vectors.reply_bias.double().numpy(), 0, True)
 
 
 def _with_meta(vectors: EmotionVectors, **items: object) -> EmotionVectors:
