@@ -10,7 +10,11 @@
 
     python eval/benchmarks/commands.py [--model smollm2-135m-instruct] [--skip-extract]
 
-(``validate`` is measured by its own benchmark.)
+* errors    model-free errors in a command's body (a missing or broken vector file, an unknown
+            emotion, a suite's --n too small to decide, a suite's missing vectors), each in a fresh
+            process: seconds to the one-line error, and whether torch was imported.
+
+(``validate``'s run is measured by its own benchmark.)
 """
 
 from __future__ import annotations
@@ -65,21 +69,21 @@ def extract(model: str) -> dict[str, Any]:
         wall, done = timed(steerlab("extract", "--model", model, "--out", str(out)))
         meta = read_meta(out)
     timing = meta["timing"]
-    forward = timing["forward"] + timing.get("reply_forward", 0.0)
-    after = timing["total"] - timing["load"] - timing["forward"]
+    passes = timing["forward"] + timing.get("reply_forward", 0.0)  # the corpus's and the replies' forward passes
     shipped_path = shipped_vectors(model)
     shipped = read_meta(shipped_path) if shipped_path else {}
     keys = ("chosen_layer", "best_layer", "reading_layer")
     return {
         "wall_s": round(wall, 1),
         "timing": timing,
-        "after_corpus_forward_share": round(after / wall, 3),
-        "fitting_share": round((after - timing.get("reply_forward", 0.0)) / wall, 3),
-        "forward_share": round(forward / wall, 3),
+        # everything but loading the model and its forward passes: fitting, choosing, writing, start-up
+        "beyond_load_and_forward_share": round((wall - timing["load"] - passes) / wall, 3),
+        # everything after the corpus's pooling pass, the replies' forward pass included
+        "after_corpus_forward_share": round((wall - timing["load"] - timing["forward"]) / wall, 3),
+        "forward_share": round(passes / wall, 3),
         "choices": {k: meta[k] for k in keys} | {"reader": meta.get("reading", {}).get("reader")},
         "shipped_choices": {k: shipped.get(k) for k in keys} | {"reader": shipped.get("reading", {}).get("reader")},
-        "written_replies_reader": meta.get("reading", {}).get("rule", "")[:60],
-        "log_tail": done.stderr.strip().splitlines()[-12:],
+        "log_tail": done.stderr.strip().splitlines()[-14:],
     }
 
 
@@ -99,6 +103,42 @@ def steer(model: str, tokens: int, repeats: int) -> dict[str, Any]:
     }
 
 
+CHECK = (
+    "import atexit, sys\n"
+    "atexit.register(lambda: print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', file=sys.stderr))\n"
+    "from steerlab.cli import main\n"
+    "sys.argv = ['steerlab', *sys.argv[1:]]\n"
+    "main()\n"
+)
+
+
+def errors(repeats: int) -> dict[str, Any]:
+    from steerlab.vectorfile import shipped_vectors
+
+    shipped = str(shipped_vectors("gemma-3-270m"))
+    suite = str(REPO / "eval" / "suites" / "necessity.yaml")
+    cases = {
+        "steer: missing vector file": ["steer", "hi", "--vectors", "/nonexistent.safetensors", "--emotion", "calm"],
+        "steer: unknown emotion": ["steer", "hi", "--vectors", shipped, "--emotion", "hopefull"],
+        "steer: layer out of range": ["steer", "hi", "--vectors", shipped, "--emotion", "calm", "--layers", "99"],
+        "scope: missing vector file": ["scope", "hi", "--vectors", "/nonexistent.safetensors"],
+        "validate: --n 1": ["validate", suite, "--n", "1", "--out", "/tmp/steerlab-bench-run"],
+        "validate: missing --vectors": ["validate", suite, "--vectors", "/nonexistent.safetensors"],
+        "extract: missing corpus": ["extract", "--corpus", "/nonexistent.jsonl", "--out", "/tmp/x.safetensors"],
+    }
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    out: dict[str, Any] = {}
+    for name, argv in cases.items():
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            done = subprocess.run([sys.executable, "-c", CHECK, *argv], capture_output=True, text=True, env=env)
+            best = min(best, time.perf_counter() - start)
+        lines = done.stderr.strip().splitlines()
+        out[name] = {"s": round(best, 2), "exit": done.returncode, "torch": lines[-1] == "TORCH", "error": lines[0]}
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2-135m-instruct")
@@ -113,6 +153,8 @@ def main() -> int:
     if not args.skip_extract:
         result["extract"] = extract(args.model)
         print(json.dumps(result["extract"], indent=1), flush=True)
+    result["errors"] = errors(args.repeats)
+    print(json.dumps(result["errors"], indent=1), flush=True)
     result["steer"] = steer(args.model, args.tokens, args.repeats)
     print(json.dumps(result["steer"], indent=1))
     target.parent.mkdir(parents=True, exist_ok=True)
