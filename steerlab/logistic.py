@@ -3,8 +3,8 @@
 Each layer is its own problem, scikit-learn's ``LogisticRegression(C=c)`` on standardised features:
 mean cross-entropy + ||W||^2 / (2 c n), the intercept unpenalised, L-BFGS to max |gradient| <= 1e-4.
 It runs layer by layer at one thread (:func:`fitting_threads`): measured on a busy 2-core machine
-(``eval/benchmarks/fitting.py``), that beat one batched L-BFGS over every layer in torch by 2.3x at one
-thread, and scikit-learn at the default two threads by ~10x.
+(``eval/benchmarks/fitting.py``), the whole fitting took 1.7x as long with one batched L-BFGS over
+every layer in torch at one thread, and one fold's probes 53x as long with scikit-learn at two threads.
 """
 
 from __future__ import annotations
@@ -24,9 +24,8 @@ def fitting_threads(threads: int = FIT_THREADS) -> Iterator[None]:
     """Inside the block torch and the BLAS under numpy, scipy and scikit-learn use ``threads`` threads.
 
     Fitting is many small solves: on a busy 2-core machine the default two threads made scikit-learn's
-    probes ~10x slower than one thread (and 35x in a busier hour), as threads wait at barriers for
-    cores that other processes hold; this was most of the ~20 minutes an extraction once spent after
-    its forward pass."""
+    probes 53x slower than one thread, as threads wait at barriers for cores that other processes hold
+    (the likely cause of the ~20 minutes an extraction once spent after its forward pass)."""
     from threadpoolctl import threadpool_limits
 
     before = torch.get_num_threads()
