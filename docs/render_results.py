@@ -645,6 +645,62 @@ def benchmarks_page() -> str:
             f"**{x['speedup']:.1f}×**; identical replies: {'yes' if x['same_replies'] else 'no'}.\n"
         )
 
+    def commands() -> str:
+        out = []
+        for path in sorted(BENCH.glob("commands_*.json")):
+            x = read_json(path)
+            e, t, st = x["extract"], x["extract"]["timing"], x["steer"]
+            slowest = max(v["s"] for v in x["errors"].values())
+            out.append(
+                f"`python eval/benchmarks/commands.py` (`{path.relative_to(REPO)}`; fresh processes, {x['threads']} "
+                f"thread): `steerlab extract --model {x['model']}` took {e['wall_s']:.0f} s end to end, the corpus's "
+                f"forward pass {t['forward']:.0f} s and the labelled replies' {t['reply_forward']:.0f} s — "
+                f"**{e['forward_share']:.1%}** in forward passes; everything else (loading {t['load']:.1f} s, "
+                f"directions {t['directions']:.1f} s, probes {t['probes']:.1f} s, reader choice "
+                f"{t['reader_choice']:.1f} s, writing) **{e['beyond_load_and_forward_share']:.1%}**. Counting the "
+                f"replies' forward pass as after the forward pass it is {e['after_corpus_forward_share']:.0%} "
+                f"(the goal is 25 %). Same layers and reader as the shipped file: "
+                f"{'yes' if e['choices'] == e['shipped_choices'] else 'no'}. `steer` (baseline and steered reply of "
+                f"{st['tokens_per_reply']} tokens, both re-read) {st['wall_s']['steer']:.1f} s against "
+                f"{st['wall_s']['plain_generate']:.1f} s for a plain `generate` of the same tokens: "
+                f"**{st['steer_vs_plain']:.2f}×**. {len(x['errors'])} model-free errors answered in at most "
+                f"{slowest:.2f} s each, torch never imported: "
+                f"{'yes' if not any(v['torch'] for v in x['errors'].values()) else 'no'}.\n"
+            )
+        return "\n".join(out)
+
+    def fitting() -> str:
+        out = []
+        for path in sorted(BENCH.glob("fitting_*.json")):
+            x = read_json(path)
+            sec, fold = x["seconds"], x["one_fold_ten_layers_s"]
+            out.append(
+                f"`python eval/benchmarks/fitting.py` (`{path.relative_to(REPO)}`): on the same pooled features of "
+                f"`{x['model']}`, the whole fitting ({x['layers']} layers, the style folds, the reply reader and "
+                f"the reader choice) took {sec['sklearn']['total']:.1f} s with scikit-learn layer by layer at one "
+                f"thread and {sec['batched']['total']:.1f} s with a batched L-BFGS over every layer in torch (not "
+                f"adopted); same choices: {'yes' if x['same_choices'] else 'no'}. One style fold's probes at ten "
+                f"layers: {fold['sklearn_1_thread']:.2f} s at one thread, {fold['sklearn_2_threads']:.1f} s at two "
+                "on this busy machine, so fitting runs at one thread (`logistic.fitting_threads`).\n"
+            )
+        return "\n".join(out)
+
+    def suite_cost() -> str:
+        out = []
+        for path in sorted(BENCH.glob("suite_cost_*.json")):
+            x = read_json(path)
+            sec = x["seconds"]
+            out.append(
+                f"`python eval/benchmarks/suite_cost.py` (`{path.relative_to(REPO)}`): `{x['suite']}` on "
+                f"`{x['model']}` at n = {x['prompts']} ({x['rows']} rows over {x['conditions']} conditions, control "
+                f"populations included) took {sec['suite']:.0f} s; a plain batched `generate` of the same rows "
+                f"{sec['plain_generate']:.0f} s and one re-reading pass {sec['reread']:.0f} s: the suite costs "
+                f"**{x['suite_vs_generate_and_read']:.2f}×** the work it cannot avoid "
+                f"({x['suite_vs_generate']:.2f}× the generation alone; it also reads perplexity, calibrates "
+                "displacement and decides).\n"
+            )
+        return "\n".join(out)
+
     return "\n".join(
         [
             GENERATED,
@@ -657,6 +713,9 @@ def benchmarks_page() -> str:
             section("Peers", peers),
             section("The 2B shape end to end", scale),
             section("Suite batching", batching),
+            section("Whole commands", commands),
+            section("Fitting", fitting),
+            section("A suite against plain generation", suite_cost),
         ]
     )
 

@@ -11,9 +11,11 @@ import json
 import os
 import re
 import shutil
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,8 @@ Progress = Callable[[str], None]
 Convert = Callable[[Path, "Progress | None"], None]  # (folder to fill, progress)
 CACHE_MARKER = "steerlab-cache.json"  # written last: the cache is complete only if it matches
 CACHE_FORMAT = 1
+HEARTBEAT_S = 30.0  # a silent step reports that it is alive this often
+BUILD_TYPICAL_S = 70.0  # a built-in model's cache build on a busy 2-core machine (de-quantising dominates)
 STALE_BUILD_S = 3600  # a build leftover of a live pid older than this is abandoned
 
 
@@ -57,6 +61,32 @@ def marker(target: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return entry if isinstance(entry, dict) and entry.get("format") == CACHE_FORMAT else None
+
+
+@contextmanager
+def heartbeat(progress: Progress | None, what: str, typical: float, every: float = HEARTBEAT_S) -> Iterator[None]:
+    """While the block runs, ``progress`` hears every ``every`` seconds how long ``what`` has taken and
+    about how long is left (from its ``typical`` duration): a long step that reports nothing itself
+    still shows, in a log, that it is alive."""
+    if progress is None:
+        yield
+        return
+    stop = threading.Event()
+    start = time.monotonic()
+
+    def beat() -> None:
+        while not stop.wait(every):
+            spent = time.monotonic() - start
+            left = f"about {typical - spent:.0f}s left" if spent < typical else "taking longer than usual"
+            progress(f"{what}: {spent:.0f}s so far, {left}")
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def say(progress: Progress | None, message: str) -> None:
@@ -133,7 +163,8 @@ def _build(target: Path, convert: Convert, source: str, progress: Progress | Non
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         say(progress, f"first use: building the {target.name} cache in {target} (once)")
-        convert(tmp, progress)
+        with heartbeat(progress, f"building the {target.name} cache", BUILD_TYPICAL_S):
+            convert(tmp, progress)
         _write_marker(tmp, source)
         os.replace(tmp, target)
     finally:

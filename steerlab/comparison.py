@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .chat import prompt_text
+from .checks import check_prompts as check_prompts  # re-exported: its home is checks
 from .edits import Edit, build_edits
 from .errors import SteerlabError
 from .gate import Gate, GateDecision, TokenGate, fired_rows, gated, read_gate, token_gated
@@ -67,13 +68,6 @@ class Comparison:
         if self.token_gate is not None:
             out["token_gate"] = {"edited_tokens": self.token_gate[0], "read_tokens": self.token_gate[1]}
         return out
-
-
-def check_prompts(prompts: Sequence[str]) -> None:
-    if not prompts:
-        raise SteerlabError("no prompt given: pass PROMPT text or --prompts-file FILE")
-    if any(not p.strip() for p in prompts):
-        raise SteerlabError("empty prompt: every prompt needs some text")
 
 
 def compare(

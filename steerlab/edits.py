@@ -16,8 +16,9 @@ from typing import Literal
 
 import torch
 
+from .checks import parse_ablation as parse_ablation  # re-exported: its home is checks
 from .errors import InterventionError
-from .names import ABLATIONS, Ablation, Positions
+from .names import Ablation, Positions
 from .sites import check_layers
 from .vectors import EmotionVectors
 
@@ -46,15 +47,6 @@ class Edit:
     rows: tuple[int, ...] | None = None  # rows (prompts of a generate call) to edit; None = every row
     positions: Positions | None = None  # where this edit applies; None = the steering call's positions
     when: TokenRule | None = None  # edit only the positions this running gate lets through; None = all
-
-
-def parse_ablation(spec: str) -> tuple[str, Ablation]:
-    """``"desperate"`` -> (desperate, mean); ``"desperate:zero"`` -> (desperate, zero)."""
-    name, _, mode = spec.partition(":")
-    mode = mode.strip().lower() or "mean"
-    if mode not in ABLATIONS:
-        raise InterventionError(f"unknown ablation {spec!r}: use EMOTION or EMOTION:{'|'.join(ABLATIONS)}")
-    return name.strip(), mode  # type: ignore[return-value]
 
 
 # No edit may move a token further than this many mean token norms of its layer: far past where

@@ -16,6 +16,7 @@ from .activations import Pooled, PoolingConfig, Tick, pooled_activations
 from .corpus import BUILTIN_REPLIES, NEUTRAL, Corpus, emotion_info, heldout_mask, load_corpus
 from .errors import SteerlabError
 from .gate import default_gates
+from .logistic import Fit, fitting_threads
 from .methods import DEFAULT_PARAMS, METHODS, MethodInput, class_means
 from .models import LoadedModel
 from .names import DEFAULT_METHOD
@@ -26,6 +27,7 @@ from .sites import CONVENTION, SITE
 from .vectors import EmotionVectors, cosine
 
 MethodName = Literal["diffmean", "pca", "probe"]
+Step = Callable[[str, int, int], None]  # (phase, done, total): how far a fitting phase has come
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ class ExtractResult:
     vectors: EmotionVectors
     sweep: list[LayerScore]
     pooled: Pooled
-    timing: dict[str, float]  # wall seconds per phase (forward, fit, reply_reader): the run's, not the file's
+    timing: dict[str, float]  # wall seconds per phase (forward, directions, probes, reply_forward, reader_choice)
 
 
 def extract(
@@ -54,26 +56,51 @@ def extract(
     corpus: Corpus,
     config: ExtractConfig = ExtractConfig(),
     tick: Tick | None = None,
-    fitted: Callable[[int, int], None] | None = None,
+    step: Step | None = None,
 ) -> ExtractResult:
-    """Pool, fit every layer, sweep, attach the reply reader, calibrate the gates. ``tick`` follows
-    pooling (texts, tokens); ``fitted(done, total)`` follows the fitting, layer by layer. The same
-    inputs give the same vectors, byte for byte; each phase's wall time is returned beside them."""
+    """Pool, fit every layer, sweep, attach the reply reader, calibrate the gates. ``tick(texts, tokens)``
+    follows the corpus's pooling pass; ``step(phase, done, total)`` every later phase (``directions``,
+    ``probes``, ``reply forward``, ``reader choice``). The same inputs give the same vectors, byte for byte;
+    each phase's wall time is returned beside them (``forward``: the corpus's pooling pass)."""
     if config.method not in METHODS:
         raise SteerlabError(f"unknown method {config.method!r}: use one of {', '.join(METHODS)}")
     if not 0 < config.test_fraction < 1:
         raise SteerlabError(f"test fraction {config.test_fraction} must be between 0 and 1")
-    start = time.perf_counter()
+    timing: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timing[name] = round(timing.get(name, 0.0) + now - clock, 2)
+        clock = now
+
     pooled = pooled_activations(lm, corpus.texts, config.pooling, tick)
-    timing = {"forward": time.perf_counter() - start}
-    vectors, sweep = build_vectors(pooled, corpus, config, model_meta(lm), fitted)
-    timing["fit"] = time.perf_counter() - start - timing["forward"]
+    lap("forward")
+    with fitting_threads():
+        vectors, sweep = build_vectors(pooled, corpus, config, model_meta(lm), _timed(step, lap))
+    lap("probes")
     if config.replies is not None:
-        vectors = attach_reply_reader(lm, vectors, config)
-    timing["reply_reader"] = time.perf_counter() - start - timing["forward"] - timing["fit"]
+        vectors = attach_reply_reader(lm, vectors, config, _timed(step, lap))
+        lap("reader_choice")
     vectors = default_gates(lm, vectors)  # the default threshold of `steer --when` (steerlab.gate)
-    timing["gate"] = time.perf_counter() - start - sum(timing.values())
-    return ExtractResult(vectors, sweep, pooled, {k: round(s, 1) for k, s in timing.items()})
+    lap("gate")
+    return ExtractResult(vectors, sweep, pooled, timing)
+
+
+def _timed(step: Step | None, lap: Callable[[str], None]) -> Step:
+    """``step``, and the clock charged to the previous phase whenever a new phase starts."""
+    current: list[str] = []
+
+    def follow(phase: str, done: int, total: int) -> None:
+        if current and current[0] != phase:
+            lap(current[0].replace(" ", "_"))
+        if not current or current[0] != phase:
+            current[:] = [phase]
+        if step:
+            step(phase, done, total)
+
+    return follow
 
 
 def model_meta(lm: LoadedModel) -> dict[str, object]:
@@ -137,17 +164,15 @@ def out_of_style(
     method: str,
     params: dict[str, float],
     seed: int,
-    probe: bool = True,
 ) -> dict[str, float | dict[str, float]]:
-    """One layer's out-of-style scores: fit on all styles but one, read the left-out style, average."""
-    top1, top3, probe_hits, group = [], [], [], []
+    """One layer's out-of-style scores of the directions: fit on all styles but one, read the left-out
+    style, average (the probe's out-of-style figure is fitted for every layer at once: :func:`fold_probes`)."""
+    top1, top3, group = [], [], []
     for g, fold in enumerate(folds):
         center, directions, _ = fit_layer(feats, y, fold, n_emotions, method, params, seed)
         scores = cosine(*(torch.from_numpy(np.asarray(a)) for a in (feats[fold.test], center, directions))).numpy()
         top1.append(topk_hits(scores, y[fold.test], 1))
         top3.append(topk_hits(scores, y[fold.test], min(3, n_emotions)))
-        if probe:
-            probe_hits.append(probe_accuracy(feats[fold.fit], y[fold.fit], feats[fold.test], y[fold.test], seed)[0])
         group.append(np.full(len(fold.test), g))
     hits, groups = np.concatenate(top1).astype(float), np.concatenate(group)
     lo, hi = bootstrap_ci(hits, seed, groups=groups)
@@ -157,9 +182,30 @@ def out_of_style(
         "oos_top1_lo": lo,
         "oos_top1_hi": hi,
         "oos_top3": float(np.mean([h.mean() for h in top3])),
-        "oos_probe_top1": float(np.mean(probe_hits)) if probe else float("nan"),
         "per_style": per_style,
     }
+
+
+def fold_probes(
+    features: np.ndarray, y: np.ndarray, split: Fold, folds: Sequence[Fold], n_emotions: int, step: Step | None = None
+) -> tuple[Fit, np.ndarray, np.ndarray]:
+    """The logistic probe at every layer at once: (the in-style fit, its held-out top-1 per layer, the
+    out-of-style top-1 per layer averaged over styles; nan without styles). Each style's fit starts from
+    zero: a start from the in-style fit, which saw the left-out style, would carry it into a solution
+    stopped at a tolerance (measured: out-of-style top-1 up to 0.05 higher)."""
+    total = 1 + len(folds)
+    if step:
+        step("probes", 0, total)
+    base = probe_accuracy(features, y, split.fit, split.test, n_emotions)
+    if step:
+        step("probes", 1, total)
+    per_fold = []
+    for i, fold in enumerate(folds):
+        per_fold.append(probe_accuracy(features, y, fold.fit, fold.test, n_emotions)[0])
+        if step:
+            step("probes", i + 2, total)
+    oos = np.mean(per_fold, axis=0) if per_fold else np.full(features.shape[1], np.nan)
+    return base[1], base[0], oos
 
 
 def build_vectors(
@@ -167,9 +213,11 @@ def build_vectors(
     corpus: Corpus,
     config: ExtractConfig,
     model: dict[str, object],
-    fitted: Callable[[int, int], None] | None = None,
+    step: Step | None = None,
 ) -> tuple[EmotionVectors, list[LayerScore]]:
-    """Directions at every layer from pooled activations, the in-style and out-of-style sweep, the layers."""
+    """Directions at every layer from pooled activations, the in-style and out-of-style sweep, the layers.
+    ``step(phase, done, total)`` follows the two fitting phases: ``directions`` (layer by layer) and
+    ``probes`` (every layer at once, in-style then one fit per style)."""
     params = {**DEFAULT_PARAMS[config.method], **config.params}
     emotions = corpus.emotions
     labels = np.array(corpus.labels)
@@ -189,12 +237,10 @@ def build_vectors(
     raw_norms = np.zeros((n_layers, len(emotions)), dtype=np.float32)
     center = np.zeros((n_layers, hidden), dtype=np.float32)
     alpha_unit = np.zeros(n_layers, dtype=np.float32)
-    probe_w = np.zeros_like(directions)
-    probe_b = np.zeros_like(raw_norms)
     sweep, per_style = [], []
     fit, test = split.fit, split.test
-    if fitted:
-        fitted(0, n_layers)
+    if step:
+        step("directions", 0, n_layers)
     for layer in range(n_layers):
         feats = pooled.features[:, layer].astype(np.float64)
         center[layer], directions[layer], raw_norms[layer] = fit_layer(
@@ -202,15 +248,18 @@ def build_vectors(
         )
         means = class_means(feats[fit], y[fit], len(emotions))
         alpha_unit[layer] = np.linalg.norm(means - center[layer], axis=1).mean()
-        acc, probe_w[layer], probe_b[layer] = probe_accuracy(feats[fit], y[fit], feats[test], y[test], config.seed)
-        row = score_layer(layer, feats[test], y[test], center[layer], directions[layer], valence, config.seed, acc)
+        row = score_layer(layer, feats[test], y[test], center[layer], directions[layer], valence, config.seed)
         if folds:
             oos = out_of_style(feats, y, folds, len(emotions), config.method, params, config.seed + layer)
             per_style.append(oos.pop("per_style"))
             row = replace(row, **oos)  # type: ignore[arg-type]
         sweep.append(row)
-        if fitted:
-            fitted(layer + 1, n_layers)
+        if step:
+            step("directions", layer + 1, n_layers)
+    probe, in_style, oos_probe = fold_probes(pooled.features, y, split, folds, len(emotions), step)
+    sweep = [
+        replace(row, probe_top1=float(in_style[i]), oos_probe_top1=float(oos_probe[i])) for i, row in enumerate(sweep)
+    ]
     chosen, best_in_style = choose_layer(sweep)
     reading = best_in_style
     if folds:
@@ -253,14 +302,16 @@ def build_vectors(
         center=torch.from_numpy(center),
         alpha_unit=torch.from_numpy(alpha_unit),
         token_norm=torch.from_numpy(pooled.token_norm.astype(np.float32)),
-        probe_weight=torch.from_numpy(probe_w),
-        probe_bias=torch.from_numpy(probe_b),
+        probe_weight=torch.from_numpy(probe.weight.astype(np.float32)),
+        probe_bias=torch.from_numpy(probe.bias.astype(np.float32)),
         meta=meta,
     )
     return vectors, sweep
 
 
-def attach_reply_reader(lm: LoadedModel, vectors: EmotionVectors, config: ExtractConfig) -> EmotionVectors:
+def attach_reply_reader(
+    lm: LoadedModel, vectors: EmotionVectors, config: ExtractConfig, step: Step | None = None
+) -> EmotionVectors:
     """Fit the reader of replies on labelled replies in conversation and choose the default reader."""
     replies = load_corpus(
         None if config.replies == BUILTIN_REPLIES else config.replies, min_per_emotion=1, builtin=BUILTIN_REPLIES
@@ -274,7 +325,15 @@ def attach_reply_reader(lm: LoadedModel, vectors: EmotionVectors, config: Extrac
             else f"no reply reader: {replies.source} has no 'context' fields"
         )
         return replace(vectors, meta={**vectors.meta, "reply_reader": None, "reading_note": note})
-    feats = pooled_features(lm, replies.texts, contexts, config.pooling.batch_size)
+    say = step or (lambda *_: None)
+    done = [0]
+
+    def tick(texts: int, _tokens: int) -> None:
+        done[0] += texts
+        say("reply forward", done[0], len(replies.texts))
+
+    say("reply forward", 0, len(replies.texts))
+    feats = pooled_features(lm, replies.texts, contexts, config.pooling.batch_size, tick=tick)
     provenance = {
         "source": replies.source,
         "sha256": replies.sha256,
@@ -283,6 +342,7 @@ def attach_reply_reader(lm: LoadedModel, vectors: EmotionVectors, config: Extrac
         "fit": "multinomial logistic regression on standardised mean activations of the reply's "
         "tokens, each reply read as the model's turn after its user message",
     }
-    return choose_reader(
-        vectors, feats, replies.texts, replies.labels, contexts, config.seed, config.reply_c, provenance
-    )
+    with fitting_threads():
+        return choose_reader(
+            vectors, feats, replies.texts, replies.labels, contexts, config.seed, config.reply_c, provenance, step
+        )

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import torch
 
+from .checks import calibrated_gate, parse_when
 from .corpus import NEUTRAL, data_path
 from .edits import Edit, TokenRule
 from .errors import InterventionError, SteerlabError
@@ -52,7 +52,6 @@ GATE_RULE = (
     "threshold = the same reader at the steering layer, exceeded by at most {fpr:.0%} of the neutral messages' "
     "tokens; desperate/other labelled messages are used only to report the hit rate"
 )
-_WHEN = re.compile(r"^\s*([A-Za-z_][\w-]*)\s*(?:>\s*(\S+)\s*)?$")
 
 
 @dataclass(frozen=True)
@@ -87,34 +86,9 @@ class GateDecision:
         return {"fired": self.fired, "reading": round(self.reading, 4), "threshold": round(self.threshold, 4)}
 
 
-def parse_when(spec: str, option: str = "--when") -> tuple[str, float | None]:
-    """``"desperate"`` -> (desperate, None: the calibrated threshold); ``"desperate>0.2"`` -> (desperate, 0.2)."""
-    found = _WHEN.match(spec)
-    value = None
-    if found and found.group(2) is not None:
-        try:
-            value = float(found.group(2))
-        except ValueError:
-            found = None
-    if not found or (value is not None and not math.isfinite(value)):
-        raise SteerlabError(
-            f"cannot parse {option} {spec!r}: use EMOTION (the calibrated threshold) or EMOTION>NUMBER, "
-            "e.g. desperate or 'desperate>0.2'"
-        )
-    return found.group(1).lower(), value
-
-
 def calibrated(vectors: EmotionVectors, emotion: str, option: str = "--when") -> dict[str, Any]:
     """The file's calibration record for ``emotion``; none is a one-line error naming the fix."""
-    name = vectors.name(emotion)
-    record = (vectors.meta.get("gates") or {}).get(name)
-    if not record:
-        have = ", ".join(sorted(vectors.meta.get("gates") or {})) or "none"
-        raise SteerlabError(
-            f"{option} {name!r}: this vector file has no calibrated gate threshold for it (calibrated: {have}): "
-            f"give one ({option} '{name}>0.2') or run `steerlab calibrate-gate --vectors FILE --messages M.jsonl`"
-        )
-    return dict(record)
+    return dict(calibrated_gate(vectors.meta, vectors.name(emotion), option))
 
 
 def gate_for(vectors: EmotionVectors, spec: str) -> Gate:

@@ -114,7 +114,8 @@ def judged_figures(
     replies ``flagged`` as incoherent are not read; the rest give Spearman with each judged scale, AUROC
     for "judged >= 3" per scale and one-vs-rest per judged label (``MIN_POSITIVES`` or more)."""
     from scipy.stats import spearmanr
-    from sklearn.metrics import roc_auc_score
+
+    from .probes import auroc as roc_auc
 
     labels = np.array(judged.labels)
     broken = labels == INCOHERENT
@@ -124,7 +125,7 @@ def judged_figures(
     def auroc(positive: np.ndarray, column: np.ndarray) -> float | None:
         ok = np.isfinite(column)
         pos, neg = int((positive & ok).sum()), int((~positive & ok).sum())
-        return float(roc_auc_score(positive[ok], column[ok])) if min(pos, neg) >= MIN_POSITIVES else None
+        return roc_auc(positive[ok], column[ok]) if min(pos, neg) >= MIN_POSITIVES else None
 
     for s in SCALES:
         column = scores[read, list(emotions).index(s)] if s in emotions else np.full(int(read.sum()), np.nan)
@@ -158,14 +159,12 @@ def incoherence_figures(flagged: np.ndarray, detector: np.ndarray, judged: Judge
     return {"judged_incoherent": int((broken & rows).sum()), "rule": pr(flagged), "detector_alone": pr(detector)}
 
 
-def _fit(features: np.ndarray, labels: Sequence[str], seed: int, c: float) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _fit(features: np.ndarray, labels: Sequence[str], c: float) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """A multinomial reader at one layer: (weights (K, hidden), bias (K,), labels)."""
     from .methods import fit_probe
 
     classes = sorted(set(labels))
-    weight, bias = fit_probe(features.astype(np.float64), np.array([classes.index(x) for x in labels]), seed, c)
-    if len(classes) == 2:  # sklearn's binary fit has one row: make it a two-way softmax
-        weight, bias = np.concatenate([-weight / 2, weight / 2]), np.concatenate([-bias / 2, bias / 2])
+    weight, bias = fit_probe(features, np.array([classes.index(x) for x in labels]), c)
     return weight, bias, classes
 
 
@@ -216,7 +215,7 @@ def fit_on_judged(
     Returns the new vectors and the validation record (also stored as ``meta["judged_validation"]``).
     """
     from .extras import require
-    from .reader_choice import with_reply_reader
+    from .reader_choice import fit_reply_reader, with_reply_reader
     from .validate.coherence import degenerate_reasons
 
     require("lexicon", "fit-reader (it compares every reader, the lexicon included)")
@@ -249,7 +248,7 @@ def fit_on_judged(
         ),
     }
     say(f"fitting {len(variants)} reply readers at layer {layer} on half of {len(messages)} user messages")
-    fits = {name: _fit(x, y, seed, c) for name, (x, y) in variants.items()}
+    fits = {name: _fit(x, y, c) for name, (x, y) in variants.items()}
     _, p_broken = _log_probs(fits["reply (written + judged)"], j_feats[:, layer], emotions)
     flagged = detector | (p_broken >= INCOHERENT_P)  # the rule of readers.incoherent
     scores: dict[str, np.ndarray] = {
@@ -268,9 +267,9 @@ def fit_on_judged(
     say("the reply reader (written + judged) at every layer")
     labels = variants["reply (written + judged)"][1]
     per_layer = {}
+    every, classes = fit_reply_reader(np.concatenate([w_feats, j_feats[fit_rows]]), labels, c)
     for at in range(vectors.n_layers):
-        x = np.concatenate([w_feats[:, at], j_feats[fit_rows, at]])
-        s, _ = _log_probs(_fit(x, labels, seed, c), j_feats[:, at], emotions)
+        s, _ = _log_probs((every.weight[at], every.bias[at], classes), j_feats[:, at], emotions)
         f = judged_figures(s, flagged, judged, test, emotions)
         per_layer[str(at)] = {k: f[k] for k in ("macro_auroc", "spearman_hopeful", "spearman_desperate")}
     macro = {name: figures["reply (written + judged)" if name == "reply" else name]["macro_auroc"] for name in READERS}
@@ -286,7 +285,7 @@ def fit_on_judged(
         "fit": "multinomial logistic regression on standardised mean activations of the reply's tokens, each "
         "reply read as the model's turn after its user message; written replies and the model's own judged replies",
     }
-    final = with_reply_reader(vectors, all_feats, list(written.labels) + j_labels, seed, c, provenance)
+    final = with_reply_reader(vectors, all_feats, list(written.labels) + j_labels, c, provenance)
     record: dict[str, Any] = {
         "model": lm.model_id,
         "source": judged.source,

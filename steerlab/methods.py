@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
 
+from .logistic import fit_logistic
 from .vectors import unit_rows
 
 
@@ -88,19 +88,15 @@ def pca(inp: MethodInput) -> tuple[np.ndarray, np.ndarray]:
     return unit_rows(np.stack(dirs)), np.array(norms)
 
 
-def fit_probe(features: np.ndarray, labels: np.ndarray, seed: int, c: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """Multinomial logistic probe on standardised features; returns (weights, bias) in raw units."""
-    mu = features.mean(axis=0)
-    sd = features.std(axis=0) + 1e-6
-    clf = LogisticRegression(C=c, max_iter=2000, random_state=seed)
-    clf.fit((features - mu) / sd, labels)
-    weight = clf.coef_ / sd
-    bias = clf.intercept_ - weight @ mu
-    return weight, bias
+def fit_probe(features: np.ndarray, labels: np.ndarray, c: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Multinomial logistic probe on standardised features (texts, hidden); returns (weights (classes,
+    hidden), bias (classes,)) in raw units, one row per class (two for two classes)."""
+    fit = fit_logistic(features[None], labels, c)
+    return fit.weight[0], fit.bias[0]
 
 
 @method("probe", c=1.0)
 def probe(inp: MethodInput) -> tuple[np.ndarray, np.ndarray]:
     """Logistic-regression weights as directions (they read well but steer poorly)."""
-    weight, _ = fit_probe(inp.features, inp.labels, inp.seed, inp.params["c"])
+    weight, _ = fit_probe(inp.features, inp.labels, inp.params["c"])
     return unit_rows(weight), np.linalg.norm(weight, axis=1)

@@ -8,9 +8,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 from scipy import stats
-from sklearn.metrics import roc_auc_score
 
-from .methods import fit_probe
+from .logistic import Fit, fit_logistic
 from .vectors import cosine
 
 LAYER_RULE = (
@@ -65,12 +64,21 @@ def bootstrap_ci(
     return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
 
 
+def auroc(positive: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve of ``scores`` for the rows where ``positive`` (both kinds present): the
+    Mann-Whitney U over average ranks, ties counted half, the number ``sklearn.metrics.roc_auc_score``
+    gives, without its per-call validation (which cost the reader choice 45 s in 3,640 calls)."""
+    from scipy.stats import rankdata
+
+    pos = np.asarray(positive, dtype=bool)
+    n_pos = int(pos.sum())
+    n_neg = len(pos) - n_pos
+    ranks = rankdata(scores)
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
 def macro_auroc(scores: np.ndarray, labels: np.ndarray) -> float:
-    aucs = [
-        roc_auc_score(labels == e, scores[:, e])
-        for e in range(scores.shape[1])
-        if 0 < (labels == e).sum() < len(labels)
-    ]
+    aucs = [auroc(labels == e, scores[:, e]) for e in range(scores.shape[1]) if 0 < (labels == e).sum() < len(labels)]
     return float(np.mean(aucs)) if aucs else float("nan")
 
 
@@ -111,11 +119,18 @@ def score_layer(
 
 
 def probe_accuracy(
-    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, seed: int
-) -> tuple[float, np.ndarray, np.ndarray]:
-    weight, bias = fit_probe(train_x, train_y, seed)
-    pred = np.argmax(test_x @ weight.T + bias, axis=1)
-    return float((pred == test_y).mean()), weight, bias
+    features: np.ndarray,
+    y: np.ndarray,
+    fit_rows: np.ndarray,
+    test_rows: np.ndarray,
+    n_classes: int,
+    c: float = 1.0,
+) -> tuple[np.ndarray, Fit]:
+    """The logistic probe fitted on ``fit_rows`` of ``features`` (texts, layers, hidden) at every layer at
+    once, and its top-1 on ``test_rows`` per layer."""
+    fit = fit_logistic(features[fit_rows].transpose(1, 0, 2), y[fit_rows], c, n_classes)
+    logits = np.einsum("tld,lkd->ltk", features[test_rows], fit.weight.astype(np.float32)) + fit.bias[:, None]
+    return (logits.argmax(axis=2) == y[test_rows]).mean(axis=1), fit
 
 
 def choose_layer(rows: list[LayerScore], out_of_style: bool = False) -> tuple[int, int]:

@@ -7,7 +7,7 @@ and picks the default reader under ``READER_RULE`` when a vector file is built.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .errors import SteerlabError
+from .logistic import Fit, fit_logistic
 from .readers import READERS, get_reader, pooled_features
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ def score_readings(
     scores: np.ndarray, labels: Sequence[str], emotions: Sequence[str], texts: Sequence[str], layer: int | None
 ) -> ReaderScore:
     """Top-1/top-3 and per-emotion AUROC, raw and with length regressed out of every score column."""
-    from sklearn.metrics import roc_auc_score
+    from .probes import auroc as roc_auc
 
     present = [e for e in emotions if e in set(labels)]
     cols = [emotions.index(e) for e in present if np.isfinite(scores[:, emotions.index(e)]).all()]
@@ -68,8 +69,8 @@ def score_readings(
             continue
         column = scores[:, c]
         residual = column - design @ np.linalg.lstsq(design, column, rcond=None)[0]
-        auroc[emotions[c]] = float(roc_auc_score(positive, column))
-        adjusted[emotions[c]] = float(roc_auc_score(positive, residual))
+        auroc[emotions[c]] = roc_auc(positive, column)
+        adjusted[emotions[c]] = roc_auc(positive, residual)
     labelled = np.array([lab in present for lab in labels])
     top1 = top3 = float("nan")
     if labelled.any() and cols:
@@ -122,35 +123,27 @@ READER_RULE = (
 )
 
 
-def fit_reply_reader(
-    features: np.ndarray, labels: Sequence[str], seed: int, c: float
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Multinomial logistic reader at every layer: (weights (layers, K, hidden), bias (layers, K), labels)."""
-    from .methods import fit_probe
-
+def fit_reply_reader(features: np.ndarray, labels: Sequence[str], c: float) -> tuple[Fit, list[str]]:
+    """Multinomial logistic reader at every layer at once (weights (layers, K, hidden)), and its labels."""
     classes = sorted(set(labels))
     y = np.array([classes.index(lab) for lab in labels])
-    fits = [fit_probe(features[:, layer].astype(np.float64), y, seed, c) for layer in range(features.shape[1])]
-    return (
-        np.stack([w for w, _ in fits]).astype(np.float32),
-        np.stack([b for _, b in fits]).astype(np.float32),
-        classes,
-    )
+    return fit_logistic(features.transpose(1, 0, 2), y, c, len(classes)), classes
 
 
 def with_reply_reader(
     vectors: EmotionVectors,
     features: np.ndarray,
     labels: Sequence[str],
-    seed: int,
     c: float,
     provenance: dict[str, object],
 ) -> EmotionVectors:
+    """``vectors`` with the reply reader fitted on ``features`` (texts, layers, hidden)."""
     from dataclasses import replace
 
-    weight, bias, classes = fit_reply_reader(features, labels, seed, c)
+    fit, classes = fit_reply_reader(features, labels, c)
     meta = {**vectors.meta, "reply_reader": {**provenance, "labels": classes, "c": c}}
-    return replace(vectors, reply_weight=torch.from_numpy(weight), reply_bias=torch.from_numpy(bias), meta=meta)
+    weight, bias = torch.from_numpy(fit.weight.astype(np.float32)), torch.from_numpy(fit.bias.astype(np.float32))
+    return replace(vectors, reply_weight=weight, reply_bias=bias, meta=meta)
 
 
 def choose_reader(
@@ -162,17 +155,24 @@ def choose_reader(
     seed: int,
     c: float,
     provenance: dict[str, object],
+    step: Callable[[str, int, int], None] | None = None,
 ) -> EmotionVectors:
     """Fit the reply reader and choose the default reader at the reading layer under ``READER_RULE``.
 
-    ``features`` are the replies' pooled activations in conversation (texts, layers, hidden).
+    ``features`` are the replies' pooled activations in conversation (texts, layers, hidden);
+    ``step("reader choice", done, total)`` follows the fits and the readers scored.
     """
+    total = len(READERS) + 2
+    say = step or (lambda *_: None)
     messages = sorted(set(contexts))
     rng = np.random.default_rng(seed)
     select = set(rng.permutation(messages)[: len(messages) // 2].tolist())
     is_sel = np.array([ctx in select for ctx in contexts])
     fit_rows, sel_rows = np.flatnonzero(~is_sel), np.flatnonzero(is_sel)
-    half = with_reply_reader(vectors, features[fit_rows], [labels[int(i)] for i in fit_rows], seed, c, provenance)
+    half_labels = [labels[int(i)] for i in fit_rows]
+    say("reader choice", 0, total)
+    half = with_reply_reader(vectors, features[fit_rows], half_labels, c, provenance)
+    say("reader choice", 1, total)
     sel_texts, sel_labels = [texts[int(i)] for i in sel_rows], [labels[int(i)] for i in sel_rows]
     table: dict[str, dict[str, float]] = {}
     for name, spec in READERS.items():
@@ -182,10 +182,12 @@ def choose_reader(
             None, half, sel_texts, sel_labels, name, features=features[sel_rows] if spec.layered else None
         )
         table[name] = {str(r.layer if r.layer is not None else "-"): r.macro_auroc for r in rows}
+        say("reader choice", len(table) + 1, total)
     layer = vectors.reading_layer
     at_layer = {n: scores.get(str(layer), scores.get("-", float("nan"))) for n, scores in table.items()}
     best_name = max(at_layer, key=lambda n: np.nan_to_num(at_layer[n], nan=-1.0))
-    final = with_reply_reader(vectors, features, labels, seed, c, provenance)
+    final = with_reply_reader(vectors, features, labels, c, provenance)
+    say("reader choice", total, total)
     reading = {
         "reader": best_name,
         "layer": int(layer),

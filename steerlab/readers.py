@@ -207,13 +207,15 @@ def pooled_features(
     contexts: Sequence[str] | None = None,
     batch_size: int = 16,
     skip_tokens: int = 0,
+    tick: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """(texts, layers, hidden) mean activations of each text past its first ``skip_tokens`` (the vector
-    file's pooling), or of all its reply tokens when in context (the reply reader is fitted that way)."""
+    file's pooling), or of all its reply tokens when in context (the reply reader is fitted that way).
+    ``tick(texts, tokens)`` follows the batches."""
     from .activations import PoolingConfig, pooled_activations
 
     config = PoolingConfig(batch_size=batch_size, skip_tokens=0 if contexts is not None else skip_tokens)
-    return pooled_activations(lm, texts, config, contexts=contexts).features
+    return pooled_activations(lm, texts, config, tick, contexts=contexts).features
 
 
 class ReplyReadings(NamedTuple):

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from .errors import InterventionError, SteerlabError
+from .checks import check_layers as check_layers  # re-exported: its home is checks
+from .checks import parse_layers as parse_layers
 
 SITE = "block_output"
 CONVENTION = "layer i = output of decoder block i (0-based) = hidden_states[i+1]; residual stream"
@@ -26,33 +27,3 @@ def block_tensor(output: object) -> torch.Tensor:
     if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
         return output[0]
     raise TypeError(f"unexpected decoder block output type {type(output).__name__}")
-
-
-def check_layers(layers: list[int], n_layers: int, what: str = "layer") -> list[int]:
-    """The one range check of layer indices."""
-    for layer in layers:
-        if not 0 <= layer < n_layers:
-            raise InterventionError(f"{what} {layer} is out of range: use 0-{n_layers - 1}")
-    return layers
-
-
-def parse_layers(spec: str, n_layers: int) -> list[int]:
-    """Parse ``"6"``, ``"6-10"``, ``"3,5,7"`` or ``"all"`` into a checked list of layers."""
-    text = spec.strip().lower()
-    if text == "all":
-        return list(range(n_layers))
-    out: list[int] = []
-    try:
-        for part in text.split(","):
-            if "-" in part:
-                lo, hi = (int(p) for p in part.split("-", 1))
-                if hi < lo:
-                    raise ValueError
-                out.extend(range(lo, hi + 1))
-            else:
-                out.append(int(part))
-    except ValueError:
-        raise SteerlabError(
-            f"cannot parse layers {spec!r}: use a number (6), a range (6-10), a list (3,5) or 'all'"
-        ) from None
-    return check_layers(sorted(set(out)), n_layers)

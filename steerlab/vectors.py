@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 from dataclasses import dataclass, field
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +12,14 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .errors import InterventionError, VectorsError
-from .files import atomic_write, existing_file
-from .names import spec_folder
+from .checks import emotion_index
+from .errors import VectorsError
+from .files import atomic_write
 from .sites import check_layers
+from .vectorfile import FORMAT_VERSION, read_meta, side_files
+from .vectorfile import shipped_vectors as shipped_vectors  # re-exported: the public home
+from .vectorfile import user_vectors as user_vectors
 
-FORMAT_VERSION = 2
 TENSORS = ("directions", "raw_norms", "center", "alpha_unit", "token_norm", "probe_weight", "probe_bias")
 OPTIONAL_TENSORS = ("reply_weight", "reply_bias")
 
@@ -95,12 +95,7 @@ class EmotionVectors:
 
     def index(self, emotion: str) -> int:
         """Position of ``emotion``; unknown names get the list and the nearest match."""
-        name = emotion.strip().lower()
-        if name in self.emotions:
-            return self.emotions.index(name)
-        near = difflib.get_close_matches(name, self.emotions, n=1)
-        hint = f" (did you mean {near[0]!r}?)" if near else ""
-        raise InterventionError(f"unknown emotion {emotion!r}{hint}: available are {', '.join(self.emotions)}")
+        return emotion_index(self.emotions, emotion)
 
     def name(self, emotion: str) -> str:
         """The file's spelling of ``emotion`` (``"Hopeful "`` -> ``"hopeful"``); unknown names raise."""
@@ -144,21 +139,6 @@ def unit_rows(rows: np.ndarray) -> np.ndarray:
 # --- files -------------------------------------------------------------------------------------
 
 
-def side_files(path: Path) -> dict[str, Path]:
-    """The files written beside a vector file, named after it so several files can share a folder (the
-    figure only where the ``plots`` extra is installed)."""
-    from .extras import has
-
-    sides = {
-        "json": path.with_suffix(".json"),
-        "sweep_csv": path.with_name(f"{path.stem}.layer_sweep.csv"),
-        "sweep_png": path.with_name(f"{path.stem}.layer_sweep.png"),
-    }
-    if not has("plots"):
-        del sides["sweep_png"]
-    return sides
-
-
 def save_vectors(vectors: EmotionVectors, path: str | Path) -> Path:
     """Write ``path`` (.safetensors with the metadata inside) and a readable ``.json`` beside it."""
     path = Path(path)
@@ -183,52 +163,17 @@ def save_vectors(vectors: EmotionVectors, path: str | Path) -> Path:
     return path
 
 
-def shipped_vectors(spec: str) -> Path | None:
-    """The vector file for ``spec``: the one shipped with steerlab (package data), else the one
-    ``steerlab extract`` saved in the cache by default (:func:`user_vectors`); None when neither exists."""
-    shipped = Path(str(files("steerlab.shipped") / spec_folder(spec) / "emotions.safetensors"))
-    for path in (shipped, user_vectors(spec)):
-        if path.is_file():
-            return path
-    return None
-
-
-def user_vectors(spec: str) -> Path:
-    """Where ``steerlab extract`` saves vectors for ``spec`` when no ``--out`` is given."""
-    from .models import cache_dir
-
-    return cache_dir() / "vectors" / spec_folder(spec) / "emotions.safetensors"
-
-
 def load_vectors(path: str | Path) -> EmotionVectors:
     """Load a vector file written by :func:`save_vectors` and check it (shapes against the metadata,
     finite values, unit directions, layers in range); a bad file raises ``VectorsError`` naming the fix."""
-    path = existing_file(path, "vector file", "run `steerlab extract` or pass --vectors FILE.safetensors", VectorsError)
+    meta = read_meta(path, TENSORS)  # every header problem, before a tensor is read
     try:
         with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
             present = set(f.keys())
             tensors = {name: f.get_tensor(name) for name in TENSORS + OPTIONAL_TENSORS if name in present}
     except Exception as err:
         raise VectorsError(f"cannot read vector file {str(path)!r} ({err}): re-run `steerlab extract`") from None
-    missing = [name for name in TENSORS if name not in tensors]
-    if "steerlab" not in header or missing:
-        raise VectorsError(f"{str(path)!r} has no steerlab metadata: it was not written by steerlab")
-    try:
-        meta = json.loads(header["steerlab"])
-    except json.JSONDecodeError as err:
-        raise VectorsError(
-            f"{str(path)!r}: its metadata is not valid JSON ({err.msg}): re-run `steerlab extract`"
-        ) from None
-    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
-        version = meta.get("format_version") if isinstance(meta, dict) else None
-        raise VectorsError(
-            f"{str(path)!r} has format version {version}, this steerlab reads {FORMAT_VERSION}: "
-            "re-run `steerlab extract`"
-        )
-    emotions = meta.pop("emotions", None)
-    if not isinstance(emotions, list) or not emotions or not all(isinstance(e, str) for e in emotions):
-        raise VectorsError(f"{str(path)!r}: metadata lists no emotions: re-run `steerlab extract`")
+    emotions = meta.pop("emotions")
     vectors = EmotionVectors(emotions=tuple(emotions), meta=meta, **tensors)
     problem = consistency_problem(vectors)
     if problem:

@@ -245,3 +245,19 @@ def test_real_build_killed_midway_is_cleaned_up(killed_build: KilledBuild) -> No
     assert f"removing {killed_build.leftover}, left over by an aborted build" in out
     assert cache_problem(killed_build.cache / EMBEDDED) is None
     assert tmp_leftovers(killed_build.cache) == []
+
+
+def test_a_silent_step_reports_that_it_is_alive_until_it_ends() -> None:
+    import time
+
+    from steerlab.cache import heartbeat
+
+    heard: list[str] = []
+    with heartbeat(heard.append, "building x", typical=60.0, every=0.02):
+        time.sleep(0.15)
+    after = len(heard)
+    time.sleep(0.1)
+    assert after >= 1 and len(heard) == after  # beats while the block runs, none after it
+    assert heard[0].startswith("building x: ") and "left" in heard[0]
+    with heartbeat(None, "quiet", typical=1.0):  # no listener: no thread, nothing to say
+        pass

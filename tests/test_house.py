@@ -17,13 +17,13 @@ import torch
 from steerlab import models, names
 from steerlab.activations import READOUTS
 from steerlab.corpus import load_corpus
-from steerlab.edits import ABLATIONS, MAX_SHIFT, build_edits
+from steerlab.edits import MAX_SHIFT, build_edits
 from steerlab.errors import InterventionError, ModelError
 from steerlab.extraction import ExtractConfig, extract
 from steerlab.interventions import steering
 from steerlab.methods import METHODS
 from steerlab.models import LoadedModel
-from steerlab.names import SMOLLM2
+from steerlab.names import ABLATIONS, SMOLLM2
 from steerlab.readers import READERS
 from steerlab.vectors import EmotionVectors, differences
 

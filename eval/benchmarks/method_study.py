@@ -99,7 +99,7 @@ def main() -> int:
         for label, (method, params) in STUDIED.items():
             for layer in range(lm.n_layers):
                 feats = all_feats[:n, layer].astype(np.float64)
-                oos = out_of_style(feats, y, folds, len(emotions), method, params, args.seed + layer, probe=False)
+                oos = out_of_style(feats, y, folds, len(emotions), method, params, args.seed + layer)
                 center, directions, _ = fit_layer(feats, y, split, len(emotions), method, params, args.seed)
                 in_top1, _ = topk(feats[split.test], y[split.test], center, directions)
                 st1, st3 = topk(all_feats[n:, layer], story_y, center, directions) if stories else (float("nan"),) * 2

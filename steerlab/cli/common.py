@@ -100,19 +100,34 @@ def get_model(spec: str | None, revision: str | None, dtype: str | None) -> Load
     return load_model(spec or EMBEDDED, revision=revision, dtype=dtype, progress=say, device_map=device_map)
 
 
-def get_vectors(vectors_path: str | None, spec: str | None) -> EmotionVectors:
+def vector_path(vectors_path: str | None, spec: str | None) -> Path:
     """The vector file given, else the one shipped (or extracted into the cache) for the model."""
-    from ..vectors import load_vectors, shipped_vectors, user_vectors
+    from ..vectorfile import shipped_vectors, user_vectors
 
     if vectors_path:
-        return load_vectors(vectors_path)
+        return Path(vectors_path)
     found = shipped_vectors(spec or EMBEDDED)
     if found is None:
         raise SteerlabError(
             f"no vectors for model {spec or EMBEDDED!r} (none shipped, none at {user_vectors(spec or EMBEDDED)}): "
             f"run `steerlab extract --model {spec or EMBEDDED}` first, or pass --vectors"
         )
-    return load_vectors(found)
+    return found
+
+
+def vector_meta(vectors_path: str | None, spec: str | None) -> dict[str, Any]:
+    """The metadata of the vector file a command will use (see :func:`vector_path`), read without torch:
+    a missing or broken file, or an emotion it lacks, answers before the model stack is imported."""
+    from ..vectorfile import read_meta
+
+    return read_meta(vector_path(vectors_path, spec))
+
+
+def get_vectors(vectors_path: str | None, spec: str | None) -> EmotionVectors:
+    """The vector file given, else the one shipped (or extracted into the cache) for the model."""
+    from ..vectors import load_vectors
+
+    return load_vectors(vector_path(vectors_path, spec))
 
 
 def get_vectors_and_model(
@@ -188,3 +203,27 @@ class Progress:
                 f"{self.desc}: {done}/{self.total or '?'} {self.unit}s{rate}, "
                 f"{now - self.start:.0f}s elapsed" + (f", ETA {eta:.0f}s" if math.isfinite(eta) else "")
             )
+
+
+class Phases:
+    """One :class:`Progress` per phase of a long command: ``phases(name, done, total)`` opens the phase's
+    bar on its first report (so its rate and ETA are its own) and closes the previous one."""
+
+    def __init__(self, units: dict[str, str] | None = None) -> None:
+        self.units = units or {}
+        self.name: str | None = None
+        self.bar: Progress | None = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__()
+
+    def __call__(self, name: str, done: int, total: int, tokens: int = 0) -> None:
+        if name != self.name:
+            self.__exit__()
+            self.name, self.bar = name, Progress(total, name, unit=self.units.get(name, "step"))
+        if self.bar is not None:
+            self.bar.update(done, total, tokens)

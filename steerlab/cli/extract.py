@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,7 +21,7 @@ from ..names import (
 
 if TYPE_CHECKING:
     from ..vectors import EmotionVectors
-from .common import Progress, check_out, cli, echo_json, get_model, get_vectors, model_options, say
+from .common import Phases, check_out, cli, echo_json, get_model, get_vectors, model_options, say, vector_meta
 
 
 @cli.command()
@@ -129,13 +128,12 @@ def extract_cmd(
     skip_tokens: int,
 ) -> None:
     """Extract one direction per emotion at every layer and sweep the layers on held-out texts."""
-    import pandas as pd
+    import time
 
-    from ..activations import PoolingConfig
     from ..corpus import load_corpus
-    from ..extraction import ExtractConfig, extract
-    from ..vectors import save_vectors, side_files, user_vectors
+    from ..vectorfile import side_files, user_vectors
 
+    start = time.perf_counter()
     if not 0 < test_fraction < 1:
         raise SteerlabError(f"--test-fraction {test_fraction} must lie between 0 and 1, e.g. 0.25")
     target = Path(out) if out else user_vectors(model_spec or EMBEDDED)
@@ -144,30 +142,45 @@ def extract_cmd(
     sides = side_files(target)
     for path in (target, *sides.values()):
         check_out(path, "--out", force=force)
+    c = load_corpus(corpus_path)  # everything above needs no torch: errors answer at once
     _claim(target, (target, *sides.values()), force)
-    c = load_corpus(corpus_path)
+
+    from ..activations import PoolingConfig
+    from ..extraction import ExtractConfig, extract
+
     lm = get_model(model_spec, revision, dtype)
+    load = time.perf_counter() - start
     config = ExtractConfig(
         method=method,  # type: ignore[arg-type]  # click.Choice checked it
         test_fraction=test_fraction,
         seed=seed,
         pooling=PoolingConfig(batch_size, max_length, skip_tokens, readout),  # type: ignore[arg-type]
     )
-    with ExitStack() as stack:
-        bar = stack.enter_context(Progress(len(c.records), f"extract {lm.spec}"))
-        fitting: list[Progress] = []  # started when fitting starts, so its rate and ETA are its own
+    units = {
+        "forward": "text",
+        "directions": "layer",
+        "probes": "fit",
+        "reply forward": "reply",
+        "reader choice": "step",
+    }
+    with Phases(units) as phases:
+        pooled = [0]
 
-        def fitted(done: int, total: int) -> None:
-            if not fitting:
-                fitting.append(stack.enter_context(Progress(total, "fit directions and probes", unit="layer")))
-            fitting[0].update(done)
+        def tick(n_texts: int, n_tokens: int) -> None:
+            pooled[0] += n_texts
+            phases("forward", pooled[0], len(c.records), n_tokens)
 
-        result = extract(lm, c, config, lambda n_texts, n_tokens: bar.update(bar.n + n_texts, tokens=n_tokens), fitted)
-    v = replace(result.vectors, meta={**result.vectors.meta, "timing": result.timing})  # the file records its run
+        result = extract(lm, c, config, tick, phases)
+    timing = {"load": round(load, 2), **result.timing, "total": round(time.perf_counter() - start, 2)}
+    v = replace(result.vectors, meta={**result.vectors.meta, "timing": timing})  # the file records its run
     say(
         f"{len(c.records)} texts, {result.pooled.n_tokens} content tokens in {result.pooled.seconds:.1f}s "
-        f"({result.pooled.n_tokens / result.pooled.seconds:.0f} tok/s); phases (s): {result.timing}"
+        f"({result.pooled.n_tokens / result.pooled.seconds:.0f} tok/s); phases (s): {timing}"
     )
+    import pandas as pd
+
+    from ..vectors import save_vectors
+
     table = pd.DataFrame([r.row() for r in result.sweep]).set_index("layer")
     click.echo(table.to_string(float_format=lambda x: f"{x:.3f}"))
     click.echo(
@@ -255,6 +268,9 @@ def evaluate_cmd(
     Rows with a "context" are read as the model's reply to that message (only the reply is pooled).
     With --judged: Spearman with the judged scales and AUROC per judged label, incoherent replies unread.
     """
+    if (corpus_path is None) == (not judged_paths):
+        raise SteerlabError("give either --corpus FILE (labelled texts) or --judged FILE (judged replies of the model)")
+    vector_meta(vectors_path, None)  # before torch: a missing or broken file answers at once
     import numpy as np
     import pandas as pd
 
@@ -262,8 +278,6 @@ def evaluate_cmd(
     from ..reader_choice import evaluate_reader
     from ..readers import READERS, check_covers
 
-    if (corpus_path is None) == (not judged_paths):
-        raise SteerlabError("give either --corpus FILE (labelled texts) or --judged FILE (judged replies of the model)")
     v = get_vectors(vectors_path, None)
     if judged_paths:
         _evaluate_judged(v, judged_paths, reader_name or v.default_reader, model_spec, revision, dtype, as_json)
@@ -376,9 +390,6 @@ def fit_reader_cmd(
 
     from ..corpus import BUILTIN_REPLIES, load_corpus
     from ..files import atomic_write
-    from ..gate import refresh_gates
-    from ..judged import fit_on_judged, load_judged
-    from ..vectors import save_vectors
 
     target = Path(out)
     if target.suffix != ".safetensors":
@@ -388,10 +399,16 @@ def fit_reader_cmd(
         if Path(report_path).resolve() == target.with_suffix(".json").resolve():
             raise SteerlabError(f"--report {report_path!r} is the vector file's own .json: choose another --report")
         check_out(Path(report_path), "--report", force=True)
-    v = get_vectors(vectors_path, None)
-    judged = load_judged(judged_paths, v.emotions)
+    vector_meta(vectors_path, None)  # before torch: a missing or broken file answers at once
     written = load_corpus(replies_path, min_per_emotion=1, builtin=BUILTIN_REPLIES)
     heldout = load_corpus(heldout_path, min_per_emotion=1) if heldout_path else None
+
+    from ..gate import refresh_gates
+    from ..judged import fit_on_judged, load_judged
+    from ..vectors import save_vectors
+
+    v = get_vectors(vectors_path, None)
+    judged = load_judged(judged_paths, v.emotions)
     lm = get_model(model_spec or v.meta.get("model_spec"), revision, dtype)
     v.check_compatible(lm.model_id, lm.hidden_size, lm.n_layers)
     fitted, record = fit_on_judged(lm, v, written, judged, seed=seed, heldout=heldout, note=say)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .common import check_out, cli, echo_json, get_vectors_and_model, model_options, say
+from .common import check_out, cli, echo_json, get_vectors_and_model, model_options, say, vector_meta
 
 if TYPE_CHECKING:  # steerlab's modules load torch: they are imported inside the commands
     import numpy as np
@@ -58,9 +58,8 @@ def scope_cmd(
     texts; the noise floor is the 95th percentile of |cosine| with random directions. Layers default
     to the vectors' reading layer. A TEXT with --generate is taken as the user's message.
     """
+    from ..checks import parse_layers
     from ..errors import SteerlabError
-    from ..scope import ScopeConfig, generate_reply, load_conversation, read_conversation, read_text
-    from ..sites import parse_layers
 
     if (text is None) == (conversation_path is None):
         raise SteerlabError('give either TEXT or --conversation FILE (e.g. steerlab scope "I can\'t sleep")')
@@ -73,6 +72,12 @@ def scope_cmd(
         from ..extras import require
 
         require("plots", "--plot")
+    meta = vector_meta(vectors_path, model_spec)  # before torch: a missing file or bad --layers answers at once
+    if layers_spec and isinstance(meta.get("n_layers"), int):
+        parse_layers(layers_spec, meta["n_layers"])
+
+    from ..scope import ScopeConfig, generate_reply, load_conversation, read_conversation, read_text
+
     messages = load_conversation(conversation_path) if conversation_path else None
     if do_generate and messages is None:
         messages = [{"role": "user", "content": str(text)}]

@@ -9,7 +9,7 @@ import click
 
 from ..errors import SteerlabError
 from ..names import POSITIONS, READER_NAMES
-from .common import cli, echo_json, get_vectors, get_vectors_and_model, model_options, say
+from .common import cli, echo_json, get_vectors_and_model, model_options, say, vector_meta
 
 if TYPE_CHECKING:
     from ..gate import Gate, TokenGate
@@ -141,20 +141,11 @@ def steer_cmd(
     Alpha is scale-free: alpha 1 adds one "typical emotion offset" at the layer (the mean distance
     between an emotion's mean activation and the grand mean on the extraction corpus).
     """
-    from ..files import existing_file
+    from ..checks import calibrated_gate, check_prompts, emotion_index, parse_ablation, parse_when
     from ..validate.prompts import load_prompts
 
     # Everything that needs no model is checked before torch is imported.
     prompts = list(prompt) + ([p.text for p in load_prompts(prompts_file)] if prompts_file else [])
-    if vectors_path:
-        existing_file(vectors_path, "vector file", "run `steerlab extract` or pass --vectors FILE.safetensors")
-
-    from ..comparison import check_prompts, compare
-    from ..edits import parse_ablation
-    from ..family import has_template
-    from ..gate import parse_when
-    from ..generation import GenerationConfig
-
     check_prompts(prompts)
     if not (emotions or ablate or clamps):
         raise SteerlabError("nothing to steer: pass --emotion NAME [--alpha A], --ablate NAME or --clamp NAME=VALUE")
@@ -169,13 +160,22 @@ def steer_cmd(
             raise SteerlabError(f"--alpha {a} is not a finite number: use e.g. 4 or -2")
     clamp = _parse_clamp(clamps)
     sweep = _parse_alphas(sweep_alpha) if sweep_alpha else []
-    for spec in ablate:
-        parse_ablation(spec)
+    meta = vector_meta(vectors_path, model_spec)
+    named = [*emotions, *clamp, *(parse_ablation(spec)[0] for spec in ablate)]
+    for name in named:
+        emotion_index(meta["emotions"], name)
+    _check_layers(layer_spec, reader_layer, meta)
     for gate_spec, option in ((when, "--when"), (when_token, "--when-token")):
-        if gate_spec is not None:
-            parse_when(gate_spec, option)
-    if when or when_token:  # a file without the gate's threshold fails before the model loads
-        _gates(get_vectors(vectors_path, model_spec), when, when_token, quiet=True)
+        if gate_spec is not None:  # a file without the gate's threshold fails before the model loads
+            gate_name, given = parse_when(gate_spec, option)
+            emotion_index(meta["emotions"], gate_name)
+            if given is None:
+                calibrated_gate(meta, gate_name, option)
+
+    from ..comparison import compare
+    from ..family import has_template
+    from ..generation import GenerationConfig
+
     v, lm = get_vectors_and_model(vectors_path, model_spec, revision, dtype)
     emotions = tuple(v.name(e) for e in emotions)
     gate, token_gate = _gates(v, when, when_token)
@@ -233,8 +233,20 @@ def _gates(
     return gate, token_gate
 
 
+def _check_layers(layer_spec: str | None, reader_layer: int | None, meta: dict[str, Any]) -> None:
+    """--layers and --reader-layer against the vector file's layer count (when its metadata names it)."""
+    from ..checks import check_layers
+
+    n_layers = meta.get("n_layers")
+    if not isinstance(n_layers, int):
+        return  # the loaded vectors check it
+    _layers(layer_spec, n_layers)
+    if reader_layer is not None:
+        check_layers([reader_layer], n_layers, "--reader-layer")
+
+
 def _layers(spec: str | None, n_layers: int) -> list[int] | None:
-    from ..sites import parse_layers
+    from ..checks import parse_layers
 
     return parse_layers(spec, n_layers) if spec else None
 

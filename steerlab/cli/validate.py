@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import difflib
+import math
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from .common import Progress, check_out, cli, echo_json, get_vectors_and_model, model_options, say
+from ..errors import SteerlabError, SuiteError
+from .common import Progress, check_out, cli, echo_json, get_vectors_and_model, model_options, say, vector_meta
+
+if TYPE_CHECKING:
+    from ..validate.prompts import Prompt
+    from ..validate.schema import Suite
 
 
 @cli.command("validate")
@@ -45,24 +54,31 @@ def validate_cmd(
     unvalidated_reader: bool,
 ) -> None:
     """Run SUITE (YAML): intervene, generate, re-read the replies with the clean model, judge the claims."""
-    from ..files import existing_file
-    from ..validate.prompts import suite_prompts
+    from ..validate.prompts import resolve_path, suite_prompts
     from ..validate.schema import load_suite
     from ..validate.spec import OUTPUT_FILES
 
     # Everything that needs no model is checked before torch is imported.
     start = time.perf_counter()
     suite = load_suite(suite_path)
-    suite_prompts(suite, prompts_path, n)
+    prompts = suite_prompts(suite, prompts_path, n)
+    need = min_prompts(suite)
+    if (n is not None and n < need) or len(prompts) < 2:  # a suite file's own few prompts may test plumbing
+        why = f"--n {n}" if n is not None else f"{suite.path} has {len(prompts)} prompt(s)"
+        raise SteerlabError(
+            f"{why}: with {len(prompts)} prompt(s) no claim of {suite.name} can reach a verdict (the bootstrap "
+            f"test's smallest p must fall below alpha {suite.statistics.alpha:g}): use --n {need} or more"
+        )
     target = Path(out) if out else Path("runs") / "validate" / suite.name
     check_out(target, "--out", directory=True)
     for name in OUTPUT_FILES:
         check_out(target / name, "--out", force=force)
     # Another --model than the suite's reads its own (shipped) vectors unless --vectors names a file.
     other_model = model_spec is not None and model_spec != suite.model
-    vectors_path = vectors_path or (None if other_model else suite.vectors)
-    if vectors_path:
-        existing_file(vectors_path, "vector file", "run `steerlab extract` or pass --vectors FILE.safetensors")
+    if not vectors_path and suite.vectors and not other_model:  # the suite's own file, found as its prompts are
+        vectors_path = str(resolve_path(suite.vectors, suite.path))
+    meta = vector_meta(vectors_path, model_spec or suite.model)
+    check_names(suite, prompts, meta["emotions"])
 
     from ..validate import RunOptions, run_suite, summary, write_outputs
     from ..validate.outputs import validation_line
@@ -109,3 +125,42 @@ def validate_cmd(
         say(f"note: {result.note}")
     if strict and any(c["verdict"] != "pass" for c in result.claims):
         sys.exit(1)
+
+
+def min_prompts(suite: Suite) -> int:
+    """The fewest prompts with which any claim can PASS or FAIL: the one-sample bootstrap test
+    (``validate.stats.mean_tails``) resamples n values, which have comb(2n - 1, n) distinct resamples, so
+    its smallest p is no smaller than one over that, and a decision needs a p below the suite's alpha
+    (corrections only raise p, so this never refuses a run that could decide)."""
+    n = 2
+    while math.comb(2 * n - 1, n) * suite.statistics.alpha <= 1:
+        n += 1
+    return n
+
+
+def check_names(suite: Suite, prompts: Sequence[Prompt], emotions: Sequence[str]) -> None:
+    """Every emotion the suite names (conditions, metrics, prompt labels) is in the vector file, read from
+    its header: the checks ``run_suite`` makes on the loaded vectors, made before the model stack loads."""
+    from ..corpus import NEUTRAL
+    from ..validate.spec import LABEL, TARGET
+
+    def unknown(name: str, where: str) -> None:
+        near = difflib.get_close_matches(name, emotions, n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise SuiteError(
+            f"{suite.path}: {where} names unknown emotion {name!r}{hint}: the vectors have {', '.join(emotions)}"
+        )
+
+    for i, cond in enumerate(suite.conditions):
+        for name in cond.emotions if cond.emotions != ("all",) else ():
+            if name not in (LABEL, *emotions):
+                unknown(name, f"field 'conditions[{i}].emotions'")
+        if cond.op == "ablate_similar" and cond.like not in emotions:
+            unknown(cond.like, f"field 'conditions[{i}].like'")
+    for m in suite.metrics:
+        for name in (m.emotion, *m.against):
+            if name not in (TARGET, LABEL, *emotions):
+                unknown(name, f"metric {m.name!r}")
+    for prompt in prompts:
+        if prompt.label is not None and prompt.label not in (*emotions, NEUTRAL):
+            unknown(prompt.label, "a prompt label")
