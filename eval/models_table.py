@@ -183,7 +183,11 @@ def claim(suite: str, *names: str) -> Callable[[dict[str, Any]], str]:
         c = r[suite]["claims"][index]
         ci = f"[{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]"
         used = details[index]["n"]  # prompts with a reading under both conditions
-        return f"**{c['verdict'].upper()}** {c['effect']:+.3f} {ci} (n {used} of {r[suite]['n']})"
+        why = f" ({', '.join(details[index]['fail_reasons'])})" if details[index].get("fail_reasons") else ""
+        # a run from before control populations (three isotropic seeds) says so
+        controls = details[index].get("controls") or []
+        older = "; an earlier design: random seeds as controls" if controls and "family" not in controls[0] else ""
+        return f"**{c['verdict'].upper()}**{why} {c['effect']:+.3f} {ci} (n {used} of {r[suite]['n']}{older})"
 
     return fn
 
