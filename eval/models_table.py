@@ -185,8 +185,7 @@ def claim(suite: str, *names: str) -> Callable[[dict[str, Any]], str]:
         used = details[index]["n"]  # prompts with a reading under both conditions
         why = f" ({', '.join(details[index]['fail_reasons'])})" if details[index].get("fail_reasons") else ""
         # a run from before control populations (three isotropic seeds) says so
-        controls = details[index].get("controls") or []
-        older = "; an earlier design: random seeds as controls" if controls and "family" not in controls[0] else ""
+        older = "" if "p_family" in details[index] else "; an earlier design: random seeds as controls"
         return f"**{c['verdict'].upper()}**{why} {c['effect']:+.3f} {ci} (n {used} of {r[suite]['n']}{older})"
 
     return fn
