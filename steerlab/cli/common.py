@@ -200,9 +200,14 @@ class Progress:
             self.last = now
             eta = (now - self.start) / done * (self.total - done) if done and self.total else float("nan")
             say(
-                f"{self.desc}: {done}/{self.total or '?'} {self.unit}s{rate}, "
+                f"{self.desc}: {done}/{self.total or '?'} {plural(self.unit)}{rate}, "
                 f"{now - self.start:.0f}s elapsed" + (f", ETA {eta:.0f}s" if math.isfinite(eta) else "")
             )
+
+
+def plural(noun: str) -> str:
+    """English plural of a progress unit ("reply" -> "replies", "text" -> "texts")."""
+    return noun[:-1] + "ies" if noun.endswith("y") and noun[-2:-1] not in tuple("aeiou") else noun + "s"
 
 
 class Phases:
