@@ -20,9 +20,9 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from .chat import prompt_text
+from .checks import finite
 from .comparison import compare
 from .corpus import data_path
-from .edits import finite
 from .errors import SteerlabError
 from .gate import Gate, gate_for
 from .generation import GenerationConfig
