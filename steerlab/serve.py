@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator
 from typing import Any
 
 import numpy as np
@@ -156,7 +156,7 @@ async def _chat_events(
     re-read when done); a closed page cancels the generation. Releases ``busy`` (held by the caller) at the end."""
     cancel = threading.Event()
 
-    def events() -> Iterator[str]:
+    def events() -> Generator[str, None, None]:
         yield _sse("user", reading_payload(read_conversation(lm, vectors, messages)))
         for event in stream_reply(lm, vectors, messages, body.max_new_tokens, cancel):
             if event.kind == "token":
