@@ -203,20 +203,20 @@ def _alpha_units(v: EmotionVectors, layers: list[int] | None) -> str:
     )
 
 
-def _gates(
-    v: EmotionVectors, when: str | None, when_token: str | None, quiet: bool = False
-) -> tuple[Gate | None, TokenGate | None]:
+def _gates(v: EmotionVectors, when: str | None, when_token: str | None) -> tuple[Gate | None, TokenGate | None]:
+    """The --when and --when-token gates (None where not given), each named on stderr with its threshold."""
     from ..gate import gate_for, token_gate_for
 
     gate = gate_for(v, when) if when is not None else None
     token_gate = token_gate_for(v, when_token) if when_token is not None else None
     for g, option in ((gate, "--when"), (token_gate, "--when-token")):
-        if g is not None and not quiet:
+        if g is not None:
             say(f"{option}: {g.emotion} > {g.threshold:.4g} ({g.source}; {g.reader} reader)")
     return gate, token_gate
 
 
 def describe(add: dict[str, float], ablate: tuple[str, ...], clamp: dict[str, float]) -> str:
+    """The edits in a few characters: ``+hopeful×4 -calm desperate=2``."""
     parts = (
         [f"+{e}×{a:g}" for e, a in add.items()] + [f"-{e}" for e in ablate] + [f"{e}={c:g}" for e, c in clamp.items()]
     )
@@ -224,6 +224,7 @@ def describe(add: dict[str, float], ablate: tuple[str, ...], clamp: dict[str, fl
 
 
 def _reading_text(side: dict[str, Any], k: int = 3) -> str:
+    """A reply's ``k`` strongest emotions, or why it has none."""
     scores = side["scores"]
     if scores is None:
         return "(incoherent reply: not read as an emotion)" if side["incoherent"] else "(empty reply: nothing to read)"
@@ -254,6 +255,7 @@ def _print_rows(
 
 
 def _show(record: dict[str, Any], target: str, adds: bool) -> None:
+    """One comparison for a reader: the edit, the gates' decisions, both replies and ``target``'s change."""
     click.echo("=" * 100)
     click.echo(f"prompt: {record['prompt']}")
     click.echo(

@@ -59,12 +59,7 @@ def validate_cmd(
     start = time.perf_counter()
     suite, prompts = _suite_and_prompts(suite_path, prompts_path, n)
     target = _check_target(out, suite, force)
-    # Another --model than the suite's reads its own (shipped) vectors unless --vectors names a file.
-    other_model = model_spec is not None and model_spec != suite.model
-    if not vectors_path and suite.vectors and not other_model:  # the suite's own file, found as its prompts are
-        from ..validate.prompts import resolve_path
-
-        vectors_path = str(resolve_path(suite.vectors, suite.path))
+    vectors_path = _vectors_path(vectors_path, model_spec, suite)
     meta = vector_meta(vectors_path, model_spec or suite.model)
     check_names(suite, prompts, meta["emotions"])
 
@@ -111,6 +106,17 @@ def _suite_and_prompts(suite_path: str, prompts_path: str | None, n: int | None)
             f"test's smallest p must fall below alpha {suite.statistics.alpha:g}): use --n {need} or more"
         )
     return suite, prompts
+
+
+def _vectors_path(vectors_path: str | None, model_spec: str | None, suite: Suite) -> str | None:
+    """--vectors, else the suite's own file (found as its prompts are); another --model than the suite's
+    reads its own (shipped) vectors unless --vectors names a file."""
+    from ..validate.prompts import resolve_path
+
+    other_model = model_spec is not None and model_spec != suite.model
+    if not vectors_path and suite.vectors and not other_model:
+        return str(resolve_path(suite.vectors, suite.path))
+    return vectors_path
 
 
 def _check_target(out: str | None, suite: Suite, force: bool) -> Path:
