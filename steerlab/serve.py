@@ -111,7 +111,7 @@ def create_app(lm: LoadedModel, vectors: EmotionVectors) -> FastAPI:
         if not busy.acquire(blocking=False):
             return _error(SteerlabError(BUSY), 409)
         return StreamingResponse(
-            _chat_events(lm, vectors, messages, body, request, busy), media_type="text/event-stream"
+            _chat_events(lm, vectors, messages, body.max_new_tokens, request, busy), media_type="text/event-stream"
         )
 
     @app.post("/api/compare")
@@ -148,7 +148,7 @@ async def _chat_events(
     lm: LoadedModel,
     vectors: EmotionVectors,
     messages: list[dict[str, str]],
-    body: Chat,
+    max_new_tokens: int,
     request: Request,
     busy: threading.Lock,
 ) -> AsyncIterator[str]:
@@ -158,7 +158,7 @@ async def _chat_events(
 
     def events() -> Generator[str, None, None]:
         yield _sse("user", reading_payload(read_conversation(lm, vectors, messages)))
-        for event in stream_reply(lm, vectors, messages, body.max_new_tokens, cancel):
+        for event in stream_reply(lm, vectors, messages, max_new_tokens, cancel):
             if event.kind == "token":
                 yield _sse("token", {"i": event.index, "text": event.text})
             elif event.kind == "reading":
