@@ -1,7 +1,7 @@
 """Checks of user input that need no model and no torch, so the CLI runs them before it imports either.
 
 Each rule lives here once; the modules that use it at run time (``sites``, ``edits``, ``vectors``,
-``comparison``) import it from here.
+``comparison``, ``serve``) import it from here.
 """
 
 from __future__ import annotations
@@ -55,15 +55,28 @@ def parse_ablation(spec: str) -> tuple[str, Ablation]:
     return name.strip(), mode  # type: ignore[return-value]
 
 
+def finite(value: float, name: str) -> float:
+    """The one check that a strength (an alpha, a clamp value) is a finite number."""
+    if not math.isfinite(value):
+        raise InterventionError(f"{name} {value} is not a finite number: use e.g. 4 or -2")
+    return float(value)
+
+
+def did_you_mean(name: str, choices: Sequence[str]) -> str:
+    """The hint an unknown name gets: `` (did you mean 'x'?)`` for the nearest of ``choices``, or nothing."""
+    near = difflib.get_close_matches(name, choices, n=1)
+    return f" (did you mean {near[0]!r}?)" if near else ""
+
+
 def emotion_index(emotions: Sequence[str], emotion: str) -> int:
     """Position of ``emotion`` among a vector file's ``emotions``; unknown names get the list and the
     nearest match."""
     name = emotion.strip().lower()
     if name in emotions:
         return list(emotions).index(name)
-    near = difflib.get_close_matches(name, emotions, n=1)
-    hint = f" (did you mean {near[0]!r}?)" if near else ""
-    raise InterventionError(f"unknown emotion {emotion!r}{hint}: available are {', '.join(emotions)}")
+    raise InterventionError(
+        f"unknown emotion {emotion!r}{did_you_mean(name, emotions)}: available are {', '.join(emotions)}"
+    )
 
 
 def check_prompts(prompts: Sequence[str]) -> None:

@@ -20,7 +20,7 @@ from .gate import Gate, GateDecision, TokenGate, fired_rows, gated, read_gate, t
 from .generation import GenerationConfig, generate
 from .interventions import Displacement, Positions
 from .models import LoadedModel
-from .readers import get_reader, read_replies
+from .readers import ReplyReadings, get_reader, read_replies
 from .vectors import EmotionVectors
 
 
@@ -107,27 +107,14 @@ def compare(
     if reader_layer is not None:
         vectors.check_layer(reader_layer, "reader layer")
     get_reader(reader or vectors.default_reader)  # an unknown or uninstalled reader fails before generating
-    strengths = list(sweep) or [next(iter((add or {}).values()), 0.0)]
-    conditions: list[tuple[float, list[Edit]]] = []
-    for alpha in strengths:
-        amounts = {e: alpha for e in add or {}} if sweep else dict(add or {})
-        edits = build_edits(vectors, at, add=amounts, ablate=ablate, clamp=clamp, label="steered")
-        conditions.append((alpha, token_gated(vectors, edits, token_gate) if token_gate and edits else edits))
-    if not any(edits for _, edits in conditions):
-        raise SteerlabError("nothing to steer: add, ablate or clamp at least one emotion")
-    for i, p in enumerate(prompts):
-        text = prompt_text(lm.tokenizer, p, config.chat, config.frame)
-        lm.check_length(len(lm.tokenizer(text)["input_ids"]), f"prompt {i + 1}", extra=config.max_new_tokens)
+    conditions = _conditions(vectors, at, add, ablate, clamp, sweep, token_gate)
+    _check_lengths(lm, prompts, config)
     if samples > 1 and config.temperature == 0:
         say(f"warning: {samples} samples at temperature 0 are identical (greedy): set a temperature > 0")
     expanded = [p for p in prompts for _ in range(samples)]
     decisions = None
     if gate is not None:
-        decisions = read_gate(lm, vectors, gate, prompts)
-        fired = sum(d.fired for d in decisions)
-        say(f"gate {gate.emotion} > {gate.threshold:.4g} ({gate.source}): fired on {fired} of {len(prompts)} prompts")
-        rows = fired_rows(decisions, samples)
-        conditions = [(alpha, gated(edits, rows)) for alpha, edits in conditions]
+        decisions, conditions = _gated(lm, vectors, gate, prompts, samples, conditions, say)
     say(f"baseline: {len(expanded)} repl{'y' if len(expanded) == 1 else 'ies'}")
     base = generate(lm, expanded, config)
     base_read = read_replies(lm, vectors, base, expanded, config.chat, reader, reader_layer)
@@ -138,25 +125,88 @@ def compare(
         moved = Displacement()
         steered = generate(lm, expanded, config, edits, positions, record=moved)
         read = read_replies(lm, vectors, steered, expanded, config.chat, reader, reader_layer)
-        out += [
-            Comparison(
-                p,
-                i % samples,
-                alpha,
-                tuple(at),
-                moved.mean("steered") if decisions is None or decisions[i // samples].fired else 0.0,
-                base[i],
-                steered[i],
-                base_read.scores[i],
-                read.scores[i],
-                bool(base_read.incoherent[i]),
-                bool(read.incoherent[i]),
-                decisions[i // samples] if decisions is not None else None,
-                edited_tokens(lm, moved, i, steered[i]) if token_gate is not None else None,
-            )
-            for i, p in enumerate(expanded)
-        ]
+        replies = _Replies(expanded, base, base_read, steered, read, moved, decisions)
+        out += [_comparison(lm, replies, i, samples, alpha, at, token_gate is not None) for i in range(len(expanded))]
     return out
+
+
+def _conditions(
+    vectors: EmotionVectors,
+    at: list[int],
+    add: Mapping[str, float] | None,
+    ablate: Sequence[str],
+    clamp: Mapping[str, float] | None,
+    sweep: Sequence[float],
+    token_gate: TokenGate | None,
+) -> list[tuple[float, list[Edit]]]:
+    """One (alpha, edits) per strength: every value of ``sweep`` for every added emotion, else ``add`` as given."""
+    strengths = list(sweep) or [next(iter((add or {}).values()), 0.0)]
+    conditions: list[tuple[float, list[Edit]]] = []
+    for alpha in strengths:
+        amounts = {e: alpha for e in add or {}} if sweep else dict(add or {})
+        edits = build_edits(vectors, at, add=amounts, ablate=ablate, clamp=clamp, label="steered")
+        conditions.append((alpha, token_gated(vectors, edits, token_gate) if token_gate and edits else edits))
+    if not any(edits for _, edits in conditions):
+        raise SteerlabError("nothing to steer: add, ablate or clamp at least one emotion")
+    return conditions
+
+
+def _gated(
+    lm: LoadedModel,
+    vectors: EmotionVectors,
+    gate: Gate,
+    prompts: Sequence[str],
+    samples: int,
+    conditions: list[tuple[float, list[Edit]]],
+    say: Callable[[str], None],
+) -> tuple[list[GateDecision], list[tuple[float, list[Edit]]]]:
+    """The gate's decision per prompt, and the edits restricted to the rows it fired on."""
+    decisions = read_gate(lm, vectors, gate, prompts)
+    fired = sum(d.fired for d in decisions)
+    say(f"gate {gate.emotion} > {gate.threshold:.4g} ({gate.source}): fired on {fired} of {len(prompts)} prompts")
+    rows = fired_rows(decisions, samples)
+    return decisions, [(alpha, gated(edits, rows)) for alpha, edits in conditions]
+
+
+def _check_lengths(lm: LoadedModel, prompts: Sequence[str], config: GenerationConfig) -> None:
+    """Every prompt, with the reply it asks for, fits in the model's context."""
+    for i, p in enumerate(prompts):
+        text = prompt_text(lm.tokenizer, p, config.chat, config.frame)
+        lm.check_length(len(lm.tokenizer(text)["input_ids"]), f"prompt {i + 1}", extra=config.max_new_tokens)
+
+
+@dataclass(frozen=True)
+class _Replies:
+    """Both generations of one strength, row by row (``prompts`` repeated per sample)."""
+
+    prompts: list[str]
+    base: list[str]
+    base_read: ReplyReadings
+    steered: list[str]
+    read: ReplyReadings
+    moved: Displacement
+    decisions: list[GateDecision] | None
+
+
+def _comparison(
+    lm: LoadedModel, r: _Replies, i: int, samples: int, alpha: float, at: list[int], count_edited: bool
+) -> Comparison:
+    decision = r.decisions[i // samples] if r.decisions is not None else None
+    return Comparison(
+        r.prompts[i],
+        i % samples,
+        alpha,
+        tuple(at),
+        r.moved.mean("steered") if decision is None or decision.fired else 0.0,
+        r.base[i],
+        r.steered[i],
+        r.base_read.scores[i],
+        r.read.scores[i],
+        bool(r.base_read.incoherent[i]),
+        bool(r.read.incoherent[i]),
+        decision,
+        edited_tokens(lm, r.moved, i, r.steered[i]) if count_edited else None,
+    )
 
 
 def edited_tokens(lm: LoadedModel, record: Displacement, row: int, reply: str) -> tuple[int, int]:

@@ -167,78 +167,18 @@ def dual_speaker(
             f"{sum(len(d.messages) for d in dialogues) - len(tf.role)} turns beyond the model's context were left out"
         )
     emotions = tuple(sorted({e for e in np.concatenate([tf.own, tf.other]) if e != NEUTRAL}))
-    info = emotion_info()
-    valence = {e: i.valence for e, i in info.items()}
-    hidden = tf.features.shape[-1]
-
-    def sets(at: int) -> tuple[np.ndarray, np.ndarray]:
-        x = tf.features[:, at].astype(np.float64)
-        grand = x.mean(axis=0)
-        cur = np.stack([x[tf.own == e].mean(axis=0) - grand for e in emotions])
-        oth = np.stack([x[tf.other == e].mean(axis=0) - grand for e in emotions])
-        return cur, oth
-
+    valence = {e: i.valence for e, i in emotion_info().items()}
     off = ~np.eye(len(emotions), dtype=bool)
-    by_layer = []
-    for at in range(tf.features.shape[1]):
-        cur, oth = sets(at)
-        c = unit_rows(cur) @ unit_rows(oth).T
-        by_layer.append({"layer": at, "matched": float(np.diag(c).mean()), "mismatched": float(c[off].mean())})
-    cur, oth = sets(layer)
+    cur, oth = _speaker_sets(tf, layer, emotions)
     c = unit_rows(cur) @ unit_rows(oth).T
-    dirs = vectors.directions[layer].numpy()
-    with_vectors = np.array(
-        [
-            float(unit_rows(cur[k]) @ dirs[vectors.emotions.index(e)]) if e in vectors.emotions else np.nan
-            for k, e in enumerate(emotions)
-        ]
-    )
-
     # role grid and thermostat read the turns with the extracted vectors
     scores = vectors.read(torch.from_numpy(tf.features[:, layer]), layer).numpy()
     excess = scores - scores.mean(axis=1, keepdims=True)
-    grid, grid_n = np.full((2, 2), np.nan), np.zeros((2, 2), dtype=int)
-    labels = {"user": {}, "assistant": {}}  # type: dict[str, dict[int, str]]
-    for t in range(len(tf.role)):
-        labels[str(tf.role[t])][int(tf.dialogue[t])] = str(tf.own[t])
-    for i, role in enumerate(("user", "assistant")):
-        for j, whose in enumerate(("user", "assistant")):
-            vals = [
-                excess[t, vectors.emotions.index(labels[whose][int(tf.dialogue[t])])]
-                for t in range(len(tf.role))
-                if tf.role[t] == role and labels[whose].get(int(tf.dialogue[t])) in vectors.emotions
-            ]
-            grid_n[i, j] = len(vals)
-            if vals:
-                grid[i, j] = float(np.mean(vals))
+    grid, grid_n = _role_grid(tf, excess, vectors.emotions)
     if not grid_n.any():
         notes.append("role grid skipped: the vectors share no emotion with the dialogue labels")
-
-    arousal = vectors.affect("arousal")
-    thermostat: dict[str, Correlation] = {}
-    if len(arousal) >= 3 and np.ptp(list(arousal.values())) > 0:
-        a = np.array([arousal.get(e, 0.0) for e in vectors.emotions])
-        axis = excess @ (a - a.mean())
-        user_read: dict[int, list[float]] = {}
-        asst_read: dict[int, list[float]] = {}
-        for t in range(len(tf.role)):
-            (user_read if tf.role[t] == "user" else asst_read).setdefault(int(tf.dialogue[t]), []).append(axis[t])
-        idx = [i for i, d in enumerate(dialogues) if d.user_emotion in info and i in asst_read and i in user_read]
-        ar = np.array([np.mean(asst_read[i]) for i in idx])
-        ur = np.array([np.mean(user_read[i]) for i in idx])
-        ul = np.array([info[dialogues[i].user_emotion].arousal for i in idx])
-        al = np.array(
-            [
-                info[dialogues[i].assistant_emotion].arousal if dialogues[i].assistant_emotion in info else 0.0
-                for i in idx
-            ]
-        )
-        thermostat["labelled"] = correlate(ar, ul)
-        thermostat["read"] = correlate(ar, ur)
-        thermostat["script"] = correlate(al, ul)
-        resid = ar - np.polyval(np.polyfit(al, ar, 1), al) if np.ptp(al) > 0 else ar
-        thermostat["partial"] = correlate(resid, ul)
-    else:
+    thermostat = _thermostat(tf, excess, vectors, dialogues)
+    if thermostat is None:
         notes.append("thermostat skipped: fewer than 3 of the vectors' emotions have a known arousal")
     return DualSpeaker(
         layer=layer,
@@ -247,13 +187,96 @@ def dual_speaker(
         other=oth,
         cos=np.diag(c).copy(),
         mismatched=c[off],
-        random_bound=1.96 / float(np.sqrt(hidden)),
-        by_layer=by_layer,
+        random_bound=1.96 / float(np.sqrt(tf.features.shape[-1])),
+        by_layer=_by_layer(tf, emotions),
         valence={"current": pc1_valence(cur, emotions, valence), "other": pc1_valence(oth, emotions, valence)},
-        with_vectors=with_vectors,
+        with_vectors=_with_vectors(cur, emotions, vectors, layer),
         role_grid=grid,
         role_grid_n=grid_n,
-        thermostat=thermostat,
+        thermostat=thermostat or {},
         n_dialogues=len(dialogues),
         notes=tuple(notes),
     )
+
+
+def _speaker_sets(tf: TurnFeatures, at: int, emotions: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Current- and other-speaker vectors at layer ``at``: mean of the turns whose own speaker (whose partner)
+    expresses each emotion, minus the grand mean of all turns."""
+    x = tf.features[:, at].astype(np.float64)
+    grand = x.mean(axis=0)
+    cur = np.stack([x[tf.own == e].mean(axis=0) - grand for e in emotions])
+    oth = np.stack([x[tf.other == e].mean(axis=0) - grand for e in emotions])
+    return cur, oth
+
+
+def _with_vectors(cur: np.ndarray, emotions: tuple[str, ...], vectors: EmotionVectors, layer: int) -> np.ndarray:
+    """cos(current-speaker vector of e, extracted direction of e) for each emotion; nan where the vectors lack e."""
+    dirs = vectors.directions[layer].numpy()
+    return np.array(
+        [
+            float(unit_rows(cur[k]) @ dirs[vectors.emotions.index(e)]) if e in vectors.emotions else np.nan
+            for k, e in enumerate(emotions)
+        ]
+    )
+
+
+def _by_layer(tf: TurnFeatures, emotions: tuple[str, ...]) -> list[dict[str, float]]:
+    """Per layer: mean cos(current, other) of the same emotion, and of different emotions."""
+    off = ~np.eye(len(emotions), dtype=bool)
+    by_layer = []
+    for at in range(tf.features.shape[1]):
+        cur, oth = _speaker_sets(tf, at, emotions)
+        c = unit_rows(cur) @ unit_rows(oth).T
+        by_layer.append({"layer": at, "matched": float(np.diag(c).mean()), "mismatched": float(c[off].mean())})
+    return by_layer
+
+
+def _role_grid(tf: TurnFeatures, excess: np.ndarray, emotions: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Rows: user / assistant turns; columns: the user's / the assistant's labelled emotion. Each cell is the
+    mean excess score of that emotion on those turns (nan when none), beside the number of turns."""
+    grid, grid_n = np.full((2, 2), np.nan), np.zeros((2, 2), dtype=int)
+    labels: dict[str, dict[int, str]] = {"user": {}, "assistant": {}}
+    for t in range(len(tf.role)):
+        labels[str(tf.role[t])][int(tf.dialogue[t])] = str(tf.own[t])
+    for i, role in enumerate(("user", "assistant")):
+        for j, whose in enumerate(("user", "assistant")):
+            vals = [
+                excess[t, emotions.index(labels[whose][int(tf.dialogue[t])])]
+                for t in range(len(tf.role))
+                if tf.role[t] == role and labels[whose].get(int(tf.dialogue[t])) in emotions
+            ]
+            grid_n[i, j] = len(vals)
+            if vals:
+                grid[i, j] = float(np.mean(vals))
+    return grid, grid_n
+
+
+def _thermostat(
+    tf: TurnFeatures, excess: np.ndarray, vectors: EmotionVectors, dialogues: Sequence[Dialogue]
+) -> dict[str, Correlation] | None:
+    """The arousal "thermostat" correlations (see :func:`dual_speaker`); None when fewer than 3 of the
+    vectors' emotions have a known arousal."""
+    arousal = vectors.affect("arousal")
+    if not (len(arousal) >= 3 and np.ptp(list(arousal.values())) > 0):
+        return None
+    info = emotion_info()
+    a = np.array([arousal.get(e, 0.0) for e in vectors.emotions])
+    axis = excess @ (a - a.mean())
+    user_read: dict[int, list[float]] = {}
+    asst_read: dict[int, list[float]] = {}
+    for t in range(len(tf.role)):
+        (user_read if tf.role[t] == "user" else asst_read).setdefault(int(tf.dialogue[t]), []).append(axis[t])
+    idx = [i for i, d in enumerate(dialogues) if d.user_emotion in info and i in asst_read and i in user_read]
+    ar = np.array([np.mean(asst_read[i]) for i in idx])
+    ur = np.array([np.mean(user_read[i]) for i in idx])
+    ul = np.array([info[dialogues[i].user_emotion].arousal for i in idx])
+    al = np.array(
+        [info[dialogues[i].assistant_emotion].arousal if dialogues[i].assistant_emotion in info else 0.0 for i in idx]
+    )
+    resid = ar - np.polyval(np.polyfit(al, ar, 1), al) if np.ptp(al) > 0 else ar
+    return {
+        "labelled": correlate(ar, ul),
+        "read": correlate(ar, ur),
+        "script": correlate(al, ul),
+        "partial": correlate(resid, ul),
+    }

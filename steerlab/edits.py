@@ -9,13 +9,13 @@ edits through pyvene. Units: ``add`` takes a scale-free alpha (alpha * alpha_uni
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 
+from .checks import finite
 from .checks import parse_ablation as parse_ablation  # re-exported: its home is checks
 from .errors import InterventionError
 from .names import Ablation, Positions
@@ -124,12 +124,6 @@ def build_edits(
         for emotion, alpha in (add or {}).items():
             edits.append(add_edit(vectors, layer, vectors.direction(emotion, layer), alpha, label or emotion))
     return edits
-
-
-def finite(value: float, name: str) -> float:
-    if not math.isfinite(value):
-        raise InterventionError(f"{name} {value} is not a finite number: use e.g. 4 or -2")
-    return float(value)
 
 
 def random_direction(hidden: int, seed: int) -> torch.Tensor:

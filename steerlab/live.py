@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import BatchEncoding, StoppingCriteria, StoppingCriteriaList
 
 from .activations import capture
 from .chat import check_messages, format_chat
@@ -89,51 +90,11 @@ def stream_reply(
     enc = lm.tokenizer([format_chat(lm.tokenizer, msgs, add_generation_prompt=True).text], return_tensors="pt")
     events: queue.Queue[tuple[str, object]] = queue.Queue()
     failure: list[BaseException] = []
-
-    def read(_: int, hidden: torch.Tensor) -> None:
-        events.put(("hidden", hidden[0, -1].detach().float().cpu()))
-
-    def run() -> None:
-        try:
-            with capture(lm, [layer], read), steering(lm) as model:
-                model.generate(
-                    enc,
-                    max_new_tokens=max_new_tokens,
-                    do_sample=False,
-                    top_p=None,
-                    top_k=None,
-                    pad_token_id=lm.tokenizer.pad_token_id,
-                    streamer=_Tokens(events),
-                    stopping_criteria=StoppingCriteriaList([_Stop(cancel, halt)]),
-                )
-        except BaseException as err:  # re-raised in the consumer's thread
-            failure.append(err)
-            events.put(("end", None))
-
+    run = partial(_generate, lm, enc, layer, max_new_tokens, events, failure, _Stop(cancel, halt))
     worker = threading.Thread(target=run, daemon=True)
     worker.start()
-    ids: list[int] = []
-    shown, hidden_seen = "", 0
     try:
-        while True:
-            kind, value = events.get()
-            if kind == "end":
-                break
-            if kind == "hidden":
-                # The first hidden state is the prompt's last token; the k-th after it is token k-1's.
-                if hidden_seen > 0 and hidden_seen - 1 < len(ids):
-                    yield Event("reading", hidden_seen - 1, scores=vectors.read(value, layer).numpy())  # type: ignore[arg-type]
-                hidden_seen += 1
-                continue
-            ids.append(int(value))  # type: ignore[call-overload]
-            text = str(lm.tokenizer.decode(ids, skip_special_tokens=True))
-            reply = clean_reply(lm, text, chat=True)
-            ended = len(reply) < len(text.strip())  # a plain transcript's turn ended inside this token
-            end = len(text) - len(text.lstrip()) + len(reply) if ended else len(text)
-            yield Event("token", len(ids) - 1, text=text[len(shown) : end])
-            shown = text[:end]
-            if ended:
-                break
+        shown = yield from _stream(lm, vectors, layer, events)
     finally:
         halt.set()  # the consumer stopped listening: stop generating
         worker.join()
@@ -144,3 +105,63 @@ def stream_reply(
     reply = clean_reply(lm, shown, chat=True)
     full = [*msgs, {"role": "assistant", "content": reply}] if reply else msgs
     yield Event("done", reading=read_conversation(lm, vectors, full), reply=reply)
+
+
+def _generate(
+    lm: LoadedModel,
+    enc: BatchEncoding,
+    layer: int,
+    max_new_tokens: int,
+    events: queue.Queue[tuple[str, object]],
+    failure: list[BaseException],
+    stop: _Stop,
+) -> None:
+    """The worker thread: generate greedily, putting each new token and each residual read on ``events``;
+    an error is kept in ``failure`` for the consumer's thread to raise."""
+
+    def read(_: int, hidden: torch.Tensor) -> None:
+        events.put(("hidden", hidden[0, -1].detach().float().cpu()))
+
+    try:
+        with capture(lm, [layer], read), steering(lm) as model:
+            model.generate(
+                enc,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                top_p=None,
+                top_k=None,
+                pad_token_id=lm.tokenizer.pad_token_id,
+                streamer=_Tokens(events),
+                stopping_criteria=StoppingCriteriaList([stop]),
+            )
+    except BaseException as err:  # re-raised in the consumer's thread
+        failure.append(err)
+        events.put(("end", None))
+
+
+def _stream(
+    lm: LoadedModel, vectors: EmotionVectors, layer: int, events: queue.Queue[tuple[str, object]]
+) -> Generator[Event, None, str]:
+    """ "token" and "reading" events from the worker's queue until the reply ends; returns the text shown."""
+    ids: list[int] = []
+    shown, hidden_seen = "", 0
+    while True:
+        kind, value = events.get()
+        if kind == "end":
+            break
+        if kind == "hidden":
+            # The first hidden state is the prompt's last token; the k-th after it is token k-1's.
+            if hidden_seen > 0 and hidden_seen - 1 < len(ids):
+                yield Event("reading", hidden_seen - 1, scores=vectors.read(value, layer).numpy())  # type: ignore[arg-type]
+            hidden_seen += 1
+            continue
+        ids.append(int(value))  # type: ignore[call-overload]
+        text = str(lm.tokenizer.decode(ids, skip_special_tokens=True))
+        reply = clean_reply(lm, text, chat=True)
+        ended = len(reply) < len(text.strip())  # a plain transcript's turn ended inside this token
+        end = len(text) - len(text.lstrip()) + len(reply) if ended else len(text)
+        yield Event("token", len(ids) - 1, text=text[len(shown) : end])
+        shown = text[:end]
+        if ended:
+            break
+    return shown

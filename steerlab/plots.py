@@ -1,17 +1,18 @@
 """Figures (matplotlib, Agg backend) shared by the commands and the HTML report: layer sweep, scope,
-geometry, dual speaker, intensity and the validation suites. Every figure is written and closed."""
+geometry, dual speaker and intensity; the validation suites' figures are :mod:`steerlab.suite_plots`.
+Every figure is written and closed (:func:`figures.save`)."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
+
+from .figures import plt, save
+from .suite_plots import plot_condition_means as plot_condition_means  # re-exported: validate.outputs uses it
+from .suite_plots import plot_dose_response as plot_dose_response
 
 if TYPE_CHECKING:
     from .dual_speaker import DualSpeaker
@@ -19,14 +20,6 @@ if TYPE_CHECKING:
     from .intensity import Intensity
     from .probes import LayerScore
     from .scope import Reading
-
-
-def _save(fig: Any, path: str | Path, **kwargs: Any) -> Path:
-    """Lay out, write and close a figure (figures are never left open)."""
-    fig.tight_layout()
-    fig.savefig(path, **kwargs)
-    plt.close(fig)
-    return Path(path)
 
 
 def plot_layer_sweep(
@@ -61,7 +54,7 @@ def plot_layer_sweep(
     ax.set_xticks(layers)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right", ncol=2)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 # --- scope, geometry, dual speaker, intensity (steerlab scope / steerlab report) -----------------
@@ -163,7 +156,7 @@ def plot_geometry(geom: Geometry, path: str | Path, title: str = "") -> Path:
     bx.set_yticklabels(names, fontsize=7)
     bx.set_title("cosine similarity, sorted by valence (positive first)", fontsize=9)
     fig.colorbar(im, ax=bx, fraction=0.045)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_geometry_sweep(geoms: list[Geometry], path: str | Path) -> Path:
@@ -182,7 +175,7 @@ def plot_geometry_sweep(geoms: list[Geometry], path: str | Path) -> Path:
     ax.set_xticks(layers)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_dual_speaker(ds: DualSpeaker, path: str | Path) -> Path:
@@ -217,7 +210,7 @@ def plot_dual_speaker(ds: DualSpeaker, path: str | Path) -> Path:
     cx.set(xlabel="layer", ylabel="mean cos(current, other)", title="by layer")
     cx.grid(alpha=0.3)
     cx.legend(fontsize=7)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_intensity(result: Intensity, path: str | Path, point: str = "prep", title: str = "") -> Path:
@@ -249,68 +242,4 @@ def plot_intensity(result: Intensity, path: str | Path, point: str = "prep", tit
     for ax in list(axes.flat)[len(names) :]:
         ax.axis("off")
     fig.suptitle(title or f"intensity scales · score at readout point {point} · layer {result.layer}", fontsize=10)
-    return _save(fig, path)
-
-
-# --- validation suites (steerlab validate) --------------------------------------------------------
-
-
-def plot_condition_means(
-    means: list[dict], path: str | Path, title: str = "", degenerate: set[str] | None = None
-) -> Path:
-    """One horizontal bar per condition: mean metric with its bootstrap 95% CI; degenerate ones hatched."""
-    degenerate = degenerate or set()
-    names = [m["condition"] for m in means]
-    y = list(range(len(names)))[::-1]
-    fig, ax = plt.subplots(figsize=(7, 0.9 + 0.32 * len(names)), dpi=120)
-    for yi, m in zip(y, means, strict=True):
-        bad = m["condition"] in degenerate
-        ax.barh(yi, m["mean"], color="#bbbbbb" if bad else "#1f77b4", hatch="//" if bad else None, alpha=0.85)
-        lo, hi = m["ci"]
-        ax.plot([lo, hi], [yi, yi], color="black", lw=1.2)
-    ax.axvline(0, color="grey", lw=0.8)
-    ax.set_yticks(y)
-    ax.set_yticklabels(names, fontsize=7)
-    ax.set(xlabel="mean over prompts (95% bootstrap CI); hatched = degenerate", title=title)
-    ax.grid(axis="x", alpha=0.3)
-    return _save(fig, path)
-
-
-def plot_dose_response(rows: list[dict], path: str | Path, title: str = "") -> Path:
-    """Per emotion against alpha: target reading change (solid), mean off-target change (dotted), and
-    the perplexity ratio to baseline (right panel); alpha 0 is the baseline (0 change, ratio 1)."""
-    by: dict[str, list[dict]] = {}
-    for r in rows:
-        if r["alpha"] is not None and r["op"] == "add":
-            by.setdefault(str(r["emotion"]), []).append(r)
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.6), dpi=120)
-    cmap = plt.get_cmap("tab20")
-    for k, (emotion, items) in enumerate(sorted(by.items())):
-        pts = sorted(
-            [{"alpha": 0.0, "target_delta": 0.0, "offtarget_delta": 0.0, "ppl_ratio": 1.0}, *items],
-            key=lambda r: r["alpha"],
-        )
-        a = [p["alpha"] for p in pts]
-        color = cmap(k % 20)
-        ax.plot(a, [p["target_delta"] for p in pts], "-o", ms=3, color=color, label=emotion)
-        ax.plot(a, [p["offtarget_delta"] for p in pts], ":", color=color, lw=0.8)
-        bx.plot(a, [p["ppl_ratio"] for p in pts], "-o", ms=3, color=color)
-        for p in pts:
-            if p.get("degenerate"):
-                bx.plot(p["alpha"], p["ppl_ratio"], "x", color="black", ms=6)
-    ax.axhline(0, color="grey", lw=0.8)
-    ax.set(
-        xlabel="alpha (scale-free)",
-        ylabel="reply reading change vs baseline",
-        title=f"{title}: target (solid) vs mean off-target (dotted)",
-    )
-    bx.set(
-        xlabel="alpha (scale-free)",
-        ylabel="perplexity ratio to baseline (log)",
-        yscale="log",
-        title="coherence (x = degenerate)",
-    )
-    ax.grid(alpha=0.3)
-    bx.grid(alpha=0.3)
-    ax.legend(fontsize=6, ncol=2, loc="best")
-    return _save(fig, path)
+    return save(fig, path)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Generator
 from typing import Any
 
 import numpy as np
@@ -20,9 +20,9 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from .chat import prompt_text
+from .checks import finite
 from .comparison import compare
 from .corpus import data_path
-from .edits import finite
 from .errors import SteerlabError
 from .gate import Gate, gate_for
 from .generation import GenerationConfig
@@ -100,18 +100,7 @@ def create_app(lm: LoadedModel, vectors: EmotionVectors) -> FastAPI:
 
     @app.get("/api/info")
     def info() -> dict[str, Any]:
-        return {
-            "model": lm.spec,
-            "emotions": list(vectors.emotions),
-            "reading_layer": vectors.reading_layer,
-            "steering_layer": vectors.steering_layer,
-            "n_layers": vectors.n_layers,
-            "reader": vectors.default_reader,
-            "positions": list(POSITIONS),
-            "context_length": lm.context_length,
-            "random_weights": bool(lm.is_random),
-            "gates": {e: g["threshold"] for e, g in (vectors.meta.get("gates") or {}).items()},
-        }
+        return _info(lm, vectors)
 
     @app.post("/api/chat")
     async def chat(body: Chat, request: Request) -> Any:
@@ -121,34 +110,9 @@ def create_app(lm: LoadedModel, vectors: EmotionVectors) -> FastAPI:
             return _error(err)
         if not busy.acquire(blocking=False):
             return _error(SteerlabError(BUSY), 409)
-        cancel = threading.Event()
-
-        def events() -> Any:
-            yield _sse("user", reading_payload(read_conversation(lm, vectors, messages)))
-            for event in stream_reply(lm, vectors, messages, body.max_new_tokens, cancel):
-                if event.kind == "token":
-                    yield _sse("token", {"i": event.index, "text": event.text})
-                elif event.kind == "reading":
-                    yield _sse("reading", {"i": event.index, "top": top(vectors.emotions, event.scores)})
-                elif event.reading is not None:
-                    yield _sse("done", {"reply": event.reply, **reading_payload(event.reading)})
-
-        async def stream() -> AsyncIterator[str]:
-            source = events()
-            try:
-                async for chunk in iterate_in_threadpool(source):
-                    if await request.is_disconnected():
-                        cancel.set()  # the page was closed: stop generating
-                        break
-                    yield chunk
-            except SteerlabError as err:
-                yield _sse("error", {"error": str(err)})
-            finally:
-                cancel.set()
-                await run_in_threadpool(source.close)
-                busy.release()
-
-        return StreamingResponse(stream(), media_type="text/event-stream")
+        return StreamingResponse(
+            _chat_events(lm, vectors, messages, body.max_new_tokens, request, busy), media_type="text/event-stream"
+        )
 
     @app.post("/api/compare")
     def steer(body: Steer) -> Any:
@@ -164,6 +128,59 @@ def create_app(lm: LoadedModel, vectors: EmotionVectors) -> FastAPI:
     return app
 
 
+def _info(lm: LoadedModel, vectors: EmotionVectors) -> dict[str, Any]:
+    """What the page needs to know: the model, the emotions, the layers, the reader and the gates."""
+    return {
+        "model": lm.spec,
+        "emotions": list(vectors.emotions),
+        "reading_layer": vectors.reading_layer,
+        "steering_layer": vectors.steering_layer,
+        "n_layers": vectors.n_layers,
+        "reader": vectors.default_reader,
+        "positions": list(POSITIONS),
+        "context_length": lm.context_length,
+        "random_weights": bool(lm.is_random),
+        "gates": {e: g["threshold"] for e, g in (vectors.meta.get("gates") or {}).items()},
+    }
+
+
+async def _chat_events(
+    lm: LoadedModel,
+    vectors: EmotionVectors,
+    messages: list[dict[str, str]],
+    max_new_tokens: int,
+    request: Request,
+    busy: threading.Lock,
+) -> AsyncIterator[str]:
+    """The reply as server-sent events (the user's turn read, each token, each token's reading, the clean
+    re-read when done); a closed page cancels the generation. Releases ``busy`` (held by the caller) at the end."""
+    cancel = threading.Event()
+
+    def events() -> Generator[str, None, None]:
+        yield _sse("user", reading_payload(read_conversation(lm, vectors, messages)))
+        for event in stream_reply(lm, vectors, messages, max_new_tokens, cancel):
+            if event.kind == "token":
+                yield _sse("token", {"i": event.index, "text": event.text})
+            elif event.kind == "reading":
+                yield _sse("reading", {"i": event.index, "top": top(vectors.emotions, event.scores)})
+            elif event.reading is not None:
+                yield _sse("done", {"reply": event.reply, **reading_payload(event.reading)})
+
+    source = events()
+    try:
+        async for chunk in iterate_in_threadpool(source):
+            if await request.is_disconnected():
+                cancel.set()  # the page was closed: stop generating
+                break
+            yield chunk
+    except SteerlabError as err:
+        yield _sse("error", {"error": str(err)})
+    finally:
+        cancel.set()
+        await run_in_threadpool(source.close)
+        busy.release()
+
+
 def _compare(lm: LoadedModel, vectors: EmotionVectors, body: Steer) -> dict[str, Any]:
     """Baseline and steered replies to one message, both re-read by the clean model, with coherence."""
     vectors.index(body.emotion)
@@ -174,12 +191,7 @@ def _compare(lm: LoadedModel, vectors: EmotionVectors, body: Steer) -> dict[str,
         raise SteerlabError(f"unknown positions {body.positions!r}: use one of {', '.join(POSITIONS)}")
     check_chat(lm, [{"role": "user", "content": body.message}], body.max_new_tokens)
     layers = parse_layers(body.layers, vectors.n_layers) if body.layers.strip() else None
-    edits: dict[str, dict[str, Any]] = {
-        "add": {"add": {body.emotion: body.alpha}},
-        "ablate": {"ablate": [body.emotion]},
-        "clamp": {"clamp": {body.emotion: body.alpha}},
-    }
-    edit = edits[body.mode]
+    edit = _edit(body)
     config = GenerationConfig(max_new_tokens=body.max_new_tokens, chat=True)
     gate = _gate(vectors, body)
     (row,) = compare(
@@ -195,20 +207,6 @@ def _compare(lm: LoadedModel, vectors: EmotionVectors, body: Steer) -> dict[str,
     context = prompt_text(lm.tokenizer, body.message, chat=True)
     ppl = reply_perplexity(lm, [context] * 2, [row.baseline, row.steered])
     t = vectors.index(body.emotion)
-
-    def side(text: str, scores: np.ndarray, perplexity: float, broken: bool) -> dict[str, Any]:
-        ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
-        target = float(scores[t])
-        return {
-            "text": text,
-            "empty": not text.strip(),
-            "incoherent": broken,
-            "top": top(vectors.emotions, scores),
-            "target": round(target, 4) if math.isfinite(target) else None,
-            "distinct2": round(distinct2(ids), 3) if len(ids) > 1 else None,
-            "perplexity": round(float(perplexity), 2) if math.isfinite(perplexity) else None,
-        }
-
     change = float(row.steered_scores[t] - row.baseline_scores[t])
     return {
         "emotion": body.emotion,
@@ -218,12 +216,45 @@ def _compare(lm: LoadedModel, vectors: EmotionVectors, body: Steer) -> dict[str,
         "displacement": round(row.displacement, 2),
         "reader": vectors.default_reader,
         "reading_layer": vectors.reading_layer,
-        "baseline": side(row.baseline, row.baseline_scores, ppl[0], row.baseline_incoherent),
-        "steered": side(row.steered, row.steered_scores, ppl[1], row.steered_incoherent),
+        "baseline": _side(lm, vectors, t, row.baseline, row.baseline_scores, ppl[0], row.baseline_incoherent),
+        "steered": _side(lm, vectors, t, row.steered, row.steered_scores, ppl[1], row.steered_incoherent),
         "change": round(change, 4) if math.isfinite(change) else None,
         "gate": None
         if gate is None or row.gate is None
         else {**row.gate.to_json(), "emotion": gate.emotion, "source": gate.source, "reader": gate.reader},
+    }
+
+
+def _edit(body: Steer) -> dict[str, Any]:
+    """The panel's edit as :func:`comparison.compare`'s keyword argument."""
+    edits: dict[str, dict[str, Any]] = {
+        "add": {"add": {body.emotion: body.alpha}},
+        "ablate": {"ablate": [body.emotion]},
+        "clamp": {"clamp": {body.emotion: body.alpha}},
+    }
+    return edits[body.mode]
+
+
+def _side(
+    lm: LoadedModel,
+    vectors: EmotionVectors,
+    target: int,
+    text: str,
+    scores: np.ndarray,
+    perplexity: float,
+    broken: bool,
+) -> dict[str, Any]:
+    """One reply with its reading: top emotions, the ``target`` emotion's score, distinct-2 and perplexity."""
+    ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
+    score = float(scores[target])
+    return {
+        "text": text,
+        "empty": not text.strip(),
+        "incoherent": broken,
+        "top": top(vectors.emotions, scores),
+        "target": round(score, 4) if math.isfinite(score) else None,
+        "distinct2": round(distinct2(ids), 3) if len(ids) > 1 else None,
+        "perplexity": round(float(perplexity), 2) if math.isfinite(perplexity) else None,
     }
 
 

@@ -8,9 +8,15 @@ import sys
 import click
 
 from ..errors import SteerlabError
+from . import corpus as _corpus  # noqa: F401  (each module registers its commands)
 from . import emotions as _emotions  # noqa: F401
-from . import extract as _extract  # noqa: F401  (registers models, corpus, extract, evaluate)
+from . import evaluate as _evaluate  # noqa: F401
+from . import export as _export  # noqa: F401
+from . import extract as _extract  # noqa: F401
+from . import fit_reader as _fit_reader  # noqa: F401
 from . import gate as _gate  # noqa: F401
+from . import models as _models  # noqa: F401
+from . import report as _report  # noqa: F401
 from . import scope as _scope  # noqa: F401
 from . import serve as _serve  # noqa: F401
 from . import steer as _steer  # noqa: F401

@@ -140,6 +140,13 @@ def get_vectors_and_model(
     return vectors, lm
 
 
+def layer_list(spec: str | None, n_layers: int) -> list[int] | None:
+    """The layers a --layers value names (checked), or None when none is given (the file's default)."""
+    from ..checks import parse_layers
+
+    return parse_layers(spec, n_layers) if spec else None
+
+
 def check_out(path: str | Path, what: str = "--out", *, directory: bool = False, force: bool = False) -> Path:
     from ..files import check_writable
 

@@ -3,42 +3,20 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import click
 
-from ..errors import SteerlabError
 from ..names import POSITIONS, READER_NAMES
-from .common import cli, echo_json, get_vectors_and_model, model_options, say, vector_meta
+from .common import cli, echo_json, get_vectors_and_model, layer_list, model_options, say, vector_meta
+from .steer_checks import check_against_file, check_edits, read_prompts
 
 if TYPE_CHECKING:
+    from ..comparison import Comparison
     from ..gate import Gate, TokenGate
+    from ..generation import GenerationConfig
+    from ..models import LoadedModel
     from ..vectors import EmotionVectors
-
-
-def _parse_alphas(text: str) -> list[float]:
-    try:
-        values = [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise SteerlabError(f"cannot parse --sweep-alpha {text!r}: use numbers such as 0,1,2,4,8") from None
-    if not values or not all(math.isfinite(v) for v in values):
-        raise SteerlabError(f"--sweep-alpha {text!r} needs finite numbers such as 0,1,2,4,8")
-    return values
-
-
-def _parse_clamp(items: tuple[str, ...]) -> dict[str, float]:
-    out = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        try:
-            out[name.strip()] = float(value)
-        except ValueError:
-            raise SteerlabError(f"cannot parse --clamp {item!r}: use EMOTION=VALUE, e.g. calm=3") from None
-        if not sep:
-            raise SteerlabError(f"cannot parse --clamp {item!r}: use EMOTION=VALUE, e.g. calm=3")
-        if not math.isfinite(out[name.strip()]):
-            raise SteerlabError(f"--clamp {item!r} needs a finite value: use EMOTION=VALUE, e.g. calm=3")
-    return out
 
 
 @cli.command("steer")
@@ -141,124 +119,112 @@ def steer_cmd(
     Alpha is scale-free: alpha 1 adds one "typical emotion offset" at the layer (the mean distance
     between an emotion's mean activation and the grand mean on the extraction corpus).
     """
-    from ..checks import calibrated_gate, check_prompts, emotion_index, parse_ablation, parse_when
-    from ..validate.prompts import load_prompts
+    from ..checks import parse_ablation
 
     # Everything that needs no model is checked before torch is imported.
-    prompts = list(prompt) + ([p.text for p in load_prompts(prompts_file)] if prompts_file else [])
-    check_prompts(prompts)
-    if not (emotions or ablate or clamps):
-        raise SteerlabError("nothing to steer: pass --emotion NAME [--alpha A], --ablate NAME or --clamp NAME=VALUE")
-    if alphas and len(alphas) not in (1, len(emotions)):
-        raise SteerlabError(f"{len(alphas)} --alpha values for {len(emotions)} --emotion: give one, or one per emotion")
-    if sweep_alpha and len(alphas) > 1:
-        raise SteerlabError("--sweep-alpha applies one alpha to every --emotion: drop the per-emotion --alpha values")
-    if not math.isfinite(temperature) or temperature < 0:
-        raise SteerlabError(f"--temperature {temperature} must be a finite number >= 0")
-    for a in alphas:
-        if not math.isfinite(a):
-            raise SteerlabError(f"--alpha {a} is not a finite number: use e.g. 4 or -2")
-    clamp = _parse_clamp(clamps)
-    sweep = _parse_alphas(sweep_alpha) if sweep_alpha else []
+    prompts = read_prompts(prompt, prompts_file)
+    clamp, sweep = check_edits(emotions, alphas, ablate, clamps, sweep_alpha, temperature)
     meta = vector_meta(vectors_path, model_spec)
     named = [*emotions, *clamp, *(parse_ablation(spec)[0] for spec in ablate)]
-    for name in named:
-        emotion_index(meta["emotions"], name)
-    _check_layers(layer_spec, reader_layer, meta)
-    for gate_spec, option in ((when, "--when"), (when_token, "--when-token")):
-        if gate_spec is not None:  # a file without the gate's threshold fails before the model loads
-            gate_name, given = parse_when(gate_spec, option)
-            emotion_index(meta["emotions"], gate_name)
-            if given is None:
-                calibrated_gate(meta, gate_name, option)
+    check_against_file(meta, named, layer_spec, reader_layer, {"--when": when, "--when-token": when_token})
 
-    from ..comparison import compare
     from ..family import has_template
     from ..generation import GenerationConfig
 
     v, lm = get_vectors_and_model(vectors_path, model_spec, revision, dtype)
     emotions = tuple(v.name(e) for e in emotions)
-    gate, token_gate = _gates(v, when, when_token)
-    layers = _layers(layer_spec, lm.n_layers)
     add = {e: (alphas[i] if len(alphas) > 1 else (alphas[0] if alphas else 4.0)) for i, e in enumerate(emotions)}
+    edits = Edits(add, ablate, clamp, sweep)
     if chat is None:
         chat = has_template(lm.tokenizer)
     config = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed, chat=chat)
+    reading = (reader_name, reader_layer)
+    rows = _run(lm, v, prompts, edits, layer_spec, positions, config, samples, reading, (when, when_token))
+    if v.meta.get("is_random"):
+        say("note: random-weight model — output shows the plumbing, not emotions")
+    target = emotions[0] if emotions else (next(iter(clamp)) if clamp else parse_ablation(ablate[0])[0])
+    _print_rows(rows, lm.spec, v.emotions, samples, as_json, target, bool(add))
+
+
+class Edits(NamedTuple):
+    """What --emotion/--alpha, --ablate, --clamp and --sweep-alpha ask for."""
+
+    add: dict[str, float]
+    ablate: tuple[str, ...]
+    clamp: dict[str, float]
+    sweep: list[float]
+
+
+def _run(
+    lm: LoadedModel,
+    v: EmotionVectors,
+    prompts: list[str],
+    edits: Edits,
+    layer_spec: str | None,
+    positions: str,
+    config: GenerationConfig,
+    samples: int,
+    reading: tuple[str | None, int | None],
+    gates: tuple[str | None, str | None],
+) -> list[Comparison]:
+    """:func:`comparison.compare` with the command's options (``reading``: reader and its layer; ``gates``:
+    --when and --when-token), then the edits and their alpha units on stderr."""
+    from ..comparison import compare
+
+    gate, token_gate = _gates(v, *gates)
+    layers = layer_list(layer_spec, lm.n_layers)
     rows = compare(
         lm,
         v,
         prompts,
-        add=add,
-        ablate=ablate,
-        clamp=clamp,
-        sweep=sweep,
+        add=edits.add,
+        ablate=edits.ablate,
+        clamp=edits.clamp,
+        sweep=edits.sweep,
         layers=layers,
         positions=positions,  # type: ignore[arg-type]  # click.Choice checked it
         config=config,
         samples=samples,
-        reader=reader_name,
-        reader_layer=reader_layer,
+        reader=reading[0],
+        reader_layer=reading[1],
         note=say,
         gate=gate,
         token_gate=token_gate,
     )
-    units = ", ".join(
+    say(f"{describe(edits.add, edits.ablate, edits.clamp)}; alpha unit = {_alpha_units(v, layers)}")
+    return rows
+
+
+def _alpha_units(v: EmotionVectors, layers: list[int] | None) -> str:
+    """What alpha 1 is at each edited layer, beside the typical token norm there."""
+    return ", ".join(
         f"L{la}: {float(v.alpha_unit[la]):.1f} (token norm {float(v.token_norm[la]):.0f})"
         for la in layers or [v.steering_layer]
     )
-    say(f"{describe(add, ablate, clamp)}; alpha unit = {units}")
-    if v.meta.get("is_random"):
-        say("note: random-weight model — output shows the plumbing, not emotions")
-    target = emotions[0] if emotions else (next(iter(clamp)) if clamp else parse_ablation(ablate[0])[0])
-    for row in rows:
-        record = {"model": lm.spec, **row.to_json(v.emotions)}
-        if samples == 1:
-            del record["sample"]
-        if as_json:
-            echo_json(record)
-        else:
-            _show(record, v.emotions, target, bool(add))
 
 
-def _gates(
-    v: EmotionVectors, when: str | None, when_token: str | None, quiet: bool = False
-) -> tuple[Gate | None, TokenGate | None]:
+def _gates(v: EmotionVectors, when: str | None, when_token: str | None) -> tuple[Gate | None, TokenGate | None]:
+    """The --when and --when-token gates (None where not given), each named on stderr with its threshold."""
     from ..gate import gate_for, token_gate_for
 
     gate = gate_for(v, when) if when is not None else None
     token_gate = token_gate_for(v, when_token) if when_token is not None else None
     for g, option in ((gate, "--when"), (token_gate, "--when-token")):
-        if g is not None and not quiet:
+        if g is not None:
             say(f"{option}: {g.emotion} > {g.threshold:.4g} ({g.source}; {g.reader} reader)")
     return gate, token_gate
 
 
-def _check_layers(layer_spec: str | None, reader_layer: int | None, meta: dict[str, Any]) -> None:
-    """--layers and --reader-layer against the vector file's layer count (when its metadata names it)."""
-    from ..checks import check_layers
-
-    n_layers = meta.get("n_layers")
-    if not isinstance(n_layers, int):
-        return  # the loaded vectors check it
-    _layers(layer_spec, n_layers)
-    if reader_layer is not None:
-        check_layers([reader_layer], n_layers, "--reader-layer")
-
-
-def _layers(spec: str | None, n_layers: int) -> list[int] | None:
-    from ..checks import parse_layers
-
-    return parse_layers(spec, n_layers) if spec else None
-
-
 def describe(add: dict[str, float], ablate: tuple[str, ...], clamp: dict[str, float]) -> str:
+    """The edits in a few characters: ``+hopeful×4 -calm desperate=2``."""
     parts = (
         [f"+{e}×{a:g}" for e, a in add.items()] + [f"-{e}" for e in ablate] + [f"{e}={c:g}" for e, c in clamp.items()]
     )
     return " ".join(parts)
 
 
-def _top(side: dict[str, Any], k: int = 3) -> str:
+def _reading_text(side: dict[str, Any], k: int = 3) -> str:
+    """A reply's ``k`` strongest emotions, or why it has none."""
     scores = side["scores"]
     if scores is None:
         return "(incoherent reply: not read as an emotion)" if side["incoherent"] else "(empty reply: nothing to read)"
@@ -267,7 +233,29 @@ def _top(side: dict[str, Any], k: int = 3) -> str:
     return strongest_text(list(scores), list(scores.values()), k) or "(no emotion this reader reads)"
 
 
-def _show(record: dict[str, Any], names: tuple[str, ...], target: str, adds: bool) -> None:
+def _print_rows(
+    rows: list[Comparison],
+    model: str,
+    emotions: tuple[str, ...],
+    samples: int,
+    as_json: bool,
+    target: str,
+    adds: bool,
+) -> None:
+    """One record per prompt (and alpha, sample): a JSON line, or both replies with their readings and the
+    change of ``target``."""
+    for row in rows:
+        record = {"model": model, **row.to_json(emotions)}
+        if samples == 1:
+            del record["sample"]
+        if as_json:
+            echo_json(record)
+        else:
+            _show(record, target, adds)
+
+
+def _show(record: dict[str, Any], target: str, adds: bool) -> None:
+    """One comparison for a reader: the edit, the gates' decisions, both replies and ``target``'s change."""
     click.echo("=" * 100)
     click.echo(f"prompt: {record['prompt']}")
     click.echo(
@@ -284,47 +272,9 @@ def _show(record: dict[str, Any], names: tuple[str, ...], target: str, adds: boo
     for label, key in (("baseline", "baseline"), ("steered ", "steered")):
         side = record[key]
         click.echo(f"-- {label}: {side['text']!r}")
-        click.echo(f"   read by the clean model: {_top(side)}")
+        click.echo(f"   read by the clean model: {_reading_text(side)}")
         value = side["scores"][target] if side["scores"] else None
         values.append(float("nan") if value is None else value)
     b, s = values
     change = f"(change {s - b:+.3f})" if math.isfinite(s - b) else "(no change to report)"
     click.echo(f"   {target}: {b:+.3f} -> {s:+.3f} {change}")
-
-
-@cli.command("export")
-@click.option(
-    "--vectors", "vectors_path", default=None, help="Vector file (default: the shipped vectors of the model)."
-)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["gguf"]),
-    default="gguf",
-    show_default=True,
-    help="gguf: a llama.cpp control vector (use with --control-vector-scaled FILE 1).",
-)
-@click.option("--emotion", required=True, help="The emotion to export.")
-@click.option("--alpha", default=4.0, show_default=True, type=float, help="Strength, folded into the file.")
-@click.option("--layers", "layer_spec", default=None, help="8, 6-10, 3,5 (default: the steering layer; not 0).")
-@click.option("--out", required=True, help="Output .gguf file.")
-@click.option("--force", is_flag=True, help="Overwrite an existing --out file.")
-def export_cmd(
-    vectors_path: str | None, fmt: str, emotion: str, alpha: float, layer_spec: str | None, out: str, force: bool
-) -> None:
-    """Write an emotion direction for another runtime: llama.cpp's control-vector GGUF, alpha unit
-    folded in, layer k = steerlab's layer k (the output of block k)."""
-    from ..export import write_control_vector
-    from .common import check_out, get_vectors
-
-    if not math.isfinite(alpha):
-        raise SteerlabError(f"--alpha {alpha} is not a finite number: use e.g. 4 or -2")
-    check_out(out, "--out", force=force)
-    v = get_vectors(vectors_path, None)
-    layers = _layers(layer_spec, v.n_layers)
-    emotion = v.name(emotion)
-    path = write_control_vector(out, v, emotion, alpha, layers)
-    click.echo(
-        f"wrote {path}: {emotion} alpha {alpha:g} at layers {layers or [v.steering_layer]} "
-        f"(llama.cpp: --control-vector-scaled {path} 1)"
-    )

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import difflib
 import math
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..checks import did_you_mean
 from ..errors import SteerlabError, SuiteError
 from .common import Progress, check_out, cli, echo_json, get_vectors_and_model, model_options, say, vector_meta
 
 if TYPE_CHECKING:
     from ..validate.prompts import Prompt
+    from ..validate.run import SuiteResult
     from ..validate.schema import Suite
 
 
@@ -54,34 +55,15 @@ def validate_cmd(
     unvalidated_reader: bool,
 ) -> None:
     """Run SUITE (YAML): intervene, generate, re-read the replies with the clean model, judge the claims."""
-    from ..validate.prompts import resolve_path, suite_prompts
-    from ..validate.schema import load_suite
-    from ..validate.spec import OUTPUT_FILES
-
     # Everything that needs no model is checked before torch is imported.
     start = time.perf_counter()
-    suite = load_suite(suite_path)
-    prompts = suite_prompts(suite, prompts_path, n)
-    need = min_prompts(suite)
-    if (n is not None and n < need) or len(prompts) < 2:  # a suite file's own few prompts may test plumbing
-        why = f"--n {n}" if n is not None else f"{suite.path} has {len(prompts)} prompt(s)"
-        raise SteerlabError(
-            f"{why}: with {len(prompts)} prompt(s) no claim of {suite.name} can reach a verdict (the bootstrap "
-            f"test's smallest p must fall below alpha {suite.statistics.alpha:g}): use --n {need} or more"
-        )
-    target = Path(out) if out else Path("runs") / "validate" / suite.name
-    check_out(target, "--out", directory=True)
-    for name in OUTPUT_FILES:
-        check_out(target / name, "--out", force=force)
-    # Another --model than the suite's reads its own (shipped) vectors unless --vectors names a file.
-    other_model = model_spec is not None and model_spec != suite.model
-    if not vectors_path and suite.vectors and not other_model:  # the suite's own file, found as its prompts are
-        vectors_path = str(resolve_path(suite.vectors, suite.path))
+    suite, prompts = _suite_and_prompts(suite_path, prompts_path, n)
+    target = _check_target(out, suite, force)
+    vectors_path = _vectors_path(vectors_path, model_spec, suite)
     meta = vector_meta(vectors_path, model_spec or suite.model)
     check_names(suite, prompts, meta["emotions"])
 
     from ..validate import RunOptions, run_suite, summary, write_outputs
-    from ..validate.outputs import validation_line
 
     vectors, lm = get_vectors_and_model(vectors_path, model_spec or suite.model, revision, dtype)
     options = RunOptions(prompts=prompts_path, n=n, unvalidated_reader=unvalidated_reader)
@@ -100,31 +82,77 @@ def validate_cmd(
     if as_json:
         echo_json({k: summ[k] for k in ("suite", "n", "reader", "premises", "claims", "conditions", "warnings")})
     else:
-        click.echo(
-            f"reader {summ['reader']['name']} at layer {summ['reader']['layer']}: "
-            f"{validation_line(summ['reader']['validation'])}"
-        )
-        for row in result.quality:
-            flag = f"DEGENERATE ({row['why']})" if row["degenerate"] else ""
-            click.echo(
-                f"{row['name']:34} |dx| {row['displacement']:7.1f}  ppl x{row['ppl_ratio']:5.2f}  "
-                f"echo {row['echo_rate']:4.0%}  looping {row['degenerate_replies']:4.0%}  "
-                f"incoherent {row['incoherent']:4.0%}  {flag}"
-            )
-        for c in result.claims:
-            click.echo(
-                f"{c['verdict'].upper():13} {c['name']}: effect {c['effect']:+.4f} "
-                f"[{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}]  {c['p_family']} p={c['p']:.3g} p_adj={c['p_adj']:.3g}  "
-                f"power {c['power']:.2f}  n={c['n']}"
-            )
-            for reason in c["reasons"] if c["verdict"] != "pass" else []:
-                click.echo(f"{'':13} why: {reason}")
+        _print_result(result, summ)
     for warning in result.warnings:
         say(f"warning: {warning}")
     if result.note:
         say(f"note: {result.note}")
     if strict and any(c["verdict"] != "pass" for c in result.claims):
         sys.exit(1)
+
+
+def _suite_and_prompts(suite_path: str, prompts_path: str | None, n: int | None) -> tuple[Suite, list[Prompt]]:
+    """The suite and its prompts, refused when too few for any claim to reach a verdict."""
+    from ..validate.prompts import suite_prompts
+    from ..validate.schema import load_suite
+
+    suite = load_suite(suite_path)
+    prompts = suite_prompts(suite, prompts_path, n)
+    need = min_prompts(suite)
+    if (n is not None and n < need) or len(prompts) < 2:  # a suite file's own few prompts may test plumbing
+        why = f"--n {n}" if n is not None else f"{suite.path} has {len(prompts)} prompt(s)"
+        raise SteerlabError(
+            f"{why}: with {len(prompts)} prompt(s) no claim of {suite.name} can reach a verdict (the bootstrap "
+            f"test's smallest p must fall below alpha {suite.statistics.alpha:g}): use --n {need} or more"
+        )
+    return suite, prompts
+
+
+def _vectors_path(vectors_path: str | None, model_spec: str | None, suite: Suite) -> str | None:
+    """--vectors, else the suite's own file (found as its prompts are); another --model than the suite's
+    reads its own (shipped) vectors unless --vectors names a file."""
+    from ..validate.prompts import resolve_path
+
+    other_model = model_spec is not None and model_spec != suite.model
+    if not vectors_path and suite.vectors and not other_model:
+        return str(resolve_path(suite.vectors, suite.path))
+    return vectors_path
+
+
+def _check_target(out: str | None, suite: Suite, force: bool) -> Path:
+    """The output folder and every result file in it, checked writable before any work."""
+    from ..validate.spec import OUTPUT_FILES
+
+    target = Path(out) if out else Path("runs") / "validate" / suite.name
+    check_out(target, "--out", directory=True)
+    for name in OUTPUT_FILES:
+        check_out(target / name, "--out", force=force)
+    return target
+
+
+def _print_result(result: SuiteResult, summ: dict[str, Any]) -> None:
+    """The reader's validation, each condition's reply quality, and each claim's verdict with its reasons."""
+    from ..validate.outputs import validation_line
+
+    click.echo(
+        f"reader {summ['reader']['name']} at layer {summ['reader']['layer']}: "
+        f"{validation_line(summ['reader']['validation'])}"
+    )
+    for row in result.quality:
+        flag = f"DEGENERATE ({row['why']})" if row["degenerate"] else ""
+        click.echo(
+            f"{row['name']:34} |dx| {row['displacement']:7.1f}  ppl x{row['ppl_ratio']:5.2f}  "
+            f"echo {row['echo_rate']:4.0%}  looping {row['degenerate_replies']:4.0%}  "
+            f"incoherent {row['incoherent']:4.0%}  {flag}"
+        )
+    for c in result.claims:
+        click.echo(
+            f"{c['verdict'].upper():13} {c['name']}: effect {c['effect']:+.4f} "
+            f"[{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}]  {c['p_family']} p={c['p']:.3g} p_adj={c['p_adj']:.3g}  "
+            f"power {c['power']:.2f}  n={c['n']}"
+        )
+        for reason in c["reasons"] if c["verdict"] != "pass" else []:
+            click.echo(f"{'':13} why: {reason}")
 
 
 def min_prompts(suite: Suite) -> int:
@@ -145,10 +173,9 @@ def check_names(suite: Suite, prompts: Sequence[Prompt], emotions: Sequence[str]
     from ..validate.spec import LABEL, TARGET
 
     def unknown(name: str, where: str) -> None:
-        near = difflib.get_close_matches(name, emotions, n=1)
-        hint = f" (did you mean {near[0]!r}?)" if near else ""
         raise SuiteError(
-            f"{suite.path}: {where} names unknown emotion {name!r}{hint}: the vectors have {', '.join(emotions)}"
+            f"{suite.path}: {where} names unknown emotion {name!r}{did_you_mean(name, emotions)}: "
+            f"the vectors have {', '.join(emotions)}"
         )
 
     for i, cond in enumerate(suite.conditions):
