@@ -6,7 +6,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
 
 import numpy as np
 import torch
@@ -19,14 +18,13 @@ from .gate import default_gates
 from .logistic import Fit, fitting_threads
 from .methods import DEFAULT_PARAMS, METHODS, MethodInput, class_means
 from .models import LoadedModel
-from .names import DEFAULT_METHOD
+from .names import DEFAULT_METHOD, MethodName
 from .probes import LAYER_RULE, LayerScore, bootstrap_ci, choose_layer, probe_accuracy, score_layer, topk_hits
 from .reader_choice import choose_reader
 from .readers import pooled_features
 from .sites import CONVENTION, SITE
 from .vectors import EmotionVectors, cosine
 
-MethodName = Literal["diffmean", "pca", "probe"]
 Step = Callable[[str, int, int], None]  # (phase, done, total): how far a fitting phase has come
 
 

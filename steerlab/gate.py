@@ -101,7 +101,7 @@ def gate_for(vectors: EmotionVectors, spec: str) -> Gate:
         return Gate(name, float(rec["threshold"]), str(rec["reader"]), int(rec["layer"]))
     rec = (vectors.meta.get("gates") or {}).get(name) or {}
     reader = str(rec.get("reader", vectors.default_reader))
-    layer = int(rec.get("layer", vectors.reading_layer))
+    layer = int(vectors.layer_for_reading(rec.get("layer")))
     return Gate(name, given, check_gate_reader(vectors, reader, name), layer, "given")
 
 

@@ -61,7 +61,7 @@ from .edits import Edit, build_edits
 from .errors import InterventionError
 from .family import marker_ids
 from .models import LoadedModel
-from .names import POSITIONS, Positions
+from .names import Positions, check_positions
 from .sites import check_layers
 from .vectors import EmotionVectors
 
@@ -309,14 +309,13 @@ def steering(
     ``layers`` defaults to the vector file's steering layer. Nothing stays attached after the block,
     also when it raises.
     """
-    if positions not in POSITIONS:
-        raise InterventionError(f"unknown positions {positions!r}: use one of {', '.join(POSITIONS)}")
+    check_positions(positions)
     all_edits = list(edits)
     if add or ablate or clamp:
         if vectors is None:
             raise InterventionError("named emotions need vectors: pass vectors=load_vectors(...)")
         vectors.check_compatible(lm.model_id, lm.hidden_size, lm.n_layers)
-        chosen = list(layers) if layers is not None else [vectors.steering_layer]
+        chosen = vectors.layers_for_steering(layers)
         all_edits += build_edits(vectors, chosen, add, ablate, clamp)
     for edit in all_edits:
         check_layers([edit.layer], lm.n_layers)

@@ -253,7 +253,7 @@ def _read(
     known: np.ndarray | None = None,
 ) -> ReplyReadings:
     chosen = get_reader(reader or vectors.default_reader)
-    at = vectors.check_layer(vectors.reading_layer if layer is None else layer, "reader layer")
+    at = vectors.check_layer(vectors.layer_for_reading(layer), "reader layer")
     if contexts is not None and len(contexts) != len(texts):
         raise SteerlabError(f"{len(texts)} texts but {len(contexts)} contexts: give one user message per text")
     out = np.full((len(texts), len(vectors.emotions)), np.nan)

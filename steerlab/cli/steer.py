@@ -204,7 +204,7 @@ def steer_cmd(
     )
     units = ", ".join(
         f"L{la}: {float(v.alpha_unit[la]):.1f} (token norm {float(v.token_norm[la]):.0f})"
-        for la in layers or [v.steering_layer]
+        for la in v.layers_for_steering(layers)
     )
     say(f"{describe(add, ablate, clamp)}; alpha unit = {units}")
     if v.meta.get("is_random"):
@@ -325,6 +325,6 @@ def export_cmd(
     emotion = v.name(emotion)
     path = write_control_vector(out, v, emotion, alpha, layers)
     click.echo(
-        f"wrote {path}: {emotion} alpha {alpha:g} at layers {layers or [v.steering_layer]} "
+        f"wrote {path}: {emotion} alpha {alpha:g} at layers {v.layers_for_steering(layers)} "
         f"(llama.cpp: --control-vector-scaled {path} 1)"
     )

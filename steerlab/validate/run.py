@@ -66,7 +66,7 @@ def check_suite(suite: Suite, vectors: EmotionVectors, prompts: list[Prompt]) ->
     """The reader and layer the suite uses; every emotion the suite names exists in the vectors."""
     reader = suite.measurement.reader or vectors.default_reader
     get_reader(reader)
-    layer = suite.measurement.layer if suite.measurement.layer is not None else vectors.reading_layer
+    layer = vectors.layer_for_reading(suite.measurement.layer)
     vectors.check_layer(layer, f"{suite.path}: field 'measurement.layer'")
     for prompt in prompts:
         if prompt.label is not None and prompt.label not in (*vectors.emotions, NEUTRAL):
