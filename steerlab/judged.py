@@ -16,7 +16,6 @@ verdict and require before they give one.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 
 from .corpus import NEUTRAL, Corpus
 from .errors import SteerlabError
+from .files import existing_file, jsonl_rows
 from .readers import INCOHERENT, INCOHERENT_P, READERS, pooled_features
 
 if TYPE_CHECKING:
@@ -53,8 +53,6 @@ class Judged:
 
 def load_judged(paths: Sequence[str | Path], emotions: Sequence[str]) -> Judged:
     """Read judged sets (joined in order); every problem is one line naming the file, the line and the fix."""
-    from .files import existing_file
-
     allowed = {*emotions, NEUTRAL, INCOHERENT}
     users: list[str] = []
     replies: list[str] = []
@@ -85,11 +83,8 @@ def _parse(
     labels: list[str],
     scales: dict[str, list[float]],
 ) -> None:
-    for n, line in enumerate(raw.decode("utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
+    for n, row in jsonl_rows(raw, str(where), SteerlabError):
         try:
-            row = json.loads(line)
             users.append(str(row["user"]))
             replies.append(str(row["reply"]))
             label = str(row["label"])
