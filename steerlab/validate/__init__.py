@@ -1,9 +1,10 @@
 """Causal validation suites: state a claim, intervene, generate, re-read with the clean model, decide.
 
-Modules, in pipeline order: :mod:`.schema` (suite files), :mod:`.prompts`, :mod:`.conditions`
-(displacement-matched controls and per-row edits), :mod:`.measure` and :mod:`.coherence` (fluency,
-loops, echo), :mod:`.stats` (tests, CIs, correction, power, the decision rule), :mod:`.decide`
-(claims, premises, readers), :mod:`.run`, :mod:`.outputs`.
+Modules, in pipeline order: :mod:`.schema` and :mod:`.claim_schema` (suite files), :mod:`.prompts`,
+:mod:`.conditions` (displacement-matched controls and per-row edits), :mod:`.measure` and
+:mod:`.coherence` (fluency, loops, echo), :mod:`.stats` (tests, CIs, correction, power),
+:mod:`.judgement` and :mod:`.rule` (the decision rule), :mod:`.decide` (claims, premises, readers),
+:mod:`.run`, :mod:`.outputs`.
 
 Verdicts per claim: PASS (the effect and every non-degenerate control comparison hold after the
 suite's correction), FAIL (the effect is significantly reversed, or a control significantly beats the
