@@ -81,7 +81,7 @@ def validate_cmd(
     check_names(suite, prompts, meta["emotions"])
 
     from ..validate import RunOptions, run_suite, summary, write_outputs
-    from ..validate.outputs import validation_line
+    from ..validate.page import validation_line
 
     vectors, lm = get_vectors_and_model(vectors_path, model_spec or suite.model, revision, dtype)
     options = RunOptions(prompts=prompts_path, n=n, unvalidated_reader=unvalidated_reader)

@@ -4,7 +4,7 @@ Modules, in pipeline order: :mod:`.schema` and :mod:`.claim_schema` (suite files
 :mod:`.conditions` (displacement-matched controls and per-row edits), :mod:`.measure` and
 :mod:`.coherence` (fluency, loops, echo), :mod:`.stats` (tests, CIs, correction, power),
 :mod:`.judgement` and :mod:`.rule` (the decision rule), :mod:`.decide` (claims, premises, readers),
-:mod:`.run`, :mod:`.outputs`.
+:mod:`.run`, :mod:`.outputs` and :mod:`.page`.
 
 Verdicts per claim: PASS (the effect and every non-degenerate control comparison hold after the
 suite's correction), FAIL (the effect is significantly reversed, or a control significantly beats the
