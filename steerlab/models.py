@@ -256,9 +256,7 @@ def _convert_smollm2(out: Path, progress: Progress | None) -> None:
     save_floats(builtin_gguf(SMOLLM2, out), out, progress)
 
 
-def _load_pretrained(
-    spec: str, revision: str | None, dtype: str | None, device_map: str | None = None
-) -> LoadedModel:
+def _load_pretrained(spec: str, revision: str | None, dtype: str | None, device_map: str | None = None) -> LoadedModel:
     torch_dtype = DTYPES[dtype] if dtype else "auto"
     local = Path(spec).expanduser()
     source = str(local) if local.exists() else spec
