@@ -232,12 +232,12 @@ def _reply_per_layer(
 
 
 def _provenance(written: Corpus, judged: Judged, n_messages: int) -> dict[str, Any]:
-    assert written.contexts is not None
+    """Where the refitted reply reader's replies came from (``meta["reply_reader"]``)."""
     return {
         "source": f"{written.source} + {judged.source}",
         "sha256": {"written": written.sha256, "judged": judged.sha256},
         "n_replies": len(written.texts) + len(judged.replies),
-        "n_messages": len(set(written.contexts)) + n_messages,
+        "n_messages": len(set(written.contexts or ())) + n_messages,
         "fit": "multinomial logistic regression on standardised mean activations of the reply's tokens, each "
         "reply read as the model's turn after its user message; written replies and the model's own judged replies",
     }
