@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
@@ -21,14 +20,13 @@ from .chat import format_chat
 from .errors import SteerlabError
 from .family import marker_ids
 from .models import LoadedModel
-from .names import DEFAULT_READOUT, DEFAULT_SKIP_TOKENS
+from .names import DEFAULT_READOUT, DEFAULT_SKIP_TOKENS, Readout
 from .parallel import sum_across, world
 from .sites import block_tensor
 
 Tick = Callable[[int, int], None]  # (texts done, tokens done) -> None
 
 
-Readout = Literal["mean", "last", "prep"]
 READOUTS: dict[str, str] = {
     "mean": "mean over the text's content tokens (BOS, padding, template markers excluded), after skip_tokens",
     "last": "the text's last content token",

@@ -103,7 +103,7 @@ def compare(
     if samples < 1:
         raise SteerlabError(f"samples {samples} must be >= 1")
     vectors.check_compatible(lm.model_id, lm.hidden_size, lm.n_layers)
-    at = list(layers) if layers is not None else [vectors.steering_layer]
+    at = vectors.layers_for_steering(layers)
     if reader_layer is not None:
         vectors.check_layer(reader_layer, "reader layer")
     get_reader(reader or vectors.default_reader)  # an unknown or uninstalled reader fails before generating

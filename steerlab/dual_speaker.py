@@ -159,7 +159,7 @@ def dual_speaker(
     """
     vectors.check_compatible(lm.model_id, lm.hidden_size, lm.n_layers)
     dialogues = list(dialogues) if dialogues is not None else load_dialogues()
-    layer = vectors.check_layer(vectors.reading_layer if layer is None else layer, "layer")
+    layer = vectors.check_layer(vectors.layer_for_reading(layer), "layer")
     tf = turn_features(lm, dialogues, batch_size)
     notes = []
     if sum(len(d.messages) for d in dialogues) > len(tf.role):

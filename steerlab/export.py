@@ -27,7 +27,7 @@ def control_vector(
     vectors: EmotionVectors, emotion: str, alpha: float, layers: Sequence[int] | None = None
 ) -> dict[int, np.ndarray]:
     """{layer: alpha * alpha_unit[layer] * direction} for llama.cpp (default: the steering layer)."""
-    chosen = list(layers) if layers else [vectors.steering_layer]
+    chosen = vectors.layers_for_steering(layers)
     for layer in chosen:
         vectors.check_layer(layer)
         if layer == 0:

@@ -6,28 +6,26 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any
 
 import numpy as np
 import torch
 
 from . import __version__
 from .activations import Pooled, PoolingConfig, Tick, pooled_activations
-from .corpus import BUILTIN_REPLIES, NEUTRAL, Corpus, emotion_info, heldout_mask, load_corpus
+from .corpus import BUILTIN_REPLIES, NEUTRAL, Corpus, emotion_info, load_corpus
 from .errors import SteerlabError
+from .folds import Fold, Step, fit_layer, fold_probes, in_style_split, label_indices, out_of_style, style_folds
 from .gate import default_gates
-from .logistic import Fit, fitting_threads
-from .methods import DEFAULT_PARAMS, METHODS, MethodInput, class_means
+from .logistic import fitting_threads
+from .methods import DEFAULT_PARAMS, METHODS, class_means
 from .models import LoadedModel
-from .names import DEFAULT_METHOD
-from .probes import LAYER_RULE, LayerScore, bootstrap_ci, choose_layer, probe_accuracy, score_layer, topk_hits
+from .names import DEFAULT_METHOD, MethodName
+from .probes import LAYER_RULE, LayerScore, choose_layer, score_layer
 from .reader_choice import choose_reader
 from .readers import pooled_features
 from .sites import CONVENTION, SITE
-from .vectors import EmotionVectors, cosine
-
-MethodName = Literal["diffmean", "pca", "probe"]
-Step = Callable[[str, int, int], None]  # (phase, done, total): how far a fitting phase has come
+from .vectors import EmotionVectors
 
 
 @dataclass(frozen=True)
@@ -114,100 +112,6 @@ def model_meta(lm: LoadedModel) -> dict[str, object]:
     }
 
 
-@dataclass(frozen=True)
-class Fold:
-    """Rows to fit on and rows to score, by index into the corpus."""
-
-    name: str
-    fit: np.ndarray  # labelled emotion rows the directions are fitted on
-    neutral: np.ndarray  # neutral rows the method may use (denoising)
-    test: np.ndarray  # labelled emotion rows scored
-
-
-def style_folds(corpus: Corpus) -> tuple[list[Fold], str | None]:
-    """One fold per style: fit on every other style's texts, score this style's. ([], why) when impossible."""
-    labels, styles = np.array(corpus.labels), np.array([s or "" for s in corpus.styles])
-    is_emotion = labels != NEUTRAL
-    names = sorted(set(styles[is_emotion]) - {""})
-    if len(names) < 2 or (styles[is_emotion] == "").any():
-        return [], "the corpus does not give every text one of at least two styles ('style' field)"
-    for emotion in corpus.emotions:
-        if len(set(styles[labels == emotion])) < 2:
-            return [], f"emotion {emotion!r} is written in one style only"
-    folds = [
-        Fold(
-            name,
-            np.flatnonzero(is_emotion & (styles != name)),
-            np.flatnonzero(~is_emotion & (styles != name)),
-            np.flatnonzero(is_emotion & (styles == name)),
-        )
-        for name in names
-    ]
-    return folds, None
-
-
-def fit_layer(
-    feats: np.ndarray, y: np.ndarray, fold: Fold, n_emotions: int, method: str, params: dict[str, float], seed: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(center, unit directions, raw norms) of one layer fitted on ``fold.fit``."""
-    center = class_means(feats[fold.fit], y[fold.fit], n_emotions).mean(axis=0)
-    inp = MethodInput(feats[fold.fit], y[fold.fit], n_emotions, feats[fold.neutral], seed, params)
-    directions, raw = METHODS[method](inp)
-    return center, directions, raw
-
-
-def out_of_style(
-    feats: np.ndarray,
-    y: np.ndarray,
-    folds: Sequence[Fold],
-    n_emotions: int,
-    method: str,
-    params: dict[str, float],
-    seed: int,
-) -> dict[str, float | dict[str, float]]:
-    """One layer's out-of-style scores of the directions: fit on all styles but one, read the left-out
-    style, average (the probe's out-of-style figure is fitted for every layer at once: :func:`fold_probes`)."""
-    top1, top3, group = [], [], []
-    for g, fold in enumerate(folds):
-        center, directions, _ = fit_layer(feats, y, fold, n_emotions, method, params, seed)
-        scores = cosine(*(torch.from_numpy(np.asarray(a)) for a in (feats[fold.test], center, directions))).numpy()
-        top1.append(topk_hits(scores, y[fold.test], 1))
-        top3.append(topk_hits(scores, y[fold.test], min(3, n_emotions)))
-        group.append(np.full(len(fold.test), g))
-    hits, groups = np.concatenate(top1).astype(float), np.concatenate(group)
-    lo, hi = bootstrap_ci(hits, seed, groups=groups)
-    per_style = {f.name: float(h.mean()) for f, h in zip(folds, top1, strict=True)}
-    return {
-        "oos_top1": float(np.mean(list(per_style.values()))),
-        "oos_top1_lo": lo,
-        "oos_top1_hi": hi,
-        "oos_top3": float(np.mean([h.mean() for h in top3])),
-        "per_style": per_style,
-    }
-
-
-def fold_probes(
-    features: np.ndarray, y: np.ndarray, split: Fold, folds: Sequence[Fold], n_emotions: int, step: Step | None = None
-) -> tuple[Fit, np.ndarray, np.ndarray]:
-    """The logistic probe at every layer at once: (the in-style fit, its held-out top-1 per layer, the
-    out-of-style top-1 per layer averaged over styles; nan without styles). Each style's fit starts from
-    zero: a start from the in-style fit, which saw the left-out style, would carry it into a solution
-    stopped at a tolerance (measured: out-of-style top-1 up to 0.05 higher)."""
-    total = 1 + len(folds)
-    if step:
-        step("probes", 0, total)
-    base = probe_accuracy(features, y, split.fit, split.test, n_emotions)
-    if step:
-        step("probes", 1, total)
-    per_fold = []
-    for i, fold in enumerate(folds):
-        per_fold.append(probe_accuracy(features, y, fold.fit, fold.test, n_emotions)[0])
-        if step:
-            step("probes", i + 2, total)
-    oos = np.mean(per_fold, axis=0) if per_fold else np.full(features.shape[1], np.nan)
-    return base[1], base[0], oos
-
-
 def build_vectors(
     pooled: Pooled,
     corpus: Corpus,
@@ -220,21 +124,65 @@ def build_vectors(
     ``probes`` (every layer at once, in-style then one fit per style)."""
     params = {**DEFAULT_PARAMS[config.method], **config.params}
     emotions = corpus.emotions
-    labels = np.array(corpus.labels)
-    is_emotion = labels != NEUTRAL
-    held = heldout_mask(corpus, config.test_fraction, config.seed)
-    split = Fold(
-        "in-style", np.flatnonzero(is_emotion & ~held), np.flatnonzero(~is_emotion), np.flatnonzero(is_emotion & held)
-    )
+    split = in_style_split(corpus, config.test_fraction, config.seed)
     folds, no_folds = style_folds(corpus)
-    index = {e: i for i, e in enumerate(emotions)}
-    y = np.array([index.get(lab, -1) for lab in labels])
+    y = label_indices(corpus)
     info = emotion_info()
     valence = np.array([info[e].valence if e in info else 0.0 for e in emotions])
+    fitted = _fit_layers(pooled, y, len(emotions), split, folds, valence, config, params, step)
+    probe, in_style, oos_probe = fold_probes(pooled.features, y, split, folds, len(emotions), step)
+    sweep = [
+        replace(row, probe_top1=float(in_style[i]), oos_probe_top1=float(oos_probe[i]))
+        for i, row in enumerate(fitted.sweep)
+    ]
+    chosen, best_in_style = choose_layer(sweep)
+    reading = best_in_style
+    if folds:
+        chosen, reading = choose_layer(sweep, out_of_style=True)
+    layers = {"chosen_layer": chosen, "best_layer": best_in_style, "reading_layer": reading}
+    selection = "out-of-style" if folds else f"in-style ({no_folds})"
+    meta = _meta(pooled, corpus, config, model, params, split, layers, selection, sweep, fitted.per_style, valence)
+    vectors = EmotionVectors(
+        emotions=tuple(emotions),
+        directions=torch.from_numpy(fitted.directions),
+        raw_norms=torch.from_numpy(fitted.raw_norms),
+        center=torch.from_numpy(fitted.center),
+        alpha_unit=torch.from_numpy(fitted.alpha_unit),
+        token_norm=torch.from_numpy(pooled.token_norm.astype(np.float32)),
+        probe_weight=torch.from_numpy(probe.weight.astype(np.float32)),
+        probe_bias=torch.from_numpy(probe.bias.astype(np.float32)),
+        meta=meta,
+    )
+    return vectors, sweep
 
+
+@dataclass(frozen=True)
+class _Fitted:
+    """What :func:`_fit_layers` gives: the file's arrays and each layer's held-out scores."""
+
+    directions: np.ndarray  # (layers, emotions, hidden) unit directions
+    raw_norms: np.ndarray  # (layers, emotions)
+    center: np.ndarray  # (layers, hidden)
+    alpha_unit: np.ndarray  # (layers,)
+    sweep: list[LayerScore]  # in-style scores, plus out-of-style ones when the corpus has styles
+    per_style: list[Any]  # per layer: out-of-style top-1 of each style (empty without styles)
+
+
+def _fit_layers(
+    pooled: Pooled,
+    y: np.ndarray,
+    n_emotions: int,
+    split: Fold,
+    folds: Sequence[Fold],
+    valence: np.ndarray,
+    config: ExtractConfig,
+    params: dict[str, float],
+    step: Step | None,
+) -> _Fitted:
+    """Fit the method at every layer on ``split.fit`` and score it on ``split.test`` and on every style fold."""
     n_layers, hidden = pooled.features.shape[1], pooled.features.shape[2]
-    directions = np.zeros((n_layers, len(emotions), hidden), dtype=np.float32)
-    raw_norms = np.zeros((n_layers, len(emotions)), dtype=np.float32)
+    directions = np.zeros((n_layers, n_emotions, hidden), dtype=np.float32)
+    raw_norms = np.zeros((n_layers, n_emotions), dtype=np.float32)
     center = np.zeros((n_layers, hidden), dtype=np.float32)
     alpha_unit = np.zeros(n_layers, dtype=np.float32)
     sweep, per_style = [], []
@@ -244,27 +192,37 @@ def build_vectors(
     for layer in range(n_layers):
         feats = pooled.features[:, layer].astype(np.float64)
         center[layer], directions[layer], raw_norms[layer] = fit_layer(
-            feats, y, split, len(emotions), config.method, params, config.seed
+            feats, y, split, n_emotions, config.method, params, config.seed
         )
-        means = class_means(feats[fit], y[fit], len(emotions))
+        means = class_means(feats[fit], y[fit], n_emotions)
         alpha_unit[layer] = np.linalg.norm(means - center[layer], axis=1).mean()
         row = score_layer(layer, feats[test], y[test], center[layer], directions[layer], valence, config.seed)
         if folds:
-            oos = out_of_style(feats, y, folds, len(emotions), config.method, params, config.seed + layer)
+            oos = out_of_style(feats, y, folds, n_emotions, config.method, params, config.seed + layer)
             per_style.append(oos.pop("per_style"))
             row = replace(row, **oos)  # type: ignore[arg-type]
         sweep.append(row)
         if step:
             step("directions", layer + 1, n_layers)
-    probe, in_style, oos_probe = fold_probes(pooled.features, y, split, folds, len(emotions), step)
-    sweep = [
-        replace(row, probe_top1=float(in_style[i]), oos_probe_top1=float(oos_probe[i])) for i, row in enumerate(sweep)
-    ]
-    chosen, best_in_style = choose_layer(sweep)
-    reading = best_in_style
-    if folds:
-        chosen, reading = choose_layer(sweep, out_of_style=True)
-    styles = Counter(s or "(none)" for s, lab in zip(corpus.styles, labels, strict=True) if lab != NEUTRAL)
+    return _Fitted(directions, raw_norms, center, alpha_unit, sweep, per_style)
+
+
+def _meta(
+    pooled: Pooled,
+    corpus: Corpus,
+    config: ExtractConfig,
+    model: dict[str, object],
+    params: dict[str, float],
+    split: Fold,
+    layers: dict[str, int],
+    selection: str,
+    sweep: list[LayerScore],
+    per_style: list[Any],
+    valence: np.ndarray,
+) -> dict[str, object]:
+    """The vector file's provenance: model, method, pooling, corpus, split, layers and sweep."""
+    emotions, info = corpus.emotions, emotion_info()
+    styles = Counter(s or "(none)" for s, lab in zip(corpus.styles, corpus.labels, strict=True) if lab != NEUTRAL)
     meta = {
         "steerlab_version": __version__,
         **model,
@@ -275,16 +233,14 @@ def build_vectors(
         "pooling": config.pooling.describe(),
         "corpus_source": corpus.source,
         "corpus_sha256": corpus.sha256,
-        "n_train": len(fit),
-        "n_test": len(test),
-        "n_neutral": int((~is_emotion).sum()),
+        "n_train": len(split.fit),
+        "n_test": len(split.test),
+        "n_neutral": len(split.neutral),
         "test_fraction": config.test_fraction,
         "seed": config.seed,
-        "chosen_layer": chosen,
-        "best_layer": best_in_style,
-        "reading_layer": reading,
+        **layers,
         "layer_rule": LAYER_RULE,
-        "selection": "out-of-style" if folds else f"in-style ({no_folds})",
+        "selection": selection,
         "styles": dict(styles),
         "oos_top1_per_style": per_style,
         "reader": "cosine of (activation - center[layer]) with each unit direction",
@@ -295,18 +251,7 @@ def build_vectors(
     }
     if len(pooled.texts_per_rank) > 1:  # under torchrun: the same file, plus how the work was shared
         meta |= {"world_size": len(pooled.texts_per_rank), "texts_per_rank": list(pooled.texts_per_rank)}
-    vectors = EmotionVectors(
-        emotions=tuple(emotions),
-        directions=torch.from_numpy(directions),
-        raw_norms=torch.from_numpy(raw_norms),
-        center=torch.from_numpy(center),
-        alpha_unit=torch.from_numpy(alpha_unit),
-        token_norm=torch.from_numpy(pooled.token_norm.astype(np.float32)),
-        probe_weight=torch.from_numpy(probe.weight.astype(np.float32)),
-        probe_bias=torch.from_numpy(probe.bias.astype(np.float32)),
-        meta=meta,
-    )
-    return vectors, sweep
+    return meta
 
 
 def attach_reply_reader(

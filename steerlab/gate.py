@@ -1,7 +1,7 @@
 """Gates: steer only when the model's own reading says so (conditional steering, CAST-style).
 
 A message gate (:class:`Gate`, ``steer --when desperate``) reads each prompt as the user's turn of a
-conversation (:func:`readers.user_turn_features`, ``turn`` readout: the mean over the message's own
+conversation (:func:`user_turn.user_turn_features`, ``turn`` readout: the mean over the message's own
 tokens) with the vector file's validated reader at its reading layer, and lets the edit act on that
 prompt's row only when the reading of the gate's emotion exceeds the threshold. A row whose gate does
 not fire runs through the same batched generation with no edit, so its reply is the baseline's, token
@@ -20,22 +20,20 @@ metadata (``meta["gates"][emotion]``), written by ``extract`` and ``calibrate-ga
 
 from __future__ import annotations
 
-import hashlib
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 
 from .checks import calibrated_gate, parse_when
-from .corpus import NEUTRAL, data_path
+from .corpus import NEUTRAL
 from .edits import Edit, TokenRule
 from .errors import InterventionError, SteerlabError
-from .files import jsonl_rows
-from .readers import READERS, get_reader, readable, user_turn_features
+from .gate_thresholds import GATE_FPR, GATE_MESSAGES, GateMessages, load_gate_messages, threshold_at
+from .readers import READERS, get_reader, readable
+from .user_turn import user_turn_features, user_turn_tokens_at
 
 if TYPE_CHECKING:
     from .generation import GenerationConfig
@@ -43,8 +41,6 @@ if TYPE_CHECKING:
     from .models import LoadedModel
     from .vectors import EmotionVectors
 
-GATE_FPR = 0.05  # the false-positive rate default thresholds are calibrated at, on neutral user messages
-GATE_MESSAGES = "gate_messages.jsonl"  # built-in calibration messages (package data)
 GATE_READOUT = "turn"  # the user's turn is pooled over the message's own tokens (see the module doc)
 GATE_RULE = (
     "threshold = the reading of the emotion on the user's turn (the file's default reader at its reading layer, "
@@ -101,7 +97,7 @@ def gate_for(vectors: EmotionVectors, spec: str) -> Gate:
         return Gate(name, float(rec["threshold"]), str(rec["reader"]), int(rec["layer"]))
     rec = (vectors.meta.get("gates") or {}).get(name) or {}
     reader = str(rec.get("reader", vectors.default_reader))
-    layer = int(rec.get("layer", vectors.reading_layer))
+    layer = int(vectors.layer_for_reading(rec.get("layer")))
     return Gate(name, given, check_gate_reader(vectors, reader, name), layer, "given")
 
 
@@ -194,45 +190,6 @@ def token_gated(vectors: EmotionVectors, edits: Sequence[Edit], gate: TokenGate)
 # --- calibration ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class GateMessages:
-    texts: list[str]
-    labels: list[str]  # an emotion of the vectors, or "neutral"
-    source: str
-    sha256: str
-
-
-def load_gate_messages(path: str | Path | None = None) -> GateMessages:
-    """Labelled user messages (JSONL: text, label = EMOTION | neutral); default: the built-in ones."""
-    where = data_path(GATE_MESSAGES) if path is None else Path(path)
-    try:
-        raw = where.read_bytes()
-    except OSError as err:
-        raise SteerlabError(
-            f"cannot read gate messages {str(where)!r} ({err.strerror or err}): pass a JSONL file"
-        ) from None
-    texts, labels = [], []
-    for n, obj in jsonl_rows(raw, str(where), SteerlabError):
-        text, label = (obj.get("text"), obj.get("label")) if isinstance(obj, dict) else (None, None)
-        if not isinstance(text, str) or not text.strip() or not isinstance(label, str) or not label.strip():
-            raise SteerlabError(f"{where} line {n}: each line needs 'text' and 'label' (an emotion or 'neutral')")
-        texts.append(text.strip())
-        labels.append(label.strip().lower())
-    source = f"builtin:{GATE_MESSAGES}" if path is None else str(where)
-    return GateMessages(texts, labels, source, hashlib.sha256(raw).hexdigest())
-
-
-def threshold_at(neutral: np.ndarray, fpr: float = GATE_FPR) -> float:
-    """The lowest reading that at most ``fpr`` of ``neutral`` readings exceed (the k+1-th highest,
-    k = floor(fpr * n)): a gate firing above it has a false-positive rate <= fpr on these readings."""
-    if not 0 <= fpr < 1:
-        raise SteerlabError(f"false-positive rate {fpr} must lie in [0, 1), e.g. 0.05")
-    values = np.sort(np.asarray(neutral, dtype=float))[::-1]
-    if values.size == 0 or not np.isfinite(values).all():
-        raise SteerlabError("no finite neutral readings to calibrate a gate on: give neutral messages")
-    return float(values[min(math.floor(fpr * values.size + 1e-9), values.size - 1)])
-
-
 def _auroc(pos: np.ndarray, neg: np.ndarray) -> float:
     """P(a positive reads above a negative), ties counted half (the Mann-Whitney AUROC)."""
     diff = pos[:, None] - neg[None, :]
@@ -266,7 +223,7 @@ def calibrate_gates(
     reader = check_gate_reader(vectors, reader, emotions[0])
     layers = sorted({layer, site})
     feats = user_turn_features(lm, msgs.texts, layers, vectors.skip_tokens)[GATE_READOUT]
-    tokens = _neutral_token_features(lm, [t for t, n in zip(msgs.texts, neutral, strict=True) if n], site)
+    tokens = user_turn_tokens_at(lm, [t for t, n in zip(msgs.texts, neutral, strict=True) if n], site)
     gates = dict(vectors.meta.get("gates") or {})
     for emotion in emotions:
         col = vectors.index(emotion)
@@ -295,20 +252,6 @@ def calibrate_gates(
             "steerlab_version": __version__,
         }
     return replace(vectors, meta={**vectors.meta, "gates": gates})
-
-
-def _neutral_token_features(lm: LoadedModel, texts: Sequence[str], layer: int) -> np.ndarray:
-    """(tokens, hidden): every token of the neutral messages' user turns at ``layer``, as generation reads them."""
-    from .activations import content_mask, pad_batch, token_activations
-    from .readers import user_turn_tokens
-
-    ids, keep = user_turn_tokens(lm, texts)
-    rows = []
-    for lo in range(0, len(ids), 16):
-        enc = pad_batch(lm, ids[lo : lo + 16], keep[lo : lo + 16])
-        acts = token_activations(lm, enc, [layer])[layer]
-        rows.append(acts[content_mask(enc).bool()].numpy())
-    return np.concatenate(rows)
 
 
 def default_gates(

@@ -57,7 +57,7 @@ def geometry(
 
 def vector_geometry(vectors: EmotionVectors, layer: int | None = None) -> Geometry:
     """Geometry of the vectors at ``layer`` (default: the reading layer)."""
-    layer = vectors.check_layer(vectors.reading_layer if layer is None else layer, "layer")
+    layer = vectors.check_layer(vectors.layer_for_reading(layer), "layer")
     val, aro = vectors.affect("valence"), vectors.affect("arousal")
     return geometry(
         vectors.directions[layer].numpy(),

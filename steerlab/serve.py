@@ -28,7 +28,7 @@ from .gate import Gate, gate_for
 from .generation import GenerationConfig
 from .live import check_chat, stream_reply
 from .models import LoadedModel
-from .names import POSITIONS
+from .names import POSITIONS, check_positions
 from .scope import Reading, read_conversation
 from .sites import parse_layers
 from .validate.measure import distinct2, reply_perplexity
@@ -187,8 +187,7 @@ def _compare(lm: LoadedModel, vectors: EmotionVectors, body: Steer) -> dict[str,
     if body.mode not in ("add", "ablate", "clamp"):
         raise SteerlabError(f"unknown mode {body.mode!r}: use add, ablate or clamp")
     finite(body.alpha, "alpha")
-    if body.positions not in POSITIONS:
-        raise SteerlabError(f"unknown positions {body.positions!r}: use one of {', '.join(POSITIONS)}")
+    positions = check_positions(body.positions)
     check_chat(lm, [{"role": "user", "content": body.message}], body.max_new_tokens)
     layers = parse_layers(body.layers, vectors.n_layers) if body.layers.strip() else None
     edit = _edit(body)
@@ -199,7 +198,7 @@ def _compare(lm: LoadedModel, vectors: EmotionVectors, body: Steer) -> dict[str,
         vectors,
         [body.message],
         layers=layers,
-        positions=body.positions,  # type: ignore[arg-type]  # checked against POSITIONS above
+        positions=positions,
         config=config,
         gate=gate,
         **edit,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,13 +50,10 @@ class EmotionVectors:
         return int(self.directions.shape[2])
 
     @property
-    def chosen_layer(self) -> int:
-        return int(self.meta["chosen_layer"])
-
-    @property
     def steering_layer(self) -> int:
-        """Where edits go by default (the layer rule of the sweep, ``meta["layer_rule"]``)."""
-        return self.chosen_layer
+        """Where edits go by default (the layer rule of the sweep, ``meta["layer_rule"]``); files store it as
+        ``meta["chosen_layer"]``."""
+        return int(self.meta["chosen_layer"])
 
     @property
     def default_reader(self) -> str:
@@ -70,7 +68,16 @@ class EmotionVectors:
         if "reading_layer" in self.meta:
             return int(self.meta["reading_layer"])
         reading = self.meta.get("reading") or {}
-        return int(reading.get("layer", self.meta.get("best_layer", self.chosen_layer)))
+        return int(reading.get("layer", self.meta.get("best_layer", self.steering_layer)))
+
+    def layer_for_reading(self, layer: int | None = None) -> int:
+        """``layer``, or the file's reading layer when none is given: the one owner of that default."""
+        return self.reading_layer if layer is None else layer
+
+    def layers_for_steering(self, layers: Sequence[int] | None = None) -> list[int]:
+        """``layers``, or the file's steering layer when none (or an empty list) is given: the one owner
+        of that default."""
+        return list(layers) if layers else [self.steering_layer]
 
     @property
     def skip_tokens(self) -> int:

@@ -54,6 +54,8 @@ def test_layers_have_one_owner(tiny_vectors: EmotionVectors) -> None:
     assert replace(v, meta=older).reading_layer == 3
     with pytest.raises(InterventionError, match="out of range: use 0-3"):
         v.check_layer(4)
+    assert (v.layer_for_reading(), v.layer_for_reading(0)) == (2, 0)
+    assert (v.layers_for_steering(), v.layers_for_steering([]), v.layers_for_steering((0, 3))) == ([1], [1], [0, 3])
 
 
 def test_a_suite_without_layer_reads_at_the_reading_layer(tiny_vectors: EmotionVectors) -> None:
@@ -214,3 +216,17 @@ def test_public_names_are_the_functions_after_any_import() -> None:
 
     for name in ("extract", "compare", "generate", "steering", "load_model"):
         assert callable(getattr(steerlab, name)) and not isinstance(getattr(steerlab, name), type(steerlab)), name
+
+
+@pytest.mark.parametrize("package", ["steerlab", "steerlab.validate"])
+def test_public_names_have_one_table(package: str) -> None:
+    """``__all__`` is the keys of ``_HOMES``; the imports type checkers read name the same homes."""
+    import ast
+    import importlib
+
+    module = importlib.import_module(package)
+    tree = ast.parse(Path(module.__file__ or "").read_text())
+    guarded = next(n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING")
+    static = {a.name: (i.module or "") for i in guarded.body if isinstance(i, ast.ImportFrom) for a in i.names}
+    assert module.__all__ == sorted(module._HOMES)
+    assert static == module._HOMES

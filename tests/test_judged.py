@@ -72,6 +72,9 @@ def test_judged_files_are_checked_line_by_line(tmp_path: Path) -> None:
     scale = _write(tmp_path / "scale.jsonl", [{**rows[0], "hopeful": 7}])
     with pytest.raises(SteerlabError, match=r"scale.jsonl:1: hopeful 7 is not on the 1-5 scale"):
         load_judged([scale], list(TINY_TEXTS))
+    scale.write_text("{not json\n")
+    with pytest.raises(SteerlabError, match=r"scale.jsonl line 1: malformed JSON"):  # the one JSONL reader's error
+        load_judged([scale], list(TINY_TEXTS))
 
 
 def test_fit_on_judged_records_validation_and_reads_every_label(

@@ -231,10 +231,10 @@ def test_plain_transcript_reply_ends_at_the_turn_separator(tiny) -> None:  # typ
 
 
 def test_rows_whose_reply_has_ended_are_not_edited_and_user_positions_are_the_message() -> None:
-    from steerlab.interventions import _Positions, _TrackEnded
+    from steerlab.edit_cells import EditCells, TrackEnded
 
-    pos = _Positions("all", prompt_len=3, content=torch.ones(2, 3, dtype=torch.bool))
-    track = _TrackEnded(pos, stop_ids=[0, 7], prompt_len=3)
+    pos = EditCells("all", prompt_len=3, content=torch.ones(2, 3, dtype=torch.bool))
+    track = TrackEnded(pos, stop_ids=[0, 7], prompt_len=3)
     ids = torch.tensor([[5, 5, 5, 9, 7], [5, 5, 5, 9, 4]])  # row 0 generated 9 then the stop token 7
     track(ids, torch.zeros(2, 10))
     assert pos.ended is not None and pos.ended.tolist() == [True, False]

@@ -128,6 +128,9 @@ def test_prompt_files_jsonl_plain_and_errors(tmp_path: Path) -> None:
     bad.write_text('{"text": "a"}\n{"txt": "b"}\n')
     with pytest.raises(SuiteError, match=r"bad.jsonl line 2: needs a non-empty 'text'"):
         V.load_prompts(bad)
+    bad.write_text('{"text": "a"}\n{"text": \n')
+    with pytest.raises(SuiteError, match=r"bad.jsonl line 2: malformed JSON"):  # the one JSONL reader's error
+        V.load_prompts(bad)
 
 
 def test_select_prompts_is_stratified_by_label() -> None:

@@ -269,7 +269,7 @@ def run(pooled: Pooled, reply: np.ndarray, model: dict[str, object]) -> dict[str
 
 def threads(pooled: Pooled) -> dict[str, float]:
     """One fold's probes at every third layer: each solver at one thread and at the default count."""
-    from steerlab.extraction import style_folds
+    from steerlab.folds import style_folds
 
     corpus = load_corpus()
     folds, _ = style_folds(corpus)

@@ -28,7 +28,7 @@ import torch
 
 from steerlab.activations import PoolingConfig, pooled_readouts
 from steerlab.corpus import NEUTRAL, heldout_mask, load_corpus
-from steerlab.extraction import Fold, fit_layer, out_of_style, style_folds
+from steerlab.folds import Fold, fit_layer, out_of_style, style_folds
 from steerlab.models import load_model
 from steerlab.probes import topk_hits
 from steerlab.vectors import cosine

@@ -39,6 +39,6 @@ def export_cmd(
     emotion = v.name(emotion)
     path = write_control_vector(out, v, emotion, alpha, layers)
     click.echo(
-        f"wrote {path}: {emotion} alpha {alpha:g} at layers {layers or [v.steering_layer]} "
+        f"wrote {path}: {emotion} alpha {alpha:g} at layers {v.layers_for_steering(layers)} "
         f"(llama.cpp: --control-vector-scaled {path} 1)"
     )

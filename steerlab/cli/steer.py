@@ -199,7 +199,7 @@ def _alpha_units(v: EmotionVectors, layers: list[int] | None) -> str:
     """What alpha 1 is at each edited layer, beside the typical token norm there."""
     return ", ".join(
         f"L{la}: {float(v.alpha_unit[la]):.1f} (token norm {float(v.token_norm[la]):.0f})"
-        for la in layers or [v.steering_layer]
+        for la in v.layers_for_steering(layers)
     )
 
 

@@ -132,7 +132,7 @@ def _check_target(out: str | None, suite: Suite, force: bool) -> Path:
 
 def _print_result(result: SuiteResult, summ: dict[str, Any]) -> None:
     """The reader's validation, each condition's reply quality, and each claim's verdict with its reasons."""
-    from ..validate.outputs import validation_line
+    from ..validate.page import validation_line
 
     click.echo(
         f"reader {summ['reader']['name']} at layer {summ['reader']['layer']}: "

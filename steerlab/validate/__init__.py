@@ -1,9 +1,10 @@
 """Causal validation suites: state a claim, intervene, generate, re-read with the clean model, decide.
 
-Modules, in pipeline order: :mod:`.schema` (suite files), :mod:`.prompts`, :mod:`.conditions`
-(displacement-matched controls and per-row edits), :mod:`.measure` and :mod:`.coherence` (fluency,
-loops, echo), :mod:`.stats` (tests, CIs, correction, power, the decision rule), :mod:`.decide`
-(claims, premises, readers), :mod:`.run`, :mod:`.outputs`.
+Modules, in pipeline order: :mod:`.schema` and :mod:`.claim_schema` (suite files), :mod:`.prompts`,
+:mod:`.conditions` (displacement-matched controls and per-row edits), :mod:`.measure` and
+:mod:`.coherence` (fluency, loops, echo), :mod:`.stats` (tests, CIs, correction, power),
+:mod:`.judgement` and :mod:`.rule` (the decision rule), :mod:`.decide` (claims, premises, readers),
+:mod:`.run`, :mod:`.outputs` and :mod:`.page`.
 
 Verdicts per claim: PASS (the effect and every non-degenerate control comparison hold after the
 suite's correction), FAIL (the effect is significantly reversed, or a control significantly beats the
@@ -47,35 +48,9 @@ _HOMES = {
 __getattr__ = lazy_names(__name__, _HOMES)
 
 
-__all__ = [
-    "Condition",
-    "Prompt",
-    "Readings",
-    "RunOptions",
-    "Suite",
-    "SuiteResult",
-    "adjust",
-    "ci_mean",
-    "condition_edits",
-    "degenerate_reasons",
-    "distinct2",
-    "echo_fraction",
-    "expand_conditions",
-    "judge",
-    "load_prompts",
-    "load_suite",
-    "metric_values",
-    "parse_suite",
-    "reply_perplexity",
-    "run_suite",
-    "select_prompts",
-    "sign_flip_p",
-    "suite_prompts",
-    "summary",
-    "write_outputs",
-]
+__all__ = sorted(_HOMES)  # the public names: the keys of the one table above
 
-if TYPE_CHECKING:  # the same names, eagerly, for type checkers
+if TYPE_CHECKING:  # the same names, eagerly, for type checkers (tests/test_house.py keeps them equal)
     from .coherence import degenerate_reasons, echo_fraction
     from .conditions import Condition, condition_edits, expand_conditions
     from .decide import Readings, metric_values

@@ -10,8 +10,8 @@ from typing import Any
 
 from .conditions import Condition
 from .decide import PlannedClaim, Readings, judge_claims
+from .judgement import ClaimData, ControlResult, Judgement
 from .prompts import Prompt
-from .rule import ClaimData, ControlResult, Judgement
 from .spec import NONE, Suite
 
 

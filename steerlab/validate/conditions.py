@@ -77,7 +77,7 @@ def expand_conditions(
     controls; ablation controls are matched on calibrated displacement (see the module doc)."""
     out: list[Condition] = []
     for i, spec in enumerate(suite.conditions):
-        layers = spec.layers if spec.layers is not None else (vectors.steering_layer,)
+        layers = vectors.layers_for_steering(spec.layers)
         for layer in layers:
             vectors.check_layer(layer, f"{suite.path}: field 'conditions[{i}].layers' has layer")
         emotions = _emotions(spec, vectors, suite.path, i)

@@ -16,8 +16,9 @@ import numpy as np
 
 from ..errors import SuiteError
 from .conditions import Condition
+from .judgement import ClaimData, Judgement
 from .prompts import Prompt
-from .rule import ClaimData, Judgement, judge
+from .rule import judge
 from .spec import LABEL, NONE, TARGET, ClaimSpec, MetricSpec, Suite
 
 if TYPE_CHECKING:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +12,7 @@ from ..errors import SuiteError
 from ..files import atomic_write
 from .decide import metric_values
 from .measure import gate_table
+from .page import markdown
 from .run import SuiteResult
 from .spec import OUTPUT_FILES, TARGET, MetricSpec
 from .stats import ci_mean
@@ -143,125 +142,3 @@ def _json_default(value: object) -> object:
     if isinstance(value, tuple):
         return list(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def _f(x: float | None, spec: str = "") -> str:
-    if x is None or not math.isfinite(x):
-        return "–"
-    return format(x, spec or ("+.4f" if abs(x) < 100 else ".3g"))
-
-
-def _p(x: float) -> str:
-    return "–" if not math.isfinite(x) else f"{x:.2g}" if x < 1e-3 else f"{x:.3f}"
-
-
-def validation_line(validation: Mapping[str, Any]) -> str:
-    """The reader's validation figures in words: on the model's own judged replies, then on written ones."""
-    if not validation:
-        return "not validated"
-    mine = validation.get("model_replies")
-    if mine:
-        own = (
-            f"on this model's own replies (judged blind, {mine['n']} replies to {mine['test_messages']} held-out "
-            f"messages): macro AUROC {_f(mine['macro_auroc'], '.2f')}, Spearman with judged hopeful "
-            f"{_f(mine['spearman_hopeful'], '.2f')}, AUROC hopeful>=3 {_f(mine['auroc_hopeful_3plus'], '.2f')}, "
-            f"{_f(mine['coverage'], '.0%')} of coherent replies read, judged-incoherent caught "
-            f"{_f(mine['incoherent_recall'], '.0%')}"
-        )
-    else:
-        own = "NOT validated on this model's own replies"
-    macro = validation.get("macro_auroc")
-    written = f"macro AUROC {_f(macro, '.2f')} on {validation.get('validated_on', '?')}" if macro is not None else ""
-    return "; ".join(x for x in (own, written) if x)
-
-
-def markdown(result: SuiteResult, summ: Mapping[str, Any]) -> str:
-    suite, gen = result.suite, result.suite.generation
-    reader = summ["reader"]
-    frame = f", few-shot frame of {len(gen.frame)} exchanges (models without a chat template)" if gen.frame else ""
-    lines = [
-        f"# {suite.name}",
-        "",
-        suite.description.strip(),
-        "",
-        (
-            f"{len(result.prompts)} prompts x {len(result.conditions)} conditions x {gen.samples} samples, "
-            f"{gen.max_new_tokens} new tokens"
-            f"{frame}; "
-            f"{suite.statistics.correction} correction at alpha {suite.statistics.alpha:g}; {result.seconds:.0f} s."
-        ),
-        "",
-        f"Reader: **{reader['name']}** at layer {reader['layer']} — "
-        f"validation: {validation_line(reader['validation'])}.",
-        "",
-    ]
-    for other in result.secondary:
-        lines.append(f"Secondary reader: {other.reader} — {validation_line(result.validation.get(other.reader, {}))}.")
-    if result.note:
-        lines += [f"**Note:** {result.note}", ""]
-    for warning in result.warnings:
-        lines += [f"**Warning:** {warning}", ""]
-    lines += [
-        "## Claims",
-        "",
-        "Effects are oriented so that positive means as claimed; p and p_adj are the family's that decided "
-        "the verdict (FAIL: the wrong-side tests; otherwise PASS: the effect and every control).",
-        "",
-        "| claim | verdict | effect | 95% CI | p (family) | p_adj | power at min effect | MDE | n "
-        "| controls (non-degenerate) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for c in result.claims:
-        families = ", ".join(f"{f['family']} {f['non_degenerate']}/{f['directions']}" for f in c["controls"])
-        lines.append(
-            f"| {c['name']} | **{c['verdict'].upper()}** | {_f(c['effect'])} | [{_f(c['ci'][0])}, {_f(c['ci'][1])}] | "
-            f"{_p(c['p'])} ({c['p_family']}) | {_p(c['p_adj'])} | {c['power']:.2f} | {_f(c['mde'])} | {c['n']} | "
-            f"{families or '–'} |"
-        )
-    lines.append("")
-    for c in result.claims:
-        extra = f" Excluded degenerate controls: {', '.join(c['excluded_controls'])}." if c["excluded_controls"] else ""
-        lines.append(f"- {c['name']}: {'; '.join(c['reasons'])}.{extra}")
-    lines += [
-        "",
-        "## Conditions",
-        "",
-        "| condition | "
-        + " | ".join(summ["means"])
-        + " | ‖Δx‖ per token | ppl ratio | distinct-2 | echo | looping | incoherent (not read) | degenerate |",
-        "|---|" + "---|" * (len(summ["means"]) + 7),
-    ]
-    means = {k: {r["condition"]: r for r in v} for k, v in summ["means"].items()}
-    for q, cond in zip(result.quality, result.conditions, strict=True):
-        cells = [_f(means[k][q["name"]]["mean"]) if q["name"] in means[k] else "–" for k in means]
-        what = f" ({cond.emotion})" if cond.op == "ablate_similar" else ""
-        lines.append(
-            f"| {q['name']}{what} | " + " | ".join(cells) + f" | {q['displacement']:.1f} | {q['ppl_ratio']:.2f} | "
-            f"{q['distinct2']:.2f} | {q['echo_rate']:.0%} | {q['degenerate_replies']:.0%} | {q['incoherent']:.0%} | "
-            f"{q['why'] or 'no'} |"
-        )
-    if summ["gates"]:
-        lines += ["", "## Gates (how often each gated condition's gate fired, per prompt label)", ""]
-        lines += ["| condition | label | fired | threshold |", "|---|---|---|---|"]
-        lines += [
-            f"| {g['condition']} | {g['label']} | {g['fired']}/{g['n']} ({g['rate']:.0%}) | {g['threshold']:.3g} |"
-            for g in summ["gates"]
-        ]
-    if result.dose:
-        lines += [
-            "",
-            "## Dose response (vs baseline)",
-            "",
-            "| condition | target Δ | 95% CI | mean off-target Δ | ‖Δx‖ | ppl ratio | degenerate |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for d in result.dose:
-            lines.append(
-                f"| {d['name']} | {_f(d['target_delta'])} | [{_f(d['target_ci'][0])}, {_f(d['target_ci'][1])}] | "
-                f"{_f(d['offtarget_delta'])} | {d['displacement']:.1f} | {d['ppl_ratio']:.2f} | "
-                f"{'yes' if d['degenerate'] else 'no'} |"
-            )
-    lines += ["", "## Example replies (first prompt)", "", f"> {result.prompts[0].text}", ""]
-    shown = [i for i, per in enumerate(result.replies) if per[0]][:14]  # a population's direction may skip it
-    lines += [f"- **{result.conditions[i].name}**: {result.replies[i][0][0]!r}" for i in shown]
-    return "\n".join(lines) + "\n"

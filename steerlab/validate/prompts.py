@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import SuiteError
-from ..files import existing_file
+from ..files import existing_file, jsonl_rows
 from .spec import Suite
 
 
@@ -33,11 +32,7 @@ def load_prompts(path: str | Path) -> list[Prompt]:
     if not lines[0][1].startswith("{"):
         return [Prompt(line) for _, line in lines]
     out = []
-    for number, line in lines:
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise SuiteError(f"{path} line {number}: not valid JSON ({err.msg}): one JSON object per line") from None
+    for number, row in jsonl_rows(text, str(path), SuiteError):
         if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not row["text"].strip():
             raise SuiteError(f"{path} line {number}: needs a non-empty 'text' field")
         label = row.get("emotion") or row.get("label")

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Literal
+from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .judgement import ClaimData, ControlResult, FailReason, Judgement, Tested, Verdict, or_one
 from .power import equivalence_power, noise_of, rule_power
 from .stats import (
     Correction,
@@ -34,73 +33,6 @@ from .stats import (
     mean_tails,
     population_p,
 )
-
-Verdict = Literal["pass", "fail", "inconclusive"]
-FailReason = Literal["reversed", "not specific", "changed"]
-
-
-# --- the decision rule -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False)
-class ClaimData:
-    name: str
-    main: ArrayLike  # oriented per-prompt differences, condition - compare_to
-    controls: Mapping[str, ArrayLike] = field(default_factory=dict)  # condition - control, oriented
-    populations: Mapping[str, ArrayLike] = field(default_factory=dict)  # (directions, prompts) condition - control
-    threshold: float = 0.0  # the claim is "oriented mean > threshold"
-    min_effect: float = 0.0  # effect of interest beyond the threshold, for power and MDE (0: not simulated)
-    degenerate: tuple[str, ...] = ()  # degenerate conditions involved: the claim cannot PASS
-    margin: float | None = None  # an equivalence claim: PASS when |mean| < margin (TOST), FAIL when outside it
-
-
-@dataclass(frozen=True)
-class ControlResult:
-    name: str
-    effect: float  # mean of condition - control (oriented)
-    ci: tuple[float, float]  # ci_mean of it
-    p: PValue  # the condition beats the control (one-sided greater)
-    p_worse: PValue  # the control beats the condition (one-sided less)
-    directions: int = 1  # a population's directions with data (1 for a fixed control)
-    between_sd: float = math.nan  # a population: sd of its directions' mean margins
-
-
-@dataclass(frozen=True)
-class Judgement:
-    name: str
-    verdict: Verdict
-    reasons: tuple[str, ...]  # human-readable, one line each
-    fail_reasons: tuple[FailReason, ...]  # empty unless FAIL
-    effect: float  # mean of main
-    ci: tuple[float, float]  # ci_mean of main
-    effect_size: float  # d_z = mean / sd
-    n: int  # usable (finite) pairs of main
-    p: PValue  # one-sided greater p of main - threshold (raw)
-    p_pass: float  # intersection-union p: max(p, p vs every control), raw
-    p_pass_adj: float  # p_pass corrected across claims
-    p_fail: float  # Bonferroni over the k + 1 wrong-side tests: min(1, (k + 1) * min p), raw
-    p_fail_adj: float  # p_fail corrected across claims
-    power: float  # P(PASS) of this rule at min_effect, simulated with the observed noise (nan: not simulated)
-    mde: float  # the effect this rule PASSes 80 % of the time (simulated)
-    controls: tuple[ControlResult, ...]
-
-
-@dataclass(frozen=True)
-class _Tested:
-    """One claim's raw statistics, before the correction across claims."""
-
-    claim: ClaimData
-    n: int
-    effect: float
-    ci: tuple[float, float]
-    effect_size: float
-    p: PValue
-    p_reversed: PValue
-    controls: tuple[ControlResult, ...]
-    p_pass: float
-    p_fail: float
-    power: float
-    mde: float
 
 
 def _subseed(seed: int, name: str, j: int) -> int:
@@ -125,14 +57,9 @@ def _population(name: str, values: ArrayLike) -> ControlResult:
     return ControlResult(name, t.effect, t.ci, t.p, t.p_worse, t.directions, t.between_sd)
 
 
-def _or_one(p: float) -> float:
-    """An untestable component counts as p = 1: it can neither support PASS nor FAIL."""
-    return p if math.isfinite(p) else 1.0
-
-
 def _equivalence(
     claim: ClaimData, x: FloatArray, alpha: float, seed: int, n_boot: int, m: int, simulate: bool
-) -> _Tested:
+) -> Tested:
     """Two one-sided tests: PASS when the mean is shown inside (-margin, margin); FAIL when it is shown
     outside (Bonferroni over the two sides)."""
     margin = float(claim.margin or 0.0)
@@ -146,10 +73,10 @@ def _equivalence(
     pw = equivalence_power(x, margin, m, alpha, _subseed(seed, claim.name, 99)) if simulate else math.nan
     sd = float(x.std(ddof=1))
     d_z = effect / sd if sd > 0 else math.nan
-    return _Tested(claim, x.size, effect, ci, d_z, above_low, outside, (), p_pass, p_fail, pw, math.nan)
+    return Tested(claim, x.size, effect, ci, d_z, above_low, outside, (), p_pass, p_fail, pw, math.nan)
 
 
-def _test(claim: ClaimData, alpha: float, seed: int, n_boot: int, m: int, simulate: bool) -> _Tested:
+def _test(claim: ClaimData, alpha: float, seed: int, n_boot: int, m: int, simulate: bool) -> Tested:
     x = finite_values(claim.main)
     if claim.margin is not None and x.size >= 2:
         return _equivalence(claim, x, alpha, seed, n_boot, m, simulate)
@@ -162,13 +89,13 @@ def _test(claim: ClaimData, alpha: float, seed: int, n_boot: int, m: int, simula
     ) + tuple(_population(name, values) for name, values in claim.populations.items())
     if n < 2:
         nan = PValue(math.nan, exact=False, floor=math.nan)
-        return _Tested(claim, n, effect, ci, math.nan, nan, nan, controls, math.nan, math.nan, math.nan, math.nan)
+        return Tested(claim, n, effect, ci, math.nan, nan, nan, controls, math.nan, math.nan, math.nan, math.nan)
     s = _subseed(seed, claim.name, 1)
     p, p_reversed = mean_tails(x, seed=s, n_boot=n_boot)
     if claim.threshold != 0:
         p = mean_tails(x, shift=claim.threshold, seed=s, n_boot=n_boot)[0]
-    p_pass = max([p.value] + [_or_one(c.p.value) for c in controls])
-    wrong = [p_reversed.value] + [_or_one(c.p_worse.value) for c in controls]
+    p_pass = max([p.value] + [or_one(c.p.value) for c in controls])
+    wrong = [p_reversed.value] + [or_one(c.p_worse.value) for c in controls]
     p_fail = min(1.0, len(wrong) * min(wrong))
     pw = mde = math.nan
     if simulate:
@@ -176,10 +103,10 @@ def _test(claim: ClaimData, alpha: float, seed: int, n_boot: int, m: int, simula
         pops = [np.asarray(v, dtype=np.float64) for v in claim.populations.values()]
         pw, mde = rule_power(noise_of(x, fixed, pops), claim.min_effect, m, alpha, _subseed(seed, claim.name, 99))
     d_z = effect / sd if sd > 0 else math.nan
-    return _Tested(claim, n, effect, ci, d_z, p, p_reversed, controls, p_pass, p_fail, pw, mde)
+    return Tested(claim, n, effect, ci, d_z, p, p_reversed, controls, p_pass, p_fail, pw, mde)
 
 
-def _fail_reasons(t: _Tested, p_fail_adj: float, alpha: float) -> tuple[tuple[FailReason, ...], list[str]]:
+def _fail_reasons(t: Tested, p_fail_adj: float, alpha: float) -> tuple[tuple[FailReason, ...], list[str]]:
     """Which wrong-side tests carry the FAIL: those significant at the claim's effective level.
 
     The effective multiplier is (k + 1) within the claim times the cross-claim inflation
@@ -187,7 +114,7 @@ def _fail_reasons(t: _Tested, p_fail_adj: float, alpha: float) -> tuple[tuple[Fa
     """
     k1 = len(t.controls) + 1
     scale = k1 * (p_fail_adj / t.p_fail if t.p_fail > 0 else 1.0)
-    smallest = min([t.p_reversed.value] + [_or_one(c.p_worse.value) for c in t.controls])
+    smallest = min([t.p_reversed.value] + [or_one(c.p_worse.value) for c in t.controls])
 
     def hit(p: float) -> bool:
         return math.isfinite(p) and (p * scale < alpha or p == smallest)
@@ -211,7 +138,7 @@ def _fail_reasons(t: _Tested, p_fail_adj: float, alpha: float) -> tuple[tuple[Fa
     return tuple(kinds), lines
 
 
-def _not_pass_reasons(t: _Tested, p_pass_adj: float, alpha: float) -> list[str]:
+def _not_pass_reasons(t: Tested, p_pass_adj: float, alpha: float) -> list[str]:
     """Why a claim did not reach PASS: the adjusted p and every component that was not shown."""
     lines = [f"p_pass_adj = {fmt_p(p_pass_adj)} ≥ {alpha:g}"]
     if t.claim.margin is not None:
@@ -226,7 +153,7 @@ def _not_pass_reasons(t: _Tested, p_pass_adj: float, alpha: float) -> list[str]:
     return lines
 
 
-def _pass_reasons(t: _Tested, p_pass_adj: float, alpha: float) -> list[str]:
+def _pass_reasons(t: Tested, p_pass_adj: float, alpha: float) -> list[str]:
     if t.claim.margin is not None:
         inside = f"effect {t.effect:.3g} shown inside ±{t.claim.margin:.3g} (two one-sided tests, n = {t.n})"
         return [inside, f"p_pass_adj = {fmt_p(p_pass_adj)} < {alpha:g}"]
@@ -237,7 +164,7 @@ def _pass_reasons(t: _Tested, p_pass_adj: float, alpha: float) -> list[str]:
     return lines
 
 
-def _decide(t: _Tested, p_pass_adj: float, p_fail_adj: float, alpha: float) -> Judgement:
+def _decide(t: Tested, p_pass_adj: float, p_fail_adj: float, alpha: float) -> Judgement:
     """FAIL takes precedence over PASS (possible only with a negative threshold); a claim that involves
     a degenerate condition can be neither."""
     verdict: Verdict = "inconclusive"

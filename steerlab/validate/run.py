@@ -11,6 +11,7 @@ import numpy as np
 
 from ..chat import prompt_chat, prompt_text
 from ..corpus import NEUTRAL
+from ..edits import Edit
 from ..errors import SuiteError
 from ..gate import GateDecision, gate_for, read_gate
 from ..models import LoadedModel
@@ -66,7 +67,7 @@ def check_suite(suite: Suite, vectors: EmotionVectors, prompts: list[Prompt]) ->
     """The reader and layer the suite uses; every emotion the suite names exists in the vectors."""
     reader = suite.measurement.reader or vectors.default_reader
     get_reader(reader)
-    layer = suite.measurement.layer if suite.measurement.layer is not None else vectors.reading_layer
+    layer = vectors.layer_for_reading(suite.measurement.layer)
     vectors.check_layer(layer, f"{suite.path}: field 'measurement.layer'")
     for prompt in prompts:
         if prompt.label is not None and prompt.label not in (*vectors.emotions, NEUTRAL):
@@ -96,6 +97,43 @@ def run_suite(
     prompts = suite_prompts(suite, options.prompts, options.n)
     reader, layer = check_suite(suite, vectors, prompts)
     is_random = bool(lm.is_random or vectors.meta.get("is_random"))
+    unvalidated = _unvalidated_readers(suite, lm, vectors, reader, is_random, options)
+    gen = suite.generation
+    shown = [suite.prompts.template.format(text=q.text) for q in prompts]
+    _check_prompt_lengths(suite, lm, shown)
+    calibration = _calibration(suite, lm, vectors, shown) if needs_calibration(suite) else None
+    conditions = expand_conditions(suite, vectors, prompts, calibration)
+    rows = Rows(suite, conditions, prompts, shown, suite_jobs(conditions, len(prompts), gen.samples))
+    gates = read_gates(lm, vectors, conditions, shown)
+    replies, record = generate_rows(lm, rows, _row_edits(vectors, conditions, prompts, gates), progress)
+    flat = [replies[c][p][s] for c, p, s in rows.jobs]
+    first_read = read_rows(lm, vectors, rows, flat, reader, layer, None)
+    readings = [first_read] + [
+        read_rows(lm, vectors, rows, flat, name, layer, first_read) for name in suite.measurement.secondary
+    ]
+    quality, ppl, distinct = measure_rows(lm, rows, replies, flat, record, first_read)
+    validation = reader_validation(lm, vectors, suite, [r.reader for r in readings], layer)
+    degenerate = {row["name"] for row in quality if row["degenerate"]}
+    decide = options.allow_random_claims or not is_random
+    primary, secondary = readings[0], readings[1:]
+    claims = evaluate_claims(
+        suite, conditions, prompts, vectors.emotions, primary, secondary, degenerate, validation, decide, gen.seed
+    )
+    result = SuiteResult(
+        suite, prompts, conditions, replies, primary, secondary, ppl, distinct, tuple(vectors.emotions),
+        not is_random, 0.0, quality, claims, validation=validation,
+    )  # fmt: skip
+    result.dose = dose_table(result)
+    result.gates = gates
+    _warn(result, unvalidated, is_random, options)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _unvalidated_readers(
+    suite: Suite, lm: LoadedModel, vectors: EmotionVectors, reader: str, is_random: bool, options: RunOptions
+) -> list[str]:
+    """The suite's readers never validated on the model's own replies; refused unless asked for (or random)."""
     unvalidated = [
         r for r in (reader, *suite.measurement.secondary) if model_reply_validity(vectors, lm.model_id, r) is None
     ]
@@ -105,63 +143,37 @@ def run_suite(
             "`steerlab fit-reader --vectors FILE --judged LABELS.jsonl` (see eval/labels/), "
             "or pass --unvalidated-reader (every verdict then says so)"
         )
+    return unvalidated
+
+
+def _check_prompt_lengths(suite: Suite, lm: LoadedModel, shown: list[str]) -> None:
+    """Every prompt, with the longest instruction of the suite, fits the model's context with the reply."""
     gen = suite.generation
-    shown = [suite.prompts.template.format(text=q.text) for q in prompts]
     longest = max((c.instruction or "" for c in suite.conditions), key=len)
     for i, text in enumerate(shown):
         full = prompt_text(lm.tokenizer, with_instruction(text, longest), gen.chat, gen.frame)
         lm.check_length(len(lm.tokenizer(full)["input_ids"]), f"prompt {i + 1} of the suite", gen.max_new_tokens)
-    calibration = _calibration(suite, lm, vectors, shown) if needs_calibration(suite) else None
-    conditions = expand_conditions(suite, vectors, prompts, calibration)
-    rows = Rows(suite, conditions, prompts, shown, suite_jobs(conditions, len(prompts), gen.samples))
-    gates = read_gates(lm, vectors, conditions, shown)
-    edits = [
+
+
+def _row_edits(
+    vectors: EmotionVectors,
+    conditions: list[Condition],
+    prompts: list[Prompt],
+    gates: dict[str, list[GateDecision]],
+) -> list[list[list[Edit]]]:
+    """The edits of every [condition][prompt]: none where the condition's gate did not fire."""
+    return [
         [
             [] if c.name in gates and not gates[c.name][p].fired else condition_edits(c, vectors, q.label)
             for p, q in enumerate(prompts)
         ]
         for c in conditions
     ]
-    replies, record = generate_rows(lm, rows, edits, progress)
-    flat = [replies[c][p][s] for c, p, s in rows.jobs]
-    first_read = read_rows(lm, vectors, rows, flat, reader, layer, None)
-    readings = [first_read] + [
-        read_rows(lm, vectors, rows, flat, name, layer, first_read) for name in suite.measurement.secondary
-    ]
-    quality, ppl, distinct = measure_rows(lm, rows, replies, flat, record, first_read)
-    validation = reader_validation(lm, vectors, suite, [r.reader for r in readings], layer)
-    degenerate = {row["name"] for row in quality if row["degenerate"]}
-    claims = evaluate_claims(
-        suite,
-        conditions,
-        prompts,
-        vectors.emotions,
-        readings[0],
-        readings[1:],
-        degenerate,
-        validation,
-        options.allow_random_claims or not is_random,
-        suite.generation.seed,
-    )
-    result = SuiteResult(
-        suite,
-        prompts,
-        conditions,
-        replies,
-        readings[0],
-        readings[1:],
-        ppl,
-        distinct,
-        tuple(vectors.emotions),
-        not is_random,
-        0.0,
-        quality,
-        claims,
-        validation=validation,
-    )
-    result.dose = dose_table(result)
-    result.gates = gates
-    weak = low_power(claims)
+
+
+def _warn(result: SuiteResult, unvalidated: list[str], is_random: bool, options: RunOptions) -> None:
+    """What every verdict of ``result`` must be read with: low power, an unvalidated reader, random weights."""
+    weak = low_power(result.claims)
     if weak:
         result.warnings.append(
             f"power < 0.8 at the minimum effect of interest for {len(weak)} claim(s): "
@@ -177,8 +189,6 @@ def run_suite(
         result.note = "random weights: the verdicts test the plumbing and are not claims about the model" + (
             "" if options.allow_random_claims else "; every claim is reported inconclusive"
         )
-    result.seconds = time.perf_counter() - start
-    return result
 
 
 def read_gates(

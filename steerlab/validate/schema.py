@@ -12,14 +12,12 @@ import yaml
 from ..errors import SuiteError
 from ..files import existing_file
 from ..names import ABLATIONS, POSITIONS, READER_NAMES
+from .claim_schema import parse_claims
 from .fields import MISSING, Fields, show
 from .spec import (
-    NONE,
-    ClaimSpec,
     Coherence,
     ConditionSpec,
     Correction,
-    Direction,
     GenerationSpec,
     Measurement,
     MetricKind,
@@ -43,28 +41,39 @@ def load_suite(path: str | Path) -> Suite:
     return parse_suite(data, str(path))
 
 
+TOP_KEYS = (
+    *("name", "description", "model", "vectors", "prompts", "n", "generation", "conditions", "measurement"),
+    *("metrics", "coherence", "statistics", "claims"),
+)
+
+
 def parse_suite(data: object, source: str = "<suite>") -> Suite:
-    top = Fields(
-        data,
-        "",
-        source,
-        [
-            "name",
-            "description",
-            "model",
-            "vectors",
-            "prompts",
-            "n",
-            "generation",
-            "conditions",
-            "measurement",
-            "metrics",
-            "coherence",
-            "statistics",
-            "claims",
-        ],
-    )
+    top = Fields(data, "", source, TOP_KEYS)
     prompts = _parse_prompts(top)
+    generation = _parse_generation(top)
+    conditions = _parse_conditions(top)
+    measurement = _parse_measurement(top)
+    metrics = _parse_metrics(top)
+    coherence, statistics = _parse_coherence(top), _parse_statistics(top)
+    return Suite(
+        name=top.get("name", str),
+        description=top.get("description", str, ""),
+        model=top.get("model", str, None),
+        vectors=top.get("vectors", str, None),
+        prompts=prompts,
+        n=top.integer("n", None, low=1),
+        generation=generation,
+        conditions=conditions,
+        measurement=measurement,
+        metrics=metrics,
+        coherence=coherence,
+        statistics=statistics,
+        claims=parse_claims(top, conditions, metrics),
+        path=source,
+    )
+
+
+def _parse_generation(top: Fields) -> GenerationSpec:
     g = top.sub("generation", [*GENERATION_KEYS], {})
     generation = GenerationSpec(
         max_new_tokens=g.integer("max_new_tokens", 32, low=1),
@@ -84,20 +93,28 @@ def parse_suite(data: object, source: str = "<suite>") -> Suite:
         )
     if generation.frame and not generation.chat:
         raise g.fail("frame", "needs chat: true (a frame is a list of user/assistant exchanges)")
-    conditions = _parse_conditions(top)
+    return generation
+
+
+def _parse_measurement(top: Fields) -> Measurement:
     m = top.sub("measurement", ["reader", "layer", "secondary", "validate_on"], {})
     readers = list(READER_NAMES)
-    measurement = Measurement(
+    return Measurement(
         reader=m.choice("reader", readers, None),
         layer=m.integer("layer", None),
         secondary=tuple(_known(m, "secondary", m.strings("secondary", ()), readers)),
         validate_on=m.get("validate_on", str, None),
     )
-    metrics = _parse_metrics(top)
+
+
+def _parse_coherence(top: Fields) -> Coherence:
     c = top.sub("coherence", [f for f in Coherence.__dataclass_fields__], {})
-    coherence = Coherence(
+    return Coherence(
         **{name: c.number(name, getattr(Coherence(), name), low=0) for name in Coherence.__dataclass_fields__}
     )
+
+
+def _parse_statistics(top: Fields) -> Statistics:
     s = top.sub("statistics", ["correction", "alpha", "min_effect", "min_effect_dz"], {})
     statistics = Statistics(
         correction=s.choice("correction", get_args(Correction), "holm"),  # type: ignore[arg-type]
@@ -107,22 +124,7 @@ def parse_suite(data: object, source: str = "<suite>") -> Suite:
     )
     if not 0 < statistics.alpha < 1:
         raise s.fail("alpha", f"is {statistics.alpha}: use a level between 0 and 1, e.g. 0.05")
-    return Suite(
-        name=top.get("name", str),
-        description=top.get("description", str, ""),
-        model=top.get("model", str, None),
-        vectors=top.get("vectors", str, None),
-        prompts=prompts,
-        n=top.integer("n", None, low=1),
-        generation=generation,
-        conditions=conditions,
-        measurement=measurement,
-        metrics=metrics,
-        coherence=coherence,
-        statistics=statistics,
-        claims=_parse_claims(top, conditions, metrics),
-        path=source,
-    )
+    return statistics
 
 
 def _known(r: Fields, key: str, values: Sequence[str], options: Sequence[str]) -> Sequence[str]:
@@ -252,78 +254,4 @@ def _parse_metrics(top: Fields) -> tuple[MetricSpec, ...]:
         out.append(MetricSpec(str(name), kind, r.get("emotion", str), against))  # type: ignore[arg-type]
     if not out:
         raise top.fail("metrics", "is empty: define at least one metric")
-    return tuple(out)
-
-
-def _parse_claims(
-    top: Fields, conditions: Sequence[ConditionSpec], metrics: Sequence[MetricSpec]
-) -> tuple[ClaimSpec, ...]:
-    names = [c.name for c in conditions]
-    out: list[ClaimSpec] = []
-    for i, item in enumerate(top.get("claims", list, [])):
-        r = Fields(
-            item,
-            f"claims[{i}]",
-            top.source,
-            [
-                "name",
-                "condition",
-                "compare_to",
-                "metric",
-                "direction",
-                "controls",
-                "threshold",
-                "alpha",
-                "premise",
-                "min_effect",
-                "prompts",
-                "margin",
-            ],
-        )
-        claim = ClaimSpec(
-            name=r.get("name", str),
-            condition=r.get("condition", str),
-            metric=r.get("metric", str),
-            direction=r.choice("direction", get_args(Direction)),  # type: ignore[arg-type]
-            compare_to=r.get("compare_to", str, "baseline"),
-            controls=r.strings("controls", ()),
-            threshold=r.number("threshold", 0.0, low=0),
-            alpha=r.number("alpha", None),
-            premise=r.get("premise", str, ""),
-            min_effect=r.number("min_effect", None, low=0),
-            prompts=r.get("prompts", str, ""),
-            margin=r.number("margin", None, low=0),
-        )
-        if claim.margin is not None and claim.direction != "unchanged":
-            raise r.fail("margin", "is set but direction is not 'unchanged': a margin is for equivalence claims")
-        checks = [("condition", claim.condition), *[("controls", c) for c in claim.controls]]
-        if claim.compare_to != NONE:
-            checks.append(("compare_to", claim.compare_to))
-        for key, value in checks:
-            if value not in names:
-                raise r.fail(key, f"names unknown condition {value!r}: defined are {', '.join(names)}")
-        if claim.metric not in [m.name for m in metrics]:
-            raise r.fail(
-                "metric", f"names unknown metric {claim.metric!r}: defined are {', '.join(m.name for m in metrics)}"
-            )
-        if claim.premise and claim.premise not in [c.name for c in out]:
-            raise r.fail(
-                "premise",
-                f"names {claim.premise!r}, which is not a claim listed before this one: "
-                "list the premise first and use its name",
-            )
-        if claim.premise:
-            # A premise read from the same replies as the claim it gates makes the gated claim pass more
-            # often than its level (both share the baseline's noise): it must use conditions of its own.
-            premise = next(c for c in out if c.name == claim.premise)
-            shared = {premise.condition, premise.compare_to} & {claim.condition, claim.compare_to, *claim.controls}
-            if shared - {NONE}:
-                raise r.fail(
-                    "premise",
-                    f"names {claim.premise!r}, which reads condition {sorted(shared - {NONE})[0]!r} that this claim "
-                    "also reads: test the premise on a condition of its own (e.g. a second baseline)",
-                )
-        if claim.name in [c.name for c in out]:
-            raise r.fail("name", f"{claim.name!r} is used twice: claim names must be unique")
-        out.append(claim)
     return tuple(out)
