@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .display import fmt_p
 from .figures import plt, save
 from .suite_plots import plot_condition_means as plot_condition_means  # re-exported: validate.outputs uses it
 from .suite_plots import plot_dose_response as plot_dose_response
@@ -142,8 +143,8 @@ def plot_geometry(geom: Geometry, path: str | Path, title: str = "") -> Path:
         ax.annotate(e, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     r1, r2 = geom.r["pc1_valence"], geom.r["pc2_arousal"]
     ax.set(
-        xlabel=f"PC1 ({geom.explained[0]:.0%}) · r with valence {r1.r:+.2f} (p={r1.p:.2g})",
-        ylabel=f"PC2 ({geom.explained[1]:.0%}) · r with arousal {r2.r:+.2f} (p={r2.p:.2g})",
+        xlabel=f"PC1 ({geom.explained[0]:.0%}) · r with valence {r1.r:+.2f} (p={fmt_p(r1.p)})",
+        ylabel=f"PC2 ({geom.explained[1]:.0%}) · r with arousal {r2.r:+.2f} (p={fmt_p(r2.p)})",
         title=title or f"emotion directions, layer {geom.layer}",
     )
     ax.grid(alpha=0.3)

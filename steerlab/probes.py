@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from scipy import stats
 
+from .display import fmt_p
 from .logistic import Fit, fit_logistic
 from .vectors import cosine
 
@@ -153,7 +154,7 @@ class Correlation:
 
     def text(self) -> str:
         sig = "significant" if self.p < 0.05 else "not significant"
-        return f"r = {self.r:+.3f}, p = {self.p:.3g}, n = {self.n} ({sig} at 0.05)"
+        return f"r = {self.r:+.3f}, p = {fmt_p(self.p)}, n = {self.n} ({sig} at 0.05)"
 
 
 def correlate(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray, spearman: bool = False) -> Correlation:

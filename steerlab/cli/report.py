@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from ..display import fmt_p
 from .common import check_out, cli, echo_json, get_vectors_and_model, model_options, say
 
 
@@ -68,7 +69,7 @@ def _print_numbers(numbers: dict[str, Any]) -> None:
         f"mismatched {ds['mean_cos_mismatched']:+.3f}, random ±{ds['random_bound']:.3f}"
     )
     for name, c in ds["thermostat"].items():
-        click.echo(f"  thermostat {name:9} r {c['r']:+.3f}  p {c['p']:.3g}  n {c['n']}")
+        click.echo(f"  thermostat {name:9} r {c['r']:+.3f}  p {fmt_p(c['p'])}  n {c['n']}")
     for label, points in numbers["intensity"].items():
         for point, s in points.items():
             click.echo(
@@ -80,5 +81,5 @@ def _print_numbers(numbers: dict[str, Any]) -> None:
     if isinstance(geo, dict):
         click.echo(
             f"geometry (layer {numbers['reading_layer']}): PC1~valence r {geo['pc1_valence']['r']:+.3f} "
-            f"(p {geo['pc1_valence']['p']:.3g}), PC2~arousal r {geo['pc2_arousal']['r']:+.3f}"
+            f"(p {fmt_p(geo['pc1_valence']['p'])}), PC2~arousal r {geo['pc2_arousal']['r']:+.3f}"
         )

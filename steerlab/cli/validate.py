@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..checks import did_you_mean
+from ..display import fmt_p
 from ..errors import SteerlabError, SuiteError
 from .common import Progress, check_out, cli, echo_json, get_vectors_and_model, model_options, say, vector_meta
 
@@ -148,7 +149,7 @@ def _print_result(result: SuiteResult, summ: dict[str, Any]) -> None:
     for c in result.claims:
         click.echo(
             f"{c['verdict'].upper():13} {c['name']}: effect {c['effect']:+.4f} "
-            f"[{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}]  {c['p_family']} p={c['p']:.3g} p_adj={c['p_adj']:.3g}  "
+            f"[{c['ci'][0]:+.4f}, {c['ci'][1]:+.4f}]  {c['p_family']} p={fmt_p(c['p'])} p_adj={fmt_p(c['p_adj'])}  "
             f"power {c['power']:.2f}  n={c['n']}"
         )
         for reason in c["reasons"] if c["verdict"] != "pass" else []:

@@ -15,13 +15,13 @@ closest. The displacement each condition actually causes while generating is rec
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
+from ..checks import did_you_mean
 from ..edits import (
     Ablation,
     Edit,
@@ -210,10 +210,9 @@ def _emotions(spec: ConditionSpec, vectors: EmotionVectors, source: str, i: int)
     out = []
     for e in spec.emotions:
         if e != LABEL and e not in vectors.emotions:
-            near = difflib.get_close_matches(e, vectors.emotions, n=1)
             raise SuiteError(
                 f"{source}: field 'conditions[{i}].emotions' has unknown emotion {e!r}"
-                f"{f' (did you mean {near[0]!r}?)' if near else ''}: the vectors have {', '.join(vectors.emotions)}"
+                f"{did_you_mean(e, vectors.emotions)}: the vectors have {', '.join(vectors.emotions)}"
             )
         out.append(e)
     if spec.op == "ablate_similar" and spec.like not in vectors.emotions:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Sequence
 from typing import Any
 
+from ..checks import did_you_mean
 from ..errors import SuiteError
 
 MISSING = object()
@@ -20,10 +20,9 @@ class Fields:
             raise SuiteError(f"{source}: {where or 'the file'} must be a mapping (key: value), got {show(data)}")
         for key in data:
             if key not in allowed:
-                near = difflib.get_close_matches(str(key), allowed, n=1)
-                hint = f" (did you mean {near[0]!r}?)" if near else ""
                 raise SuiteError(
-                    f"{source}: unknown field {self._at(where, key)!r}{hint}: allowed are {', '.join(allowed)}"
+                    f"{source}: unknown field {self._at(where, key)!r}{did_you_mean(str(key), allowed)}: "
+                    f"allowed are {', '.join(allowed)}"
                 )
         self.data, self.where, self.source = data, where, source
 

@@ -7,6 +7,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from ..display import fmt_p
 from .run import SuiteResult
 
 
@@ -14,10 +15,6 @@ def _f(x: float | None, spec: str = "") -> str:
     if x is None or not math.isfinite(x):
         return "–"
     return format(x, spec or ("+.4f" if abs(x) < 100 else ".3g"))
-
-
-def _p(x: float) -> str:
-    return "–" if not math.isfinite(x) else f"{x:.2g}" if x < 1e-3 else f"{x:.3f}"
 
 
 def validation_line(validation: Mapping[str, Any]) -> str:
@@ -97,7 +94,8 @@ def _claim_lines(result: SuiteResult) -> list[str]:
         families = ", ".join(f"{f['family']} {f['non_degenerate']}/{f['directions']}" for f in c["controls"])
         lines.append(
             f"| {c['name']} | **{c['verdict'].upper()}** | {_f(c['effect'])} | [{_f(c['ci'][0])}, {_f(c['ci'][1])}] | "
-            f"{_p(c['p'])} ({c['p_family']}) | {_p(c['p_adj'])} | {c['power']:.2f} | {_f(c['mde'])} | {c['n']} | "
+            f"{fmt_p(c['p'], '–')} ({c['p_family']}) | {fmt_p(c['p_adj'], '–')} | {c['power']:.2f} | "
+            f"{_f(c['mde'])} | {c['n']} | "
             f"{families or '–'} |"
         )
     lines.append("")

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ..display import fmt_p
 from .judgement import ClaimData, ControlResult, FailReason, Judgement, Tested, Verdict, or_one
 from .power import equivalence_power, noise_of, rule_power
 from .stats import (
@@ -29,7 +30,6 @@ from .stats import (
     adjust,
     ci_mean,
     finite_values,
-    fmt_p,
     mean_tails,
     population_p,
 )

@@ -25,6 +25,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
+from ..display import fmt_p
+
 Alternative = Literal["greater", "less", "two-sided"]
 Correction = Literal["holm", "bh", "none"]
 FloatArray = NDArray[np.float64]
@@ -32,13 +34,6 @@ FloatArray = NDArray[np.float64]
 
 
 # --- p-values ----------------------------------------------------------------------------------
-
-
-def fmt_p(value: float) -> str:
-    """Four decimals for ordinary p-values, two significant digits for tiny ones."""
-    if not math.isfinite(value):
-        return "nan"
-    return f"{value:.4f}" if value >= 1e-3 else f"{value:.2g}"
 
 
 @dataclass(frozen=True)
