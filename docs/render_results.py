@@ -90,8 +90,8 @@ def section(title: str, body: Callable[[], str], level: int = 2) -> str:
 
 
 def vector_file(model: str) -> str:
-    from steerlab.edits import alpha_limit
-    from steerlab.vectors import load_vectors
+    from steerlab.core.vectors import load_vectors
+    from steerlab.steer.edits import alpha_limit
 
     path = REPO / "vectors" / model / "emotions.safetensors"
     v = load_vectors(path)
@@ -514,7 +514,7 @@ def gate(model: str) -> str:
 
 
 def model_page(model: str) -> str:
-    from steerlab.names import BUILTIN_SOURCES
+    from steerlab.core.names import BUILTIN_SOURCES
 
     parts = [
         GENERATED,
@@ -734,7 +734,7 @@ def history_page() -> str:
 
 
 def side_by_side_page() -> str:
-    from steerlab.names import BUILTIN_SOURCES
+    from steerlab.core.names import BUILTIN_SOURCES
 
     links = " · ".join(f"[`{m}`]({m}.md)" for m in BUILTIN_SOURCES)
     return "\n".join(
@@ -751,7 +751,7 @@ def side_by_side_page() -> str:
 
 def headline() -> str:
     """The README's short table: a few rows of the side-by-side tables, linking to the full pages."""
-    from steerlab.names import BUILTIN_SOURCES
+    from steerlab.core.names import BUILTIN_SOURCES
 
     models = list(BUILTIN_SOURCES)
     results = {m: MT.load(m) for m in models}
@@ -786,7 +786,7 @@ def headline() -> str:
 
 
 def pages() -> dict[Path, str]:
-    from steerlab.names import BUILTIN_SOURCES
+    from steerlab.core.names import BUILTIN_SOURCES
 
     out = {OUT / f"{m}.md": model_page(m) for m in BUILTIN_SOURCES}
     out[OUT / "index.md"] = side_by_side_page()

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from steerlab.names import BUILTIN_SOURCES
+from steerlab.core.names import BUILTIN_SOURCES
 
 REPO = Path(__file__).resolve().parents[1]
 SUITES = ("desperate_to_hopeful", "necessity", "dose_response", "gate")

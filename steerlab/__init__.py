@@ -18,41 +18,41 @@ __version__ = "0.1.0"
 
 # Names resolve on first use (PEP 562): `import steerlab` and the CLI's --help stay free of torch.
 _HOMES = {
-    "PoolingConfig": "activations",
-    "pooled_activations": "activations",
-    "Corpus": "corpus",
-    "Record": "corpus",
-    "load_corpus": "corpus",
-    "Edit": "edits",
-    "build_edits": "edits",
-    "random_direction": "edits",
-    "SteerlabError": "errors",
-    "Gate": "gate",
-    "TokenGate": "gate",
-    "gate_for": "gate",
-    "token_gate_for": "gate",
-    "read_gate": "gate",
-    "generate_gated": "gate",
-    "calibrate_gates": "gate",
-    "ExtractConfig": "extraction",
-    "extract": "extraction",
-    "GenerationConfig": "generation",
-    "generate": "generation",
-    "steering": "interventions",
-    "LoadedModel": "models",
-    "load_model": "models",
-    "wrap_model": "models",
-    "Family": "family",
-    "resolve_family": "family",
-    "READERS": "readers",
-    "evaluate_reader": "reader_choice",
-    "read_texts": "readers",
-    "Comparison": "comparison",
-    "compare": "comparison",
-    "EmotionVectors": "vectors",
-    "load_vectors": "vectors",
-    "save_vectors": "vectors",
-    "shipped_vectors": "vectors",
+    "PoolingConfig": "model.activations",
+    "pooled_activations": "model.activations",
+    "Corpus": "core.corpus",
+    "Record": "core.corpus",
+    "load_corpus": "core.corpus",
+    "Edit": "steer.edits",
+    "build_edits": "steer.edits",
+    "random_direction": "steer.edits",
+    "SteerlabError": "core.errors",
+    "Gate": "read.gate",
+    "TokenGate": "read.gate",
+    "gate_for": "read.gate",
+    "token_gate_for": "read.gate",
+    "read_gate": "read.gate",
+    "generate_gated": "read.gate",
+    "calibrate_gates": "read.gate",
+    "ExtractConfig": "read.extraction",
+    "extract": "read.extraction",
+    "GenerationConfig": "steer.generation",
+    "generate": "steer.generation",
+    "steering": "steer.interventions",
+    "LoadedModel": "model.models",
+    "load_model": "model.models",
+    "wrap_model": "model.models",
+    "Family": "model.family",
+    "resolve_family": "model.family",
+    "READERS": "read.readers",
+    "evaluate_reader": "read.reader_choice",
+    "read_texts": "read.readers",
+    "Comparison": "read.comparison",
+    "compare": "read.comparison",
+    "EmotionVectors": "core.vectors",
+    "load_vectors": "core.vectors",
+    "save_vectors": "core.vectors",
+    "shipped_vectors": "core.vectors",
 }
 
 
@@ -64,7 +64,8 @@ def lazy_names(package: str, homes: dict[str, str]) -> Callable[[str], object]:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         from importlib import import_module
 
-        value = getattr(import_module(f"{package}.{homes[name]}"), name)
+        home = homes[name]
+        value = getattr(import_module(home if home.startswith("steerlab.") else f"{package}.{home}"), name)
         setattr(sys.modules[package], name, value)
         return value
 
@@ -77,17 +78,17 @@ __getattr__ = lazy_names(__name__, _HOMES)
 __all__ = sorted(_HOMES)  # the public names: the keys of the one table above
 
 if TYPE_CHECKING:  # the same names, eagerly, for type checkers (tests/test_house.py keeps them equal)
-    from .activations import PoolingConfig, pooled_activations
-    from .comparison import Comparison, compare
-    from .corpus import Corpus, Record, load_corpus
-    from .edits import Edit, build_edits, random_direction
-    from .errors import SteerlabError
-    from .extraction import ExtractConfig, extract
-    from .family import Family, resolve_family
-    from .gate import Gate, TokenGate, calibrate_gates, gate_for, generate_gated, read_gate, token_gate_for
-    from .generation import GenerationConfig, generate
-    from .interventions import steering
-    from .models import LoadedModel, load_model, wrap_model
-    from .reader_choice import evaluate_reader
-    from .readers import READERS, read_texts
-    from .vectors import EmotionVectors, load_vectors, save_vectors, shipped_vectors
+    from steerlab.core.corpus import Corpus, Record, load_corpus
+    from steerlab.core.errors import SteerlabError
+    from steerlab.core.vectors import EmotionVectors, load_vectors, save_vectors, shipped_vectors
+    from steerlab.model.activations import PoolingConfig, pooled_activations
+    from steerlab.model.family import Family, resolve_family
+    from steerlab.model.models import LoadedModel, load_model, wrap_model
+    from steerlab.read.comparison import Comparison, compare
+    from steerlab.read.extraction import ExtractConfig, extract
+    from steerlab.read.gate import Gate, TokenGate, calibrate_gates, gate_for, generate_gated, read_gate, token_gate_for
+    from steerlab.read.reader_choice import evaluate_reader
+    from steerlab.read.readers import READERS, read_texts
+    from steerlab.steer.edits import Edit, build_edits, random_direction
+    from steerlab.steer.generation import GenerationConfig, generate
+    from steerlab.steer.interventions import steering

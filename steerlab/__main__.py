@@ -1,3 +1,3 @@
-from .cli import main
+from steerlab.cli import main
 
 main()

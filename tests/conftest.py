@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from steerlab.cli import main
-from steerlab.corpus import load_corpus
-from steerlab.extraction import ExtractConfig, extract
-from steerlab.models import EMBEDDED, LoadedModel, load_model
-from steerlab.vectors import EmotionVectors, shipped_vectors
+from steerlab.core.corpus import load_corpus
+from steerlab.core.vectors import EmotionVectors, shipped_vectors
+from steerlab.model.models import EMBEDDED, LoadedModel, load_model
+from steerlab.read.extraction import ExtractConfig, extract
 
 TINY_TEXTS = {
     "joyful": [
@@ -88,10 +88,10 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest
 
 @pytest.fixture(scope="session")
 def tiny_vec_file(tmp_path_factory: pytest.TempPathFactory, tiny_corpus_path: Path) -> Path:
-    from steerlab.corpus import load_corpus
-    from steerlab.extraction import ExtractConfig, extract
-    from steerlab.models import load_model
-    from steerlab.vectors import save_vectors
+    from steerlab.core.corpus import load_corpus
+    from steerlab.core.vectors import save_vectors
+    from steerlab.model.models import load_model
+    from steerlab.read.extraction import ExtractConfig, extract
 
     vec = extract(load_model("random:tiny-gemma2"), load_corpus(tiny_corpus_path), ExtractConfig()).vectors
     return save_vectors(vec, tmp_path_factory.mktemp("vec") / "emotions.safetensors")

@@ -20,9 +20,9 @@ import pytest
 import torch
 from transformers import Gemma2ForCausalLM
 
-from steerlab import models
-from steerlab.cache import CACHE_MARKER, cache_problem
-from steerlab.models import EMBEDDED, byte_tokenizer, is_cached, tiny_gemma2_config
+from steerlab.core.cache import CACHE_MARKER, cache_problem
+from steerlab.model import models
+from steerlab.model.models import EMBEDDED, byte_tokenizer, is_cached, tiny_gemma2_config
 
 BUILDS = "builds.log"  # one line per (fake) conversion, next to the cache
 
@@ -180,7 +180,7 @@ def test_concurrent_first_use_builds_once(tmp_path: Path) -> None:
 
 # --- the real conversion (slow: ~1-2 minutes each; the two tests' conversions overlap) ----------------
 
-LOAD = "from steerlab.models import load_model; load_model(progress=print)"
+LOAD = "from steerlab.model.models import load_model; load_model(progress=print)"
 
 
 def start_load(cache: Path) -> subprocess.Popen[str]:
@@ -250,7 +250,7 @@ def test_real_build_killed_midway_is_cleaned_up(killed_build: KilledBuild) -> No
 def test_a_silent_step_reports_that_it_is_alive_until_it_ends() -> None:
     import time
 
-    from steerlab.cache import heartbeat
+    from steerlab.core.cache import heartbeat
 
     heard: list[str] = []
     with heartbeat(heard.append, "building x", typical=60.0, every=0.02):

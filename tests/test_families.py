@@ -9,16 +9,16 @@ import pytest
 import torch
 import transformers as tf
 
-from steerlab.activations import pad_batch, tokenize
-from steerlab.chat import content_positions, prompt_chat
-from steerlab.corpus import load_corpus
-from steerlab.edits import Edit, build_edits
-from steerlab.errors import ModelError
-from steerlab.extraction import ExtractConfig, extract
-from steerlab.generation import GenerationConfig, generate
-from steerlab.interventions import Displacement, steering
-from steerlab.models import LoadedModel, byte_tokenizer, load_model, tiny_gemma2_config, wrap_model
-from steerlab.vectors import EmotionVectors
+from steerlab.core.corpus import load_corpus
+from steerlab.core.errors import ModelError
+from steerlab.core.vectors import EmotionVectors
+from steerlab.model.activations import pad_batch, tokenize
+from steerlab.model.chat import content_positions, prompt_chat
+from steerlab.model.models import LoadedModel, byte_tokenizer, load_model, tiny_gemma2_config, wrap_model
+from steerlab.read.extraction import ExtractConfig, extract
+from steerlab.steer.edits import Edit, build_edits
+from steerlab.steer.generation import GenerationConfig, generate
+from steerlab.steer.interventions import Displacement, steering
 
 from .conftest import planted_direction_cosine
 from .test_steer import PROMPTS, _outputs

@@ -265,7 +265,7 @@ def test_greedy_samples_warn(
 
 
 def test_empty_reply_is_reported_not_scored(tiny_vec_file: Path) -> None:
-    from steerlab.comparison import Comparison
+    from steerlab.read.comparison import Comparison
 
     row = Comparison("p", 0, 4.0, (1,), 1.0, "a reply", "  ", torch.zeros(3).numpy(), torch.zeros(3).numpy())
     steered = row.to_json(("a", "b", "c"))["steered"]
@@ -319,8 +319,8 @@ def test_errors_that_need_no_model_come_before_torch(argv: list[str], tmp_path: 
 
 
 def test_a_claim_left_by_an_ended_run_is_taken_over(tmp_path: Path) -> None:
-    from steerlab.errors import SteerlabError
-    from steerlab.files import claimed
+    from steerlab.core.errors import SteerlabError
+    from steerlab.core.files import claimed
 
     out = tmp_path / "new" / "v.safetensors"
     ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
@@ -354,7 +354,7 @@ def test_models_before_first_use_and_the_emotion_list(
 def test_a_missing_extra_is_one_line_naming_it(
     tiny_vec_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from steerlab import extras
+    from steerlab.core import extras
 
     real = extras.missing
     monkeypatch.setattr(extras, "missing", lambda extra: EXTRAS_GONE.get(extra, ()) or real(extra))
@@ -364,7 +364,7 @@ def test_a_missing_extra_is_one_line_naming_it(
     code, _, err = run(["scope", "hi", "--vectors", str(tiny_vec_file), "--plot", str(tmp_path / "p.png")], capsys,
                        monkeypatch)  # fmt: skip
     assert code == 2 and "pip install 'steerlab[plots]'" in err and not (tmp_path / "p.png").exists(), err
-    from steerlab.vectors import side_files
+    from steerlab.core.vectors import side_files
 
     assert "sweep_png" not in side_files(tmp_path / "v.safetensors")  # extract writes the table, not the figure
 

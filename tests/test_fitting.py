@@ -7,8 +7,8 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from steerlab.logistic import fit_logistic, fitting_threads
-from steerlab.probes import auroc
+from steerlab.read.logistic import fit_logistic, fitting_threads
+from steerlab.read.probes import auroc
 
 
 def planted(layers: int = 3, n: int = 240, d: int = 24, k: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from steerlab.comparison import compare
-from steerlab.edits import build_edits
-from steerlab.errors import InterventionError, SteerlabError
-from steerlab.gate import (
+from steerlab.core.errors import InterventionError, SteerlabError
+from steerlab.core.vectors import EmotionVectors
+from steerlab.model.models import LoadedModel
+from steerlab.read.comparison import compare
+from steerlab.read.gate import (
     Gate,
     GateMessages,
     TokenGate,
@@ -27,10 +28,9 @@ from steerlab.gate import (
     token_gate_for,
     token_gated,
 )
-from steerlab.generation import GenerationConfig, generate
-from steerlab.interventions import Displacement
-from steerlab.models import LoadedModel
-from steerlab.vectors import EmotionVectors
+from steerlab.steer.edits import build_edits
+from steerlab.steer.generation import GenerationConfig, generate
+from steerlab.steer.interventions import Displacement
 
 from .conftest import REPO, one_line_error, run
 
@@ -226,7 +226,7 @@ def test_gate_cli_errors(
 def test_calibrate_gate_command(
     tiny_vec_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from steerlab.vectors import load_vectors
+    from steerlab.core.vectors import load_vectors
 
     msgs = tmp_path / "m.jsonl"
     rows = [{"text": t, "label": "grim"} for t in GRIM] + [{"text": t, "label": "neutral"} for t in NEUTRAL]
@@ -270,7 +270,7 @@ REAL = [
 def test_gated_steer_on_the_embedded_model(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """The shipped gate fires on the desperate message only; the shut gate's reply is the baseline's, and
     a running gate that lets every token through reproduces the message gate's steered reply exactly."""
-    from steerlab.vectors import load_vectors
+    from steerlab.core.vectors import load_vectors
 
     base = ["steer", *REAL, "--vectors", str(SHIPPED_GEMMA), "--emotion", "hopeful", "--max-new-tokens", "12", "--json"]
     code, out, err = run([*base, "--when", "desperate"], capsys, monkeypatch)

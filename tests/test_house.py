@@ -14,18 +14,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from steerlab import models, names
-from steerlab.activations import READOUTS
-from steerlab.corpus import load_corpus
-from steerlab.edits import MAX_SHIFT, build_edits
-from steerlab.errors import InterventionError, ModelError
-from steerlab.extraction import ExtractConfig, extract
-from steerlab.interventions import steering
-from steerlab.methods import METHODS
-from steerlab.models import LoadedModel
-from steerlab.names import ABLATIONS, SMOLLM2
-from steerlab.readers import READERS
-from steerlab.vectors import EmotionVectors, differences
+from steerlab.core import names
+from steerlab.core.corpus import load_corpus
+from steerlab.core.errors import InterventionError, ModelError
+from steerlab.core.names import ABLATIONS, SMOLLM2
+from steerlab.core.vectors import EmotionVectors, differences
+from steerlab.model import models
+from steerlab.model.activations import READOUTS
+from steerlab.model.models import LoadedModel
+from steerlab.read.extraction import ExtractConfig, extract
+from steerlab.read.methods import METHODS
+from steerlab.read.readers import READERS
+from steerlab.steer.edits import MAX_SHIFT, build_edits
+from steerlab.steer.interventions import steering
 
 from .conftest import REPO
 
@@ -187,7 +188,7 @@ def test_runtime_dependencies_are_ranges_and_the_version_is_one_string() -> None
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     pinned = [d for d in project["dependencies"] if "==" in d]
     assert not pinned, f"exact pins make steerlab impossible to install beside a user's own packages: {pinned}"
-    from steerlab.extras import EXTRAS
+    from steerlab.core.extras import EXTRAS
 
     optional = project["optional-dependencies"]
     for extra, modules in EXTRAS.items():  # what only some commands need is an extra, named in one place
@@ -210,9 +211,9 @@ def test_public_names_are_the_functions_after_any_import() -> None:
     """Submodules are named apart from the functions they export, so importing a submodule never
     replaces `steerlab.extract` (a function) by a module."""
     import steerlab
-    import steerlab.comparison
-    import steerlab.extraction
-    import steerlab.generation
+    import steerlab.read.comparison
+    import steerlab.read.extraction
+    import steerlab.steer.generation
 
     for name in ("extract", "compare", "generate", "steering", "load_model"):
         assert callable(getattr(steerlab, name)) and not isinstance(getattr(steerlab, name), type(steerlab)), name
@@ -229,4 +230,5 @@ def test_public_names_have_one_table(package: str) -> None:
     guarded = next(n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING")
     static = {a.name: (i.module or "") for i in guarded.body if isinstance(i, ast.ImportFrom) for a in i.names}
     assert module.__all__ == sorted(module._HOMES)
-    assert static == module._HOMES
+    homes = {k: v if v.startswith("steerlab.") else f"{package}.{v}" for k, v in module._HOMES.items()}
+    assert static == homes

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from steerlab.corpus import load_corpus
-from steerlab.errors import SteerlabError
-from steerlab.judged import Judged, fit_on_judged, judged_figures, load_judged
-from steerlab.models import LoadedModel
-from steerlab.readers import INCOHERENT, READERS, incoherent, read_replies
-from steerlab.vectors import EmotionVectors
+from steerlab.core.corpus import load_corpus
+from steerlab.core.errors import SteerlabError
+from steerlab.core.vectors import EmotionVectors
+from steerlab.model.models import LoadedModel
+from steerlab.read.judged import Judged, fit_on_judged, judged_figures, load_judged
+from steerlab.read.readers import INCOHERENT, READERS, incoherent, read_replies
 
 from .conftest import TINY_TEXTS, one_line_error, run
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from steerlab.vectors import TENSORS, load_vectors
+from steerlab.core.vectors import TENSORS, load_vectors
 
 from .conftest import run
 
@@ -52,10 +52,10 @@ def test_device_map_offload_keeps_edits_on_their_layer(tmp_path: Path, monkeypat
     same logits as on the model held whole, and readings of the offloaded layer are the same."""
     from transformers import Gemma2ForCausalLM
 
-    from steerlab.activations import pad_batch, token_activations
-    from steerlab.edits import Edit, random_direction
-    from steerlab.interventions import steering
-    from steerlab.models import byte_tokenizer, load_model, tiny_gemma2_config
+    from steerlab.model.activations import pad_batch, token_activations
+    from steerlab.model.models import byte_tokenizer, load_model, tiny_gemma2_config
+    from steerlab.steer.edits import Edit, random_direction
+    from steerlab.steer.interventions import steering
 
     monkeypatch.setenv("STEERLAB_CACHE", str(tmp_path / "cache"))
     folder = tmp_path / "tiny"

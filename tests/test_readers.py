@@ -10,15 +10,15 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from steerlab.activations import PoolingConfig, pad_batch, pooled_activations, token_activations
-from steerlab.chat import format_chat
-from steerlab.corpus import load_corpus
-from steerlab.errors import SteerlabError
-from steerlab.extraction import ExtractConfig, extract
-from steerlab.models import LoadedModel
-from steerlab.reader_choice import evaluate_reader, score_readings
-from steerlab.readers import READERS, read_texts
-from steerlab.vectors import EmotionVectors, load_vectors, save_vectors
+from steerlab.core.corpus import load_corpus
+from steerlab.core.errors import SteerlabError
+from steerlab.core.vectors import EmotionVectors, load_vectors, save_vectors
+from steerlab.model.activations import PoolingConfig, pad_batch, pooled_activations, token_activations
+from steerlab.model.chat import format_chat
+from steerlab.model.models import LoadedModel
+from steerlab.read.extraction import ExtractConfig, extract
+from steerlab.read.reader_choice import evaluate_reader, score_readings
+from steerlab.read.readers import READERS, read_texts
 
 REPLY = "the puppy wagged its tail"
 CONTEXT = "nobody came to the door"

@@ -18,25 +18,25 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from steerlab import plots
-from steerlab.activations import pad_batch, token_activations
 from steerlab.cli import cli
-from steerlab.corpus import data_path
-from steerlab.dual_speaker import dual_speaker, load_dialogues
-from steerlab.errors import SteerlabError
-from steerlab.geometry import geometry, vector_geometry
-from steerlab.intensity import POINTS, intensity, load_scales
-from steerlab.models import LoadedModel
-from steerlab.plots import plot_scope
-from steerlab.report import ReportConfig, build_report
-from steerlab.scope import (
+from steerlab.core.corpus import data_path
+from steerlab.core.errors import SteerlabError
+from steerlab.core.vectors import EmotionVectors, save_vectors
+from steerlab.model.activations import pad_batch, token_activations
+from steerlab.model.models import LoadedModel
+from steerlab.read.dual_speaker import dual_speaker, load_dialogues
+from steerlab.read.geometry import geometry, vector_geometry
+from steerlab.read.intensity import POINTS, intensity, load_scales
+from steerlab.read.scope import (
     ScopeConfig,
     generate_reply,
     load_conversation,
     read_conversation,
     read_text,
 )
-from steerlab.vectors import EmotionVectors, save_vectors
+from steerlab.report import plots
+from steerlab.report.page import ReportConfig, build_report
+from steerlab.report.plots import plot_scope
 
 from .conftest import REPO, SHIPPED
 
@@ -333,7 +333,7 @@ def tiny_report(tiny: LoadedModel, tiny_vectors: EmotionVectors, tmp_path_factor
     out = tmp_path_factory.mktemp("report") / "report.html"
     ext = EXTERNAL if EXTERNAL.is_file() else None
     dialogues = out.with_name("dialogues.jsonl")  # a subset keeps the test fast
-    from steerlab.corpus import data_path
+    from steerlab.core.corpus import data_path
 
     dialogues.write_text("\n".join(data_path("dialogues.jsonl").read_text().splitlines()[::4]) + "\n")
     config = ReportConfig(external_scales=str(ext) if ext else None, max_new_tokens=6, dialogues=str(dialogues))
@@ -454,7 +454,7 @@ def test_cli_scope_module_imports_only_click_at_top_level() -> None:
     top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
     names = {a.name for n in top if isinstance(n, ast.Import) for a in n.names}
     names |= {"." * n.level + (n.module or "") for n in top if isinstance(n, ast.ImportFrom)}
-    assert names <= {"__future__", "json", "typing", "click", ".common"}, names
+    assert names <= {"__future__", "json", "typing", "click", "steerlab.cli.common"}, names
 
 
 # --- the real embedded model (slow) ---------------------------------------------------------------------
@@ -464,7 +464,7 @@ def test_cli_scope_module_imports_only_click_at_top_level() -> None:
 def test_embedded_transcript_readout_points(embedded: LoadedModel) -> None:
     if not SHIPPED.is_file():
         pytest.skip(f"no shipped vectors at {SHIPPED}: run `steerlab extract --out {SHIPPED}`")
-    from steerlab.vectors import load_vectors
+    from steerlab.core.vectors import load_vectors
 
     vectors = load_vectors(SHIPPED)
     r = read_conversation(

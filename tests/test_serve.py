@@ -15,11 +15,11 @@ import pytest
 fastapi = pytest.importorskip("fastapi", reason="the live view needs the serve extra (FastAPI, uvicorn)")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from steerlab.generation import GenerationConfig, clean_reply, generate  # noqa: E402
-from steerlab.models import LoadedModel, load_model  # noqa: E402
-from steerlab.names import SMOLLM2  # noqa: E402
-from steerlab.serve import create_app  # noqa: E402
-from steerlab.vectors import EmotionVectors, load_vectors, shipped_vectors  # noqa: E402
+from steerlab.core.names import SMOLLM2  # noqa: E402
+from steerlab.core.vectors import EmotionVectors, load_vectors, shipped_vectors  # noqa: E402
+from steerlab.model.models import LoadedModel, load_model  # noqa: E402
+from steerlab.serve.app import create_app  # noqa: E402
+from steerlab.steer.generation import GenerationConfig, clean_reply, generate  # noqa: E402
 
 MESSAGE = "a day at the sea"
 

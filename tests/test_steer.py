@@ -8,13 +8,13 @@ from dataclasses import replace
 import pytest
 import torch
 
-from steerlab.activations import pad_batch, tokenize
-from steerlab.edits import Edit, build_edits, random_direction
-from steerlab.errors import InterventionError
-from steerlab.generation import GenerationConfig, generate
-from steerlab.interventions import Displacement, Positions, steering
-from steerlab.models import LoadedModel
-from steerlab.vectors import EmotionVectors
+from steerlab.core.errors import InterventionError
+from steerlab.core.vectors import EmotionVectors
+from steerlab.model.activations import pad_batch, tokenize
+from steerlab.model.models import LoadedModel
+from steerlab.steer.edits import Edit, build_edits, random_direction
+from steerlab.steer.generation import GenerationConfig, generate
+from steerlab.steer.interventions import Displacement, Positions, steering
 
 LAYER = 1
 PROMPTS = ["the sun rose over the hills", "a cold wind", "she opened the old wooden door slowly"]
@@ -223,7 +223,7 @@ def test_random_direction_is_seeded_unit(tiny) -> None:  # type: ignore[no-untyp
 
 
 def test_plain_transcript_reply_ends_at_the_turn_separator(tiny) -> None:  # type: ignore[no-untyped-def]
-    from steerlab.generation import clean_reply
+    from steerlab.steer.generation import clean_reply
 
     assert clean_reply(tiny, " I'll pay rent.\n\nI'll pay rent.\n\nUser: ok", chat=True) == "I'll pay rent."
     assert clean_reply(tiny, "Sure.\nUser: more", chat=True) == "Sure."
@@ -231,7 +231,7 @@ def test_plain_transcript_reply_ends_at_the_turn_separator(tiny) -> None:  # typ
 
 
 def test_rows_whose_reply_has_ended_are_not_edited_and_user_positions_are_the_message() -> None:
-    from steerlab.edit_cells import EditCells, TrackEnded
+    from steerlab.steer.edit_cells import EditCells, TrackEnded
 
     pos = EditCells("all", prompt_len=3, content=torch.ones(2, 3, dtype=torch.bool))
     track = TrackEnded(pos, stop_ids=[0, 7], prompt_len=3)

@@ -14,18 +14,18 @@ import yaml
 from click.testing import CliRunner
 
 from steerlab import validate as V
-from steerlab.activations import pooled_activations
-from steerlab.edits import build_edits, random_direction
-from steerlab.errors import SuiteError
-from steerlab.generation import GenerationConfig, generate
-from steerlab.models import LoadedModel
+from steerlab.core.errors import SuiteError
+from steerlab.core.vectors import EmotionVectors, save_vectors
+from steerlab.model.activations import pooled_activations
+from steerlab.model.models import LoadedModel
+from steerlab.steer.edits import build_edits, random_direction
+from steerlab.steer.generation import GenerationConfig, generate
 from steerlab.validate import rule as R
 from steerlab.validate.calibration import Calibration
 from steerlab.validate.claims import evaluate_claims
 from steerlab.validate.conditions import condition_edits
 from steerlab.validate.decide import Readings, _outside
 from steerlab.validate.outputs import CLAIM_KEYS
-from steerlab.vectors import EmotionVectors, save_vectors
 
 from .conftest import REPO
 
@@ -389,7 +389,7 @@ def test_cli_validate_json_strict_and_errors(tiny_vectors: EmotionVectors, tmp_p
 
 @pytest.mark.slow
 def test_suite_end_to_end_on_embedded_model(embedded: LoadedModel, tmp_path: Path) -> None:
-    from steerlab.vectors import load_vectors
+    from steerlab.core.vectors import load_vectors
     from tests.conftest import SHIPPED
 
     suite = V.load_suite(SUITES / "desperate_to_hopeful.yaml")
@@ -432,7 +432,7 @@ def test_suite_end_to_end_on_embedded_model(embedded: LoadedModel, tmp_path: Pat
 
 @pytest.mark.slow
 def test_gate_suite_on_embedded_model(embedded: LoadedModel) -> None:
-    from steerlab.vectors import load_vectors
+    from steerlab.core.vectors import load_vectors
     from tests.conftest import SHIPPED
 
     suite = V.load_suite(SUITES / "gate.yaml")
@@ -564,7 +564,7 @@ def test_suite_reads_replies_in_context_with_the_named_reader(tiny: LoadedModel,
         }
     )
     result = V.run_suite(suite, tiny, tiny_vectors, V.RunOptions(allow_random_claims=True))
-    from steerlab.readers import read_texts
+    from steerlab.read.readers import read_texts
 
     for p, prompt in enumerate(result.prompts):
         reply = result.replies[0][p][0]

@@ -33,8 +33,8 @@ REPO = Path(__file__).resolve().parents[2]
 PROMPT = "I lost my job today and I don't know how I'll pay rent."
 PLAIN = """
 import sys, time, torch
-from steerlab.chat import prompt_text
-from steerlab.models import load_model
+from steerlab.model.chat import prompt_text
+from steerlab.model.models import load_model
 lm = load_model(sys.argv[1])
 tokens = int(sys.argv[3])
 ids = lm.tokenizer([prompt_text(lm.tokenizer, sys.argv[2], True)], return_tensors="pt")
@@ -62,7 +62,7 @@ def steerlab(*args: str) -> list[str]:
 
 
 def extract(model: str) -> dict[str, Any]:
-    from steerlab.vectorfile import read_meta, shipped_vectors
+    from steerlab.core.vectorfile import read_meta, shipped_vectors
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "emotions.safetensors"
@@ -113,7 +113,7 @@ CHECK = (
 
 
 def errors(repeats: int) -> dict[str, Any]:
-    from steerlab.vectorfile import shipped_vectors
+    from steerlab.core.vectorfile import shipped_vectors
 
     shipped = str(shipped_vectors("gemma-3-270m"))
     suite = str(REPO / "eval" / "suites" / "necessity.yaml")

@@ -26,11 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from steerlab.corpus import Corpus, Record
-from steerlab.extraction import ExtractConfig, extract
-from steerlab.models import load_model
-from steerlab.probes import score_layer
-from steerlab.vectors import load_vectors
+from steerlab.core.corpus import Corpus, Record
+from steerlab.core.vectors import load_vectors
+from steerlab.model.models import load_model
+from steerlab.read.extraction import ExtractConfig, extract
+from steerlab.read.probes import score_layer
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -63,7 +63,7 @@ def main() -> int:
     start = time.perf_counter()
     # Their recipe on their data: steerlab's diffmean with a 40/10 split per emotion.
     theirs = extract(lm, corpus, ExtractConfig(method="diffmean", test_fraction=0.2, seed=0, replies=None))
-    from steerlab.corpus import heldout_mask
+    from steerlab.core.corpus import heldout_mask
 
     labels = np.array(corpus.labels)
     emotion_rows = labels != "neutral"
@@ -97,8 +97,8 @@ def main() -> int:
             }
         )
     # Reverse: both vector sets read steerlab's unseen first-person texts.
-    from steerlab.activations import pooled_activations
-    from steerlab.corpus import load_corpus
+    from steerlab.core.corpus import load_corpus
+    from steerlab.model.activations import pooled_activations
 
     mine = load_corpus(REPO / "eval" / "data" / "heldout_emotions.jsonl", min_per_emotion=1)
     mine_y = np.array([shared.index(x) for x in mine.labels])

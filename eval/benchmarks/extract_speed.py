@@ -18,15 +18,15 @@ from pathlib import Path
 
 import torch
 
-from steerlab.activations import (
+from steerlab.core.corpus import load_corpus
+from steerlab.model.activations import (
     PoolingConfig,
     pad_batch,
     pooled_activations,
     run_backbone,
     tokenize,
 )
-from steerlab.corpus import load_corpus
-from steerlab.models import load_model
+from steerlab.model.models import load_model
 
 REPO = Path(__file__).resolve().parents[2]
 

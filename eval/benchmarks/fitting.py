@@ -1,6 +1,6 @@
 """Extraction's fitting, after the forward pass, with two logistic solvers on the same pooled features:
 
-* sklearn    steerlab's solver (``steerlab.logistic.fit_logistic``): scikit-learn's
+* sklearn    steerlab's solver (``steerlab.read.logistic.fit_logistic``): scikit-learn's
              ``LogisticRegression`` (lbfgs, tol 1e-4) on standardised features, layer by layer;
 * batched    an alternative measured here and not adopted: one L-BFGS for every layer at once in
              torch (layers x texts x hidden), each layer with its own memory, step and stopping test.
@@ -33,11 +33,11 @@ import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
 
-from steerlab import extraction, logistic, methods, probes, reader_choice
-from steerlab.activations import Pooled, PoolingConfig, pooled_activations
-from steerlab.corpus import BUILTIN_REPLIES, load_corpus
-from steerlab.models import load_model
-from steerlab.readers import pooled_features
+from steerlab.core.corpus import BUILTIN_REPLIES, load_corpus
+from steerlab.model.activations import Pooled, PoolingConfig, pooled_activations
+from steerlab.model.models import load_model
+from steerlab.read import extraction, logistic, methods, probes, reader_choice
+from steerlab.read.readers import pooled_features
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -269,7 +269,7 @@ def run(pooled: Pooled, reply: np.ndarray, model: dict[str, object]) -> dict[str
 
 def threads(pooled: Pooled) -> dict[str, float]:
     """One fold's probes at every third layer: each solver at one thread and at the default count."""
-    from steerlab.folds import style_folds
+    from steerlab.read.folds import style_folds
 
     corpus = load_corpus()
     folds, _ = style_folds(corpus)

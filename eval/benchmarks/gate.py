@@ -27,8 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from steerlab.comparison import compare
-from steerlab.gate import (
+from steerlab.core.names import BUILTIN_SOURCES, EMBEDDED, spec_folder
+from steerlab.core.vectors import load_vectors
+from steerlab.model.models import load_model
+from steerlab.read.comparison import compare
+from steerlab.read.gate import (
     GATE_READOUT,
     gate_for,
     load_gate_messages,
@@ -36,12 +39,9 @@ from steerlab.gate import (
     threshold_at,
     token_gate_for,
 )
-from steerlab.generation import GenerationConfig
-from steerlab.models import load_model
-from steerlab.names import BUILTIN_SOURCES, EMBEDDED, spec_folder
-from steerlab.readers import READERS, user_turn_features
+from steerlab.read.readers import READERS, user_turn_features
+from steerlab.steer.generation import GenerationConfig
 from steerlab.validate.prompts import load_prompts
-from steerlab.vectors import load_vectors
 
 REPO = Path(__file__).resolve().parents[2]
 EMOTION = "desperate"

@@ -19,16 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
-from steerlab.chat import prompt_text
-from steerlab.comparison import compare
-from steerlab.export import write_control_vector
-from steerlab.generation import GenerationConfig, clean_reply
-from steerlab.llamacpp import greedy_replies, read_control_vector
-from steerlab.models import builtin_gguf, load_model
-from steerlab.names import BUILTIN_SOURCES, EMBEDDED
-from steerlab.readers import read_replies
+from steerlab.core.names import BUILTIN_SOURCES, EMBEDDED
+from steerlab.core.vectors import load_vectors, shipped_vectors
+from steerlab.export.control_vector import write_control_vector
+from steerlab.export.llamacpp import greedy_replies, read_control_vector
+from steerlab.model.chat import prompt_text
+from steerlab.model.models import builtin_gguf, load_model
+from steerlab.read.comparison import compare
+from steerlab.read.readers import read_replies
+from steerlab.steer.generation import GenerationConfig, clean_reply
 from steerlab.validate.prompts import load_prompts
-from steerlab.vectors import load_vectors, shipped_vectors
 
 REPO = Path(__file__).resolve().parents[2]
 

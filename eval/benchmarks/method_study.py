@@ -26,12 +26,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from steerlab.activations import PoolingConfig, pooled_readouts
-from steerlab.corpus import NEUTRAL, heldout_mask, load_corpus
-from steerlab.folds import Fold, fit_layer, out_of_style, style_folds
-from steerlab.models import load_model
-from steerlab.probes import topk_hits
-from steerlab.vectors import cosine
+from steerlab.core.corpus import NEUTRAL, heldout_mask, load_corpus
+from steerlab.core.vectors import cosine
+from steerlab.model.activations import PoolingConfig, pooled_readouts
+from steerlab.model.models import load_model
+from steerlab.read.folds import Fold, fit_layer, out_of_style, style_folds
+from steerlab.read.probes import topk_hits
 
 HERE = Path(__file__).resolve().parent
 READOUTS = {

@@ -80,11 +80,11 @@ def worker(tool: str, spec: dict[str, Any]) -> dict[str, Any]:
     layer, tokens = int(spec["layer"]), int(spec["tokens"])
     vector = torch.tensor(spec["vector"], dtype=torch.float32)
     if tool == "steerlab":
-        from steerlab.activations import PoolingConfig
-        from steerlab.corpus import load_corpus
-        from steerlab.extraction import ExtractConfig, extract
-        from steerlab.interventions import Edit, steering
-        from steerlab.models import load_model
+        from steerlab.core.corpus import load_corpus
+        from steerlab.model.activations import PoolingConfig
+        from steerlab.model.models import load_model
+        from steerlab.read.extraction import ExtractConfig, extract
+        from steerlab.steer.interventions import Edit, steering
 
         torch.set_num_threads(1)
         lm = load_model("gemma-3-270m")
@@ -149,9 +149,9 @@ def worker(tool: str, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_spec(n: int, tokens: int) -> dict[str, Any]:
-    from steerlab.corpus import NEUTRAL, load_corpus
-    from steerlab.edits import build_edits
-    from steerlab.vectors import load_vectors, shipped_vectors
+    from steerlab.core.corpus import NEUTRAL, load_corpus
+    from steerlab.core.vectors import load_vectors, shipped_vectors
+    from steerlab.steer.edits import build_edits
 
     records = load_corpus().records
     hopeful = [r.text for r in records if r.emotion == "hopeful"][: n // 2]

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from steerlab.corpus import load_corpus
-from steerlab.models import load_model
-from steerlab.reader_choice import evaluate_reader
-from steerlab.readers import READERS, pooled_features, read_texts
-from steerlab.vectors import load_vectors
+from steerlab.core.corpus import load_corpus
+from steerlab.core.vectors import load_vectors
+from steerlab.model.models import load_model
+from steerlab.read.reader_choice import evaluate_reader
+from steerlab.read.readers import READERS, pooled_features, read_texts
 
 HERE = Path(__file__).resolve().parent
 

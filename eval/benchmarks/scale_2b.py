@@ -44,14 +44,14 @@ def stage(name: str, folder: Path, size: int) -> dict[str, object]:
     """Runs in a child process: load, run one stage, report."""
     import torch
 
-    from steerlab.comparison import compare
-    from steerlab.corpus import load_corpus
-    from steerlab.extraction import ExtractConfig, extract
-    from steerlab.generation import GenerationConfig
-    from steerlab.models import load_model
-    from steerlab.scope import read_text
+    from steerlab.core.corpus import load_corpus
+    from steerlab.core.vectors import load_vectors, save_vectors
+    from steerlab.model.models import load_model
+    from steerlab.read.comparison import compare
+    from steerlab.read.extraction import ExtractConfig, extract
+    from steerlab.read.scope import read_text
+    from steerlab.steer.generation import GenerationConfig
     from steerlab.validate import RunOptions, parse_suite, run_suite
-    from steerlab.vectors import load_vectors, save_vectors
 
     start = time.perf_counter()
     lm = load_model(SPEC)

@@ -15,11 +15,11 @@ import sys
 import time
 from pathlib import Path
 
-from steerlab.corpus import load_corpus
-from steerlab.edits import Edit, build_edits, random_direction
-from steerlab.generation import GenerationConfig, generate
-from steerlab.models import load_model
-from steerlab.vectors import load_vectors, shipped_vectors
+from steerlab.core.corpus import load_corpus
+from steerlab.core.vectors import load_vectors, shipped_vectors
+from steerlab.model.models import load_model
+from steerlab.steer.edits import Edit, build_edits, random_direction
+from steerlab.steer.generation import GenerationConfig, generate
 
 REPO = Path(__file__).resolve().parents[2]
 

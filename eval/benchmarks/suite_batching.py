@@ -15,10 +15,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from steerlab.models import load_model
+from steerlab.core.vectors import load_vectors, shipped_vectors
+from steerlab.model.models import load_model
 from steerlab.validate import RunOptions, parse_suite, run_suite
 from steerlab.validate.prompts import load_prompts
-from steerlab.vectors import load_vectors, shipped_vectors
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -17,12 +17,12 @@ import sys
 import time
 from pathlib import Path
 
-from steerlab.generation import GenerationConfig, generate
-from steerlab.models import load_model
-from steerlab.readers import read_replies
+from steerlab.core.vectors import load_vectors, shipped_vectors
+from steerlab.model.models import load_model
+from steerlab.read.readers import read_replies
+from steerlab.steer.generation import GenerationConfig, generate
 from steerlab.validate import RunOptions, load_suite, run_suite
 from steerlab.validate.rows import suite_jobs
-from steerlab.vectors import load_vectors, shipped_vectors
 
 REPO = Path(__file__).resolve().parents[2]
 

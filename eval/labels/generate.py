@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from steerlab.edits import build_edits
-from steerlab.family import has_template
-from steerlab.generation import GenerationConfig, generate
-from steerlab.models import load_model
+from steerlab.core.vectors import load_vectors, shipped_vectors
+from steerlab.model.family import has_template
+from steerlab.model.models import load_model
+from steerlab.steer.edits import build_edits
+from steerlab.steer.generation import GenerationConfig, generate
 from steerlab.validate.schema import load_suite
-from steerlab.vectors import load_vectors, shipped_vectors
 
 REPO = Path(__file__).resolve().parents[2]
 PER_EMOTION = {"prompt": 8, "add4": 6, "add8": 2}

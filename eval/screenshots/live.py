@@ -21,9 +21,9 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from steerlab.models import load_model
-from steerlab.serve import create_app
-from steerlab.vectors import load_vectors, shipped_vectors
+from steerlab.core.vectors import load_vectors, shipped_vectors
+from steerlab.model.models import load_model
+from steerlab.serve.app import create_app
 
 MESSAGE = "I failed the qualifying exam for the second time. I don't see the point of trying again."
 

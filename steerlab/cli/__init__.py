@@ -7,21 +7,21 @@ import sys
 
 import click
 
-from ..errors import SteerlabError
-from . import corpus as _corpus  # noqa: F401  (each module registers its commands)
-from . import emotions as _emotions  # noqa: F401
-from . import evaluate as _evaluate  # noqa: F401
-from . import export as _export  # noqa: F401
-from . import extract as _extract  # noqa: F401
-from . import fit_reader as _fit_reader  # noqa: F401
-from . import gate as _gate  # noqa: F401
-from . import models as _models  # noqa: F401
-from . import report as _report  # noqa: F401
-from . import scope as _scope  # noqa: F401
-from . import serve as _serve  # noqa: F401
-from . import steer as _steer  # noqa: F401
-from . import validate as _validate  # noqa: F401
-from .common import cli
+from steerlab.cli import corpus as _corpus  # noqa: F401  (each module registers its commands)
+from steerlab.cli import emotions as _emotions  # noqa: F401
+from steerlab.cli import evaluate as _evaluate  # noqa: F401
+from steerlab.cli import export as _export  # noqa: F401
+from steerlab.cli import extract as _extract  # noqa: F401
+from steerlab.cli import fit_reader as _fit_reader  # noqa: F401
+from steerlab.cli import gate as _gate  # noqa: F401
+from steerlab.cli import models as _models  # noqa: F401
+from steerlab.cli import report as _report  # noqa: F401
+from steerlab.cli import scope as _scope  # noqa: F401
+from steerlab.cli import serve as _serve  # noqa: F401
+from steerlab.cli import steer as _steer  # noqa: F401
+from steerlab.cli import validate as _validate  # noqa: F401
+from steerlab.cli.common import cli
+from steerlab.core.errors import SteerlabError
 
 
 def main() -> None:
@@ -29,7 +29,7 @@ def main() -> None:
 
     Under ``torchrun`` the ranks share the forward passes and only rank 0 prints and writes."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        from ..parallel import init_from_env, is_main
+        from steerlab.core.parallel import init_from_env, is_main
 
         init_from_env()
         if not is_main():

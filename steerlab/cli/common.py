@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any, Self
 
 import click
 
-from .. import __version__
-from ..errors import SteerlabError
-from ..names import EMBEDDED
+from steerlab import __version__
+from steerlab.core.errors import SteerlabError
+from steerlab.core.names import EMBEDDED
 
 if TYPE_CHECKING:
-    from ..models import LoadedModel
-    from ..vectors import EmotionVectors
+    from steerlab.core.vectors import EmotionVectors
+    from steerlab.model.models import LoadedModel
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -88,7 +88,7 @@ def model_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def get_model(spec: str | None, revision: str | None, dtype: str | None) -> LoadedModel:
-    from ..models import load_model
+    from steerlab.model.models import load_model
 
     if not sys.stderr.isatty():  # logs get steerlab's progress lines, not transformers' bars
         from transformers.utils import logging as hf_logging
@@ -102,7 +102,7 @@ def get_model(spec: str | None, revision: str | None, dtype: str | None) -> Load
 
 def vector_path(vectors_path: str | None, spec: str | None) -> Path:
     """The vector file given, else the one shipped (or extracted into the cache) for the model."""
-    from ..vectorfile import shipped_vectors, user_vectors
+    from steerlab.core.vectorfile import shipped_vectors, user_vectors
 
     if vectors_path:
         return Path(vectors_path)
@@ -118,14 +118,14 @@ def vector_path(vectors_path: str | None, spec: str | None) -> Path:
 def vector_meta(vectors_path: str | None, spec: str | None) -> dict[str, Any]:
     """The metadata of the vector file a command will use (see :func:`vector_path`), read without torch:
     a missing or broken file, or an emotion it lacks, answers before the model stack is imported."""
-    from ..vectorfile import read_meta
+    from steerlab.core.vectorfile import read_meta
 
     return read_meta(vector_path(vectors_path, spec))
 
 
 def get_vectors(vectors_path: str | None, spec: str | None) -> EmotionVectors:
     """The vector file given, else the one shipped (or extracted into the cache) for the model."""
-    from ..vectors import load_vectors
+    from steerlab.core.vectors import load_vectors
 
     return load_vectors(vector_path(vectors_path, spec))
 
@@ -142,13 +142,13 @@ def get_vectors_and_model(
 
 def layer_list(spec: str | None, n_layers: int) -> list[int] | None:
     """The layers a --layers value names (checked), or None when none is given (the file's default)."""
-    from ..checks import parse_layers
+    from steerlab.core.checks import parse_layers
 
     return parse_layers(spec, n_layers) if spec else None
 
 
 def check_out(path: str | Path, what: str = "--out", *, directory: bool = False, force: bool = False) -> Path:
-    from ..files import check_writable
+    from steerlab.core.files import check_writable
 
     return check_writable(path, what, directory=directory, force=force)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ..errors import SteerlabError
-from .common import cli, echo_json
+from steerlab.cli.common import cli, echo_json
+from steerlab.core.errors import SteerlabError
 
 
 @cli.group()
@@ -20,7 +20,7 @@ def corpus_stats_cmd(path: str | None, as_json: bool) -> None:
     """Counts, lengths, duplicates and self-naming texts (PATH default: the built-in corpus)."""
     import pandas as pd
 
-    from ..corpus import corpus_stats, load_corpus
+    from steerlab.core.corpus import corpus_stats, load_corpus
 
     stats = corpus_stats(load_corpus(path))
     if as_json:
@@ -42,7 +42,7 @@ def corpus_stats_cmd(path: str | None, as_json: bool) -> None:
 @click.argument("path")
 def corpus_validate_cmd(path: str) -> None:
     """Check a corpus file; exit 2 with the first problem, 0 when it loads."""
-    from ..corpus import corpus_stats, load_corpus
+    from steerlab.core.corpus import corpus_stats, load_corpus
 
     c = load_corpus(path)
     stats = corpus_stats(c)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import click
 
-from .common import cli, echo_json
+from steerlab.cli.common import cli, echo_json
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: name -> valence, arousal.")
 def emotions(as_json: bool) -> None:
     """List the 20 built-in emotions with their valence and arousal (in [-1, 1])."""
-    from ..corpus import emotion_info
+    from steerlab.core.corpus import emotion_info
 
     info = emotion_info()
     if as_json:

@@ -7,13 +7,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..errors import SteerlabError
-from ..names import READER_NAMES
-from .common import cli, echo_json, get_model, get_vectors, model_options, say, vector_meta
+from steerlab.cli.common import cli, echo_json, get_model, get_vectors, model_options, say, vector_meta
+from steerlab.core.errors import SteerlabError
+from steerlab.core.names import READER_NAMES
 
 if TYPE_CHECKING:
-    from ..reader_choice import ReaderScore
-    from ..vectors import EmotionVectors
+    from steerlab.core.vectors import EmotionVectors
+    from steerlab.read.reader_choice import ReaderScore
 
 
 @cli.command("evaluate")
@@ -60,9 +60,9 @@ def evaluate_cmd(
     if (corpus_path is None) == (not judged_paths):
         raise SteerlabError("give either --corpus FILE (labelled texts) or --judged FILE (judged replies of the model)")
     vector_meta(vectors_path, None)  # before torch: a missing or broken file answers at once
-    from ..corpus import load_corpus
-    from ..reader_choice import evaluate_reader
-    from ..readers import READERS, check_covers
+    from steerlab.core.corpus import load_corpus
+    from steerlab.read.reader_choice import evaluate_reader
+    from steerlab.read.readers import READERS, check_covers
 
     v = get_vectors(vectors_path, None)
     if judged_paths:
@@ -126,7 +126,7 @@ def _evaluate_judged(
     dtype: str | None,
     as_json: bool,
 ) -> None:
-    from ..judged import judged_by_layer, load_judged
+    from steerlab.read.judged import judged_by_layer, load_judged
 
     judged = load_judged(paths, v.emotions)
     lm = get_model(model_spec or v.meta.get("model_spec"), revision, dtype)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import check_out, cli, get_vectors, layer_list
+from steerlab.cli.common import check_out, cli, get_vectors, layer_list
 
 
 @cli.command("export")
@@ -29,8 +29,8 @@ def export_cmd(
 ) -> None:
     """Write an emotion direction for another runtime: llama.cpp's control-vector GGUF, alpha unit
     folded in, layer k = steerlab's layer k (the output of block k)."""
-    from ..checks import finite
-    from ..export import write_control_vector
+    from steerlab.core.checks import finite
+    from steerlab.export.control_vector import write_control_vector
 
     finite(alpha, "--alpha")
     check_out(out, "--out", force=force)

@@ -8,17 +8,24 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..errors import SteerlabError
-from ..names import DEFAULT_METHOD, DEFAULT_READOUT, DEFAULT_SKIP_TOKENS, EMBEDDED, METHOD_NAMES, READOUT_NAMES
-from .common import Phases, check_out, cli, get_model, model_options, say
+from steerlab.cli.common import Phases, check_out, cli, get_model, model_options, say
+from steerlab.core.errors import SteerlabError
+from steerlab.core.names import (
+    DEFAULT_METHOD,
+    DEFAULT_READOUT,
+    DEFAULT_SKIP_TOKENS,
+    EMBEDDED,
+    METHOD_NAMES,
+    READOUT_NAMES,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ..corpus import Corpus
-    from ..extraction import ExtractConfig, ExtractResult
-    from ..models import LoadedModel
-    from ..vectors import EmotionVectors
+    from steerlab.core.corpus import Corpus
+    from steerlab.core.vectors import EmotionVectors
+    from steerlab.model.models import LoadedModel
+    from steerlab.read.extraction import ExtractConfig, ExtractResult
 
 # Progress units of extract's phases (see extraction.extract).
 UNITS = {"forward": "text", "directions": "layer", "probes": "fit", "reply forward": "reply", "reader choice": "step"}
@@ -71,15 +78,15 @@ def extract_cmd(
     """Extract one direction per emotion at every layer and sweep the layers on held-out texts."""
     import time
 
-    from ..corpus import load_corpus
+    from steerlab.core.corpus import load_corpus
 
     start = time.perf_counter()
     target, sides = _outputs(out, model_spec, test_fraction, force)
     c = load_corpus(corpus_path)  # everything above needs no torch: errors answer at once
     _claim(target, (target, *sides.values()), force)
 
-    from ..activations import PoolingConfig
-    from ..extraction import ExtractConfig
+    from steerlab.model.activations import PoolingConfig
+    from steerlab.read.extraction import ExtractConfig
 
     lm = get_model(model_spec, revision, dtype)
     load = time.perf_counter() - start
@@ -97,7 +104,7 @@ def extract_cmd(
         f"({result.pooled.n_tokens / result.pooled.seconds:.0f} tok/s); phases (s): {timing}"
     )
     table = _print_sweep(result, v, lm)
-    from ..parallel import is_main
+    from steerlab.core.parallel import is_main
 
     if not is_main():
         return  # rank 0 writes
@@ -110,7 +117,7 @@ def _outputs(
     out: str | None, model_spec: str | None, test_fraction: float, force: bool
 ) -> tuple[Path, dict[str, Path]]:
     """The vector file and its side files, checked writable before any work."""
-    from ..vectorfile import side_files, user_vectors
+    from steerlab.core.vectorfile import side_files, user_vectors
 
     if not 0 < test_fraction < 1:
         raise SteerlabError(f"--test-fraction {test_fraction} must lie between 0 and 1, e.g. 0.25")
@@ -126,8 +133,8 @@ def _outputs(
 def _claim(target: Path, outputs: tuple[Path, ...], force: bool) -> None:
     """Hold ``target`` until the command ends, then check the outputs again: a run that finished in the
     meantime has written them."""
-    from ..files import claimed
-    from ..parallel import is_main
+    from steerlab.core.files import claimed
+    from steerlab.core.parallel import is_main
 
     if is_main():  # under torchrun rank 0 writes
         click.get_current_context().with_resource(claimed(target))
@@ -137,7 +144,7 @@ def _claim(target: Path, outputs: tuple[Path, ...], force: bool) -> None:
 
 def _extract(lm: LoadedModel, c: Corpus, config: ExtractConfig) -> ExtractResult:
     """:func:`extraction.extract` with one progress bar per phase."""
-    from ..extraction import extract
+    from steerlab.read.extraction import extract
 
     with Phases(UNITS) as phases:
         pooled = [0]
@@ -175,12 +182,12 @@ def _write(
     title: str,
 ) -> None:
     """The vector file, the sweep as CSV and (with matplotlib) as a figure."""
-    from ..vectors import save_vectors
+    from steerlab.core.vectors import save_vectors
 
     save_vectors(v, target)
     table.to_csv(sides["sweep_csv"], float_format="%.6f")
     if "sweep_png" in sides:
-        from ..plots import plot_layer_sweep
+        from steerlab.report.plots import plot_layer_sweep
 
         plot_layer_sweep(
             result.sweep, v.steering_layer, len(v.emotions), sides["sweep_png"], title=title, reading=v.reading_layer

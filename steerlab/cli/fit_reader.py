@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from ..errors import SteerlabError
-from .common import check_out, cli, echo_json, get_model, get_vectors, model_options, say, vector_meta
+from steerlab.cli.common import check_out, cli, echo_json, get_model, get_vectors, model_options, say, vector_meta
+from steerlab.core.errors import SteerlabError
 
 
 @cli.command("fit-reader")
@@ -47,17 +47,17 @@ def fit_reader_cmd(
     replies judged incoherent teach it what is not to be read)."""
     import json
 
-    from ..corpus import BUILTIN_REPLIES, load_corpus
-    from ..files import atomic_write
+    from steerlab.core.corpus import BUILTIN_REPLIES, load_corpus
+    from steerlab.core.files import atomic_write
 
     target = _check_outputs(out, report_path, force)
     vector_meta(vectors_path, None)  # before torch: a missing or broken file answers at once
     written = load_corpus(replies_path, min_per_emotion=1, builtin=BUILTIN_REPLIES)
     heldout = load_corpus(heldout_path, min_per_emotion=1) if heldout_path else None
 
-    from ..gate import refresh_gates
-    from ..judged import fit_on_judged, load_judged
-    from ..vectors import save_vectors
+    from steerlab.core.vectors import save_vectors
+    from steerlab.read.gate import refresh_gates
+    from steerlab.read.judged import fit_on_judged, load_judged
 
     v = get_vectors(vectors_path, None)
     judged = load_judged(judged_paths, v.emotions)

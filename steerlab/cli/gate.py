@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from ..errors import SteerlabError
-from .common import check_out, cli, echo_json, get_model, get_vectors, model_options, say
+from steerlab.cli.common import check_out, cli, echo_json, get_model, get_vectors, model_options, say
+from steerlab.core.errors import SteerlabError
 
 
 @cli.command("calibrate-gate")
@@ -43,8 +43,8 @@ def calibrate_gate_cmd(
 ) -> None:
     """Calibrate the default threshold of `steer --when EMOTION` (and `--when-token`) on labelled user messages:
     the reading of the user's turn exceeded by at most --fpr of the neutral ones; the tensors are unchanged."""
-    from ..gate import calibrate_gates, load_gate_messages
-    from ..vectors import save_vectors
+    from steerlab.core.vectors import save_vectors
+    from steerlab.read.gate import calibrate_gates, load_gate_messages
 
     target = Path(out)
     if target.suffix != ".safetensors":

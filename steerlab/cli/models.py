@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import click
 
-from .common import cli
+from steerlab.cli.common import cli
 
 
 @cli.command()
 def models() -> None:
     """List the built-in model specs with layers, hidden size and cache state."""
-    from ..models import KNOWN_SPECS, is_cached, model_shape
+    from steerlab.model.models import KNOWN_SPECS, is_cached, model_shape
 
     click.echo(f"{'spec':22} {'layers':>6} {'hidden':>6}  cached")
     for spec in KNOWN_SPECS:

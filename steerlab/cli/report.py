@@ -1,4 +1,4 @@
-"""``steerlab report``: the self-contained HTML report (:mod:`steerlab.report`) and its key numbers."""
+"""``steerlab report``: the self-contained HTML report (:mod:`steerlab.report.page`) and its key numbers."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from typing import Any
 
 import click
 
-from ..display import fmt_p
-from .common import check_out, cli, echo_json, get_vectors_and_model, model_options, say
+from steerlab.cli.common import check_out, cli, echo_json, get_vectors_and_model, model_options, say
+from steerlab.core.display import fmt_p
 
 
 @cli.command("report")
@@ -34,12 +34,12 @@ def report_cmd(
     """Layer sweep, geometry, intensity scales, dual speaker and scope examples in one HTML file.
 
     Every analysis reads at the vectors' reading layer."""
-    from ..errors import SteerlabError
-    from ..extras import require
+    from steerlab.core.errors import SteerlabError
+    from steerlab.core.extras import require
 
     require("plots", "steerlab report")
-    from ..intensity import load_scales
-    from ..report import ReportConfig, build_report
+    from steerlab.read.intensity import load_scales
+    from steerlab.report.page import ReportConfig, build_report
 
     if not out.endswith((".html", ".htm")):
         raise SteerlabError(f"--out {out!r} must end in .html")

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .common import check_out, cli, echo_json, get_vectors_and_model, model_options, say, vector_meta
+from steerlab.cli.common import check_out, cli, echo_json, get_vectors_and_model, model_options, say, vector_meta
 
 if TYPE_CHECKING:  # steerlab's modules load torch: they are imported inside the commands
-    from ..models import LoadedModel
-    from ..scope import Reading
-    from ..vectors import EmotionVectors
+    from steerlab.core.vectors import EmotionVectors
+    from steerlab.model.models import LoadedModel
+    from steerlab.read.scope import Reading
 
 
 @cli.command("scope")
@@ -61,11 +61,11 @@ def scope_cmd(
     _check_args(text, conversation_path, plot_path, force)
     meta = vector_meta(vectors_path, model_spec)  # before torch: a missing file or bad --layers answers at once
     if layers_spec and isinstance(meta.get("n_layers"), int):
-        from ..checks import parse_layers
+        from steerlab.core.checks import parse_layers
 
         parse_layers(layers_spec, meta["n_layers"])
 
-    from ..scope import load_conversation
+    from steerlab.read.scope import load_conversation
 
     messages = load_conversation(conversation_path) if conversation_path else None
     if do_generate and messages is None:
@@ -73,7 +73,7 @@ def scope_cmd(
     vectors, lm = get_vectors_and_model(vectors_path, model_spec, revision, dtype)
     reading, messages = _read(lm, vectors, text, messages, max_new_tokens if do_generate else None, layers_spec, seed)
     if plot_path:
-        from ..plots import plot_scope
+        from steerlab.report.plots import plot_scope
 
         plot_scope(reading, plot_path)
         say(f"wrote {plot_path}")
@@ -90,7 +90,7 @@ def scope_cmd(
 
 def _check_args(text: str | None, conversation_path: str | None, plot_path: str | None, force: bool) -> None:
     """TEXT or --conversation, and --plot, checked before torch is imported."""
-    from ..errors import SteerlabError
+    from steerlab.core.errors import SteerlabError
 
     if (text is None) == (conversation_path is None):
         raise SteerlabError('give either TEXT or --conversation FILE (e.g. steerlab scope "I can\'t sleep")')
@@ -100,7 +100,7 @@ def _check_args(text: str | None, conversation_path: str | None, plot_path: str 
         if not plot_path.lower().endswith((".png", ".svg", ".pdf")):
             raise SteerlabError(f"--plot {plot_path!r} must end in .png, .svg or .pdf")
         check_out(plot_path, "--plot", force=force)
-        from ..extras import require
+        from steerlab.core.extras import require
 
         require("plots", "--plot")
 
@@ -116,8 +116,8 @@ def _read(
 ) -> tuple[Reading, list[dict[str, str]] | None]:
     """Let the model write the reply (at most ``reply_tokens`` tokens; None: no reply), then read it all;
     returns the reading and the messages."""
-    from ..checks import parse_layers
-    from ..scope import ScopeConfig, generate_reply, read_conversation, read_text
+    from steerlab.core.checks import parse_layers
+    from steerlab.read.scope import ScopeConfig, generate_reply, read_conversation, read_text
 
     config = ScopeConfig(layers=tuple(parse_layers(layers_spec, vectors.n_layers)) if layers_spec else (), seed=seed)
     if reply_tokens is not None:
@@ -129,7 +129,7 @@ def _read(
 
 
 def _print_reading(r: Reading, top: int) -> None:
-    from ..readers import strongest_text
+    from steerlab.read.readers import strongest_text
 
     for li, layer in enumerate(r.layers):
         s = r.scores[li]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ..errors import SteerlabError
-from .common import cli, get_vectors_and_model, model_options, say
+from steerlab.cli.common import cli, get_vectors_and_model, model_options, say
+from steerlab.core.errors import SteerlabError
 
 
 @cli.command("serve")
@@ -23,7 +23,7 @@ def serve_cmd(
     try:
         import uvicorn
 
-        from ..serve import create_app
+        from steerlab.serve.app import create_app
     except ImportError as err:
         raise SteerlabError(
             f"the live view needs FastAPI and uvicorn ({err.name} is missing): pip install 'steerlab[serve]'"

@@ -7,16 +7,16 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import click
 
-from ..names import POSITIONS, READER_NAMES
-from .common import cli, echo_json, get_vectors_and_model, layer_list, model_options, say, vector_meta
-from .steer_checks import check_against_file, check_edits, read_prompts
+from steerlab.cli.common import cli, echo_json, get_vectors_and_model, layer_list, model_options, say, vector_meta
+from steerlab.cli.steer_checks import check_against_file, check_edits, read_prompts
+from steerlab.core.names import POSITIONS, READER_NAMES
 
 if TYPE_CHECKING:
-    from ..comparison import Comparison
-    from ..gate import Gate, TokenGate
-    from ..generation import GenerationConfig
-    from ..models import LoadedModel
-    from ..vectors import EmotionVectors
+    from steerlab.core.vectors import EmotionVectors
+    from steerlab.model.models import LoadedModel
+    from steerlab.read.comparison import Comparison
+    from steerlab.read.gate import Gate, TokenGate
+    from steerlab.steer.generation import GenerationConfig
 
 
 @cli.command("steer")
@@ -119,7 +119,7 @@ def steer_cmd(
     Alpha is scale-free: alpha 1 adds one "typical emotion offset" at the layer (the mean distance
     between an emotion's mean activation and the grand mean on the extraction corpus).
     """
-    from ..checks import parse_ablation
+    from steerlab.core.checks import parse_ablation
 
     # Everything that needs no model is checked before torch is imported.
     prompts = read_prompts(prompt, prompts_file)
@@ -128,8 +128,8 @@ def steer_cmd(
     named = [*emotions, *clamp, *(parse_ablation(spec)[0] for spec in ablate)]
     check_against_file(meta, named, layer_spec, reader_layer, {"--when": when, "--when-token": when_token})
 
-    from ..family import has_template
-    from ..generation import GenerationConfig
+    from steerlab.model.family import has_template
+    from steerlab.steer.generation import GenerationConfig
 
     v, lm = get_vectors_and_model(vectors_path, model_spec, revision, dtype)
     emotions = tuple(v.name(e) for e in emotions)
@@ -169,7 +169,7 @@ def _run(
 ) -> list[Comparison]:
     """:func:`comparison.compare` with the command's options (``reading``: reader and its layer; ``gates``:
     --when and --when-token), then the edits and their alpha units on stderr."""
-    from ..comparison import compare
+    from steerlab.read.comparison import compare
 
     gate, token_gate = _gates(v, *gates)
     layers = layer_list(layer_spec, lm.n_layers)
@@ -205,7 +205,7 @@ def _alpha_units(v: EmotionVectors, layers: list[int] | None) -> str:
 
 def _gates(v: EmotionVectors, when: str | None, when_token: str | None) -> tuple[Gate | None, TokenGate | None]:
     """The --when and --when-token gates (None where not given), each named on stderr with its threshold."""
-    from ..gate import gate_for, token_gate_for
+    from steerlab.read.gate import gate_for, token_gate_for
 
     gate = gate_for(v, when) if when is not None else None
     token_gate = token_gate_for(v, when_token) if when_token is not None else None
@@ -228,7 +228,7 @@ def _reading_text(side: dict[str, Any], k: int = 3) -> str:
     scores = side["scores"]
     if scores is None:
         return "(incoherent reply: not read as an emotion)" if side["incoherent"] else "(empty reply: nothing to read)"
-    from ..readers import strongest_text
+    from steerlab.read.readers import strongest_text
 
     return strongest_text(list(scores), list(scores.values()), k) or "(no emotion this reader reads)"
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..errors import SteerlabError
-from .common import layer_list
+from steerlab.cli.common import layer_list
+from steerlab.core.errors import SteerlabError
 
 
 def parse_alphas(text: str) -> list[float]:
@@ -39,8 +39,8 @@ def parse_clamp(items: tuple[str, ...]) -> dict[str, float]:
 
 def read_prompts(prompt: tuple[str, ...], prompts_file: str | None) -> list[str]:
     """PROMPT arguments, then the prompts of --prompts-file; checked."""
-    from ..checks import check_prompts
-    from ..validate.prompts import load_prompts
+    from steerlab.core.checks import check_prompts
+    from steerlab.validate.prompts import load_prompts
 
     prompts = list(prompt) + ([p.text for p in load_prompts(prompts_file)] if prompts_file else [])
     check_prompts(prompts)
@@ -56,7 +56,7 @@ def check_edits(
     temperature: float,
 ) -> tuple[dict[str, float], list[float]]:
     """The edit options checked against each other; returns the parsed --clamp and --sweep-alpha."""
-    from ..checks import finite
+    from steerlab.core.checks import finite
 
     if not (emotions or ablate or clamps):
         raise SteerlabError("nothing to steer: pass --emotion NAME [--alpha A], --ablate NAME or --clamp NAME=VALUE")
@@ -80,7 +80,7 @@ def check_against_file(
 ) -> None:
     """The emotions ``named``, the layers and the gates ({option: spec}) against the vector file's header:
     a file without a gate's calibrated threshold, say, fails before the model loads."""
-    from ..checks import calibrated_gate, emotion_index, parse_when
+    from steerlab.core.checks import calibrated_gate, emotion_index, parse_when
 
     for name in named:
         emotion_index(meta["emotions"], name)
@@ -95,7 +95,7 @@ def check_against_file(
 
 def check_layers(layer_spec: str | None, reader_layer: int | None, meta: dict[str, Any]) -> None:
     """--layers and --reader-layer against the vector file's layer count (when its metadata names it)."""
-    from ..checks import check_layers as check_range
+    from steerlab.core.checks import check_layers as check_range
 
     n_layers = meta.get("n_layers")
     if not isinstance(n_layers, int):

@@ -11,15 +11,24 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..checks import did_you_mean
-from ..display import fmt_p
-from ..errors import SteerlabError, SuiteError
-from .common import Progress, check_out, cli, echo_json, get_vectors_and_model, model_options, say, vector_meta
+from steerlab.cli.common import (
+    Progress,
+    check_out,
+    cli,
+    echo_json,
+    get_vectors_and_model,
+    model_options,
+    say,
+    vector_meta,
+)
+from steerlab.core.checks import did_you_mean
+from steerlab.core.display import fmt_p
+from steerlab.core.errors import SteerlabError, SuiteError
 
 if TYPE_CHECKING:
-    from ..validate.prompts import Prompt
-    from ..validate.run import SuiteResult
-    from ..validate.schema import Suite
+    from steerlab.validate.prompts import Prompt
+    from steerlab.validate.run import SuiteResult
+    from steerlab.validate.schema import Suite
 
 
 @cli.command("validate")
@@ -64,13 +73,13 @@ def validate_cmd(
     meta = vector_meta(vectors_path, model_spec or suite.model)
     check_names(suite, prompts, meta["emotions"])
 
-    from ..validate import RunOptions, run_suite, summary, write_outputs
+    from steerlab.validate import RunOptions, run_suite, summary, write_outputs
 
     vectors, lm = get_vectors_and_model(vectors_path, model_spec or suite.model, revision, dtype)
     options = RunOptions(prompts=prompts_path, n=n, unvalidated_reader=unvalidated_reader)
     with Progress(0, f"validate {suite.name}", unit="reply") as bar:
         result = run_suite(suite, lm, vectors, options, bar.update)
-    from ..parallel import is_main
+    from steerlab.core.parallel import is_main
 
     if not is_main():
         return  # under torchrun every rank ran the whole suite; rank 0 writes and prints
@@ -94,8 +103,8 @@ def validate_cmd(
 
 def _suite_and_prompts(suite_path: str, prompts_path: str | None, n: int | None) -> tuple[Suite, list[Prompt]]:
     """The suite and its prompts, refused when too few for any claim to reach a verdict."""
-    from ..validate.prompts import suite_prompts
-    from ..validate.schema import load_suite
+    from steerlab.validate.prompts import suite_prompts
+    from steerlab.validate.schema import load_suite
 
     suite = load_suite(suite_path)
     prompts = suite_prompts(suite, prompts_path, n)
@@ -112,7 +121,7 @@ def _suite_and_prompts(suite_path: str, prompts_path: str | None, n: int | None)
 def _vectors_path(vectors_path: str | None, model_spec: str | None, suite: Suite) -> str | None:
     """--vectors, else the suite's own file (found as its prompts are); another --model than the suite's
     reads its own (shipped) vectors unless --vectors names a file."""
-    from ..validate.prompts import resolve_path
+    from steerlab.validate.prompts import resolve_path
 
     other_model = model_spec is not None and model_spec != suite.model
     if not vectors_path and suite.vectors and not other_model:
@@ -122,7 +131,7 @@ def _vectors_path(vectors_path: str | None, model_spec: str | None, suite: Suite
 
 def _check_target(out: str | None, suite: Suite, force: bool) -> Path:
     """The output folder and every result file in it, checked writable before any work."""
-    from ..validate.spec import OUTPUT_FILES
+    from steerlab.validate.spec import OUTPUT_FILES
 
     target = Path(out) if out else Path("runs") / "validate" / suite.name
     check_out(target, "--out", directory=True)
@@ -133,7 +142,7 @@ def _check_target(out: str | None, suite: Suite, force: bool) -> Path:
 
 def _print_result(result: SuiteResult, summ: dict[str, Any]) -> None:
     """The reader's validation, each condition's reply quality, and each claim's verdict with its reasons."""
-    from ..validate.page import validation_line
+    from steerlab.validate.page import validation_line
 
     click.echo(
         f"reader {summ['reader']['name']} at layer {summ['reader']['layer']}: "
@@ -170,8 +179,8 @@ def min_prompts(suite: Suite) -> int:
 def check_names(suite: Suite, prompts: Sequence[Prompt], emotions: Sequence[str]) -> None:
     """Every emotion the suite names (conditions, metrics, prompt labels) is in the vector file, read from
     its header: the checks ``run_suite`` makes on the loaded vectors, made before the model stack loads."""
-    from ..corpus import NEUTRAL
-    from ..validate.spec import LABEL, TARGET
+    from steerlab.core.corpus import NEUTRAL
+    from steerlab.validate.spec import LABEL, TARGET
 
     def unknown(name: str, where: str) -> None:
         raise SuiteError(

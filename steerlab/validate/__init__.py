@@ -1,8 +1,8 @@
 """Causal validation suites: state a claim, intervene, generate, re-read with the clean model, decide.
 
 Modules, in pipeline order: :mod:`.schema` and :mod:`.claim_schema` (suite files), :mod:`.prompts`,
-:mod:`.conditions` (displacement-matched controls and per-row edits), :mod:`.measure` and
-:mod:`.coherence` (fluency, loops, echo), :mod:`.stats` (tests, CIs, correction, power),
+:mod:`.conditions` (displacement-matched controls and per-row edits), :mod:`.measure` (with
+:mod:`steerlab.read.coherence`: fluency, loops, echo), :mod:`.stats` (tests, CIs, correction, power),
 :mod:`.judgement` and :mod:`.rule` (the decision rule), :mod:`.decide` (claims, premises, readers),
 :mod:`.run`, :mod:`.outputs` and :mod:`.page`.
 
@@ -13,12 +13,12 @@ condition, after correction), NOT-TESTABLE (its premise did not PASS), INCONCLUS
 
 from typing import TYPE_CHECKING
 
-from .. import lazy_names
+from steerlab import lazy_names
 
 # Names resolve on first use (PEP 562): reading and checking a suite file imports no torch.
 _HOMES = {
-    "degenerate_reasons": "coherence",
-    "echo_fraction": "coherence",
+    "degenerate_reasons": "steerlab.read.coherence",
+    "echo_fraction": "steerlab.read.coherence",
     "Condition": "conditions",
     "condition_edits": "conditions",
     "expand_conditions": "conditions",
@@ -51,14 +51,14 @@ __getattr__ = lazy_names(__name__, _HOMES)
 __all__ = sorted(_HOMES)  # the public names: the keys of the one table above
 
 if TYPE_CHECKING:  # the same names, eagerly, for type checkers (tests/test_house.py keeps them equal)
-    from .coherence import degenerate_reasons, echo_fraction
-    from .conditions import Condition, condition_edits, expand_conditions
-    from .decide import Readings, metric_values
-    from .measure import distinct2, reply_perplexity
-    from .outputs import summary, write_outputs
-    from .prompts import Prompt, load_prompts, select_prompts, suite_prompts
-    from .rule import judge
-    from .run import RunOptions, SuiteResult, run_suite
-    from .schema import Suite, load_suite, parse_suite
-    from .signflip import sign_flip_p
-    from .stats import adjust, ci_mean
+    from steerlab.read.coherence import degenerate_reasons, echo_fraction
+    from steerlab.validate.conditions import Condition, condition_edits, expand_conditions
+    from steerlab.validate.decide import Readings, metric_values
+    from steerlab.validate.measure import distinct2, reply_perplexity
+    from steerlab.validate.outputs import summary, write_outputs
+    from steerlab.validate.prompts import Prompt, load_prompts, select_prompts, suite_prompts
+    from steerlab.validate.rule import judge
+    from steerlab.validate.run import RunOptions, SuiteResult, run_suite
+    from steerlab.validate.schema import Suite, load_suite, parse_suite
+    from steerlab.validate.signflip import sign_flip_p
+    from steerlab.validate.stats import adjust, ci_mean

@@ -9,11 +9,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..activations import content_mask, pad_batch, token_activations
-from ..chat import ChatText, last_user_flags, raw_chat
-from ..models import LoadedModel
-from ..names import Ablation
-from ..vectors import EmotionVectors
+from steerlab.core.names import Ablation
+from steerlab.core.vectors import EmotionVectors
+from steerlab.model.activations import content_mask, pad_batch, token_activations
+from steerlab.model.chat import ChatText, last_user_flags, raw_chat
+from steerlab.model.models import LoadedModel
 
 CALIBRATION_PROMPTS = 32  # prompts whose clean activations calibrate displacement and give control directions
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import get_args
 
-from .fields import Fields
-from .spec import NONE, ClaimSpec, ConditionSpec, Direction, MetricSpec
+from steerlab.validate.fields import Fields
+from steerlab.validate.spec import NONE, ClaimSpec, ConditionSpec, Direction, MetricSpec
 
 CLAIM_KEYS = (
     *("name", "condition", "compare_to", "metric", "direction", "controls", "threshold", "alpha", "premise"),

@@ -8,11 +8,11 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .conditions import Condition
-from .decide import PlannedClaim, Readings, judge_claims
-from .judgement import ClaimData, ControlResult, Judgement
-from .prompts import Prompt
-from .spec import NONE, Suite
+from steerlab.validate.conditions import Condition
+from steerlab.validate.decide import PlannedClaim, Readings, judge_claims
+from steerlab.validate.judgement import ClaimData, ControlResult, Judgement
+from steerlab.validate.prompts import Prompt
+from steerlab.validate.spec import NONE, Suite
 
 
 def evaluate_claims(

@@ -21,8 +21,11 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from ..checks import did_you_mean
-from ..edits import (
+from steerlab.core.checks import did_you_mean
+from steerlab.core.errors import SuiteError
+from steerlab.core.names import Positions
+from steerlab.core.vectors import EmotionVectors
+from steerlab.steer.edits import (
     Ablation,
     Edit,
     ablate_edit,
@@ -30,12 +33,9 @@ from ..edits import (
     add_edit,
     build_edits,
 )
-from ..errors import SuiteError
-from ..names import Positions
-from ..vectors import EmotionVectors
-from .calibration import Calibration
-from .prompts import Prompt
-from .spec import LABEL, ConditionSpec, Suite
+from steerlab.validate.calibration import Calibration
+from steerlab.validate.prompts import Prompt
+from steerlab.validate.spec import LABEL, ConditionSpec, Suite
 
 CANDIDATES = 5  # a matched random_ablate population is chosen from this many times its size
 

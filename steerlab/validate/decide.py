@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..errors import SuiteError
-from .conditions import Condition
-from .judgement import ClaimData, Judgement
-from .prompts import Prompt
-from .rule import judge
-from .spec import LABEL, NONE, TARGET, ClaimSpec, MetricSpec, Suite
+from steerlab.core.errors import SuiteError
+from steerlab.validate.conditions import Condition
+from steerlab.validate.judgement import ClaimData, Judgement
+from steerlab.validate.prompts import Prompt
+from steerlab.validate.rule import judge
+from steerlab.validate.spec import LABEL, NONE, TARGET, ClaimSpec, MetricSpec, Suite
 
 if TYPE_CHECKING:
     pass

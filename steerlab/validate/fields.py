@@ -6,8 +6,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from ..checks import did_you_mean
-from ..errors import SuiteError
+from steerlab.core.checks import did_you_mean
+from steerlab.core.errors import SuiteError
 
 MISSING = object()
 

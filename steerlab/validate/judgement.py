@@ -10,7 +10,7 @@ from typing import Literal
 
 from numpy.typing import ArrayLike
 
-from .stats import PValue
+from steerlab.validate.stats import PValue
 
 Verdict = Literal["pass", "fail", "inconclusive"]
 FailReason = Literal["reversed", "not specific", "changed"]

@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ..models import LoadedModel
-from .coherence import degenerate_reasons, echo_fraction
-from .spec import LABEL, Coherence
-from .stats import ci_mean
+from steerlab.model.models import LoadedModel
+from steerlab.read.coherence import degenerate_reasons, echo_fraction
+from steerlab.validate.spec import LABEL, Coherence
+from steerlab.validate.stats import ci_mean
 
 if TYPE_CHECKING:
-    from .run import SuiteResult
+    from steerlab.validate.run import SuiteResult
 
 ECHO = 0.5  # a reply echoes its prompt when it copies at least this share of the prompt's words
 

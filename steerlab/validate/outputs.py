@@ -8,14 +8,14 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SuiteError
-from ..files import atomic_write
-from .decide import metric_values
-from .measure import gate_table
-from .page import markdown
-from .run import SuiteResult
-from .spec import OUTPUT_FILES, TARGET, MetricSpec
-from .stats import ci_mean
+from steerlab.core.errors import SuiteError
+from steerlab.core.files import atomic_write
+from steerlab.validate.decide import metric_values
+from steerlab.validate.measure import gate_table
+from steerlab.validate.page import markdown
+from steerlab.validate.run import SuiteResult
+from steerlab.validate.spec import OUTPUT_FILES, TARGET, MetricSpec
+from steerlab.validate.stats import ci_mean
 
 CLAIM_KEYS = (
     "name",
@@ -87,7 +87,7 @@ def write_outputs(result: SuiteResult, out_dir: str | Path) -> list[Path]:
     """rows.csv (one row per prompt x condition x sample, with the reply), summary.json, summary.md, figures."""
     import pandas as pd
 
-    from ..extras import has
+    from steerlab.core.extras import has
 
     out = Path(out_dir)
     try:
@@ -121,7 +121,7 @@ def write_outputs(result: SuiteResult, out_dir: str | Path) -> list[Path]:
     atomic_write(written[2], lambda tmp: Path(tmp).write_text(markdown(result, summ)))
     if not has("plots"):  # figures need the `plots` extra; the tables above do not
         return written
-    from ..plots import plot_condition_means, plot_dose_response
+    from steerlab.report.plots import plot_condition_means, plot_dose_response
 
     degenerate = {q["name"] for q in result.quality if q["degenerate"]}
     for name, means in summ["means"].items():

@@ -7,8 +7,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from ..display import fmt_p
-from .run import SuiteResult
+from steerlab.core.display import fmt_p
+from steerlab.validate.run import SuiteResult
 
 
 def _f(x: float | None, spec: str = "") -> str:

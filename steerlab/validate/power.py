@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from .stats import FloatArray, _hall_t
+from steerlab.validate.stats import FloatArray, _hall_t
 
 REPS = 400  # simulated replays per effect size
 GRID = tuple(float(x) for x in np.geomspace(0.125, 8.0, 25))  # effect multiples searched for the MDE

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import SuiteError
-from ..files import existing_file, jsonl_rows
-from .spec import Suite
+from steerlab.core.errors import SuiteError
+from steerlab.core.files import existing_file, jsonl_rows
+from steerlab.validate.spec import Suite
 
 
 @dataclass(frozen=True)

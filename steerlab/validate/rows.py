@@ -15,19 +15,19 @@ from typing import Any
 
 import numpy as np
 
-from ..chat import prompt_text
-from ..edits import Edit
-from ..generation import GenerationConfig, generate
-from ..interventions import Displacement
-from ..models import LoadedModel
-from ..parallel import gather_json, world
-from ..readers import get_reader, read_replies, read_texts
-from ..vectors import EmotionVectors
-from .conditions import Condition
-from .decide import Readings
-from .measure import distinct2, quality_table, reply_perplexity
-from .prompts import Prompt
-from .spec import Suite
+from steerlab.core.parallel import gather_json, world
+from steerlab.core.vectors import EmotionVectors
+from steerlab.model.chat import prompt_text
+from steerlab.model.models import LoadedModel
+from steerlab.read.readers import get_reader, read_replies, read_texts
+from steerlab.steer.edits import Edit
+from steerlab.steer.generation import GenerationConfig, generate
+from steerlab.steer.interventions import Displacement
+from steerlab.validate.conditions import Condition
+from steerlab.validate.decide import Readings
+from steerlab.validate.measure import distinct2, quality_table, reply_perplexity
+from steerlab.validate.prompts import Prompt
+from steerlab.validate.spec import Suite
 
 Job = tuple[int, int, int]  # (condition, prompt, sample)
 Progress = Callable[[int, int], None]  # (rows done, rows total)

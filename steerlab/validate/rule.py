@@ -20,10 +20,10 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ..display import fmt_p
-from .judgement import ClaimData, ControlResult, FailReason, Judgement, Tested, Verdict, or_one
-from .power import equivalence_power, noise_of, rule_power
-from .stats import (
+from steerlab.core.display import fmt_p
+from steerlab.validate.judgement import ClaimData, ControlResult, FailReason, Judgement, Tested, Verdict, or_one
+from steerlab.validate.power import equivalence_power, noise_of, rule_power
+from steerlab.validate.stats import (
     Correction,
     FloatArray,
     PValue,

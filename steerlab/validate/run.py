@@ -9,28 +9,28 @@ from typing import Any
 
 import numpy as np
 
-from ..chat import prompt_chat, prompt_text
-from ..corpus import NEUTRAL
-from ..edits import Edit
-from ..errors import SuiteError
-from ..gate import GateDecision, gate_for, read_gate
-from ..models import LoadedModel
-from ..readers import get_reader
-from ..vectors import EmotionVectors
-from .claims import evaluate_claims, low_power
-from .conditions import (
+from steerlab.core.corpus import NEUTRAL
+from steerlab.core.errors import SuiteError
+from steerlab.core.vectors import EmotionVectors
+from steerlab.model.chat import prompt_chat, prompt_text
+from steerlab.model.models import LoadedModel
+from steerlab.read.gate import GateDecision, gate_for, read_gate
+from steerlab.read.readers import get_reader
+from steerlab.steer.edits import Edit
+from steerlab.validate.claims import evaluate_claims, low_power
+from steerlab.validate.conditions import (
     Calibration,
     Condition,
     condition_edits,
     expand_conditions,
     needs_calibration,
 )
-from .decide import Readings
-from .measure import dose_table
-from .prompts import Prompt, load_prompts, resolve_path, suite_prompts
-from .rows import Progress, Rows, generate_rows, measure_rows, read_rows, suite_jobs, with_instruction
-from .spec import LABEL, TARGET, Suite
-from .validity import model_reply_validity, reader_validation
+from steerlab.validate.decide import Readings
+from steerlab.validate.measure import dose_table
+from steerlab.validate.prompts import Prompt, load_prompts, resolve_path, suite_prompts
+from steerlab.validate.rows import Progress, Rows, generate_rows, measure_rows, read_rows, suite_jobs, with_instruction
+from steerlab.validate.spec import LABEL, TARGET, Suite
+from steerlab.validate.validity import model_reply_validity, reader_validation
 
 
 @dataclass(frozen=True)

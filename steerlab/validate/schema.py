@@ -9,12 +9,12 @@ from typing import get_args
 
 import yaml
 
-from ..errors import SuiteError
-from ..files import existing_file
-from ..names import ABLATIONS, POSITIONS, READER_NAMES
-from .claim_schema import parse_claims
-from .fields import MISSING, Fields, show
-from .spec import (
+from steerlab.core.errors import SuiteError
+from steerlab.core.files import existing_file
+from steerlab.core.names import ABLATIONS, POSITIONS, READER_NAMES
+from steerlab.validate.claim_schema import parse_claims
+from steerlab.validate.fields import MISSING, Fields, show
+from steerlab.validate.spec import (
     Coherence,
     ConditionSpec,
     Correction,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .stats import Alternative, FloatArray, PValue, finite_values
+from steerlab.validate.stats import Alternative, FloatArray, PValue, finite_values
 
 EXACT_MAX_N = 20  # sign_flip_p enumerates all 2^n sign vectors up to this n
 _MC_ROWS = 1 << 14  # Monte Carlo sign vectors drawn per chunk (bounds memory at ~rows * n bytes)

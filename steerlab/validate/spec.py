@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ..names import Ablation, Positions
-from .coherence import DegenerationLimits
+from steerlab.core.names import Ablation, Positions
+from steerlab.read.coherence import DegenerationLimits
 
 Op = Literal["baseline", "add", "ablate", "clamp", "random_add", "random_ablate", "ablate_similar", "prompt"]
 Direction = Literal["increase", "decrease", "unchanged"]  # unchanged: equivalent within a margin (TOST)

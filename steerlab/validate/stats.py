@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
-from ..display import fmt_p
+from steerlab.core.display import fmt_p
 
 Alternative = Literal["greater", "less", "two-sided"]
 Correction = Literal["holm", "bh", "none"]

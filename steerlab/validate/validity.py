@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..corpus import load_corpus
-from ..reader_choice import evaluate_reader
-from ..readers import get_reader
-from .prompts import resolve_path
-from .spec import Suite
+from steerlab.core.corpus import load_corpus
+from steerlab.read.reader_choice import evaluate_reader
+from steerlab.read.readers import get_reader
+from steerlab.validate.prompts import resolve_path
+from steerlab.validate.spec import Suite
 
 if TYPE_CHECKING:
-    from ..models import LoadedModel
-    from ..vectors import EmotionVectors
+    from steerlab.core.vectors import EmotionVectors
+    from steerlab.model.models import LoadedModel
 
 
 def reader_validation(

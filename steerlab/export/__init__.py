@@ -1,0 +1,1 @@
+"""llama.cpp control vectors and the check against llama.cpp."""

@@ -1,0 +1,1 @@
+"""Reading: extraction, probes, readers and their choice, scope, dual speaker, gates, comparisons."""

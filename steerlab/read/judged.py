@@ -1,0 +1,278 @@
+"""Readers against blind judgements of the model's *own* replies, and the reply reader refitted on them.
+
+A judged set is JSONL, one reply per line, as ``eval/labels/`` writes it::
+
+    {"user": ..., "reply": ..., "label": EMOTION | "neutral" | "incoherent",
+     "hopeful": 1-5, "desperate": 1-5, "calm": 1-5, "coherence": 1-5}
+
+:func:`fit_on_judged` splits the judged replies by user message into seeded halves; fits the reply
+reader on written replies alone, on the judged half alone and on both; scores every reader and two
+model-free baselines (a bag of words, reply length) on the other half (:func:`judged_figures`);
+chooses the default reader there (``JUDGED_RULE``); refits the reply reader on everything; and records
+all of it in the file's metadata (``meta["judged_validation"]``), which the suites report beside every
+verdict and require before they give one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from steerlab.core.corpus import Corpus
+from steerlab.core.errors import SteerlabError
+from steerlab.read.judged_set import Judged, incoherence_figures, judged_figures, subset
+from steerlab.read.judged_set import load_judged as load_judged  # re-exported: fit-reader reads judged sets from here
+from steerlab.read.readers import INCOHERENT, INCOHERENT_P, READERS, pooled_features
+
+if TYPE_CHECKING:
+    from steerlab.core.vectors import EmotionVectors
+    from steerlab.model.models import LoadedModel
+
+JUDGED_RULE = (
+    "default reader = the reader with the highest macro one-vs-rest AUROC over the judged labels, at the "
+    "file's reading layer, on the judged replies of half of the user messages (the reply reader fitted on "
+    "written replies and the other half); the reply reader is then refitted on all written and judged replies"
+)
+
+
+def _fit(features: np.ndarray, labels: Sequence[str], c: float) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """A multinomial reader at one layer: (weights (K, hidden), bias (K,), labels)."""
+    from steerlab.read.methods import fit_probe
+
+    classes = sorted(set(labels))
+    weight, bias = fit_probe(features, np.array([classes.index(x) for x in labels]), c)
+    return weight, bias, classes
+
+
+def _log_probs(
+    fit: tuple[np.ndarray, np.ndarray, list[str]], feats: np.ndarray, emotions: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(scores (texts, emotions) as log-probabilities, p(incoherent) (texts,) or zeros)."""
+    weight, bias, classes = fit
+    logits = feats @ weight.T + bias
+    logp = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+    out = np.full((len(feats), len(emotions)), np.nan)
+    for j, label in enumerate(classes):
+        if label in emotions:
+            out[:, list(emotions).index(label)] = logp[:, j]
+    p_broken = np.exp(logp[:, classes.index(INCOHERENT)]) if INCOHERENT in classes else np.zeros(len(feats))
+    return out, p_broken
+
+
+def _bag_of_words(
+    train: Sequence[str], labels: Sequence[str], test: Sequence[str], emotions: Sequence[str], seed: int
+) -> np.ndarray:
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    words = CountVectorizer(ngram_range=(1, 2), min_df=2)
+    clf = LogisticRegression(C=1.0, max_iter=3000, random_state=seed).fit(words.fit_transform(train), labels)
+    decision = clf.decision_function(words.transform(test))
+    out = np.full((len(test), len(emotions)), np.nan)
+    for j, label in enumerate(clf.classes_):
+        if label in emotions:
+            out[:, list(emotions).index(label)] = decision[:, j] if decision.ndim == 2 else decision
+    return out
+
+
+def fit_on_judged(
+    lm: LoadedModel,
+    vectors: EmotionVectors,
+    written: Corpus,
+    judged: Judged,
+    *,
+    seed: int = 0,
+    c: float | None = None,
+    heldout: Corpus | None = None,
+    note: Any = None,
+) -> tuple[EmotionVectors, dict[str, Any]]:
+    """Validate readers on the judged replies, choose the default, refit the reply reader on everything.
+
+    Returns the new vectors and the validation record (also stored as ``meta["judged_validation"]``).
+    """
+    from steerlab.core.extras import require
+    from steerlab.read.reader_choice import with_reply_reader
+
+    require("lexicon", "fit-reader (it compares every reader, the lexicon included)")
+    say = note or (lambda _: None)
+    c = float(c if c is not None else (vectors.meta.get("reply_reader") or {}).get("c", 0.05))
+    if written.contexts is None:
+        raise SteerlabError(f"{written.source}: written replies need 'context' fields (the user's message)")
+    keep = np.array([bool(r.strip()) for r in judged.replies])  # an empty reply is never read
+    judged = subset(judged, keep)
+    say(f"reading {len(written.texts)} written and {len(judged.replies)} judged replies in their conversation")
+    w_feats = pooled_features(lm, written.texts, written.contexts)
+    j_feats = pooled_features(lm, judged.replies, judged.users)
+    record = _validate(lm, vectors, written, judged, w_feats, j_feats, c, seed, say)
+
+    say("refitting the reply reader on every written and judged reply, at every layer")
+    all_feats = np.concatenate([w_feats, j_feats])
+    provenance = _provenance(written, judged, record["n_messages"])
+    final = with_reply_reader(vectors, all_feats, list(written.labels) + list(judged.labels), c, provenance)
+    if heldout is not None:
+        record["written_heldout"] = _written_heldout(lm, final, heldout, record["layer"])
+    reading = {**(vectors.meta.get("reading") or {}), "reader": record["chosen"], "rule": JUDGED_RULE}
+    final = replace(final, meta={**final.meta, "reading": reading, "judged_validation": record})
+    return final, record
+
+
+def _validate(
+    lm: LoadedModel,
+    vectors: EmotionVectors,
+    written: Corpus,
+    judged: Judged,
+    w_feats: np.ndarray,
+    j_feats: np.ndarray,
+    c: float,
+    seed: int,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    """The validation record: every reader and baseline fitted without, and scored on, the judged replies
+    to a seeded half of the user messages, at the reading layer; the default reader chosen there."""
+    from steerlab.read.coherence import degenerate_reasons
+
+    emotions = list(vectors.emotions)
+    layer = vectors.reading_layer
+    messages, test_messages, test = _split_by_message(judged, seed)
+    fit_rows = ~test
+    fit_labels = [judged.labels[i] for i in np.flatnonzero(fit_rows)]
+    detector = np.array([bool(degenerate_reasons(t)) for t in judged.replies])
+    both = (np.concatenate([w_feats[:, layer], j_feats[fit_rows, layer]]), list(written.labels) + fit_labels)
+    variants = {
+        "reply (written)": (w_feats[:, layer], list(written.labels)),
+        "reply (judged)": (j_feats[fit_rows, layer], fit_labels),
+        "reply (written + judged)": both,
+    }
+    say(f"fitting {len(variants)} reply readers at layer {layer} on half of {len(messages)} user messages")
+    fits = {name: _fit(x, y, c) for name, (x, y) in variants.items()}
+    _, p_broken = _log_probs(fits["reply (written + judged)"], j_feats[:, layer], emotions)
+    flagged = detector | (p_broken >= INCOHERENT_P)  # the rule of readers.incoherent
+    scores = _scores(vectors, fits, j_feats[:, layer], written, judged, fit_rows, seed)
+    figures = {name: judged_figures(s, flagged, judged, test, emotions) for name, s in scores.items()}
+    say("the reply reader (written + judged) at every layer")
+    fitted_on = np.concatenate([w_feats, j_feats[fit_rows]])
+    per_layer = _reply_per_layer(vectors, fitted_on, both[1], c, j_feats, flagged, judged, test)
+    macro = {name: figures["reply (written + judged)" if name == "reply" else name]["macro_auroc"] for name in READERS}
+    return {
+        "model": lm.model_id,
+        "source": judged.source,
+        "sha256": judged.sha256,
+        "n": len(judged.replies),
+        "n_messages": len(messages),
+        "test_messages": len(test_messages),
+        "test_replies": int(test.sum()),
+        "layer": layer,
+        "rule": JUDGED_RULE,
+        "chosen": max(macro, key=lambda n: -1.0 if macro[n] is None else float(macro[n])),
+        "incoherence": incoherence_figures(flagged, detector, judged, test),
+        "readers": figures,
+        "reply_per_layer": per_layer,
+    }
+
+
+def _split_by_message(judged: Judged, seed: int) -> tuple[list[str], set[str], np.ndarray]:
+    """(the user messages, the seeded half held out, (replies,) bool: the replies to that half)."""
+    messages = sorted(set(judged.users))
+    rng = np.random.default_rng(seed)
+    test_messages = set(rng.permutation(messages)[: len(messages) // 2].tolist())
+    return messages, test_messages, np.array([u in test_messages for u in judged.users])
+
+
+def _scores(
+    vectors: EmotionVectors,
+    fits: dict[str, tuple[np.ndarray, np.ndarray, list[str]]],
+    feats: np.ndarray,
+    written: Corpus,
+    judged: Judged,
+    fit_rows: np.ndarray,
+    seed: int,
+) -> dict[str, np.ndarray]:
+    """Every candidate's scores (judged replies, emotions) at the reading layer (``feats``): the reply
+    readers fitted, the file's other readers, and the model-free baselines (a bag of words, reply length)."""
+    emotions = list(vectors.emotions)
+    layer = vectors.reading_layer
+    scores: dict[str, np.ndarray] = {name: _log_probs(fit, feats, emotions)[0] for name, fit in fits.items()}
+    for name, spec in READERS.items():
+        if name != "reply":
+            scores[name] = spec.score(vectors, feats if spec.layered else None, judged.replies, layer)
+    fit_labels = [judged.labels[i] for i in np.flatnonzero(fit_rows)]
+    train_texts = list(written.texts) + [judged.replies[i] for i in np.flatnonzero(fit_rows)]
+    scores["bag of words"] = _bag_of_words(
+        train_texts, list(written.labels) + fit_labels, judged.replies, emotions, seed
+    )
+    length = np.array([len(r.split()) for r in judged.replies], dtype=float)
+    scores["length"] = np.repeat(length[:, None], len(emotions), axis=1)
+    return scores
+
+
+def _reply_per_layer(
+    vectors: EmotionVectors,
+    features: np.ndarray,
+    labels: list[str],
+    c: float,
+    j_feats: np.ndarray,
+    flagged: np.ndarray,
+    judged: Judged,
+    test: np.ndarray,
+) -> dict[str, dict[str, Any]]:
+    """The reply reader fitted on ``features`` (texts, layers, hidden) at every layer, scored on the held-out half."""
+    from steerlab.read.reader_choice import fit_reply_reader
+
+    emotions = list(vectors.emotions)
+    per_layer = {}
+    every, classes = fit_reply_reader(features, labels, c)
+    for at in range(vectors.n_layers):
+        s, _ = _log_probs((every.weight[at], every.bias[at], classes), j_feats[:, at], emotions)
+        f = judged_figures(s, flagged, judged, test, emotions)
+        per_layer[str(at)] = {k: f[k] for k in ("macro_auroc", "spearman_hopeful", "spearman_desperate")}
+    return per_layer
+
+
+def _provenance(written: Corpus, judged: Judged, n_messages: int) -> dict[str, Any]:
+    """Where the refitted reply reader's replies came from (``meta["reply_reader"]``)."""
+    return {
+        "source": f"{written.source} + {judged.source}",
+        "sha256": {"written": written.sha256, "judged": judged.sha256},
+        "n_replies": len(written.texts) + len(judged.replies),
+        "n_messages": len(set(written.contexts or ())) + n_messages,
+        "fit": "multinomial logistic regression on standardised mean activations of the reply's tokens, each "
+        "reply read as the model's turn after its user message; written replies and the model's own judged replies",
+    }
+
+
+def _written_heldout(lm: LoadedModel, vectors: EmotionVectors, heldout: Corpus, layer: int) -> dict[str, Any]:
+    """Each reader's one-vs-rest AUROC per emotion on written replies to messages no fit saw."""
+    from steerlab.read.reader_choice import evaluate_reader
+
+    feats = pooled_features(lm, heldout.texts, heldout.contexts)
+    out: dict[str, Any] = {"source": heldout.source, "n": len(heldout.texts)}
+    for name, spec in READERS.items():
+        rows = evaluate_reader(
+            None, vectors, heldout.texts, heldout.labels, name, features=feats if spec.layered else None
+        )
+        row = next((r for r in rows if r.layer == layer), rows[0])
+        out[name] = {"auroc": row.auroc, "macro_auroc": row.macro_auroc, "top1": row.top1}
+    return out
+
+
+def judged_by_layer(
+    lm: LoadedModel, vectors: EmotionVectors, judged: Judged, reader: str, batch_size: int = 16
+) -> list[dict[str, Any]]:
+    """:func:`judged_figures` of ``reader`` at every layer (one row for a reader without layers), with the
+    file's incoherence rule deciding which replies are read."""
+    from steerlab.read.readers import get_reader, incoherent
+
+    spec = get_reader(reader)
+    judged = subset(judged, np.array([bool(r.strip()) for r in judged.replies]))
+    feats = pooled_features(lm, judged.replies, judged.users, batch_size)
+    flagged = incoherent(vectors, feats[:, vectors.reading_layer], judged.replies)
+    everything = np.ones(len(judged.replies), dtype=bool)
+    out = []
+    for layer in range(vectors.n_layers) if spec.layered else [None]:
+        at = 0 if layer is None else layer
+        scores = spec.score(vectors, feats[:, at] if spec.layered else None, judged.replies, at)
+        out.append({"layer": layer, **judged_figures(scores, flagged, judged, everything, vectors.emotions)})
+    return out
