@@ -237,3 +237,21 @@ def test_steer_named_ablation_modes(tiny_vec_file, capsys, monkeypatch) -> None:
         assert json.loads(out.splitlines()[0])["displacement"] > 0
     code, _, err = run(["steer", "x", "--vectors", str(tiny_vec_file), "--ablate", "grim:half"], capsys, monkeypatch)
     one_line_error(code, err, "grim:half")
+
+
+def test_a_quiet_phase_still_reports_in_logs(capsys) -> None:  # type: ignore[no-untyped-def]
+    """Off a terminal, a phase that makes no progress calls (one long call) still prints a line with its
+    name and elapsed time every `every` seconds; the heartbeat stops when the phase closes."""
+    import time
+
+    from steerlab.cli.common import Progress
+
+    with Progress(1, "re-read", unit="step", every=0.05):
+        deadline = time.monotonic() + 5
+        while "re-read: 0/1 steps" not in capsys.readouterr().err and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert time.monotonic() < deadline, "no heartbeat line within 5 s"
+    time.sleep(0.2)
+    capsys.readouterr()
+    time.sleep(0.2)
+    assert capsys.readouterr().err == ""

@@ -327,6 +327,17 @@ def test_planted_direction_passes_and_null_direction_does_not(planted_result: V.
     assert planted_result.note and not planted_result.is_claim  # random weights: never a claim
 
 
+def test_every_phase_of_a_suite_is_reported(tiny: LoadedModel, tiny_vectors: EmotionVectors) -> None:
+    steps: list[tuple[str, int, int]] = []
+    options = V.RunOptions(allow_random_claims=True)
+    V.run_suite(_planted_suite(0.0), tiny, _planted(tiny, tiny_vectors), options, lambda *a: steps.append(a))
+    names = list(dict.fromkeys(name for name, _, _ in steps))
+    assert names == ["calibrate", "gates", "generate", "re-read", "measure", "validate readers", "decide"]
+    for name in names:  # each phase opens and closes, so its line (and its heartbeat in logs) is its own
+        mine = [(d, t) for n, d, t in steps if n == name]
+        assert mine[-1][0] == mine[-1][1] > 0, (name, mine)
+
+
 def test_degenerate_condition_cannot_pass(tiny: LoadedModel, tiny_vectors: EmotionVectors) -> None:
     result = V.run_suite(
         _planted_suite(0.5), tiny, _planted(tiny, tiny_vectors), V.RunOptions(allow_random_claims=True)

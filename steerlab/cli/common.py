@@ -10,6 +10,7 @@ import json
 import math
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -179,17 +180,26 @@ class Progress:
         self.n, self.tokens = 0, 0
         self.start = self.last = time.perf_counter()
         self.bar: Any = None
+        self.quiet = threading.Event()
         if sys.stderr.isatty():
             from tqdm import tqdm
 
             self.bar = tqdm(total=total or None, desc=desc, unit=unit, file=sys.stderr, leave=False)
+        else:  # a phase that reports rarely (one long call) still says it is alive every `every` seconds
+            threading.Thread(target=self._heartbeat, daemon=True).start()
 
     def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.quiet.set()
         if self.bar is not None:
             self.bar.close()
+
+    def _heartbeat(self) -> None:
+        while not self.quiet.wait(self.every / 3):
+            if time.perf_counter() - self.last >= self.every:
+                self._line(time.perf_counter())
 
     def update(self, done: int, total: int | None = None, tokens: int = 0) -> None:
         """``done`` items so far (absolute), ``tokens`` more tokens read since the last call."""
@@ -197,19 +207,22 @@ class Progress:
         self.tokens += tokens
         step, self.n = done - self.n, done
         now = time.perf_counter()
-        rate = f", {self.tokens / (now - self.start):.0f} tok/s" if self.tokens else ""
         if self.bar is not None:
             self.bar.total = self.total or None
             self.bar.update(step)
-            if rate:
-                self.bar.set_postfix_str(rate[2:])
+            if self.tokens:
+                self.bar.set_postfix_str(f"{self.tokens / (now - self.start):.0f} tok/s")
         elif now - self.last >= self.every or (self.total and done >= self.total and step):
-            self.last = now
-            eta = (now - self.start) / done * (self.total - done) if done and self.total else float("nan")
-            say(
-                f"{self.desc}: {done}/{self.total or '?'} {plural(self.unit)}{rate}, "
-                f"{now - self.start:.0f}s elapsed" + (f", ETA {eta:.0f}s" if math.isfinite(eta) else "")
-            )
+            self._line(now)
+
+    def _line(self, now: float) -> None:
+        self.last = now
+        done, rate = self.n, f", {self.tokens / (now - self.start):.0f} tok/s" if self.tokens else ""
+        eta = (now - self.start) / done * (self.total - done) if done and self.total else float("nan")
+        say(
+            f"{self.desc}: {done}/{self.total or '?'} {plural(self.unit)}{rate}, "
+            f"{now - self.start:.0f}s elapsed" + (f", ETA {eta:.0f}s" if math.isfinite(eta) else "")
+        )
 
 
 def plural(noun: str) -> str:

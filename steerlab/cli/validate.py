@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from steerlab.cli.common import (
-    Progress,
+    Phases,
     check_out,
     cli,
     echo_json,
@@ -77,8 +77,8 @@ def validate_cmd(
 
     vectors, lm = get_vectors_and_model(vectors_path, model_spec or suite.model, revision, dtype)
     options = RunOptions(prompts=prompts_path, n=n, unvalidated_reader=unvalidated_reader)
-    with Progress(0, f"validate {suite.name}", unit="reply") as bar:
-        result = run_suite(suite, lm, vectors, options, bar.update)
+    with Phases({"generate": "reply"}) as phases:
+        result = run_suite(suite, lm, vectors, options, phases)
     from steerlab.core.parallel import is_main
 
     if not is_main():

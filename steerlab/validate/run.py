@@ -4,6 +4,8 @@ measure quality and displacement, and decide the claims."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +16,7 @@ from steerlab.core.errors import SuiteError
 from steerlab.core.vectors import EmotionVectors
 from steerlab.model.chat import prompt_chat, prompt_text
 from steerlab.model.models import LoadedModel
+from steerlab.read.folds import Step
 from steerlab.read.gate import GateDecision, gate_for, read_gate
 from steerlab.read.readers import get_reader
 from steerlab.steer.edits import Edit
@@ -28,7 +31,7 @@ from steerlab.validate.conditions import (
 from steerlab.validate.decide import Readings
 from steerlab.validate.measure import dose_table
 from steerlab.validate.prompts import Prompt, load_prompts, resolve_path, suite_prompts
-from steerlab.validate.rows import Progress, Rows, generate_rows, measure_rows, read_rows, suite_jobs, with_instruction
+from steerlab.validate.rows import Rows, generate_rows, measure_rows, read_rows, suite_jobs, with_instruction
 from steerlab.validate.spec import LABEL, TARGET, Suite
 from steerlab.validate.validity import model_reply_validity, reader_validation
 
@@ -89,9 +92,10 @@ def run_suite(
     lm: LoadedModel,
     vectors: EmotionVectors,
     options: RunOptions = RunOptions(),
-    progress: Progress | None = None,
+    step: Step | None = None,
 ) -> SuiteResult:
-    """Generate, re-read with the clean model, measure, decide (see the module doc)."""
+    """Generate, re-read with the clean model, measure, decide (see the module doc). ``step(phase, done,
+    total)`` follows each phase: calibrate, gates, generate, re-read, measure, validate readers, decide."""
     start = time.perf_counter()
     vectors.check_compatible(lm.model_id, lm.hidden_size, lm.n_layers)
     prompts = suite_prompts(suite, options.prompts, options.n)
@@ -101,26 +105,30 @@ def run_suite(
     gen = suite.generation
     shown = [suite.prompts.template.format(text=q.text) for q in prompts]
     _check_prompt_lengths(suite, lm, shown)
-    calibration = _calibration(suite, lm, vectors, shown) if needs_calibration(suite) else None
+    with phase(step, "calibrate"):
+        calibration = _calibration(suite, lm, vectors, shown) if needs_calibration(suite) else None
     conditions = expand_conditions(suite, vectors, prompts, calibration)
     rows = Rows(suite, conditions, prompts, shown, suite_jobs(conditions, len(prompts), gen.samples))
-    gates = read_gates(lm, vectors, conditions, shown)
-    replies, record = generate_rows(lm, rows, _row_edits(vectors, conditions, prompts, gates), progress)
+    with phase(step, "gates"):
+        gates = read_gates(lm, vectors, conditions, shown)
+    edits = _row_edits(vectors, conditions, prompts, gates)
+    replies, record = generate_rows(lm, rows, edits, (lambda d, t: step("generate", d, t)) if step else None)
     flat = [replies[c][p][s] for c, p, s in rows.jobs]
-    first_read = read_rows(lm, vectors, rows, flat, reader, layer, None)
-    readings = [first_read] + [
-        read_rows(lm, vectors, rows, flat, name, layer, first_read) for name in suite.measurement.secondary
-    ]
-    quality, ppl, distinct = measure_rows(lm, rows, replies, flat, record, first_read)
-    validation = reader_validation(lm, vectors, suite, [r.reader for r in readings], layer)
+    with phase(step, "re-read"):
+        first = read_rows(lm, vectors, rows, flat, reader, layer, None)
+        readings = [first] + [read_rows(lm, vectors, rows, flat, r, layer, first) for r in suite.measurement.secondary]
+    with phase(step, "measure"):
+        quality, ppl, distinct = measure_rows(lm, rows, replies, flat, record, first)
+    with phase(step, "validate readers"):
+        validation = reader_validation(lm, vectors, suite, [r.reader for r in readings], layer)
     degenerate = {row["name"] for row in quality if row["degenerate"]}
     decide = options.allow_random_claims or not is_random
-    primary, secondary = readings[0], readings[1:]
-    claims = evaluate_claims(
-        suite, conditions, prompts, vectors.emotions, primary, secondary, degenerate, validation, decide, gen.seed
-    )
+    with phase(step, "decide"):
+        claims = evaluate_claims(
+            suite, conditions, prompts, vectors.emotions, first, readings[1:], degenerate, validation, decide, gen.seed
+        )
     result = SuiteResult(
-        suite, prompts, conditions, replies, primary, secondary, ppl, distinct, tuple(vectors.emotions),
+        suite, prompts, conditions, replies, first, readings[1:], ppl, distinct, tuple(vectors.emotions),
         not is_random, 0.0, quality, claims, validation=validation,
     )  # fmt: skip
     result.dose = dose_table(result)
@@ -128,6 +136,17 @@ def run_suite(
     _warn(result, unvalidated, is_random, options)
     result.seconds = time.perf_counter() - start
     return result
+
+
+@contextmanager
+def phase(step: Step | None, name: str) -> Iterator[None]:
+    """One reported phase (opened at 0/1, closed at 1/1): a long call between progress lines is still
+    named, timed and, in logs, heard from every 30 s."""
+    if step:
+        step(name, 0, 1)
+    yield
+    if step:
+        step(name, 1, 1)
 
 
 def _unvalidated_readers(
