@@ -763,6 +763,7 @@ def headline() -> str:
         "mean-ablating *desperate* in the user's message makes the reply less hopeful",
         "gated: replies to desperate messages more hopeful",
         "gated: replies to neutral messages unchanged",
+        "cost of the suite (`eval/benchmarks/suite_cost.py`)",
     }
     rows = [(label, fn) for rows in MT.TABLES.values() for label, fn in rows if label in wanted]
     labels = {
@@ -774,6 +775,8 @@ def headline() -> str:
         "to hidden desperate messages more hopeful",
         "gated: replies to neutral messages unchanged": "`gate`: ... and leaves replies to hidden neutral messages "
         "unchanged (equivalence)",
+        "cost of the suite (`eval/benchmarks/suite_cost.py`)": "`desperate_to_hopeful`: wall time against the work "
+        "it cannot avoid",
     }
     lines = [
         "| | " + " | ".join(f"[`{m}`](docs/results/{m}.md)" for m in models) + " |",

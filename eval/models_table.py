@@ -35,6 +35,7 @@ def load(model: str) -> dict[str, Any]:
         "cross": bench / f"cross_corpus_{model}.json",
         "readers": bench / f"reader_validation_{model}.json",
         "speed": bench / f"extract_speed_{model}.json",
+        "suite_cost": bench / f"suite_cost_{model}.json",
         "llamacpp": bench / f"llamacpp_{model}.json",
         "report": REPO / "eval" / "results" / model / "report" / "numbers.json",
         "judged": REPO / "eval" / "labels" / model / "summary.json",
@@ -229,6 +230,15 @@ def speed(r: dict[str, Any]) -> str:
     return f"{s['tokens_per_s']['steerlab']:.0f} tok/s ({s['steerlab_vs_limit']:.2f}× the plain decoder pass)"
 
 
+def suite_cost(r: dict[str, Any]) -> str:
+    c = r["suite_cost"]
+    return (
+        f"{c['suite_vs_generate_and_read']:.2f}× a plain batched generate of the same rows + one re-read "
+        f"({c['seconds']['suite']:.0f} s vs {c['seconds']['plain_generate']:.0f} + {c['seconds']['reread']:.0f} s, "
+        f"n = {c['prompts']})"
+    )
+
+
 def geometry(r: dict[str, Any]) -> str:
     g = r["report"]["geometry"]
     pc1, pc2 = g["pc1_valence"], g["pc2_valence"]
@@ -279,6 +289,7 @@ TABLES: dict[str, list[Row]] = {
     ],
     "Causal validation (`desperate_to_hopeful`: desperate messages; `necessity`: 40 texts)": [
         ("reader (held-out AUROC)", cell(suite_reader)),
+        ("cost of the suite (`eval/benchmarks/suite_cost.py`)", cell(suite_cost)),
         ("baseline replies (model-free detector)", cell(flagship_quality)),
         ("baseline replies, judged blind", cell(judged("baseline"))),
         ("replies with *hopeful* added (α 4), judged blind", cell(judged("add_hopeful"))),
