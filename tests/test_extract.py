@@ -282,3 +282,15 @@ def test_shipped_vectors_chose_their_layers_out_of_style() -> None:
     assert all(np.isfinite([r.top1, r.oos_top1, r.oos_top3, r.oos_probe_top1]).all() for r in rows)
     assert (v.steering_layer, v.reading_layer) == choose_layer(rows, out_of_style=True)
     assert v.meta["pooling"]["skip_tokens"] == PoolingConfig().skip_tokens  # built with today's defaults
+
+
+def test_shipped_vectors_record_where_their_time_went() -> None:
+    from .conftest import SHIPPED
+
+    paths = sorted(SHIPPED.parent.parent.glob("*/emotions.safetensors"))
+    assert len(paths) >= 2, paths
+    for path in paths:
+        timing = load_vectors(path).meta["timing"]
+        assert timing["forward"] > 0 and timing["total"] >= timing["forward"], (path, timing)
+        after = timing["total"] - timing["forward"] - timing.get("reply_forward", 0.0)
+        assert after <= 0.25 * timing["total"], (path, timing)  # fitting costs ≤ 25 % of the run
