@@ -238,12 +238,20 @@ def test_fault_gives_one_line_and_leaves_nothing(
     assert sorted(tmp_path.rglob("*")) == before, f"{case} left files behind"
 
 
+@pytest.mark.parametrize(("below", "needle"), [("", "is a file"), ("sub/dir", "lies under the file")])
+@pytest.mark.parametrize("argv", [["steer", "hi", "--emotion", "hopeful"], ["models"]])
 def test_a_cache_that_is_a_file_is_one_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    below: str,
+    needle: str,
+    argv: list[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("STEERLAB_CACHE", str(_write(tmp_path / "cache", "x")))
-    code, _, err = run(["steer", "hi", "--emotion", "hopeful"], capsys, monkeypatch)
-    assert code == 2 and err.strip().splitlines()[-1].startswith("error: ") and "is a file" in err, err
+    monkeypatch.setenv("STEERLAB_CACHE", str(_write(tmp_path / "cache", "x") / below))
+    code, out, err = run(argv, capsys, monkeypatch)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: ") and needle in err, err
+    assert out == "" and "Traceback" not in err
 
 
 def test_emotion_names_are_stored_as_the_file_spells_them(
