@@ -7,6 +7,8 @@ import inspect
 import subprocess
 import sys
 
+import pytest
+
 import steerlab
 
 from .conftest import REPO
@@ -34,7 +36,26 @@ def test_results_pages_are_rendered_from_the_committed_result_files() -> None:
     )  # fmt: skip
     assert check.returncode == 0, check.stderr
     page = (REPO / "docs" / "results" / "gemma-3-270m.md").read_text()
-    assert "not run" not in page and "|α| ≤ 4,674" in page  # the bound edits.alpha_limit gives the shipped file
+    assert "not run" not in page and "|α| ≤ 4,673" in page  # the bound edits.alpha_limit gives the shipped file
+
+
+def test_the_documented_alpha_bound_is_the_tools() -> None:
+    """The results page's bound passes, one more is refused, and the refusal names the same bound."""
+    import re
+
+    from steerlab.core.errors import InterventionError
+    from steerlab.core.vectors import load_vectors
+    from steerlab.steer.edits import scaled
+
+    for model in ("gemma-3-270m", "smollm2-135m-instruct"):
+        page = (REPO / "docs" / "results" / f"{model}.md").read_text()
+        found = re.search(r"\|α\| ≤ ([\d,]+) ", page)
+        assert found, model
+        bound = int(found.group(1).replace(",", ""))
+        v = load_vectors(REPO / "vectors" / model / "emotions.safetensors")
+        scaled(v, v.steering_layer, -bound)
+        with pytest.raises(InterventionError, match=rf"use \|alpha\| <= {bound}$"):
+            scaled(v, v.steering_layer, bound + 1)
 
 
 def test_the_readme_is_short_and_keeps_the_two_commands() -> None:
