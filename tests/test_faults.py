@@ -156,6 +156,18 @@ CASES: dict[str, tuple[Case, str]] = {
         "--force",
     ),
     "--vectors is a folder": (lambda v, d: [*STEER, "--emotion", "joyful", "--vectors", str(d)], "is a folder"),
+    "--prompts-file is a folder": (
+        lambda v, d: ["steer", "--prompts-file", str(d), "--vectors", str(v), "--emotion", "joyful"],
+        "is a folder",
+    ),
+    "validate --prompts is a folder": (
+        lambda v, d: ["validate", str(_suite(d)), "--vectors", str(v), "--prompts", str(d), "--out", str(d / "o")],
+        "is a folder",
+    ),
+    "extract --corpus is a folder": (
+        lambda v, d: ["extract", "--model", "random:tiny-gemma2", "--corpus", str(d), "--out", f"{d}/v.safetensors"],
+        "is a folder",
+    ),
     "validate: YAML syntax error": (
         lambda v, d: ["validate", str(_write(d / "s.yaml", "name: x\nprompts: [a, b\n")), "--vectors", str(v)],
         "at line",
