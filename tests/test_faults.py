@@ -273,6 +273,10 @@ def test_emotion_names_are_stored_as_the_file_spells_them(
     code, out, err = run(argv, capsys, monkeypatch)
     assert code == 0, err
     assert "Joyful" not in out and '"joyful"' in out
+    argv = [*STEER, "--vectors", str(tiny_vec_file), "--ablate", "Grim:zero", "--clamp", "EDGY=1"]
+    code, out, err = run(argv, capsys, monkeypatch)
+    assert code == 0 and "-grim:zero edgy=1;" in err and "Grim" not in err + out and "EDGY" not in err + out, err
+    assert "edit at layers" in out and "alpha" not in out, out  # an ablation or a clamp has no alpha
 
 
 def test_greedy_samples_warn(

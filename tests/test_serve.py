@@ -61,7 +61,7 @@ def test_streamed_tokens_are_the_reply_generate_writes(client: TestClient, tiny:
 
 
 def test_compare_payload(client: TestClient) -> None:
-    body = {"message": MESSAGE, "emotion": "joyful", "alpha": 4, "max_new_tokens": 6}
+    body = {"message": MESSAGE, "emotion": "Joyful", "alpha": 4, "max_new_tokens": 6}  # names as the file has them
     data = client.post("/api/compare", json=body).json()
     assert (
         set(data["baseline"])

@@ -208,7 +208,7 @@ def _compare(lm: LoadedModel, vectors: EmotionVectors, body: Steer) -> dict[str,
     t = vectors.index(body.emotion)
     change = float(row.steered_scores[t] - row.baseline_scores[t])
     return {
-        "emotion": body.emotion,
+        "emotion": vectors.emotions[t],  # the file's spelling: "Hopeful" is stored as "hopeful"
         "mode": body.mode,
         "alpha": body.alpha,
         "layers": list(row.layers),
