@@ -64,3 +64,13 @@ def test_the_readme_is_short_and_keeps_the_two_commands() -> None:
     assert "make demo" in readme and "make test" in readme and "<!-- headline:start -->\n|" in readme
     makefile = (REPO / "Makefile").read_text()
     assert "test: install browser lint docs" in makefile and "mkdocs build --strict" in makefile
+    assert "`make demo` takes about" in readme  # a newcomer knows how long to wait
+    assert "`--external DIR`: a copy of EmotionScope's" in readme and "shared/external" not in readme
+    assert "Nothing is downloaded behind your back." in readme  # models.py loads with local_files_only
+
+
+def test_the_license_file_is_the_one_the_metadata_names() -> None:
+    pyproject = (REPO / "pyproject.toml").read_text()
+    assert 'license = "Apache-2.0"' in pyproject and 'license-files = ["LICENSE"]' in pyproject
+    assert (REPO / "LICENSE").read_text().split()[:3] == ["Apache", "License", "Version"]
+    assert "Apache-2.0 ([LICENSE](LICENSE))" in (REPO / "README.md").read_text()
