@@ -36,8 +36,8 @@ def cache_dir() -> Path:
         folder = Path(os.environ["STEERLAB_CACHE"])
     else:
         folder = Path(os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")) / "steerlab"
-    existing = next(p for p in (folder, *folder.parents) if p.exists())  # "." or "/" exists
-    if not existing.is_dir():
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
         from steerlab.core.errors import SteerlabError
 
         where = "is a file, not a folder" if existing == folder else f"lies under the file {str(existing)!r}"
