@@ -109,7 +109,7 @@ def vector_file(model: str) -> str:
             "steering layer",
             f"{steer} (α = 1 adds {float(v.alpha_unit[steer]):.1f}; mean token norm {float(v.token_norm[steer]):,.0f})",
         ),
-        ("α bound at the steering layer", f"|α| ≤ {alpha_limit(v, steer):,.0f} (100 × the token norm)"),
+        ("α bound at the steering layer", f"|α| ≤ {math.floor(alpha_limit(v, steer)):,} (100 × the token norm)"),
         ("reading layer, default reader", f"{read}, `{v.default_reader}`"),
         ("layer rule", v.meta.get("layer_rule", "–")),
     ]

@@ -65,6 +65,20 @@ def test_malformed_corpus_names_the_line(tmp_path, capsys, monkeypatch) -> None:
     assert not out.parent.exists()
 
 
+def test_logs_get_no_transformers_progress_bars(tiny, tiny_corpus_path, tmp_path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A model loaded from a folder (from_pretrained) with stderr not a terminal: no "Loading weights" bar."""
+    from transformers.utils import logging as hf_logging
+
+    tiny.model.save_pretrained(tmp_path / "m")
+    tiny.tokenizer.save_pretrained(tmp_path / "m")
+    capsys.readouterr()  # save_pretrained's own bar
+    hf_logging.enable_progress_bar()  # as in a fresh process
+    argv = ["extract", "--model", str(tmp_path / "m"), "--corpus", str(tiny_corpus_path), "--out", "v.safetensors"]
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(argv, capsys, monkeypatch)
+    assert code == 0 and "Loading weights" not in err and "it/s]" not in err, err
+
+
 def test_evaluate_json_shape(tiny_vec_file, tiny_corpus_path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     code, out, _ = run(
         ["evaluate", "--vectors", str(tiny_vec_file), "--corpus", str(tiny_corpus_path), "--json"], capsys, monkeypatch

@@ -54,6 +54,8 @@ def cases(tmp: Path) -> list[tuple[list[str], list[str]]]:
     (tmp / "suites").mkdir(exist_ok=True)
     shutil.copy(SHIPPED, tmp / "suites" / "v.safetensors")
     vec = str(SHIPPED)
+    keep = tmp / "keep.png"
+    keep.write_bytes(b"not replaced")
     return [
         (["steer", "hi", "--vectors", str(tmp / "none.safetensors"), "--emotion", "hopeful"], ["not found"]),
         (["steer", "hi", "--vectors", str(broken), "--emotion", "hopeful"], ["cannot read vector file"]),
@@ -63,6 +65,8 @@ def cases(tmp: Path) -> list[tuple[list[str], list[str]]]:
         (["steer", "hi", "--vectors", vec, "--emotion", "calm", "--reader-layer", "99"], ["--reader-layer 99"]),
         (["scope", "hi", "--vectors", str(tmp / "none.safetensors")], ["not found"]),
         (["scope", "hi", "--vectors", vec, "--layers", "40"], ["layer 40 is out of range"]),
+        (["scope", "hi", "--vectors", vec, "--plot", "out.txt"], ["'out.txt' must end in .png, .svg or .pdf"]),
+        (["scope", "hi", "--vectors", vec, "--plot", str(keep)], ["keep.png' already exists", "--force"]),
         (["evaluate", "--vectors", str(broken), "--corpus", "x.jsonl"], ["cannot read vector file"]),
         (["extract", "--corpus", str(tmp / "none.jsonl"), "--out", str(tmp / "o.safetensors")], ["none.jsonl"]),
         (["extract", "--out", str(tmp / "o.bin")], ["must end in .safetensors"]),
@@ -78,6 +82,7 @@ def test_model_free_errors_answer_before_torch(tmp_path: Path) -> None:
         *shown, torch_line = err.strip().splitlines()
         assert torch_line == "NO-TORCH", (argv, err)
         one_line_error(code, "\n".join(shown), *needles)
+    assert (tmp_path / "keep.png").read_bytes() == b"not replaced" and not (tmp_path / "out.txt").exists()
 
 
 @pytest.mark.parametrize("relative", [True, False])

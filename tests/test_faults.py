@@ -156,6 +156,18 @@ CASES: dict[str, tuple[Case, str]] = {
         "--force",
     ),
     "--vectors is a folder": (lambda v, d: [*STEER, "--emotion", "joyful", "--vectors", str(d)], "is a folder"),
+    "--prompts-file is a folder": (
+        lambda v, d: ["steer", "--prompts-file", str(d), "--vectors", str(v), "--emotion", "joyful"],
+        "is a folder",
+    ),
+    "validate --prompts is a folder": (
+        lambda v, d: ["validate", str(_suite(d)), "--vectors", str(v), "--prompts", str(d), "--out", str(d / "o")],
+        "is a folder",
+    ),
+    "extract --corpus is a folder": (
+        lambda v, d: ["extract", "--model", "random:tiny-gemma2", "--corpus", str(d), "--out", f"{d}/v.safetensors"],
+        "is a folder",
+    ),
     "validate: YAML syntax error": (
         lambda v, d: ["validate", str(_write(d / "s.yaml", "name: x\nprompts: [a, b\n")), "--vectors", str(v)],
         "at line",
@@ -238,12 +250,20 @@ def test_fault_gives_one_line_and_leaves_nothing(
     assert sorted(tmp_path.rglob("*")) == before, f"{case} left files behind"
 
 
+@pytest.mark.parametrize(("below", "needle"), [("", "is a file"), ("sub/dir", "lies under the file")])
+@pytest.mark.parametrize("argv", [["steer", "hi", "--emotion", "hopeful"], ["models"]])
 def test_a_cache_that_is_a_file_is_one_error(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    below: str,
+    needle: str,
+    argv: list[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("STEERLAB_CACHE", str(_write(tmp_path / "cache", "x")))
-    code, _, err = run(["steer", "hi", "--emotion", "hopeful"], capsys, monkeypatch)
-    assert code == 2 and err.strip().splitlines()[-1].startswith("error: ") and "is a file" in err, err
+    monkeypatch.setenv("STEERLAB_CACHE", str(_write(tmp_path / "cache", "x") / below))
+    code, out, err = run(argv, capsys, monkeypatch)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: ") and needle in err, err
+    assert out == "" and "Traceback" not in err
 
 
 def test_emotion_names_are_stored_as_the_file_spells_them(
@@ -253,6 +273,10 @@ def test_emotion_names_are_stored_as_the_file_spells_them(
     code, out, err = run(argv, capsys, monkeypatch)
     assert code == 0, err
     assert "Joyful" not in out and '"joyful"' in out
+    argv = [*STEER, "--vectors", str(tiny_vec_file), "--ablate", "Grim:zero", "--clamp", "EDGY=1"]
+    code, out, err = run(argv, capsys, monkeypatch)
+    assert code == 0 and "-grim:zero edgy=1;" in err and "Grim" not in err + out and "EDGY" not in err + out, err
+    assert "edit at layers" in out and "alpha" not in out, out  # an ablation or a clamp has no alpha
 
 
 def test_greedy_samples_warn(

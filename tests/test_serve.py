@@ -61,7 +61,7 @@ def test_streamed_tokens_are_the_reply_generate_writes(client: TestClient, tiny:
 
 
 def test_compare_payload(client: TestClient) -> None:
-    body = {"message": MESSAGE, "emotion": "joyful", "alpha": 4, "max_new_tokens": 6}
+    body = {"message": MESSAGE, "emotion": "Joyful", "alpha": 4, "max_new_tokens": 6}  # names as the file has them
     data = client.post("/api/compare", json=body).json()
     assert (
         set(data["baseline"])
@@ -119,6 +119,14 @@ def test_bad_input_is_a_message_not_a_server_error(client: TestClient, path: str
     assert needle in response.json()["error"]
 
 
+def test_malformed_requests_get_the_one_line_body(client: TestClient) -> None:
+    broken = client.post("/api/compare", content="{not json", headers={"content-type": "application/json"})
+    assert broken.status_code == 400 and broken.json()["error"].startswith("request body: JSON decode error")
+    for response, status in ((client.get("/api/nothing"), 404), (client.get("/api/compare"), 405)):
+        assert response.status_code == status and set(response.json()) == {"error"}
+        assert "/api/info" in response.json()["error"]
+
+
 def test_non_finite_alpha_is_refused(client: TestClient) -> None:
     # JSON has no NaN; Python's encoder writes it anyway, as a client might.
     response = client.post(
@@ -126,7 +134,7 @@ def test_non_finite_alpha_is_refused(client: TestClient) -> None:
         content='{"message": "hi", "emotion": "joyful", "alpha": NaN}',
         headers={"content-type": "application/json"},
     )
-    assert response.status_code in (400, 422) and "alpha" in response.text
+    assert response.status_code == 400 and "alpha" in response.json()["error"]  # steerlab's body, never a 422
 
 
 def test_one_generation_at_a_time(tiny: LoadedModel, tiny_vectors: EmotionVectors) -> None:

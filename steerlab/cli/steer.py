@@ -134,7 +134,7 @@ def steer_cmd(
     v, lm = get_vectors_and_model(vectors_path, model_spec, revision, dtype)
     emotions = tuple(v.name(e) for e in emotions)
     add = {e: (alphas[i] if len(alphas) > 1 else (alphas[0] if alphas else 4.0)) for i, e in enumerate(emotions)}
-    edits = Edits(add, ablate, clamp, sweep)
+    edits = Edits(add, tuple(_named(v, spec) for spec in ablate), {v.name(e): c for e, c in clamp.items()}, sweep)
     if chat is None:
         chat = has_template(lm.tokenizer)
     config = GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed, chat=chat)
@@ -142,8 +142,14 @@ def steer_cmd(
     rows = _run(lm, v, prompts, edits, layer_spec, positions, config, samples, reading, (when, when_token))
     if v.meta.get("is_random"):
         say("note: random-weight model — output shows the plumbing, not emotions")
-    target = emotions[0] if emotions else (next(iter(clamp)) if clamp else parse_ablation(ablate[0])[0])
+    target = emotions[0] if emotions else (next(iter(edits.clamp)) if clamp else parse_ablation(edits.ablate[0])[0])
     _print_rows(rows, lm.spec, v.emotions, samples, as_json, target, bool(add))
+
+
+def _named(v: EmotionVectors, spec: str) -> str:
+    """An --ablate spec with the file's spelling of its emotion (``Calm:zero`` -> ``calm:zero``)."""
+    name, colon, mode = spec.partition(":")
+    return v.name(name) + colon + mode
 
 
 class Edits(NamedTuple):

@@ -36,10 +36,12 @@ def cache_dir() -> Path:
         folder = Path(os.environ["STEERLAB_CACHE"])
     else:
         folder = Path(os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")) / "steerlab"
-    if folder.exists() and not folder.is_dir():
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
         from steerlab.core.errors import SteerlabError
 
-        raise SteerlabError(f"the cache {str(folder)!r} is a file, not a folder: set STEERLAB_CACHE to a folder")
+        where = "is a file, not a folder" if existing == folder else f"lies under the file {str(existing)!r}"
+        raise SteerlabError(f"the cache {str(folder)!r} {where}: set STEERLAB_CACHE to a folder")
     return folder
 
 

@@ -93,6 +93,8 @@ def load_corpus(
 ) -> Corpus:
     """Load and check a corpus; ``None`` loads the built-in one named ``builtin``."""
     source = data_path(builtin) if path is None else Path(path)
+    if source.is_dir():
+        raise CorpusError(f"corpus {str(source)!r} is a folder, not a file: pass a JSONL file")
     try:
         raw = source.read_bytes()
     except OSError as err:

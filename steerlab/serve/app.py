@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.exceptions import HTTPException
 
 from steerlab.core.checks import finite
 from steerlab.core.corpus import data_path
@@ -92,7 +93,13 @@ def create_app(lm: LoadedModel, vectors: EmotionVectors) -> FastAPI:
     async def invalid(_: Request, err: RequestValidationError) -> JSONResponse:
         first = err.errors()[0] if err.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "request"
+        where = "request body" if first.get("type") == "json_invalid" else where  # its loc is a character offset
         return _error(SteerlabError(f"{where}: {first.get('msg', 'invalid')}: see /api/info for the fields"))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, err: HTTPException) -> JSONResponse:  # 404, 405: one line too
+        api = "the API is GET /api/info, POST /api/chat and /api/compare"
+        return _error(SteerlabError(f"{request.method} {request.url.path}: {err.detail}: {api}"), err.status_code)
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
@@ -208,7 +215,7 @@ def _compare(lm: LoadedModel, vectors: EmotionVectors, body: Steer) -> dict[str,
     t = vectors.index(body.emotion)
     change = float(row.steered_scores[t] - row.baseline_scores[t])
     return {
-        "emotion": body.emotion,
+        "emotion": vectors.emotions[t],  # the file's spelling: "Hopeful" is stored as "hopeful"
         "mode": body.mode,
         "alpha": body.alpha,
         "layers": list(row.layers),

@@ -9,6 +9,7 @@ edits through pyvene. Units: ``add`` takes a scale-free alpha (alpha * alpha_uni
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -68,7 +69,7 @@ def scaled(vectors: EmotionVectors, layer: int, alpha: float, what: str = "alpha
         limit = alpha_limit(vectors, layer)
         raise InterventionError(
             f"{what} {alpha:g} at layer {layer} would move tokens by {abs(value):.3g}, more than {MAX_SHIFT:g}x "
-            f"their mean norm ({token:.0f}): use |{what}| <= {limit:.0f}"
+            f"their mean norm ({token:.0f}): use |{what}| <= {math.floor(limit)}"  # rounded down: that one passes
         )
     return value
 
