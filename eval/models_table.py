@@ -106,7 +106,9 @@ def own_replies(name: str) -> Callable[[dict[str, Any]], str]:
     def fn(r: dict[str, Any]) -> str:
         x = r["own_replies"]
         key = x["chosen"] if name == "default" else name
-        f = x["readers"]["reply (written + judged)" if key == "reply" else key]
+        f = x["readers"].get("reply (written + judged)" if key == "reply" else key)
+        if f is None:
+            return "not fitted"
         return (
             f"`{key}`: macro AUROC {_num(f['macro_auroc'])} ({len(f['auroc'])} labels); hopeful ρ "
             f"{_num(f['spearman_hopeful'], '+.2f')}, AUROC ≥ 3 {_num(f['auroc_hopeful_3plus'])}; desperate ρ "
@@ -272,6 +274,7 @@ TABLES: dict[str, list[Row]] = {
         ("default reader on judged replies", cell(own_replies("default"))),
         ("… reply reader fitted on written replies only", cell(own_replies("reply (written)"))),
         ("… reply reader fitted on judged replies only", cell(own_replies("reply (judged)"))),
+        ("… judge reader: the judge's 1–5 ratings predicted by ridge", cell(own_replies("judge"))),
         ("… diff-of-means directions", cell(own_replies("vector"))),
         ("… lexicon (VADER + NRC)", cell(own_replies("lexicon"))),
         ("… bag of words (fitted on the other messages)", cell(own_replies("bag of words"))),

@@ -96,6 +96,10 @@ def test_fit_on_judged_records_validation_and_reads_every_label(
     assert {"bag of words", "length", "reply (written)", "reply (written + judged)"} <= set(record["readers"])
     assert record["incoherence"]["rule"]["recall"] == 1.0  # the loops are caught (by the detector at least)
     assert set(record["reply_per_layer"]) == {str(i) for i in range(tiny_vectors.n_layers)}
+    assert "judge" in record["readers"] and record["chosen"] != "judge"  # validated beside, never the default
+    assert set(record["judge_per_layer"]) == set(record["reply_per_layer"])
+    assert fitted.judge_weight is not None and fitted.judge_weight.shape[:2] == (tiny_vectors.n_layers, 3)
+    assert fitted.meta["judge_reader"]["n_replies"] == len(USERS) * len(TINY_TEXTS)  # the loops left out
     read = read_replies(tiny, fitted, ["sun and cake", LOOP], ["hi", "hi"], chat=True, reader="reply")
     assert read.incoherent.tolist() == [False, True]
     assert np.isfinite(read.scores[0]).all() and np.isnan(read.scores[1]).all()

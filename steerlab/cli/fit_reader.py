@@ -92,10 +92,11 @@ def _print_record(record: dict[str, Any], target: Path) -> None:
     for name, f in record["readers"].items():
         macro = f["macro_auroc"]
         rho = f["spearman_hopeful"]
+        high = f["auroc_hopeful_3plus"]
         click.echo(
             f"  {name:26} macro AUROC {'–' if macro is None else format(macro, '.3f')}  "
             f"Spearman hopeful {'–' if rho is None else format(rho, '+.3f')}  "
-            f"AUROC hopeful>=3 {f['auroc_hopeful_3plus'] or '–'}"
+            f"AUROC hopeful>=3 {'–' if high is None else format(high, '.3f')}"
         )
     inc = record["incoherence"]["rule"]
     click.echo(f"  incoherent replies caught: recall {inc['recall']:.2f}, precision {inc['precision']:.2f}")

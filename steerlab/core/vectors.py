@@ -21,7 +21,7 @@ from steerlab.core.vectorfile import shipped_vectors as shipped_vectors  # re-ex
 from steerlab.core.vectorfile import user_vectors as user_vectors
 
 TENSORS = ("directions", "raw_norms", "center", "alpha_unit", "token_norm", "probe_weight", "probe_bias")
-OPTIONAL_TENSORS = ("reply_weight", "reply_bias")
+OPTIONAL_TENSORS = ("reply_weight", "reply_bias", "judge_weight", "judge_bias")
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,8 @@ class EmotionVectors:
     probe_bias: torch.Tensor  # (layers, emotions)
     reply_weight: torch.Tensor | None = None  # (layers, reply labels, hidden) reader trained on replies
     reply_bias: torch.Tensor | None = None  # (layers, reply labels); labels in meta["reply_reader"]
+    judge_weight: torch.Tensor | None = None  # (layers, scales, hidden) judged ratings by ridge (read.judge)
+    judge_bias: torch.Tensor | None = None  # (layers, scales); scales in meta["judge_reader"]
     meta: dict[str, Any] = field(default_factory=dict)  # provenance; JSON-serialisable
 
     @property
@@ -200,6 +202,8 @@ TOLERANCE = {
     "probe_bias": 1e-2,
     "reply_weight": 1e-2,
     "reply_bias": 1e-2,
+    "judge_weight": 1e-2,
+    "judge_bias": 1e-2,
 }
 SAME_CHOICES = ("emotions", "chosen_layer", "best_layer", "reading", "corpus_sha256", "method", "model_id")
 
@@ -244,6 +248,9 @@ def consistency_problem(v: EmotionVectors) -> str | None:
     labels = len((v.meta.get("reply_reader") or {}).get("labels", []))
     if v.reply_weight is not None:
         shapes |= {"reply_weight": (n_layers, labels, hidden), "reply_bias": (n_layers, labels)}
+    scales = len((v.meta.get("judge_reader") or {}).get("scales", []))
+    if v.judge_weight is not None:
+        shapes |= {"judge_weight": (n_layers, scales, hidden), "judge_bias": (n_layers, scales)}
     for name, shape in shapes.items():
         tensor = getattr(v, name)
         if tuple(tensor.shape) != shape:

@@ -23,6 +23,7 @@ import numpy as np
 
 from steerlab.core.corpus import Corpus
 from steerlab.core.errors import SteerlabError
+from steerlab.read.judge import fit_judged_half, judge_per_layer, judge_scores, with_judge
 from steerlab.read.judged_set import Judged, incoherence_figures, judged_figures, subset
 from steerlab.read.judged_set import load_judged as load_judged  # re-exported: fit-reader reads judged sets from here
 from steerlab.read.readers import INCOHERENT, INCOHERENT_P, READERS, pooled_features
@@ -112,6 +113,8 @@ def fit_on_judged(
     all_feats = np.concatenate([w_feats, j_feats])
     provenance = _provenance(written, judged, record["n_messages"])
     final = with_reply_reader(vectors, all_feats, list(written.labels) + list(judged.labels), c, provenance)
+    say("refitting the judge reader on every judged reply, at every layer")
+    final = with_judge(final, judged, j_feats, np.ones(len(judged.replies), dtype=bool), record)
     if heldout is not None:
         record["written_heldout"] = _written_heldout(lm, final, heldout, record["layer"])
     reading = {**(vectors.meta.get("reading") or {}), "reader": record["chosen"], "rule": JUDGED_RULE}
@@ -151,11 +154,15 @@ def _validate(
     _, p_broken = _log_probs(fits["reply (written + judged)"], j_feats[:, layer], emotions)
     flagged = detector | (p_broken >= INCOHERENT_P)  # the rule of readers.incoherent
     scores = _scores(vectors, fits, j_feats[:, layer], written, judged, fit_rows, seed)
+    say(f"fitting the judge reader (ridge on the judged ratings) on half of {len(messages)} user messages")
+    judge = fit_judged_half(judged, j_feats, fit_rows)
+    scores["judge"] = judge_scores(judge.weight[layer], judge.bias[layer], j_feats[:, layer], emotions)
     figures = {name: judged_figures(s, flagged, judged, test, emotions) for name, s in scores.items()}
     say("the reply reader (written + judged) at every layer")
     fitted_on = np.concatenate([w_feats, j_feats[fit_rows]])
     per_layer = _reply_per_layer(vectors, fitted_on, both[1], c, j_feats, flagged, judged, test)
-    macro = {name: figures["reply (written + judged)" if name == "reply" else name]["macro_auroc"] for name in READERS}
+    defaults = [name for name, spec in READERS.items() if spec.every_emotion]  # the judge reads three scales only
+    macro = {name: figures["reply (written + judged)" if name == "reply" else name]["macro_auroc"] for name in defaults}
     return {
         "model": lm.model_id,
         "source": judged.source,
@@ -170,6 +177,7 @@ def _validate(
         "incoherence": incoherence_figures(flagged, detector, judged, test),
         "readers": figures,
         "reply_per_layer": per_layer,
+        "judge_per_layer": judge_per_layer(judge, vectors, j_feats, flagged, judged, test),
     }
 
 
@@ -196,7 +204,7 @@ def _scores(
     layer = vectors.reading_layer
     scores: dict[str, np.ndarray] = {name: _log_probs(fit, feats, emotions)[0] for name, fit in fits.items()}
     for name, spec in READERS.items():
-        if name != "reply":
+        if name not in ("reply", "judge"):  # both are fitted on judged replies: scored from the half fit
             scores[name] = spec.score(vectors, feats if spec.layered else None, judged.replies, layer)
     fit_labels = [judged.labels[i] for i in np.flatnonzero(fit_rows)]
     train_texts = list(written.texts) + [judged.replies[i] for i in np.flatnonzero(fit_rows)]

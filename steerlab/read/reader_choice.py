@@ -176,7 +176,7 @@ def choose_reader(
     sel_texts, sel_labels = [texts[int(i)] for i in sel_rows], [labels[int(i)] for i in sel_rows]
     table: dict[str, dict[str, float]] = {}
     for name, spec in READERS.items():
-        if not spec.installed:  # e.g. the lexicon reader without the `lexicon` extra: not a candidate
+        if not spec.installed or not spec.every_emotion:  # e.g. the lexicon reader without its extra
             continue
         rows = evaluate_reader(
             None, half, sel_texts, sel_labels, name, features=features[sel_rows] if spec.layered else None

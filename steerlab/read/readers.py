@@ -7,6 +7,8 @@ All readers share one interface and one registry (``READERS``), so suites, ``ste
 * ``probe``   log-probability of the logistic probe fitted on the extraction corpus;
 * ``reply``   log-probability of a logistic reader fitted on labelled *replies in their conversation*
               (shipped in the vector file; emotions it was not trained on read as nan);
+* ``judge``   the blind judge's 1-5 rating of hopeful, desperate and calm, predicted by ridge heads fitted
+              on the model's own judged replies (:mod:`.judge`; other emotions read as nan);
 * ``lexicon`` no model: VADER's compound valence times the emotion's valence, plus the share of NRC
               emotion words of the emotion's NRC category (a baseline that any model reader must beat;
               :mod:`.lexicon`).
@@ -53,6 +55,7 @@ class Reader:
     score: Score  # (vectors, pooled features (texts, hidden) or None, texts, layer) -> (texts, emotions)
     about: str
     extra: str | None = None  # the optional dependency it needs (steerlab.core.extras), None: always there
+    every_emotion: bool = True  # scores every emotion (False: a few judged scales), so it may be the default
 
     @property
     def installed(self) -> bool:
@@ -62,12 +65,14 @@ class Reader:
 
 
 READERS: dict[str, Reader] = {}
-"""Every reader by name (``vector``, ``probe``, ``reply``, ``lexicon``): how a text or reply is scored."""
+"""Every reader by name (``vector``, ``probe``, ``reply``, ``judge``, ``lexicon``): how a text or reply is scored."""
 
 
-def reader(name: str, layered: bool, about: str, extra: str | None = None) -> Callable[[Score], Score]:
+def reader(
+    name: str, layered: bool, about: str, extra: str | None = None, every: bool = True
+) -> Callable[[Score], Score]:
     def register(fn: Score) -> Score:
-        READERS[name] = Reader(name, layered, fn, about, extra)
+        READERS[name] = Reader(name, layered, fn, about, extra, every)
         return fn
 
     return register
@@ -104,6 +109,8 @@ def readable(v: EmotionVectors, name: str) -> tuple[str, ...]:
     """The emotions reader ``name`` scores with ``v`` (the reply reader knows only its training labels)."""
     if name == "reply":
         return tuple(e for e in (v.meta.get("reply_reader") or {}).get("labels", ()) if e in v.emotions)
+    if name == "judge":
+        return tuple(e for e in (v.meta.get("judge_reader") or {}).get("scales", ()) if e in v.emotions)
     if name not in READERS:
         get_reader(name)  # the one "unknown reader" error
     return v.emotions
@@ -145,6 +152,17 @@ def _reply(v: EmotionVectors, feats: np.ndarray | None, texts: Sequence[str], la
         if label in v.emotions:
             out[:, v.emotions.index(label)] = logp[:, j].numpy()
     return out
+
+
+@reader("judge", True, "the judge's 1-5 ratings of hopeful, desperate, calm, predicted", every=False)
+def _judge(v: EmotionVectors, feats: np.ndarray | None, texts: Sequence[str], layer: int) -> np.ndarray:
+    from steerlab.read.judge import judge_scores
+
+    assert feats is not None
+    if v.judge_weight is None or v.judge_bias is None:
+        raise SteerlabError("this vector file has no judge reader: run `steerlab fit-reader`, or use --reader reply")
+    scales = v.meta["judge_reader"]["scales"]
+    return judge_scores(v.judge_weight[layer].numpy(), v.judge_bias[layer].numpy(), feats, v.emotions, scales)
 
 
 @reader("lexicon", False, "VADER valence x the emotion's valence + share of NRC words of its category", "lexicon")
