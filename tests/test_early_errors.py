@@ -71,6 +71,7 @@ def cases(tmp: Path) -> list[tuple[list[str], list[str]]]:
         (["extract", "--corpus", str(tmp / "none.jsonl"), "--out", str(tmp / "o.safetensors")], ["none.jsonl"]),
         (["extract", "--out", str(tmp / "o.bin")], ["must end in .safetensors"]),
         (["validate", str(SUITE), "--n", "1", "--out", str(tmp / "run")], ["--n 1", "use --n 4"]),
+        (["validate", str(SUITE), "--out", str(tmp / "r2"), "--replies-from", str(tmp)], ["has no rows.csv", "--out"]),
         (["validate", str(suite_file(tmp / "a", "missing.safetensors"))], ["missing.safetensors", "not found"]),
         (["validate", str(suite_file(tmp, "v.safetensors", "hopefull")), "--out", str(tmp / "r")], ["'hopefull'"]),
     ]

@@ -280,39 +280,41 @@ def _planted(tiny: LoadedModel, vectors: EmotionVectors) -> EmotionVectors:
 
 
 def _planted_suite(min_distinct2: float) -> V.Suite:
-    return V.parse_suite(
-        {
-            "name": "planted",
-            "prompts": [f"prompt number {i} says hi" for i in range(8)],
-            "generation": {"max_new_tokens": 12, "chat": False},
-            "conditions": [
-                {"name": "baseline"},
-                {"name": "add", "op": "add", "emotions": ["joyful", "grim"], "alphas": [8], "layers": [EDIT_LAYER]},
-                {"name": "random_add", "op": "random_add", "alphas": [8], "directions": 6, "layers": [EDIT_LAYER]},
-            ],
-            "measurement": {"layer": READ_LAYER, "reader": "vector"},
-            "metrics": {"joy": {"kind": "reply", "emotion": "joyful"}},
-            # The random model writes loops: only the distinct-2 limit under test may flag a condition, and
-            # the loop detector is off so that its replies are read.
-            "coherence": {
-                "min_distinct2": min_distinct2,
-                "max_ppl_ratio": 100,
-                "max_degenerate_share": 1.0,
-                "max_repeat_share": 1.0,
-                "min_compression": 0.0,
-                "max_markup_share": 1.0,
-            },
-            "claims": [
-                {
-                    "name": "planted",
-                    "condition": "add",
-                    "metric": "joy",
-                    "direction": "increase",
-                    "controls": ["random_add"],
-                }
-            ],
-        }
-    )
+    return V.parse_suite(_planted_dict(min_distinct2))
+
+
+def _planted_dict(min_distinct2: float = 0.0) -> dict[str, Any]:
+    return {
+        "name": "planted",
+        "prompts": [f"prompt number {i} says hi" for i in range(8)],
+        "generation": {"max_new_tokens": 12, "chat": False},
+        "conditions": [
+            {"name": "baseline"},
+            {"name": "add", "op": "add", "emotions": ["joyful", "grim"], "alphas": [8], "layers": [EDIT_LAYER]},
+            {"name": "random_add", "op": "random_add", "alphas": [8], "directions": 6, "layers": [EDIT_LAYER]},
+        ],
+        "measurement": {"layer": READ_LAYER, "reader": "vector"},
+        "metrics": {"joy": {"kind": "reply", "emotion": "joyful"}},
+        # The random model writes loops: only the distinct-2 limit under test may flag a condition, and
+        # the loop detector is off so that its replies are read.
+        "coherence": {
+            "min_distinct2": min_distinct2,
+            "max_ppl_ratio": 100,
+            "max_degenerate_share": 1.0,
+            "max_repeat_share": 1.0,
+            "min_compression": 0.0,
+            "max_markup_share": 1.0,
+        },
+        "claims": [
+            {
+                "name": "planted",
+                "condition": "add",
+                "metric": "joy",
+                "direction": "increase",
+                "controls": ["random_add"],
+            }
+        ],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -366,6 +368,34 @@ def test_outputs_are_written(planted_result: V.SuiteResult, tmp_path: Path) -> N
 
     rows = pd.read_csv(tmp_path / "out" / "rows.csv")
     assert len(rows) == 8 * 9 and "reply" in rows and "reply_joyful" in rows
+
+
+def test_a_finished_run_read_again_gives_its_verdicts_without_generating(
+    planted_result: V.SuiteResult,
+    tiny: LoadedModel,
+    tiny_vectors: EmotionVectors,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    V.write_outputs(planted_result, tmp_path / "first")
+    import steerlab.validate.run as run_module
+
+    def no_generation(*_: object, **__: object) -> None:
+        raise AssertionError("--replies-from must not generate")
+
+    monkeypatch.setattr(run_module, "generate_rows", no_generation)
+    options = V.RunOptions(allow_random_claims=True, replies_from=str(tmp_path / "first"))
+    again = V.run_suite(_planted_suite(0.0), tiny, _planted(tiny, tiny_vectors), options)
+    assert again.replies == planted_result.replies
+    for a, b in zip(again.claims, planted_result.claims, strict=True):
+        assert (a["condition"], a["verdict"]) == (b["condition"], b["verdict"])
+        assert a["effect"] == pytest.approx(b["effect"], abs=1e-4)
+    moved = {q["name"]: q["displacement"] for q in planted_result.quality}
+    assert all(q["displacement"] == pytest.approx(moved[q["name"]], nan_ok=True) for q in again.quality)
+    assert "earlier run" in again.note
+    other = V.parse_suite({**_planted_dict(), "name": "another"})
+    with pytest.raises(SuiteError, match="holds suite 'planted', not 'another'"):
+        V.run_suite(other, tiny, _planted(tiny, tiny_vectors), options)
 
 
 # --- CLI -------------------------------------------------------------------------------------

@@ -50,6 +50,13 @@ if TYPE_CHECKING:
     is_flag=True,
     help="Run with a reader never validated on this model's judged replies (every verdict says so).",
 )
+@click.option(
+    "--replies-from",
+    "replies_from",
+    default=None,
+    help="An earlier run's --out folder of this suite: read its replies again (e.g. with another reader) "
+    "instead of generating them.",
+)
 def validate_cmd(
     suite_path: str,
     prompts_path: str | None,
@@ -63,6 +70,7 @@ def validate_cmd(
     as_json: bool,
     strict: bool,
     unvalidated_reader: bool,
+    replies_from: str | None,
 ) -> None:
     """Run SUITE (YAML): intervene, generate, re-read the replies with the clean model, judge the claims."""
     # Everything that needs no model is checked before torch is imported.
@@ -72,11 +80,15 @@ def validate_cmd(
     vectors_path = _vectors_path(vectors_path, model_spec, suite)
     meta = vector_meta(vectors_path, model_spec or suite.model)
     check_names(suite, prompts, meta["emotions"])
+    if replies_from:
+        from steerlab.validate.reuse import check_replies_from
+
+        check_replies_from(replies_from)
 
     from steerlab.validate import RunOptions, run_suite, summary, write_outputs
 
     vectors, lm = get_vectors_and_model(vectors_path, model_spec or suite.model, revision, dtype)
-    options = RunOptions(prompts=prompts_path, n=n, unvalidated_reader=unvalidated_reader)
+    options = RunOptions(prompts=prompts_path, n=n, unvalidated_reader=unvalidated_reader, replies_from=replies_from)
     with Phases({"generate": "reply"}) as phases:
         result = run_suite(suite, lm, vectors, options, phases)
     from steerlab.core.parallel import is_main

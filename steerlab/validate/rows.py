@@ -143,16 +143,19 @@ def measure_rows(
     flat: list[str],
     record: Displacement,
     primary: Readings,
+    known_ppl: np.ndarray | None = None,
 ) -> tuple[list[dict[str, Any]], np.ndarray, np.ndarray]:
     """Per condition: perplexity ratio, distinct-2, echo, loops, incoherent share, displacement (and the
-    calibration behind it); also the (conditions, prompts, samples) perplexity and distinct-2 grids."""
+    calibration behind it); also the (conditions, prompts, samples) perplexity and distinct-2 grids.
+    ``known_ppl`` (job order) is an earlier run's perplexity of the same replies, not measured again."""
     gen = rows.suite.generation
     # Perplexity (a 262k-way softmax per token) is estimated on the first sample of every prompt and
     # condition: enough for a per-condition ratio, at a third of the cost when samples = 3.
     first = [j for j, (_, _, s) in enumerate(rows.jobs) if s == 0]
-    contexts = [prompt_text(lm.tokenizer, rows.context(rows.jobs[j]), gen.chat, gen.frame) for j in first]
-    ppl_flat = np.full(len(rows.jobs), np.nan)
-    ppl_flat[first] = reply_perplexity(lm, contexts, [flat[j] for j in first], batch_size=16)
+    ppl_flat = np.full(len(rows.jobs), np.nan) if known_ppl is None else known_ppl
+    if known_ppl is None:
+        contexts = [prompt_text(lm.tokenizer, rows.context(rows.jobs[j]), gen.chat, gen.frame) for j in first]
+        ppl_flat[first] = reply_perplexity(lm, contexts, [flat[j] for j in first], batch_size=16)
     ppl = rows.grid(ppl_flat)
     distinct = rows.grid([distinct2(lm.tokenizer(r, add_special_tokens=False)["input_ids"]) for r in flat])
     conditions = rows.conditions

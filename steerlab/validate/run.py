@@ -31,6 +31,7 @@ from steerlab.validate.conditions import (
 from steerlab.validate.decide import Readings
 from steerlab.validate.measure import dose_table
 from steerlab.validate.prompts import Prompt, load_prompts, resolve_path, suite_prompts
+from steerlab.validate.reuse import check_replies_from, reused_rows
 from steerlab.validate.rows import Rows, generate_rows, measure_rows, read_rows, suite_jobs, with_instruction
 from steerlab.validate.spec import LABEL, TARGET, Suite
 from steerlab.validate.validity import model_reply_validity, reader_validation
@@ -42,6 +43,7 @@ class RunOptions:
     n: int | None = None  # use at most this many prompts (overrides the suite's n)
     allow_random_claims: bool = False  # tests: give verdicts on random-weight models too
     unvalidated_reader: bool = False  # run with a reader never validated on this model's judged replies
+    replies_from: str | None = None  # an earlier run's folder: its replies are read again, not generated
 
 
 @dataclass
@@ -112,13 +114,18 @@ def run_suite(
     with phase(step, "gates"):
         gates = read_gates(lm, vectors, conditions, shown)
     edits = _row_edits(vectors, conditions, prompts, gates)
-    replies, record = generate_rows(lm, rows, edits, (lambda d, t: step("generate", d, t)) if step else None)
+    known_ppl = None
+    if options.replies_from:
+        with phase(step, "generate"):
+            replies, record, known_ppl = reused_rows(check_replies_from(options.replies_from), rows)
+    else:
+        replies, record = generate_rows(lm, rows, edits, (lambda d, t: step("generate", d, t)) if step else None)
     flat = [replies[c][p][s] for c, p, s in rows.jobs]
     with phase(step, "re-read"):
         first = read_rows(lm, vectors, rows, flat, reader, layer, None)
         readings = [first] + [read_rows(lm, vectors, rows, flat, r, layer, first) for r in suite.measurement.secondary]
     with phase(step, "measure"):
-        quality, ppl, distinct = measure_rows(lm, rows, replies, flat, record, first)
+        quality, ppl, distinct = measure_rows(lm, rows, replies, flat, record, first, known_ppl)
     with phase(step, "validate readers"):
         validation = reader_validation(lm, vectors, suite, [r.reader for r in readings], layer)
     degenerate = {row["name"] for row in quality if row["degenerate"]}
@@ -208,6 +215,9 @@ def _warn(result: SuiteResult, unvalidated: list[str], is_random: bool, options:
         result.note = "random weights: the verdicts test the plumbing and are not claims about the model" + (
             "" if options.allow_random_claims else "; every claim is reported inconclusive"
         )
+    if options.replies_from:
+        reused = f"replies, perplexity and displacement from an earlier run ({options.replies_from}), read again"
+        result.note = f"{result.note}; {reused}" if result.note else reused
 
 
 def read_gates(
