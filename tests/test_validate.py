@@ -398,6 +398,24 @@ def test_a_finished_run_read_again_gives_its_verdicts_without_generating(
         V.run_suite(other, tiny, _planted(tiny, tiny_vectors), options)
 
 
+def test_replies_from_a_run_whose_gate_fired_otherwise_are_refused(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from steerlab.read.gate import GateDecision
+    from steerlab.validate.reuse import _check_gates
+
+    rows: Any = SimpleNamespace(prompts=[SimpleNamespace(label="desperate"), SimpleNamespace(label="neutral")])
+    then = {
+        "gates": [
+            {"condition": "g", "label": "desperate", "fired": 1},
+            {"condition": "g", "label": "neutral", "fired": 0},
+        ]
+    }
+    _check_gates(tmp_path, then, rows, {"g": [GateDecision(True, 1.0, 0.0), GateDecision(False, -1.0, 0.0)]})
+    with pytest.raises(SuiteError, match="fires on 1 neutral messages now, on 0 then"):
+        _check_gates(tmp_path, then, rows, {"g": [GateDecision(True, 1.0, 0.0), GateDecision(True, 1.0, 0.0)]})
+
+
 # --- CLI -------------------------------------------------------------------------------------
 
 
@@ -455,8 +473,9 @@ def test_suite_end_to_end_on_embedded_model(embedded: LoadedModel, tmp_path: Pat
     if premise["verdict"] != "pass":
         assert claim["verdict"] == "not-testable"
     shipped = load_vectors(SHIPPED)
-    assert result.readings.reader == shipped.default_reader and result.readings.layer == shipped.reading_layer
-    assert result.validation[shipped.default_reader]["model_replies"]["n"] > 0  # validated on its own replies
+    assert result.readings.reader == suite.measurement.reader == "judge"  # the reader validated on hopeful ratings
+    assert result.readings.layer == shipped.reading_layer
+    assert result.validation["judge"]["model_replies"]["n"] > 0  # validated on the model's own judged replies
     q = {row["name"]: row for row in result.quality}
     assert claim["controls"][0]["directions"] == 3
     # the calibration predicts what each ablation does to the user's message tokens while generating; the

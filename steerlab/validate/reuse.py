@@ -16,6 +16,7 @@ import numpy as np
 from steerlab.core.errors import SuiteError
 
 if TYPE_CHECKING:
+    from steerlab.read.gate import GateDecision
     from steerlab.steer.interventions import Displacement
     from steerlab.validate.rows import Rows
 
@@ -34,16 +35,20 @@ def check_replies_from(folder: str | Path) -> Path:
     return path
 
 
-def reused_rows(folder: Path, rows: Rows) -> tuple[list[list[list[str]]], Displacement, np.ndarray]:
+def reused_rows(
+    folder: Path, rows: Rows, gates: dict[str, list[GateDecision]]
+) -> tuple[list[list[list[str]]], Displacement, np.ndarray]:
     """The earlier run's replies ([condition][prompt][sample]), the displacement each condition caused, and
     every row's perplexity (job order, nan where it was not measured); every row of ``rows`` must be there,
-    with the same prompt, or the run is refused (another suite, another --n, other prompts)."""
+    with the same prompt, and every gate must fire as often as it did then, or the run is refused
+    (another suite, another --n, other prompts, a changed gate)."""
     summary = json.loads((folder / "summary.json").read_text())
     if summary.get("suite") != rows.suite.name:
         raise SuiteError(
             f"--replies-from {str(folder)!r} holds suite {summary.get('suite')!r}, not {rows.suite.name!r}: "
             "give a run of this suite"
         )
+    _check_gates(folder, summary, rows, gates)
     found: dict[tuple[str, int, int], dict[str, Any]] = {}
     with (folder / "rows.csv").open(newline="") as f:
         for line in csv.DictReader(f):
@@ -69,3 +74,16 @@ def reused_rows(folder: Path, rows: Rows) -> tuple[list[list[list[str]]], Displa
         if isinstance(moved, int | float) and math.isfinite(moved):
             record.merge({q["name"]: float(moved)}, {q["name"]: 1})
     return replies, record, ppl
+
+
+def _check_gates(folder: Path, summary: dict[str, Any], rows: Rows, gates: dict[str, list[GateDecision]]) -> None:
+    """A gated condition's replies are only the earlier run's if its gate fires as it did then."""
+    then = {(g["condition"], g["label"]): g["fired"] for g in summary.get("gates") or []}
+    for name, decisions in gates.items():
+        for label in sorted({p.label or "-" for p in rows.prompts}):
+            now = sum(d.fired for d, p in zip(decisions, rows.prompts, strict=True) if (p.label or "-") == label)
+            if then.get((name, label)) != now:
+                raise SuiteError(
+                    f"--replies-from {str(folder)!r}: the gate of {name!r} fires on {now} {label} messages now, on "
+                    f"{then.get((name, label))} then (the vector file's gate changed): run without --replies-from"
+                )

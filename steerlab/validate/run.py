@@ -117,7 +117,7 @@ def run_suite(
     known_ppl = None
     if options.replies_from:
         with phase(step, "generate"):
-            replies, record, known_ppl = reused_rows(check_replies_from(options.replies_from), rows)
+            replies, record, known_ppl = reused_rows(check_replies_from(options.replies_from), rows, gates)
     else:
         replies, record = generate_rows(lm, rows, edits, (lambda d, t: step("generate", d, t)) if step else None)
     flat = [replies[c][p][s] for c, p, s in rows.jobs]
