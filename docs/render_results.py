@@ -764,6 +764,8 @@ def headline() -> str:
         "gated: replies to desperate messages more hopeful",
         "gated: replies to neutral messages unchanged",
         "cost of the suite (`eval/benchmarks/suite_cost.py`)",
+        "reader of the replies (validated on held-out replies)",
+        "premise: baseline replies lean hopeful",
     }
     rows = [(label, fn) for rows in MT.TABLES.values() for label, fn in rows if label in wanted]
     labels = {
@@ -777,6 +779,10 @@ def headline() -> str:
         "unchanged (equivalence)",
         "cost of the suite (`eval/benchmarks/suite_cost.py`)": "`desperate_to_hopeful`: wall time against the work "
         "it cannot avoid",
+        "reader of the replies (validated on held-out replies)": "`desperate_to_hopeful` and `gate`: the reader of "
+        "the replies",
+        "premise: baseline replies lean hopeful": "`desperate_to_hopeful`: premise, baseline replies to desperate "
+        "messages lean hopeful",
     }
     lines = [
         "| | " + " | ".join(f"[`{m}`](docs/results/{m}.md)" for m in models) + " |",

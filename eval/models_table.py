@@ -208,9 +208,12 @@ def verdict_counts(r: dict[str, Any]) -> str:
 
 def suite_reader(r: dict[str, Any]) -> str:
     reader = r["desperate_to_hopeful"]["reader"]
-    auroc = reader["validation"]["auroc"]
-    name = f"`{reader['name']}` at layer {reader['layer']}"
-    return f"{name}: hopeful {auroc['hopeful']:.2f}, desperate {auroc['desperate']:.2f}"
+    own, written = reader["validation"].get("model_replies") or {}, reader["validation"]["auroc"]
+    return (
+        f"`{reader['name']}` at layer {reader['layer']}: hopeful ρ {_num(own.get('spearman_hopeful'), '+.2f')}, "
+        f"AUROC ≥ 3 {_num(own.get('auroc_hopeful_3plus'))} on its own held-out judged replies; hopeful AUROC "
+        f"{_num(written.get('hopeful'))} on written held-out replies"
+    )
 
 
 def flagship_quality(r: dict[str, Any]) -> str:
@@ -291,7 +294,7 @@ TABLES: dict[str, list[Row]] = {
         ("llama.cpp control vector, α 4", cell(llamacpp)),
     ],
     "Causal validation (`desperate_to_hopeful`: desperate messages; `necessity`: 40 texts)": [
-        ("reader (held-out AUROC)", cell(suite_reader)),
+        ("reader of the replies (validated on held-out replies)", cell(suite_reader)),
         ("cost of the suite (`eval/benchmarks/suite_cost.py`)", cell(suite_cost)),
         ("baseline replies (model-free detector)", cell(flagship_quality)),
         ("baseline replies, judged blind", cell(judged("baseline"))),

@@ -23,7 +23,7 @@ def spec_folder(spec: str) -> str:
     return spec.replace("/", "__").replace(":", "_")
 
 
-READER_NAMES = ("lexicon", "probe", "reply", "vector")
+READER_NAMES = ("judge", "lexicon", "probe", "reply", "vector")
 MethodName = Literal["diffmean", "pca", "probe"]  # the keys of methods.METHODS
 METHOD_NAMES: tuple[str, ...] = get_args(MethodName)
 Positions = Literal["all", "prompt", "user", "generated"]  # where an edit applies (interventions.py)
