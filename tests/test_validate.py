@@ -725,6 +725,11 @@ def test_pass_needs_a_non_degenerate_control_and_the_table_shows_the_deciding_p(
     failed = verdict(set())
     assert failed["verdict"] == "fail" and failed["p_family"] == "fail"
     assert failed["p_adj"] == failed["p_fail_adj"] < 0.05 and failed["p_pass_adj"] > 0.5
+    assert failed["effect"] < 0 and failed["ci"][1] < 0  # oriented: negative means against the claim
+    suite = dataclasses.replace(suite, claims=(dataclasses.replace(suite.claims[0], direction="decrease"),))
+    lowered = verdict(set())  # the same readings, claimed as "adding joyful lowers joyful": as claimed
+    assert lowered["verdict"] == "pass" and lowered["effect"] == pytest.approx(-failed["effect"])
+    assert lowered["ci"][0] > 0 and all(t["effect"] > 0 for t in lowered["controls"][0]["tests"])
 
 
 def test_a_degenerate_condition_can_neither_pass_nor_fail() -> None:

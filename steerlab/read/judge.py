@@ -101,7 +101,7 @@ def judge_scores(
     return out
 
 
-def fit_judged_half(judged: Judged, feats: np.ndarray, rows: np.ndarray) -> JudgeFit:
+def fit_judged_rows(judged: Judged, feats: np.ndarray, rows: np.ndarray) -> JudgeFit:
     """The judge reader fitted on ``rows`` of the judged replies, those judged incoherent left out (they are
     never read)."""
     keep = rows & (np.array(judged.labels) != INCOHERENT)
@@ -126,11 +126,10 @@ def judge_per_layer(
     return out
 
 
-def with_judge(
-    vectors: EmotionVectors, judged: Judged, feats: np.ndarray, rows: np.ndarray, record: dict[str, Any]
-) -> EmotionVectors:
-    """``vectors`` with the judge reader fitted on ``rows`` of the judged replies, and its provenance."""
-    judge = fit_judged_half(judged, feats, rows)
+def with_judge(vectors: EmotionVectors, judged: Judged, feats: np.ndarray, record: dict[str, Any]) -> EmotionVectors:
+    """``vectors`` with the judge reader fitted on every judged reply, its provenance and held-out figures."""
+    rows = np.ones(len(judged.replies), dtype=bool)
+    judge = fit_judged_rows(judged, feats, rows)
     at = vectors.reading_layer
     meta = {
         "scales": list(SCALES),

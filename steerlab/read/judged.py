@@ -23,7 +23,7 @@ import numpy as np
 
 from steerlab.core.corpus import Corpus
 from steerlab.core.errors import SteerlabError
-from steerlab.read.judge import fit_judged_half, judge_per_layer, judge_scores, with_judge
+from steerlab.read.judge import fit_judged_rows, judge_per_layer, judge_scores, with_judge
 from steerlab.read.judged_set import Judged, incoherence_figures, judged_figures, subset
 from steerlab.read.judged_set import load_judged as load_judged  # re-exported: fit-reader reads judged sets from here
 from steerlab.read.readers import INCOHERENT, INCOHERENT_P, READERS, pooled_features
@@ -114,7 +114,7 @@ def fit_on_judged(
     provenance = _provenance(written, judged, record["n_messages"])
     final = with_reply_reader(vectors, all_feats, list(written.labels) + list(judged.labels), c, provenance)
     say("refitting the judge reader on every judged reply, at every layer")
-    final = with_judge(final, judged, j_feats, np.ones(len(judged.replies), dtype=bool), record)
+    final = with_judge(final, judged, j_feats, record)
     if heldout is not None:
         record["written_heldout"] = _written_heldout(lm, final, heldout, record["layer"])
     reading = {**(vectors.meta.get("reading") or {}), "reader": record["chosen"], "rule": JUDGED_RULE}
@@ -155,7 +155,7 @@ def _validate(
     flagged = detector | (p_broken >= INCOHERENT_P)  # the rule of readers.incoherent
     scores = _scores(vectors, fits, j_feats[:, layer], written, judged, fit_rows, seed)
     say(f"fitting the judge reader (ridge on the judged ratings) on half of {len(messages)} user messages")
-    judge = fit_judged_half(judged, j_feats, fit_rows)
+    judge = fit_judged_rows(judged, j_feats, fit_rows)
     scores["judge"] = judge_scores(judge.weight[layer], judge.bias[layer], j_feats[:, layer], emotions)
     figures = {name: judged_figures(s, flagged, judged, test, emotions) for name, s in scores.items()}
     say("the reply reader (written + judged) at every layer")

@@ -88,8 +88,6 @@ def _final_verdict(
 
 def _claim_json(plan: PlannedClaim, j: Judgement, conditions: Sequence[Condition], data: ClaimData) -> dict[str, Any]:
     """A claim's statistics, oriented so that a positive effect means "as claimed"."""
-    sign = -1.0 if plan.spec.direction == "decrease" else 1.0
-    lo, hi = sorted((sign * j.ci[0], sign * j.ci[1]))
     return {
         "name": plan.name,
         "claim": plan.spec.name,
@@ -101,8 +99,8 @@ def _claim_json(plan: PlannedClaim, j: Judgement, conditions: Sequence[Condition
         "prompts": plan.spec.prompts or "all",
         "margin": data.margin,
         "fail_reasons": list(j.fail_reasons),
-        "effect": sign * j.effect,
-        "ci": [lo, hi],
+        "effect": j.effect,  # the judgement's statistics are oriented already (decide.claim_data)
+        "ci": list(j.ci),
         "effect_size": j.effect_size,
         "n": j.n,
         # the p that decided: the FAIL family's for a FAIL, else the PASS family's
@@ -122,7 +120,7 @@ def _claim_json(plan: PlannedClaim, j: Judgement, conditions: Sequence[Condition
                 "family": f,
                 "directions": total,
                 "non_degenerate": fine,
-                "tests": [_control_json(c, sign) for c in j.controls if _in_family(c.name, f, conditions)],
+                "tests": [_control_json(c) for c in j.controls if _in_family(c.name, f, conditions)],
             }
             for f, total, fine in plan.families
         ],
@@ -135,11 +133,11 @@ def _in_family(name: str, family: str, conditions: Sequence[Condition]) -> bool:
     return name == family or any(c.name == name and c.group == family for c in conditions)
 
 
-def _control_json(c: ControlResult, sign: float) -> dict[str, Any]:
+def _control_json(c: ControlResult) -> dict[str, Any]:
     return {
         "name": c.name,
-        "effect": sign * c.effect,
-        "ci": sorted([sign * c.ci[0], sign * c.ci[1]]),
+        "effect": c.effect,  # condition - control, oriented like the claim
+        "ci": list(c.ci),
         "p_beats": str(c.p),
         "p_worse": str(c.p_worse),
         "directions": c.directions,
