@@ -302,6 +302,7 @@ def suite(folder: Path) -> str:
         + f"; correction {s['statistics']['correction']}"
         + (f"; {s['seconds'] / 60:.0f} min" if s.get("seconds") else "")
         + ".\n\n"
+        + (f"Note: {s['note']}.\n\n" if s.get("note") else "")
     )
     details = s.get("claim_details") or [{}] * len(s["claims"])
     claims = [
