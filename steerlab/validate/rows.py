@@ -152,10 +152,12 @@ def measure_rows(
     # Perplexity (a 262k-way softmax per token) is estimated on the first sample of every prompt and
     # condition: enough for a per-condition ratio, at a third of the cost when samples = 3.
     first = [j for j, (_, _, s) in enumerate(rows.jobs) if s == 0]
-    ppl_flat = np.full(len(rows.jobs), np.nan) if known_ppl is None else known_ppl
     if known_ppl is None:
+        ppl_flat = np.full(len(rows.jobs), np.nan)
         contexts = [prompt_text(lm.tokenizer, rows.context(rows.jobs[j]), gen.chat, gen.frame) for j in first]
         ppl_flat[first] = reply_perplexity(lm, contexts, [flat[j] for j in first], batch_size=16)
+    else:
+        ppl_flat = known_ppl
     ppl = rows.grid(ppl_flat)
     distinct = rows.grid([distinct2(lm.tokenizer(r, add_special_tokens=False)["input_ids"]) for r in flat])
     conditions = rows.conditions

@@ -113,12 +113,12 @@ def run_suite(
     rows = Rows(suite, conditions, prompts, shown, suite_jobs(conditions, len(prompts), gen.samples))
     with phase(step, "gates"):
         gates = read_gates(lm, vectors, conditions, shown)
-    edits = _row_edits(vectors, conditions, prompts, gates)
     known_ppl = None
-    if options.replies_from:
+    if options.replies_from:  # an earlier run's replies: nothing to edit or generate
         with phase(step, "generate"):
             replies, record, known_ppl = reused_rows(check_replies_from(options.replies_from), rows, gates)
     else:
+        edits = _row_edits(vectors, conditions, prompts, gates)
         replies, record = generate_rows(lm, rows, edits, (lambda d, t: step("generate", d, t)) if step else None)
     flat = [replies[c][p][s] for c, p, s in rows.jobs]
     with phase(step, "re-read"):
