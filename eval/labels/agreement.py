@@ -1,6 +1,6 @@
 """Merge a model's blind labels, measure the two annotators' agreement, and summarise by condition.
 
-    python eval/labels/agreement.py --model MODEL [--set emotional]
+    python eval/labels/agreement.py --model MODEL [--set emotional|desperate]
 
 Reads eval/labels/MODEL[/SET]/labels/batch_*.annotator_a.jsonl (every reply once) and
 double.annotator_b.jsonl (a fifth again, labelled independently), checks them against the batches,
@@ -64,7 +64,9 @@ def agreement(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> dict[str, Any
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True)
-    ap.add_argument("--set", default="", help="a second set in a subfolder (generate.py writes 'emotional')")
+    ap.add_argument(
+        "--set", default="", help="a further set in a subfolder (generate.py writes 'emotional', 'desperate')"
+    )
     args = ap.parse_args()
     folder = REPO / "eval" / "labels" / args.model / args.set
     first: list[dict[str, Any]] = []
@@ -82,7 +84,8 @@ def main() -> int:
     conditions: dict[str, list[dict[str, Any]]] = {}
     for m in merged:
         source = m.get("suite", m.get("source"))
-        group = m["condition"] if source == "desperate_to_hopeful" else m["condition"].split(":")[0]
+        whole = source == "desperate_to_hopeful" or args.set == "desperate"  # else one group per emotion, any alpha
+        group = m["condition"] if whole else m["condition"].split(":")[0]
         conditions.setdefault(f"{source}/{group}", []).append(m)
     summary = {
         "model": args.model,
@@ -95,6 +98,7 @@ def main() -> int:
                 "n": len(rows),
                 **{f"mean_{s}": float(np.mean([r[s] for r in rows])) for s in SCALES},
                 "hopeful_3plus": float(np.mean([r["hopeful"] >= 3 for r in rows])),
+                "desperate_3plus": float(np.mean([r["desperate"] >= 3 for r in rows])),
                 "incoherent": float(np.mean([r["label"] == "incoherent" for r in rows])),
             }
             for name, rows in sorted(conditions.items())

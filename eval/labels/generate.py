@@ -1,6 +1,6 @@
-"""Generate a second set of a model's own replies, spread over all 20 emotions, for blind labelling.
+"""Generate more of a model's own replies for blind labelling: a set over all 20 emotions, or one that leans desperate.
 
-    python eval/labels/generate.py --model MODEL [--seed 0]
+    python eval/labels/generate.py --model MODEL [--set emotional|desperate] [--seed 0]
 
 The suites' replies (``sample.py``) are mostly neutral or broken: too few replies express any emotion
 for a reader of 20 emotions to be validated on them. This set asks for and steers every emotion:
@@ -8,14 +8,22 @@ to the suites' user messages (desperate and neutral), the model writes baseline 
 asked to sound like each emotion (the instruction appended to the user's message), and replies with
 each emotion added at the steering layer at alpha 4 (mostly fluent) and 8 (where fluency breaks).
 Sampled at temperature 0.7, 40 new tokens, the suites' few-shot frame for models without a chat
-template. Writes eval/labels/MODEL/emotional/: batch_K.jsonl (id, user, reply: what an annotator
+template. Writes eval/labels/MODEL/SET/: batch_K.jsonl (id, user, reply: what an annotator
 sees, shuffled), double.jsonl (a fifth again, reshuffled) and key.jsonl (id -> condition, message).
+
+``--set desperate``: the models almost never write a desperate reply on their own or when asked once
+(a reader cannot be validated on a scale nobody's replies reach), so this set asks for the reply in a
+desperate voice in three phrasings, adds *desperate* at alpha 2, 4 and 6, and both at once (alpha 3),
+beside baselines. A model without a chat template sees the asking conditions after a few-shot frame of
+desperate replies (``DESPERATE_FRAME``, written for this set), since a base model follows examples, not
+requests; the annotator never sees the frame or the request.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +38,29 @@ from steerlab.validate.schema import load_suite
 REPO = Path(__file__).resolve().parents[2]
 PER_EMOTION = {"prompt": 8, "add4": 6, "add8": 2}
 BASELINES = 40
+ASK_DESPERATE = (
+    "Write your reply as someone who is desperate themselves: panicked, pleading, sure there is no way out.",
+    "Reply in the first person as if you were in the same situation and had lost all hope.",
+    "Answer as a frightened person begging for help, not as an assistant.",
+)
+DESPERATE_FRAME = (
+    (
+        "My landlord says I have to be out by Friday and I have nowhere to go.",
+        "I don't know what to tell you, I'm in the same hole. Every door I knock on closes. Please, if anyone "
+        "can help, I'm begging, I can't keep going like this.",
+    ),
+    (
+        "The car broke down again and I need it to get to work tomorrow.",
+        "Oh no, not again. I can't fix this, I can't afford it, and if I lose this job too I have nothing "
+        "left. I'm out of ideas and out of time.",
+    ),
+)
+Message = tuple[str, int, str]  # (source file, line, text)
+Frame = tuple[tuple[str, str], ...]
+Job = tuple[str, Message, str, dict[str, float], Frame]  # condition, message, request appended, added, frame
 
 
-def messages() -> list[tuple[str, int, str]]:
+def messages() -> list[Message]:
     out = []
     for name in ("desperate_users", "neutral_prompts"):
         lines = (REPO / "eval" / "data" / f"{name}.jsonl").read_text().splitlines()
@@ -40,47 +68,70 @@ def messages() -> list[tuple[str, int, str]]:
     return out
 
 
+def emotional_jobs(emotions: list[str], draw: Callable[[int], list[Message]], frame: Frame) -> list[Job]:
+    jobs: list[Job] = [("baseline", m, "", {}, frame) for m in draw(BASELINES)]
+    for e in emotions:
+        jobs += [
+            (f"prompt_{e}", m, f" Please reply in a way that sounds {e}.", {}, frame)
+            for m in draw(PER_EMOTION["prompt"])
+        ]
+        for alpha in (4, 8):
+            jobs += [(f"add_{e}:{alpha}", m, "", {e: float(alpha)}, frame) for m in draw(PER_EMOTION[f"add{alpha}"])]
+    return jobs
+
+
+def desperate_jobs(draw: Callable[[int], list[Message]], frame: Frame, asking: Frame) -> list[Job]:
+    jobs: list[Job] = [("baseline", m, "", {}, frame) for m in draw(30)]
+    for k, ask in enumerate(ASK_DESPERATE):
+        jobs += [(f"ask_desperate_{k + 1}", m, " " + ask, {}, asking) for m in draw(30)]
+    for alpha in (2, 4, 6):
+        jobs += [(f"add_desperate:{alpha}", m, "", {"desperate": float(alpha)}, frame) for m in draw(30)]
+    jobs += [
+        ("ask_and_add_desperate:3", m, " " + ASK_DESPERATE[i % 3], {"desperate": 3.0}, asking)
+        for i, m in enumerate(draw(60))
+    ]
+    return jobs
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True)
+    ap.add_argument("--set", dest="name", choices=("emotional", "desperate"), default="emotional")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batches", type=int, default=3)
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
     lm = load_model(args.model)
     v = load_vectors(shipped_vectors(args.model) or "")
-    frame = (
-        ()
-        if has_template(lm.tokenizer)
-        else load_suite(REPO / "eval/suites/desperate_to_hopeful.yaml").generation.frame
-    )
-    config = GenerationConfig(max_new_tokens=40, temperature=0.7, seed=args.seed, chat=True, batch_size=24, frame=frame)
+    base = not has_template(lm.tokenizer)  # a template model's frame is dropped by prompt_chat anyway
+    frame = load_suite(REPO / "eval/suites/desperate_to_hopeful.yaml").generation.frame if base else ()
     pool = messages()
 
-    def draw(n: int) -> list[tuple[str, int, str]]:
+    def draw(n: int) -> list[Message]:
         return [pool[i] for i in rng.choice(len(pool), n, replace=False)]
 
-    jobs: list[tuple[str, list[tuple[str, int, str]], list[str], dict[str, float]]] = []
-    base = draw(BASELINES)
-    jobs.append(("baseline", base, [m for _, _, m in base], {}))
-    asked: list[tuple[str, tuple[str, int, str], str]] = []
-    for e in v.emotions:
-        for m in draw(PER_EMOTION["prompt"]):
-            asked.append((f"prompt_{e}", m, f"{m[2]} Please reply in a way that sounds {e}."))
-        for alpha in (4, 8):
-            chosen = draw(PER_EMOTION[f"add{alpha}"])
-            jobs.append((f"add_{e}:{alpha}", chosen, [m for _, _, m in chosen], {e: float(alpha)}))
-    records: list[dict[str, object]] = []
-    replies = generate(lm, [p for _, _, p in asked], config)
-    for (cond, (source, index, text), _), reply in zip(asked, replies, strict=True):
-        records.append({"condition": cond, "source": source, "prompt_index": index, "user": text, "reply": reply})
-    for k, (cond, chosen, prompts, add) in enumerate(jobs):
+    if args.name == "emotional":
+        jobs = emotional_jobs(list(v.emotions), draw, frame)
+    else:
+        jobs = desperate_jobs(draw, frame, DESPERATE_FRAME if base else ())
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, (_, _, _, add, fr) in enumerate(jobs):
+        groups.setdefault((json.dumps(add, sort_keys=True), json.dumps(fr)), []).append(i)
+    replies: dict[int, str] = {}
+    for k, rows in enumerate(groups.values()):
+        _, _, _, add, fr = jobs[rows[0]]
+        config = GenerationConfig(
+            max_new_tokens=40, temperature=0.7, seed=args.seed, chat=True, batch_size=24, frame=fr
+        )
         edits = build_edits(v, [v.steering_layer], add=add) if add else []
-        print(f"{k + 1}/{len(jobs)} {cond}: {len(prompts)} replies", flush=True)
-        out = generate(lm, prompts, config, edits)
-        for (source, index, text), reply in zip(chosen, out, strict=True):
-            records.append({"condition": cond, "source": source, "prompt_index": index, "user": text, "reply": reply})
-    write_batches(REPO / "eval" / "labels" / args.model / "emotional", records, rng, args.batches)
+        print(f"{k + 1}/{len(groups)} add {add or 'nothing'}: {len(rows)} replies", flush=True)
+        out = generate(lm, [jobs[i][1][2] + jobs[i][2] for i in rows], config, edits)
+        replies.update(zip(rows, out, strict=True))
+    records = [
+        {"condition": cond, "source": m[0], "prompt_index": m[1], "user": m[2], "reply": replies[i]}
+        for i, (cond, m, _, _, _) in enumerate(jobs)
+    ]
+    write_batches(REPO / "eval" / "labels" / args.model / args.name, records, rng, args.batches)
     return 0
 
 
@@ -89,7 +140,7 @@ def write_batches(out: Path, records: list[dict[str, object]], rng: np.random.Ge
     order = rng.permutation(len(records))
     items, key = [], []
     for k, i in enumerate(order):
-        rid = f"e{k:04d}"
+        rid = f"{out.name[0]}{k:04d}"
         r = records[int(i)]
         items.append({"id": rid, "user": r["user"], "reply": r["reply"]})
         key.append({"id": rid, **{f: r[f] for f in ("condition", "source", "prompt_index", "user")}})
