@@ -129,7 +129,7 @@ def _read(
 
 
 def _print_reading(r: Reading, top: int) -> None:
-    from steerlab.read.readers import strongest_text
+    from steerlab.core.display import strongest_text
 
     for li, layer in enumerate(r.layers):
         s = r.scores[li]

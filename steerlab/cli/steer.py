@@ -234,7 +234,7 @@ def _reading_text(side: dict[str, Any], k: int = 3) -> str:
     scores = side["scores"]
     if scores is None:
         return "(incoherent reply: not read as an emotion)" if side["incoherent"] else "(empty reply: nothing to read)"
-    from steerlab.read.readers import strongest_text
+    from steerlab.core.display import strongest_text
 
     return strongest_text(list(scores), list(scores.values()), k) or "(no emotion this reader reads)"
 

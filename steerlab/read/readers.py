@@ -10,8 +10,7 @@ All readers share one interface and one registry (``READERS``), so suites, ``ste
 * ``judge``   the blind judge's 1-5 rating of hopeful, desperate and calm, predicted by ridge heads fitted
               on the model's own judged replies (:mod:`.judge`; other emotions read as nan);
 * ``lexicon`` no model: VADER's compound valence times the emotion's valence, plus the share of NRC
-              emotion words of the emotion's NRC category (a baseline that any model reader must beat;
-              :mod:`.lexicon`).
+              emotion words of its NRC category (a baseline any model reader must beat; :mod:`.lexicon`).
 
 A reply is read in its conversation: the user's message, then the reply as the model's own turn in
 the model's chat format, with only the reply's tokens pooled (:func:`activations.tokenize_replies`).
@@ -56,6 +55,7 @@ class Reader:
     about: str
     extra: str | None = None  # the optional dependency it needs (steerlab.core.extras), None: always there
     every_emotion: bool = True  # scores every emotion (False: a few judged scales), so it may be the default
+    fitted: tuple[str, str] | None = None  # fitted on labelled replies: (meta key, its field naming what it reads)
 
     @property
     def installed(self) -> bool:
@@ -69,29 +69,18 @@ READERS: dict[str, Reader] = {}
 
 
 def reader(
-    name: str, layered: bool, about: str, extra: str | None = None, every: bool = True
+    name: str,
+    layered: bool,
+    about: str,
+    extra: str | None = None,
+    every: bool = True,
+    fitted: tuple[str, str] | None = None,
 ) -> Callable[[Score], Score]:
     def register(fn: Score) -> Score:
-        READERS[name] = Reader(name, layered, fn, about, extra, every)
+        READERS[name] = Reader(name, layered, fn, about, extra, every, fitted)
         return fn
 
     return register
-
-
-def strongest(
-    emotions: Sequence[str], scores: Sequence[float | None] | np.ndarray | None, k: int = 3
-) -> list[tuple[str, float]]:
-    """The ``k`` highest-scoring emotions, strongest first; emotions a reader does not read (NaN, None)
-    are left out. The one ranking every display uses (steer, scope, the report, the live view)."""
-    if scores is None:
-        return []
-    pairs = [(float(s), e) for e, s in zip(emotions, scores, strict=True) if s is not None and np.isfinite(s)]
-    return [(e, s) for s, e in sorted(pairs, key=lambda p: -p[0])[:k]]
-
-
-def strongest_text(emotions: Sequence[str], scores: Sequence[float | None] | np.ndarray | None, k: int = 3) -> str:
-    """:func:`strongest` as text: ``"hopeful +0.412, calm +0.101"``."""
-    return ", ".join(f"{e} {s:+.3f}" for e, s in strongest(emotions, scores, k))
 
 
 def get_reader(name: str) -> Reader:
@@ -106,14 +95,14 @@ def get_reader(name: str) -> Reader:
 
 
 def readable(v: EmotionVectors, name: str) -> tuple[str, ...]:
-    """The emotions reader ``name`` scores with ``v`` (the reply reader knows only its training labels)."""
-    if name == "reply":
-        return tuple(e for e in (v.meta.get("reply_reader") or {}).get("labels", ()) if e in v.emotions)
-    if name == "judge":
-        return tuple(e for e in (v.meta.get("judge_reader") or {}).get("scales", ()) if e in v.emotions)
+    """The emotions reader ``name`` scores with ``v`` (a fitted reader knows only what it was fitted on)."""
     if name not in READERS:
         get_reader(name)  # the one "unknown reader" error
-    return v.emotions
+    fitted = READERS[name].fitted
+    if fitted is None:
+        return v.emotions
+    key, field = fitted
+    return tuple(e for e in (v.meta.get(key) or {}).get(field, ()) if e in v.emotions)
 
 
 def check_covers(v: EmotionVectors, name: str, labels: Sequence[str]) -> None:
@@ -140,7 +129,12 @@ def _probe(v: EmotionVectors, feats: np.ndarray | None, texts: Sequence[str], la
     return torch.log_softmax(v.probe_logits(torch.from_numpy(feats), layer), dim=-1).numpy()
 
 
-@reader("reply", True, "log-probability of the reader fitted on labelled replies in their conversation")
+@reader(
+    "reply",
+    True,
+    "log-probability of the reader fitted on labelled replies in their conversation",
+    fitted=("reply_reader", "labels"),
+)
 def _reply(v: EmotionVectors, feats: np.ndarray | None, texts: Sequence[str], layer: int) -> np.ndarray:
     assert feats is not None
     if v.reply_weight is None or v.reply_bias is None:
@@ -154,7 +148,13 @@ def _reply(v: EmotionVectors, feats: np.ndarray | None, texts: Sequence[str], la
     return out
 
 
-@reader("judge", True, "the judge's 1-5 ratings of hopeful, desperate, calm, predicted", every=False)
+@reader(
+    "judge",
+    True,
+    "the judge's 1-5 ratings of hopeful, desperate, calm, predicted",
+    every=False,
+    fitted=("judge_reader", "scales"),
+)
 def _judge(v: EmotionVectors, feats: np.ndarray | None, texts: Sequence[str], layer: int) -> np.ndarray:
     from steerlab.read.judge import judge_scores
 

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from steerlab.core.display import strongest_text
 from steerlab.read.dual_speaker import DualSpeaker, dual_speaker, load_dialogues
 from steerlab.read.geometry import Geometry, geometry_sweep
 from steerlab.read.intensity import POINTS, STRONG, Intensity, intensity, load_scales
 from steerlab.read.probes import Correlation, LayerScore
-from steerlab.read.readers import strongest_text
 from steerlab.read.scope import generate_reply, read_conversation
 from steerlab.report.plots import (
     plot_dual_speaker,

@@ -57,7 +57,7 @@ class Steer(BaseModel):
 
 def top(emotions: tuple[str, ...], scores: np.ndarray | None, k: int = 3) -> list[tuple[str, float]]:
     """The ``k`` strongest emotions, strongest first; emotions a reader does not read are left out."""
-    from steerlab.read.readers import strongest
+    from steerlab.core.display import strongest
 
     return [(e, round(s, 4)) for e, s in strongest(emotions, scores, k)]
 

@@ -97,7 +97,8 @@ def run_suite(
     step: Step | None = None,
 ) -> SuiteResult:
     """Generate, re-read with the clean model, measure, decide (see the module doc). ``step(phase, done,
-    total)`` follows each phase: calibrate, gates, generate, re-read, measure, validate readers, decide."""
+    total)`` follows each phase: calibrate, gates, generate (or reuse replies), re-read, measure, validate readers,
+    decide."""
     start = time.perf_counter()
     vectors.check_compatible(lm.model_id, lm.hidden_size, lm.n_layers)
     prompts = suite_prompts(suite, options.prompts, options.n)
@@ -115,7 +116,7 @@ def run_suite(
         gates = read_gates(lm, vectors, conditions, shown)
     known_ppl = None
     if options.replies_from:  # an earlier run's replies: nothing to edit or generate
-        with phase(step, "generate"):
+        with phase(step, "reuse replies"):
             replies, record, known_ppl = reused_rows(check_replies_from(options.replies_from), rows, gates)
     else:
         edits = _row_edits(vectors, conditions, prompts, gates)

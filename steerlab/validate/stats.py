@@ -32,7 +32,6 @@ Correction = Literal["holm", "bh", "none"]
 FloatArray = NDArray[np.float64]
 
 
-
 # --- p-values ----------------------------------------------------------------------------------
 
 
