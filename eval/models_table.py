@@ -39,6 +39,7 @@ def load(model: str) -> dict[str, Any]:
         "llamacpp": bench / f"llamacpp_{model}.json",
         "report": REPO / "eval" / "results" / model / "report" / "numbers.json",
         "judged": REPO / "eval" / "labels" / model / "summary.json",
+        "judged_desperate": REPO / "eval" / "labels" / model / "desperate" / "summary.json",
         "own_replies": bench / f"model_replies_{model}.json",
         **{s: REPO / "eval" / "results" / model / s / "summary.json" for s in SUITES},
     }
@@ -156,6 +157,21 @@ def agreement(r: dict[str, Any]) -> str:
     )
 
 
+def desperate_set(r: dict[str, Any]) -> str:
+    d = r["judged_desperate"]
+    a, rows = d["agreement"], d["by_condition"].values()
+    lean = sum(c["n"] * c["desperate_3plus"] for c in rows)
+    return (
+        f"{d['n']} more, asked or steered to sound desperate: {lean:.0f} judged desperate ≥ 3; {a['n']} twice: "
+        f"weighted κ desperate {a['desperate']['weighted_kappa']:.2f}, hopeful {a['hopeful']['weighted_kappa']:.2f}"
+    )
+
+
+def tie_ceiling(r: dict[str, Any]) -> str:
+    t = r["own_replies"].get("tie_ceiling") or {}
+    return f"hopeful ρ {_num(t.get('hopeful'), '+.2f')}, desperate ρ {_num(t.get('desperate'), '+.2f')}"
+
+
 def dose(alpha: float) -> Callable[[dict[str, Any]], str]:
     def fn(r: dict[str, Any]) -> str:
         rows = [d for d in r["dose_response"]["dose"] if d["op"] == "add" and d["alpha"] == alpha]
@@ -211,7 +227,8 @@ def suite_reader(r: dict[str, Any]) -> str:
     own, written = reader["validation"].get("model_replies") or {}, reader["validation"]["auroc"]
     return (
         f"`{reader['name']}` at layer {reader['layer']}: hopeful ρ {_num(own.get('spearman_hopeful'), '+.2f')}, "
-        f"AUROC ≥ 3 {_num(own.get('auroc_hopeful_3plus'))} on its own held-out judged replies; hopeful AUROC "
+        f"AUROC ≥ 3 {_num(own.get('auroc_hopeful_3plus'))}, desperate ρ {_num(own.get('spearman_desperate'), '+.2f')}, "
+        f"AUROC ≥ 3 {_num(own.get('auroc_desperate_3plus'))} on its own held-out judged replies; hopeful AUROC "
         f"{_num(written.get('hopeful'))} on written held-out replies"
     )
 
@@ -274,6 +291,8 @@ TABLES: dict[str, list[Row]] = {
     ],
     "Readers of replies (in their conversation; `steerlab fit-reader`, messages held out)": [
         ("the model's own replies, judged blind (`eval/labels/`)", cell(agreement)),
+        ("… a third set that leans desperate (`eval/labels/MODEL/desperate/`)", cell(desperate_set)),
+        ("… ρ of a score that orders the judged levels perfectly, ties broken at random", cell(tie_ceiling)),
         ("default reader on judged replies", cell(own_replies("default"))),
         ("… reply reader fitted on written replies only", cell(own_replies("reply (written)"))),
         ("… reply reader fitted on judged replies only", cell(own_replies("reply (judged)"))),

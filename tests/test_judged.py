@@ -15,6 +15,7 @@ from steerlab.core.errors import SteerlabError
 from steerlab.core.vectors import EmotionVectors
 from steerlab.model.models import LoadedModel
 from steerlab.read.judged import Judged, fit_on_judged, judged_figures, load_judged
+from steerlab.read.judged_set import tie_ceiling
 from steerlab.read.readers import INCOHERENT, READERS, incoherent, read_replies
 
 from .conftest import TINY_TEXTS, one_line_error, run
@@ -60,6 +61,22 @@ def test_figures_skip_incoherent_and_flagged_replies() -> None:
     assert f["n"] == n - 6 and f["coverage"] == pytest.approx((n - 6) / (n - 5))
     assert f["spearman_hopeful"] == pytest.approx(1.0) and f["auroc_hopeful_3plus"] == pytest.approx(1.0)
     assert f["auroc"]["hopeful"]["auroc"] == pytest.approx(1.0) and f["spearman_desperate"] is None
+
+
+def test_a_scale_rated_1_for_most_replies_caps_the_spearman_of_any_continuous_score() -> None:
+    n = 100
+    spread = np.repeat(np.arange(1.0, 6.0), n // 5)  # every level equally often
+    skewed = np.ones(n)
+    skewed[:10] = [2, 2, 2, 2, 3, 3, 3, 4, 4, 5]  # the desperate scale of the models' own replies
+    labels = ["neutral"] * n
+    labels[-1] = INCOHERENT  # left out, as every figure leaves it out
+    judged = Judged(
+        ["u"] * n, ["r"] * n, labels, {"hopeful": spread, "desperate": skewed, "calm": np.ones(n)}, "t", "0"
+    )
+    ceiling = tie_ceiling(judged, np.ones(n, dtype=bool))
+    assert ceiling["hopeful"] is not None and ceiling["hopeful"] > 0.95
+    assert ceiling["desperate"] is not None and 0.3 < ceiling["desperate"] < 0.7
+    assert ceiling["calm"] is None  # one level only: no correlation is defined
 
 
 def test_judged_files_are_checked_line_by_line(tmp_path: Path) -> None:

@@ -88,16 +88,21 @@ def _check_outputs(out: str, report_path: str | None, force: bool) -> Path:
 
 
 def _print_record(record: dict[str, Any], target: Path) -> None:
+    def num(x: float | None, spec: str = ".3f") -> str:
+        return "–" if x is None else format(x, spec)
+
     click.echo(f"on {record['test_replies']} judged replies to {record['test_messages']} held-out messages:")
     for name, f in record["readers"].items():
-        macro = f["macro_auroc"]
-        rho = f["spearman_hopeful"]
-        high = f["auroc_hopeful_3plus"]
-        click.echo(
-            f"  {name:26} macro AUROC {'–' if macro is None else format(macro, '.3f')}  "
-            f"Spearman hopeful {'–' if rho is None else format(rho, '+.3f')}  "
-            f"AUROC hopeful>=3 {'–' if high is None else format(high, '.3f')}"
+        scales = "  ".join(
+            f"{s} ρ {num(f[f'spearman_{s}'], '+.3f')} AUROC>=3 {num(f[f'auroc_{s}_3plus'])}"
+            for s in ("hopeful", "desperate")
         )
+        click.echo(f"  {name:26} macro AUROC {num(f['macro_auroc'])}  {scales}")
+    ceiling = record.get("tie_ceiling") or {}
+    click.echo(
+        f"  (a score ordering the judged levels perfectly, ties at random: hopeful ρ "
+        f"{num(ceiling.get('hopeful'), '+.3f')}, desperate ρ {num(ceiling.get('desperate'), '+.3f')})"
+    )
     inc = record["incoherence"]["rule"]
     click.echo(f"  incoherent replies caught: recall {inc['recall']:.2f}, precision {inc['precision']:.2f}")
     click.echo(f"default reader: {record['chosen']}; wrote {target}")

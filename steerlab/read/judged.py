@@ -24,7 +24,7 @@ import numpy as np
 from steerlab.core.corpus import Corpus
 from steerlab.core.errors import SteerlabError
 from steerlab.read.judge import fit_judged_rows, judge_per_layer, judge_scores, with_judge
-from steerlab.read.judged_set import Judged, incoherence_figures, judged_figures, subset
+from steerlab.read.judged_set import Judged, incoherence_figures, judged_figures, subset, tie_ceiling
 from steerlab.read.judged_set import load_judged as load_judged  # re-exported: fit-reader reads judged sets from here
 from steerlab.read.readers import INCOHERENT, INCOHERENT_P, READERS, pooled_features
 
@@ -176,6 +176,7 @@ def _validate(
         "chosen": max(macro, key=lambda n: -1.0 if macro[n] is None else float(macro[n])),
         "incoherence": incoherence_figures(flagged, detector, judged, test),
         "readers": figures,
+        "tie_ceiling": tie_ceiling(judged, test),
         "reply_per_layer": per_layer,
         "judge_per_layer": judge_per_layer(judge, vectors, j_feats, flagged, judged, test),
     }
@@ -204,7 +205,7 @@ def _scores(
     layer = vectors.reading_layer
     scores: dict[str, np.ndarray] = {name: _log_probs(fit, feats, emotions)[0] for name, fit in fits.items()}
     for name, spec in READERS.items():
-        if name not in ("reply", "judge"):  # both are fitted on judged replies: scored from the half fit
+        if spec.fitted is None:  # a fitted reader is scored from its fit on the fitting half
             scores[name] = spec.score(vectors, feats if spec.layered else None, judged.replies, layer)
     fit_labels = [judged.labels[i] for i in np.flatnonzero(fit_rows)]
     train_texts = list(written.texts) + [judged.replies[i] for i in np.flatnonzero(fit_rows)]

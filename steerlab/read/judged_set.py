@@ -120,6 +120,25 @@ def judged_figures(
     return out
 
 
+def tie_ceiling(judged: Judged, rows: np.ndarray, draws: int = 20) -> dict[str, float | None]:
+    """Per scale, the Spearman a reader reaches on ``rows`` (incoherent left out) if it orders the judged
+    levels perfectly but replies within a level at random: a scale the judge rates 1 for most replies
+    caps any continuous score's Spearman well below 1 (mean over ``draws`` seeded tie-breaks)."""
+    from scipy.stats import spearmanr
+
+    read = rows & (np.array(judged.labels) != INCOHERENT)
+    rng = np.random.default_rng(0)
+    out: dict[str, float | None] = {}
+    for s in SCALES:
+        truth = judged.scales[s][read].astype(float)
+        if truth.size < 3 or np.ptp(truth) == 0:
+            out[s] = None
+            continue
+        rhos = [spearmanr(truth + rng.random(truth.size) * 0.5, truth).statistic for _ in range(draws)]
+        out[s] = float(np.mean(rhos))
+    return out
+
+
 def incoherence_figures(flagged: np.ndarray, detector: np.ndarray, judged: Judged, rows: np.ndarray) -> dict[str, Any]:
     broken = np.array(judged.labels) == INCOHERENT
 
