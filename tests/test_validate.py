@@ -758,13 +758,22 @@ def test_gated_conditions_edit_only_where_the_gate_fires_and_claims_read_their_l
             "min_compression": 0.0,
             "max_markup_share": 1.0,
         },
-        "claims": [{"name": "same", "condition": "never", "metric": "joy", "direction": "unchanged", "margin": 0.1}],
+        "claims": [
+            {"name": "same", "condition": "never", "metric": "joy", "direction": "unchanged", "margin": 0.1},
+            {"name": "same, default margin", "condition": "never", "metric": "joy", "direction": "unchanged"},
+        ],
     }
     result = V.run_suite(V.parse_suite(spec), tiny, tiny_vectors, V.RunOptions(allow_random_claims=True))
     assert result.replies[1] == result.replies[0] and result.replies[2] != result.replies[0]
     assert [d.fired for d in result.gates["never"]] == [False] * 4 and all(d.fired for d in result.gates["always"])
-    (claim,) = result.claims
+    claim, default = result.claims
     assert claim["direction"] == "unchanged" and claim["margin"] == 0.1 and claim["effect"] == 0.0
+    # identical replies: the default margin is half the baseline's spread between prompts, never the (zero)
+    # spread of the changes under test, so equivalence can be shown
+    baseline = result.readings.replies[0][:, 0, tiny_vectors.index("joyful")]  # one sample per prompt
+    read = baseline[np.isfinite(baseline)]  # a reply too broken to read has no reading
+    assert default["margin"] == pytest.approx(0.5 * np.std(read, ddof=1)) and default["margin"] > 0
+    assert default["p_pass_adj"] < 0.05  # shown inside (the tiny model's loops keep it from a PASS)
     table = {(g["condition"], g["label"]): g["fired"] for g in V.summary(result)["gates"]}
     assert table == {("never", "-"): 0, ("always", "-"): 4}
     labelled = [V.Prompt("sun and cake", "joyful"), V.Prompt("the phone rang", "neutral")]

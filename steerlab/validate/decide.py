@@ -156,6 +156,18 @@ def min_effect(suite: Suite, spec: ClaimSpec, main: np.ndarray) -> float:
     return suite.statistics.min_effect_dz * float(np.std(finite, ddof=1)) if len(finite) > 1 else float("nan")
 
 
+def equivalence_margin(suite: Suite, spec: ClaimSpec, reference: np.ndarray | None) -> float:
+    """An equivalence claim's margin in metric units: the claim's own, else ``min_effect_dz`` times the
+    compare-to condition's spread between the claim's prompts. Never the spread of the paired changes
+    under test: a condition identical to its reference would get a margin of 0 and could never pass."""
+    if spec.margin is not None:
+        return spec.margin
+    finite = np.array([]) if reference is None else reference[np.isfinite(reference)]
+    if len(finite) < 2:
+        return float("nan")
+    return suite.statistics.min_effect_dz * float(np.std(finite, ddof=1))
+
+
 def judge_claims(
     suite: Suite,
     conditions: Sequence[Condition],
@@ -187,11 +199,8 @@ def judge_claims(
             if group
         }
         least = min_effect(suite, plan.spec, main)
-        margin = (
-            (plan.spec.margin if plan.spec.margin is not None else least)
-            if plan.spec.direction == "unchanged"
-            else None
-        )
+        reference = None if plan.ref is None else np.where(outside, np.nan, values[plan.ref])
+        margin = equivalence_margin(suite, plan.spec, reference) if plan.spec.direction == "unchanged" else None
         involved = [conditions[i].name for i in (plan.cond, plan.ref) if i is not None]
         data.append(
             ClaimData(
