@@ -41,6 +41,7 @@ def load(model: str) -> dict[str, Any]:
         "judged": REPO / "eval" / "labels" / model / "summary.json",
         "judged_desperate": REPO / "eval" / "labels" / model / "desperate" / "summary.json",
         "own_replies": bench / f"model_replies_{model}.json",
+        "judged_weight": bench / f"judged_weight_{model}.json",
         **{s: REPO / "eval" / "results" / model / s / "summary.json" for s in SUITES},
     }
     out: dict[str, Any] = {k: json.loads(p.read_text()) for k, p in files.items() if p.is_file()}
@@ -164,6 +165,16 @@ def desperate_set(r: dict[str, Any]) -> str:
     return (
         f"{d['n']} more, asked or steered to sound desperate: {lean:.0f} judged desperate ≥ 3; {a['n']} twice: "
         f"weighted κ desperate {a['desperate']['weighted_kappa']:.2f}, hopeful {a['hopeful']['weighted_kappa']:.2f}"
+    )
+
+
+def judged_weight(r: dict[str, Any]) -> str:
+    fits = [f for f in r["judged_weight"]["fits"] if f["c"] == min(g["c"] for g in r["judged_weight"]["fits"])]
+    one, most = fits[0], fits[-1]
+    return (
+        f"×{one['judged_weight']} → ×{most['judged_weight']}: hopeful ρ {one['spearman_hopeful']:+.2f} → "
+        f"{most['spearman_hopeful']:+.2f}, written hopeful AUROC {one['written_hopeful_auroc']:.3f} → "
+        f"{most['written_hopeful_auroc']:.3f} (`eval/benchmarks/judged_weight.py`)"
     )
 
 
@@ -296,6 +307,7 @@ TABLES: dict[str, list[Row]] = {
         ("default reader on judged replies", cell(own_replies("default"))),
         ("… reply reader fitted on written replies only", cell(own_replies("reply (written)"))),
         ("… reply reader fitted on judged replies only", cell(own_replies("reply (judged)"))),
+        ("… reply reader with the judged replies counted k times in its fit", cell(judged_weight)),
         ("… judge reader: the judge's 1–5 ratings predicted by ridge", cell(own_replies("judge"))),
         ("… diff-of-means directions", cell(own_replies("vector"))),
         ("… lexicon (VADER + NRC)", cell(own_replies("lexicon"))),

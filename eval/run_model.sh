@@ -21,7 +21,8 @@ for part in $PARTS; do
     J=eval/labels/$M
     steerlab fit-reader --model "$M" --vectors "$V" --judged "$J/labels.jsonl" --judged "$J/emotional/labels.jsonl" \
       --judged "$J/desperate/labels.jsonl" \
-      --heldout eval/data/replies_heldout.jsonl --out "$V" --force --report "$B/model_replies_$M.json" ;;
+      --heldout eval/data/replies_heldout.jsonl --out "$V" --force --report "$B/model_replies_$M.json"
+    python eval/benchmarks/judged_weight.py --model "$M" ;;
   steer)
     mkdir -p "$R/steer"
     steerlab steer "$P" --model "$M" --chat --emotion hopeful --alpha 4 > "$R/steer/hopeful_alpha4.txt"
