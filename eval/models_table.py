@@ -303,7 +303,6 @@ TABLES: dict[str, list[Row]] = {
     "Readers of replies (in their conversation; `steerlab fit-reader`, messages held out)": [
         ("the model's own replies, judged blind (`eval/labels/`)", cell(agreement)),
         ("… a third set that leans desperate (`eval/labels/MODEL/desperate/`)", cell(desperate_set)),
-        ("… ρ of a score that orders the judged levels perfectly, ties broken at random", cell(tie_ceiling)),
         ("default reader on judged replies", cell(own_replies("default"))),
         ("… reply reader fitted on written replies only", cell(own_replies("reply (written)"))),
         ("… reply reader fitted on judged replies only", cell(own_replies("reply (judged)"))),
@@ -313,6 +312,7 @@ TABLES: dict[str, list[Row]] = {
         ("… lexicon (VADER + NRC)", cell(own_replies("lexicon"))),
         ("… bag of words (fitted on the other messages)", cell(own_replies("bag of words"))),
         ("… reply length in words", cell(own_replies("length"))),
+        ("ρ of a score that orders the judged levels perfectly, ties broken at random", cell(tie_ceiling)),
         ("incoherent replies left unread", cell(incoherence)),
         ("written held-out replies, one-vs-rest AUROC", cell(written_heldout)),
         ("EmotionScope's replies (never seen), hopeful AUROC, before the refit", cell(emotionscope)),
