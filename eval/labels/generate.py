@@ -25,6 +25,7 @@ import argparse
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -57,7 +58,14 @@ DESPERATE_FRAME = (
 )
 Message = tuple[str, int, str]  # (source file, line, text)
 Frame = tuple[tuple[str, str], ...]
-Job = tuple[str, Message, str, dict[str, float], Frame]  # condition, message, request appended, added, frame
+
+
+class Job(NamedTuple):
+    condition: str
+    message: Message
+    request: str  # appended to the user's message; the annotator never sees it
+    add: dict[str, float]
+    frame: Frame
 
 
 def messages() -> list[Message]:
@@ -69,25 +77,25 @@ def messages() -> list[Message]:
 
 
 def emotional_jobs(emotions: list[str], draw: Callable[[int], list[Message]], frame: Frame) -> list[Job]:
-    jobs: list[Job] = [("baseline", m, "", {}, frame) for m in draw(BASELINES)]
+    jobs: list[Job] = [Job("baseline", m, "", {}, frame) for m in draw(BASELINES)]
     for e in emotions:
         jobs += [
-            (f"prompt_{e}", m, f" Please reply in a way that sounds {e}.", {}, frame)
+            Job(f"prompt_{e}", m, f" Please reply in a way that sounds {e}.", {}, frame)
             for m in draw(PER_EMOTION["prompt"])
         ]
         for alpha in (4, 8):
-            jobs += [(f"add_{e}:{alpha}", m, "", {e: float(alpha)}, frame) for m in draw(PER_EMOTION[f"add{alpha}"])]
+            jobs += [Job(f"add_{e}:{alpha}", m, "", {e: float(alpha)}, frame) for m in draw(PER_EMOTION[f"add{alpha}"])]
     return jobs
 
 
 def desperate_jobs(draw: Callable[[int], list[Message]], frame: Frame, asking: Frame) -> list[Job]:
-    jobs: list[Job] = [("baseline", m, "", {}, frame) for m in draw(30)]
+    jobs: list[Job] = [Job("baseline", m, "", {}, frame) for m in draw(30)]
     for k, ask in enumerate(ASK_DESPERATE):
-        jobs += [(f"ask_desperate_{k + 1}", m, " " + ask, {}, asking) for m in draw(30)]
+        jobs += [Job(f"ask_desperate_{k + 1}", m, " " + ask, {}, asking) for m in draw(30)]
     for alpha in (2, 4, 6):
-        jobs += [(f"add_desperate:{alpha}", m, "", {"desperate": float(alpha)}, frame) for m in draw(30)]
+        jobs += [Job(f"add_desperate:{alpha}", m, "", {"desperate": float(alpha)}, frame) for m in draw(30)]
     jobs += [
-        ("ask_and_add_desperate:3", m, " " + ASK_DESPERATE[i % 3], {"desperate": 3.0}, asking)
+        Job("ask_and_add_desperate:3", m, " " + ASK_DESPERATE[i % 3], {"desperate": 3.0}, asking)
         for i, m in enumerate(draw(60))
     ]
     return jobs
@@ -115,21 +123,22 @@ def main() -> int:
     else:
         jobs = desperate_jobs(draw, frame, DESPERATE_FRAME if base else ())
     groups: dict[tuple[str, str], list[int]] = {}
-    for i, (_, _, _, add, fr) in enumerate(jobs):
-        groups.setdefault((json.dumps(add, sort_keys=True), json.dumps(fr)), []).append(i)
+    for i, job in enumerate(jobs):  # one batched generation per (addition, frame)
+        groups.setdefault((json.dumps(job.add, sort_keys=True), json.dumps(job.frame)), []).append(i)
     replies: dict[int, str] = {}
     for k, rows in enumerate(groups.values()):
-        _, _, _, add, fr = jobs[rows[0]]
+        add, frame = jobs[rows[0]].add, jobs[rows[0]].frame
         config = GenerationConfig(
-            max_new_tokens=40, temperature=0.7, seed=args.seed, chat=True, batch_size=24, frame=fr
+            max_new_tokens=40, temperature=0.7, seed=args.seed, chat=True, batch_size=24, frame=frame
         )
         edits = build_edits(v, [v.steering_layer], add=add) if add else []
         print(f"{k + 1}/{len(groups)} add {add or 'nothing'}: {len(rows)} replies", flush=True)
-        out = generate(lm, [jobs[i][1][2] + jobs[i][2] for i in rows], config, edits)
+        out = generate(lm, [jobs[i].message[2] + jobs[i].request for i in rows], config, edits)
         replies.update(zip(rows, out, strict=True))
     records = [
-        {"condition": cond, "source": m[0], "prompt_index": m[1], "user": m[2], "reply": replies[i]}
-        for i, (cond, m, _, _, _) in enumerate(jobs)
+        {"condition": j.condition, "source": source, "prompt_index": index, "user": text, "reply": replies[i]}
+        for i, j in enumerate(jobs)
+        for source, index, text in [j.message]
     ]
     write_batches(REPO / "eval" / "labels" / args.model / args.name, records, rng, args.batches)
     return 0
