@@ -169,12 +169,16 @@ def desperate_set(r: dict[str, Any]) -> str:
 
 
 def judged_weight(r: dict[str, Any]) -> str:
-    fits = [f for f in r["judged_weight"]["fits"] if f["c"] == min(g["c"] for g in r["judged_weight"]["fits"])]
-    one, most = fits[0], fits[-1]
+    fits = r["judged_weight"]["fits"]
+    ridge = [f for f in fits if f["reader"].startswith("ridge")]
+    one, most = ridge[0], ridge[-1]
+    former = next(f for f in fits if f["reader"].startswith("classifier"))
     return (
         f"×{one['judged_weight']} → ×{most['judged_weight']}: hopeful ρ {one['spearman_hopeful']:+.2f} → "
         f"{most['spearman_hopeful']:+.2f}, written hopeful AUROC {one['written_hopeful_auroc']:.3f} → "
-        f"{most['written_hopeful_auroc']:.3f} (`eval/benchmarks/judged_weight.py`)"
+        f"{most['written_hopeful_auroc']:.3f}; the former classifier of labels: hopeful ρ "
+        f"{former['spearman_hopeful']:+.2f}, written {former['written_hopeful_auroc']:.3f} "
+        "(`eval/benchmarks/judged_weight.py`)"
     )
 
 

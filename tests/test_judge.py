@@ -12,8 +12,9 @@ from scipy.stats import spearmanr
 
 from steerlab.core.errors import SteerlabError
 from steerlab.core.vectors import EmotionVectors, load_vectors, save_vectors
-from steerlab.read.judge import SCALES, _folds, fit_judge, judge_scores
+from steerlab.read.judge import SCALES, judge_scores
 from steerlab.read.readers import READERS, readable
+from steerlab.read.ridge import fit_ridge, grouped_folds
 
 
 def _planted(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -27,7 +28,7 @@ def _planted(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
 
 def test_ridge_heads_recover_a_planted_rating_at_the_layer_that_carries_it() -> None:
     feats, ratings, groups = _planted(240, 0)
-    fit = fit_judge(feats, ratings, groups)
+    fit = fit_ridge(feats, ratings, groups)
     assert fit.weight.shape == (2, 3, 12) and fit.bias.shape == (2, 3)
     assert (fit.cv_mse[1] < fit.cv_mse[0]).all()  # cross-validation sees where the signal is
     new, truth, _ = _planted(200, 1)
@@ -39,7 +40,7 @@ def test_ridge_heads_recover_a_planted_rating_at_the_layer_that_carries_it() -> 
 
 def test_folds_keep_each_message_on_one_side() -> None:
     groups = np.array([f"m{i % 7}" for i in range(50)])
-    folds = _folds(groups, 5)
+    folds = grouped_folds(groups, 5)
     assert len(folds) == 5 and (np.sum([f.astype(int) for f in folds], axis=0) == 1).all()  # each row held out once
     for held in folds:
         assert not set(groups[held]) & set(groups[~held])
@@ -51,7 +52,7 @@ def _with_scales(v: EmotionVectors) -> EmotionVectors:
     feats, ratings, groups = _planted(80, 2)
     hidden = v.directions.shape[-1]
     x = np.concatenate([feats, np.zeros((80, 2, hidden - 12))], axis=2)
-    fit = fit_judge(np.repeat(x[:, 1:], v.n_layers, axis=1), ratings, groups)
+    fit = fit_ridge(np.repeat(x[:, 1:], v.n_layers, axis=1), ratings, groups)
     return replace(
         v,
         emotions=names,

@@ -15,7 +15,8 @@ from steerlab.core.errors import SteerlabError
 from steerlab.core.vectors import EmotionVectors
 from steerlab.model.models import LoadedModel
 from steerlab.read.judged import Judged, fit_on_judged, judged_figures, load_judged
-from steerlab.read.judged_set import tie_ceiling
+from steerlab.read.judged_set import SCALES, tie_ceiling
+from steerlab.read.reader_choice import reply_targets
 from steerlab.read.readers import INCOHERENT, READERS, incoherent, read_replies
 
 from .conftest import TINY_TEXTS, one_line_error, run
@@ -109,7 +110,7 @@ def test_fit_on_judged_records_validation_and_reads_every_label(
     fitted, record = fit_on_judged(tiny, tiny_vectors, load_corpus(written, min_per_emotion=1), judged, seed=0)
     assert fitted.meta["judged_validation"] == record
     assert record["chosen"] == fitted.default_reader and record["chosen"] in READERS
-    assert set(fitted.meta["reply_reader"]["labels"]) == {*TINY_TEXTS, INCOHERENT}
+    assert set(fitted.meta["reply_reader"]["labels"]) == {*TINY_TEXTS, INCOHERENT, *SCALES}  # the rated scales too
     assert {"bag of words", "length", "reply (written)", "reply (written + judged)"} <= set(record["readers"])
     assert record["incoherence"]["rule"]["recall"] == 1.0  # the loops are caught (by the detector at least)
     assert set(record["reply_per_layer"]) == {str(i) for i in range(tiny_vectors.n_layers)}
@@ -131,12 +132,23 @@ def test_the_reply_readers_incoherent_class_marks_a_reply_unread(tiny_vectors: E
         tiny_vectors,
         reply_weight=weight,
         reply_bias=bias,
-        meta={**tiny_vectors.meta, "reply_reader": {"labels": ["joyful", INCOHERENT]}},
+        meta={**tiny_vectors.meta, "reply_reader": {"labels": ["joyful", INCOHERENT], "predicts": "..."}},
     )
     feats = np.zeros((2, hidden), dtype=np.float32)
     feats[1, 0] = 5.0
     assert incoherent(v, feats, ["a fine reply", "another fine reply"]).tolist() == [False, True]
     assert incoherent(v, None, ["a fine reply", LOOP]).tolist() == [False, True]  # no features: the detector
+    old = replace(v, meta={**v.meta, "reply_reader": {"labels": ["joyful", INCOHERENT]}})  # an older classifier
+    with pytest.raises(SteerlabError, match="classifier of an older steerlab: run `steerlab fit-reader`"):
+        incoherent(old, feats, ["a fine reply", "another fine reply"])
+
+
+def test_reply_targets_are_labels_and_the_judged_ratings_on_0_1() -> None:
+    targets, classes = reply_targets(
+        ["hopeful", "joyful", INCOHERENT], {"hopeful": np.array([np.nan, 5.0, 2.0]), "calm": np.array([np.nan, 1, 3])}
+    )
+    assert classes == ["calm", "hopeful", INCOHERENT, "joyful"]  # a rated scale is a class even if no reply has its label
+    assert targets.tolist() == [[0, 1, 0, 0], [0, 1, 0, 1], [0.5, 0.25, 1, 0]]  # written row: its label alone
 
 
 def test_fit_reader_and_evaluate_judged_commands(

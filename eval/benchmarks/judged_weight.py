@@ -1,13 +1,15 @@
-"""Does the reply reader follow the judge better if the model's own replies weigh more in its fit?
+"""Does the reply reader follow the judge better if the model's own replies weigh more in its fit, and
+what did its targets change?
 
     python eval/benchmarks/judged_weight.py --model MODEL [--features FILE]
 
-The default reader of replies is a classifier of 20 emotions (+ neutral, incoherent) fitted on written
-replies and the model's judged replies (``fit-reader``). This refits it at the reading layer on the
-written replies and the fitting half of the judged replies (the same split by user message as
-``fit-reader``), with each judged reply counted k times (k = 1, 2, 3, 5) and at two penalties, and
-scores each fit on the held-out judged replies (as ``fit-reader`` does) and on the written held-out
-replies (``eval/data/replies_heldout.jsonl``). Writes eval/benchmarks/results/judged_weight_MODEL.json.
+The default reader of replies predicts, per label, its indicator and, for the three scales the judge
+rated, the judged rating on 0-1 (ridge heads; ``fit-reader``). This refits it at the reading layer on
+the written replies and the fitting half of the judged replies (the same split by user message as
+``fit-reader``), with each judged reply counted k times (k = 1, 2, 3, 5), and, for comparison, the
+former reader (a multinomial classifier of the labels alone, k = 1); it scores each fit on the held-out
+judged replies (as ``fit-reader`` does) and on the written held-out replies
+(``eval/data/replies_heldout.jsonl``). Writes eval/benchmarks/results/judged_weight_MODEL.json.
 ``--features`` caches the pooled replies (npz) between runs.
 """
 
@@ -23,13 +25,38 @@ import numpy as np
 from steerlab.core.corpus import BUILTIN_REPLIES, load_corpus
 from steerlab.core.vectors import load_vectors, shipped_vectors
 from steerlab.read.coherence import degenerate_reasons
-from steerlab.read.judged import _fit, _log_probs, _split_by_message, load_judged
+from steerlab.read.judged import _at, _split_by_message, _training, load_judged
 from steerlab.read.judged_set import judged_figures, subset
+from steerlab.read.methods import fit_probe
 from steerlab.read.probes import auroc
+from steerlab.read.reader_choice import fit_reply_reader
 from steerlab.read.readers import INCOHERENT_P, pooled_features
 
 REPO = Path(__file__).resolve().parents[2]
 SETS = ("labels.jsonl", "emotional/labels.jsonl", "desperate/labels.jsonl")
+
+
+KEYS = ("macro_auroc", "spearman_hopeful", "auroc_hopeful_3plus", "spearman_desperate", "auroc_desperate_3plus")
+
+
+def _classifier(x: np.ndarray, labels: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The former reply reader: a multinomial logistic classifier of the labels (C 0.05)."""
+    classes = sorted(set(labels))
+    weight, bias = fit_probe(x, np.array([classes.index(lab) for lab in labels]), 0.05)
+    return weight, bias, classes
+
+
+def _log_probs(
+    fit: tuple[np.ndarray, np.ndarray, list[str]], feats: np.ndarray, emotions: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    weight, bias, classes = fit
+    logits = feats @ weight.T + bias
+    logp = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+    out = np.full((len(feats), len(emotions)), np.nan)
+    for i, label in enumerate(classes):
+        if label in emotions:
+            out[:, emotions.index(label)] = logp[:, i]
+    return out, np.exp(logp[:, classes.index("incoherent")]) if "incoherent" in classes else np.zeros(len(feats))
 
 
 def main() -> int:
@@ -58,36 +85,37 @@ def main() -> int:
         if cache is not None:
             np.savez(cache, written=w, judged=j, heldout=h)
     _, _, test = _split_by_message(judged, 0)
-    fit_rows = np.flatnonzero(~test)
-    fit_labels = [judged.labels[i] for i in fit_rows]
     detector = np.array([bool(degenerate_reasons(t)) for t in judged.replies])
     truth = np.array(heldout.labels)
-    c0 = float((v.meta.get("reply_reader") or {}).get("c", 0.05))
-    rows: list[dict[str, Any]] = []
+    feats = np.concatenate([w, j])[:, None, :]
+    unrated = _training(feats, written, judged, np.zeros(len(judged.replies), dtype=bool))
+    fitting = _training(feats, written, judged, ~test, with_written=False)
+    fits: list[tuple[str, int, Any]] = []
     for k in (1, 2, 3, 5):
-        for c in (c0, 3 * c0):
-            fit = _fit(np.concatenate([w] + [j[fit_rows]] * k), list(written.labels) + fit_labels * k, c)
-            scores, p_broken = _log_probs(fit, j, emotions)
-            figures = judged_figures(scores, detector | (p_broken >= INCOHERENT_P), judged, test, emotions)
-            on_written, _ = _log_probs(fit, h, emotions)
-            rows.append(
-                {
-                    "judged_weight": k,
-                    "c": c,
-                    "written_hopeful_auroc": auroc(truth == "hopeful", on_written[:, emotions.index("hopeful")]),
-                    **{
-                        key: figures[key]
-                        for key in (
-                            "macro_auroc",
-                            "spearman_hopeful",
-                            "auroc_hopeful_3plus",
-                            "spearman_desperate",
-                            "auroc_desperate_3plus",
-                        )
-                    },
-                }
-            )
-            print(json.dumps(rows[-1]), flush=True)
+        x, labels, users, ratings = (
+            np.concatenate([unrated[0]] + [fitting[0]] * k),
+            unrated[1] + fitting[1] * k,
+            unrated[2] + fitting[2] * k,
+            {s: np.concatenate([unrated[3][s]] + [fitting[3][s]] * k) for s in unrated[3]},
+        )
+        fit = fit_reply_reader(x, labels, users, ratings)
+        fits.append(("ridge: labels + judged ratings", k, lambda f, fit=fit: _at(fit, 0, f, emotions)))
+    classifier = _classifier(np.concatenate([w, j[~test]]), unrated[1] + fitting[1])
+    fits.append(("classifier: labels (former)", 1, lambda f: _log_probs(classifier, f, emotions)))
+    rows: list[dict[str, Any]] = []
+    for reader, k, predict in fits:
+        scores, p_broken = predict(j)
+        figures = judged_figures(scores, detector | (p_broken >= INCOHERENT_P), judged, test, emotions)
+        on_written, _ = predict(h)
+        rows.append(
+            {
+                "reader": reader,
+                "judged_weight": k,
+                "written_hopeful_auroc": auroc(truth == "hopeful", on_written[:, emotions.index("hopeful")]),
+                **{key: figures[key] for key in KEYS},
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
     out = REPO / "eval" / "benchmarks" / "results" / f"judged_weight_{args.model}.json"
     record = {"model": args.model, "layer": layer, "judged": judged.source, "test_replies": int(test.sum())}
     record["fits"] = rows

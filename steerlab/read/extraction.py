@@ -47,7 +47,6 @@ class ExtractConfig:
     pooling: PoolingConfig = field(default_factory=PoolingConfig)
     params: dict[str, float] = field(default_factory=dict)  # overrides of the method's defaults
     replies: str | None = BUILTIN_REPLIES  # labelled replies for the reply reader and reader choice; None: none
-    reply_c: float = 0.05  # inverse L2 strength of the reply reader (few replies, many dimensions)
 
 
 @dataclass(frozen=True)
@@ -282,10 +281,10 @@ def attach_reply_reader(
         "sha256": replies.sha256,
         "n_replies": len(replies.records),
         "n_messages": len(set(contexts)),
-        "fit": "multinomial logistic regression on standardised mean activations of the reply's "
+        "fit": "ridge regression of each label's indicator on standardised mean activations of the reply's "
         "tokens, each reply read as the model's turn after its user message",
     }
     with fitting_threads():
         return choose_reader(
-            vectors, feats, replies.texts, replies.labels, contexts, config.seed, config.reply_c, provenance, step
+            vectors, feats, replies.texts, replies.labels, contexts, config.seed, provenance, step
         )

@@ -6,7 +6,8 @@ A judged set is JSONL, one reply per line, as ``eval/labels/`` writes it::
      "hopeful": 1-5, "desperate": 1-5, "calm": 1-5, "coherence": 1-5}
 
 :func:`fit_on_judged` splits the judged replies by user message into seeded halves; fits the reply
-reader on written replies alone, on the judged half alone and on both; scores every reader and two
+reader (its targets: each label's indicator, and the judged ratings of hopeful, desperate and calm) on
+written replies alone, on the judged half alone and on both; scores every reader and two
 model-free baselines (a bag of words, reply length) on the other half (:func:`judged_figures`);
 chooses the default reader there (``JUDGED_RULE``); refits the reply reader on everything; and records
 all of it in the file's metadata (``meta["judged_validation"]``), which the suites report beside every
@@ -24,9 +25,10 @@ import numpy as np
 from steerlab.core.corpus import Corpus
 from steerlab.core.errors import SteerlabError
 from steerlab.read.judge import fit_judged_rows, judge_per_layer, judge_scores, with_judge
-from steerlab.read.judged_set import Judged, incoherence_figures, judged_figures, subset, tie_ceiling
+from steerlab.read.judged_set import SCALES, Judged, incoherence_figures, judged_figures, subset, tie_ceiling
 from steerlab.read.judged_set import load_judged as load_judged  # re-exported: fit-reader reads judged sets from here
-from steerlab.read.readers import INCOHERENT, INCOHERENT_P, READERS, pooled_features
+from steerlab.read.readers import INCOHERENT_P, READERS, pooled_features
+from steerlab.read.ridge import RidgeFit
 
 if TYPE_CHECKING:
     from steerlab.core.vectors import EmotionVectors
@@ -39,28 +41,29 @@ JUDGED_RULE = (
 )
 
 
-def _fit(features: np.ndarray, labels: Sequence[str], c: float) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """A multinomial reader at one layer: (weights (K, hidden), bias (K,), labels)."""
-    from steerlab.read.methods import fit_probe
-
-    classes = sorted(set(labels))
-    weight, bias = fit_probe(features, np.array([classes.index(x) for x in labels]), c)
-    return weight, bias, classes
+Fit = tuple[RidgeFit, list[str]]  # the reply reader fitted (at one layer or at every layer) and its classes
 
 
-def _log_probs(
-    fit: tuple[np.ndarray, np.ndarray, list[str]], feats: np.ndarray, emotions: Sequence[str]
-) -> tuple[np.ndarray, np.ndarray]:
-    """(scores (texts, emotions) as log-probabilities, p(incoherent) (texts,) or zeros)."""
-    weight, bias, classes = fit
-    logits = feats @ weight.T + bias
-    logp = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
-    out = np.full((len(feats), len(emotions)), np.nan)
-    for j, label in enumerate(classes):
-        if label in emotions:
-            out[:, list(emotions).index(label)] = logp[:, j]
-    p_broken = np.exp(logp[:, classes.index(INCOHERENT)]) if INCOHERENT in classes else np.zeros(len(feats))
-    return out, p_broken
+def _training(
+    feats: np.ndarray, written: Corpus, judged: Judged, rows: np.ndarray, with_written: bool = True
+) -> tuple[np.ndarray, list[str], list[str], dict[str, np.ndarray]]:
+    """(features, labels, user messages, judged ratings, nan for written replies) of the written replies
+    (``with_written``; ``feats`` holds them first) and the judged ``rows`` after them."""
+    n = len(written.texts)
+    pick = np.flatnonzero(rows)
+    x = np.concatenate([feats[:n]] * with_written + [feats[n:][pick]])
+    labels = list(written.labels) * with_written + [judged.labels[i] for i in pick]
+    users = list(written.contexts or ()) * with_written + [judged.users[i] for i in pick]
+    blank = np.full(n * with_written, np.nan)
+    return x, labels, users, {s: np.concatenate([blank, judged.scales[s][pick]]) for s in SCALES}
+
+
+def _at(fit: Fit, layer: int, feats: np.ndarray, emotions: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(scores (texts, emotions), predicted incoherent (texts,)) of a fitted reply reader at ``layer``."""
+    from steerlab.read.reader_choice import reply_predictions
+
+    ridge, classes = fit
+    return reply_predictions(ridge.weight[layer], ridge.bias[layer], classes, feats, emotions)
 
 
 def _bag_of_words(
@@ -86,7 +89,6 @@ def fit_on_judged(
     judged: Judged,
     *,
     seed: int = 0,
-    c: float | None = None,
     heldout: Corpus | None = None,
     note: Any = None,
 ) -> tuple[EmotionVectors, dict[str, Any]]:
@@ -99,7 +101,6 @@ def fit_on_judged(
 
     require("lexicon", "fit-reader (it compares every reader, the lexicon included)")
     say = note or (lambda _: None)
-    c = float(c if c is not None else (vectors.meta.get("reply_reader") or {}).get("c", 0.05))
     if written.contexts is None:
         raise SteerlabError(f"{written.source}: written replies need 'context' fields (the user's message)")
     keep = np.array([bool(r.strip()) for r in judged.replies])  # an empty reply is never read
@@ -107,12 +108,13 @@ def fit_on_judged(
     say(f"reading {len(written.texts)} written and {len(judged.replies)} judged replies in their conversation")
     w_feats = pooled_features(lm, written.texts, written.contexts)
     j_feats = pooled_features(lm, judged.replies, judged.users)
-    record = _validate(lm, vectors, written, judged, w_feats, j_feats, c, seed, say)
+    feats = np.concatenate([w_feats, j_feats])
+    record = _validate(lm, vectors, written, judged, feats, seed, say)
 
     say("refitting the reply reader on every written and judged reply, at every layer")
-    all_feats = np.concatenate([w_feats, j_feats])
+    x, labels, users, ratings = _training(feats, written, judged, np.ones(len(judged.replies), dtype=bool))
     provenance = _provenance(written, judged, record["n_messages"])
-    final = with_reply_reader(vectors, all_feats, list(written.labels) + list(judged.labels), c, provenance)
+    final = with_reply_reader(vectors, x, labels, users, provenance, ratings)
     say("refitting the judge reader on every judged reply, at every layer")
     final = with_judge(final, judged, j_feats, record)
     if heldout is not None:
@@ -127,40 +129,37 @@ def _validate(
     vectors: EmotionVectors,
     written: Corpus,
     judged: Judged,
-    w_feats: np.ndarray,
-    j_feats: np.ndarray,
-    c: float,
+    feats: np.ndarray,
     seed: int,
     say: Callable[[str], None],
 ) -> dict[str, Any]:
     """The validation record: every reader and baseline fitted without, and scored on, the judged replies
-    to a seeded half of the user messages, at the reading layer; the default reader chosen there."""
+    to a seeded half of the user messages, at the reading layer; the default reader chosen there.
+    ``feats`` (written + judged replies, layers, hidden), the written ones first."""
     from steerlab.read.coherence import degenerate_reasons
+    from steerlab.read.reader_choice import fit_reply_reader
 
     emotions = list(vectors.emotions)
     layer = vectors.reading_layer
     messages, test_messages, test = _split_by_message(judged, seed)
     fit_rows = ~test
-    fit_labels = [judged.labels[i] for i in np.flatnonzero(fit_rows)]
+    j_feats = feats[len(written.texts) :]
     detector = np.array([bool(degenerate_reasons(t)) for t in judged.replies])
-    both = (np.concatenate([w_feats[:, layer], j_feats[fit_rows, layer]]), list(written.labels) + fit_labels)
-    variants = {
-        "reply (written)": (w_feats[:, layer], list(written.labels)),
-        "reply (judged)": (j_feats[fit_rows, layer], fit_labels),
-        "reply (written + judged)": both,
-    }
-    say(f"fitting {len(variants)} reply readers at layer {layer} on half of {len(messages)} user messages")
-    fits = {name: _fit(x, y, c) for name, (x, y) in variants.items()}
-    _, p_broken = _log_probs(fits["reply (written + judged)"], j_feats[:, layer], emotions)
-    flagged = detector | (p_broken >= INCOHERENT_P)  # the rule of readers.incoherent
-    scores = _scores(vectors, fits, j_feats[:, layer], written, judged, fit_rows, seed)
+    say(f"fitting the reply reader at every layer on half of {len(messages)} user messages")
+    every = fit_reply_reader(*_training(feats, written, judged, fit_rows))
+    nothing = np.zeros(len(judged.replies), dtype=bool)
+    written_only = _training(feats[:, layer : layer + 1], written, judged, nothing)
+    judged_only = _training(feats[:, layer : layer + 1], written, judged, fit_rows, with_written=False)
+    fits = {"reply (written)": (fit_reply_reader(*written_only), 0), "reply (judged)": (fit_reply_reader(*judged_only), 0)}
+    fits["reply (written + judged)"] = (every, layer)
+    scores = {name: _at(fit, at, j_feats[:, layer], emotions)[0] for name, (fit, at) in fits.items()}
+    flagged = detector | (_at(every, layer, j_feats[:, layer], emotions)[1] >= INCOHERENT_P)  # readers.incoherent's rule
+    scores.update(_baselines(vectors, j_feats[:, layer], written, judged, fit_rows, seed))
     say(f"fitting the judge reader (ridge on the judged ratings) on half of {len(messages)} user messages")
     judge = fit_judged_rows(judged, j_feats, fit_rows)
     scores["judge"] = judge_scores(judge.weight[layer], judge.bias[layer], j_feats[:, layer], emotions)
     figures = {name: judged_figures(s, flagged, judged, test, emotions) for name, s in scores.items()}
-    say("the reply reader (written + judged) at every layer")
-    fitted_on = np.concatenate([w_feats, j_feats[fit_rows]])
-    per_layer = _reply_per_layer(vectors, fitted_on, both[1], c, j_feats, flagged, judged, test)
+    per_layer = _reply_per_layer(vectors, every, j_feats, flagged, judged, test)
     defaults = [name for name, spec in READERS.items() if spec.every_emotion]  # the judge reads three scales only
     macro = {name: figures["reply (written + judged)" if name == "reply" else name]["macro_auroc"] for name in defaults}
     return {
@@ -190,20 +189,19 @@ def _split_by_message(judged: Judged, seed: int) -> tuple[list[str], set[str], n
     return messages, test_messages, np.array([u in test_messages for u in judged.users])
 
 
-def _scores(
+def _baselines(
     vectors: EmotionVectors,
-    fits: dict[str, tuple[np.ndarray, np.ndarray, list[str]]],
     feats: np.ndarray,
     written: Corpus,
     judged: Judged,
     fit_rows: np.ndarray,
     seed: int,
 ) -> dict[str, np.ndarray]:
-    """Every candidate's scores (judged replies, emotions) at the reading layer (``feats``): the reply
-    readers fitted, the file's other readers, and the model-free baselines (a bag of words, reply length)."""
+    """Scores (judged replies, emotions) at the reading layer (``feats``) of the file's readers that are not
+    fitted on replies, and of the model-free baselines (a bag of words, reply length)."""
     emotions = list(vectors.emotions)
     layer = vectors.reading_layer
-    scores: dict[str, np.ndarray] = {name: _log_probs(fit, feats, emotions)[0] for name, fit in fits.items()}
+    scores: dict[str, np.ndarray] = {}
     for name, spec in READERS.items():
         if spec.fitted is None:  # a fitted reader is scored from its fit on the fitting half
             scores[name] = spec.score(vectors, feats if spec.layered else None, judged.replies, layer)
@@ -219,22 +217,17 @@ def _scores(
 
 def _reply_per_layer(
     vectors: EmotionVectors,
-    features: np.ndarray,
-    labels: list[str],
-    c: float,
+    every: Fit,
     j_feats: np.ndarray,
     flagged: np.ndarray,
     judged: Judged,
     test: np.ndarray,
 ) -> dict[str, dict[str, Any]]:
-    """The reply reader fitted on ``features`` (texts, layers, hidden) at every layer, scored on the held-out half."""
-    from steerlab.read.reader_choice import fit_reply_reader
-
+    """The reply reader fitted at every layer (``every``), scored on the held-out half."""
     emotions = list(vectors.emotions)
     per_layer = {}
-    every, classes = fit_reply_reader(features, labels, c)
     for at in range(vectors.n_layers):
-        s, _ = _log_probs((every.weight[at], every.bias[at], classes), j_feats[:, at], emotions)
+        s, _ = _at(every, at, j_feats[:, at], emotions)
         f = judged_figures(s, flagged, judged, test, emotions)
         per_layer[str(at)] = {k: f[k] for k in ("macro_auroc", "spearman_hopeful", "spearman_desperate")}
     return per_layer
@@ -247,7 +240,7 @@ def _provenance(written: Corpus, judged: Judged, n_messages: int) -> dict[str, A
         "sha256": {"written": written.sha256, "judged": judged.sha256},
         "n_replies": len(written.texts) + len(judged.replies),
         "n_messages": len(set(written.contexts or ())) + n_messages,
-        "fit": "multinomial logistic regression on standardised mean activations of the reply's tokens, each "
+        "fit": "ridge regression of each target on standardised mean activations of the reply's tokens, each "
         "reply read as the model's turn after its user message; written replies and the model's own judged replies",
     }
 

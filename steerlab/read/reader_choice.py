@@ -7,7 +7,7 @@ and picks the default reader under ``READER_RULE`` when a vector file is built.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from steerlab.core.errors import SteerlabError
-from steerlab.read.logistic import Fit, fit_logistic
-from steerlab.read.readers import READERS, get_reader, pooled_features
+from steerlab.read.readers import INCOHERENT, READERS, get_reader, pooled_features
+from steerlab.read.ridge import RidgeFit, fit_ridge
 
 if TYPE_CHECKING:
     from steerlab.core.vectors import EmotionVectors
@@ -123,25 +123,88 @@ READER_RULE = (
 )
 
 
-def fit_reply_reader(features: np.ndarray, labels: Sequence[str], c: float) -> tuple[Fit, list[str]]:
-    """Multinomial logistic reader at every layer at once (weights (layers, K, hidden)), and its labels."""
-    classes = sorted(set(labels))
-    y = np.array([classes.index(lab) for lab in labels])
-    return fit_logistic(features.transpose(1, 0, 2), y, c, len(classes)), classes
+REPLY_TARGETS = (
+    "per reply and label, 1 if the reply carries that label and 0 otherwise; for a scale the judge rated "
+    "(hopeful, desperate, calm) the judged 1-5 rating mapped onto 0-1"
+)
+
+
+def reply_targets(labels: Sequence[str], ratings: Mapping[str, np.ndarray] | None = None) -> tuple[np.ndarray, list[str]]:
+    """What the reply reader predicts (``REPLY_TARGETS``): (replies, classes) and its classes (sorted).
+    ``ratings`` maps a judged scale to (replies,) 1-5 ratings, nan for a reply nobody rated (a written one)."""
+    rated = dict(ratings or {})
+    classes = sorted(set(labels) | set(rated))
+    targets = np.zeros((len(labels), len(classes)))
+    targets[np.arange(len(labels)), [classes.index(lab) for lab in labels]] = 1.0
+    for scale, values in rated.items():
+        known = np.isfinite(values)
+        targets[known, classes.index(scale)] = (values[known] - 1.0) / 4.0
+    return targets, classes
+
+
+def fit_reply_reader(
+    features: np.ndarray,
+    labels: Sequence[str],
+    groups: Sequence[str],
+    ratings: Mapping[str, np.ndarray] | None = None,
+) -> tuple[RidgeFit, list[str]]:
+    """The reply reader at every layer (weights (layers, classes, hidden)) and its classes: ridge heads
+    that predict ``reply_targets`` from the replies' pooled activations ``features`` (replies, layers,
+    hidden), penalties chosen by cross-validation grouped by user message (``groups``)."""
+    targets, classes = reply_targets(labels, ratings)
+    return fit_ridge(features, targets, groups), classes
+
+
+def reply_predictions(
+    weight: np.ndarray, bias: np.ndarray, classes: Sequence[str], feats: np.ndarray, emotions: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The reply reader at one layer: (scores (texts, emotions), nan for emotions it was not fitted on;
+    predicted ``incoherent`` (texts,), zeros when it has no such class)."""
+    predicted = feats.astype(np.float64) @ np.asarray(weight, dtype=np.float64).T + np.asarray(bias, dtype=np.float64)
+    out = np.full((len(feats), len(emotions)), np.nan)
+    for j, label in enumerate(classes):
+        if label in emotions:
+            out[:, list(emotions).index(label)] = predicted[:, j]
+    broken = predicted[:, list(classes).index(INCOHERENT)] if INCOHERENT in classes else np.zeros(len(feats))
+    return out, broken
+
+
+def reply_readings(v: EmotionVectors, feats: np.ndarray, layer: int) -> tuple[np.ndarray, np.ndarray]:
+    """The reply reader's (scores (texts, emotions), predicted incoherent (texts,)) at ``layer``."""
+    meta = v.meta.get("reply_reader") or {}
+    if v.reply_weight is None or v.reply_bias is None:
+        raise SteerlabError("this vector file has no reply reader: re-run `steerlab extract`, or use --reader vector")
+    if "predicts" not in meta:  # a classifier's log-odds read as intensities would mislead, not fail
+        raise SteerlabError(
+            "this vector file's reply reader is the classifier of an older steerlab: run `steerlab fit-reader` "
+            "or `steerlab extract` again, or use --reader vector"
+        )
+    weight, bias = v.reply_weight[layer].numpy(), v.reply_bias[layer].numpy()
+    return reply_predictions(weight, bias, meta["labels"], feats, v.emotions)
 
 
 def with_reply_reader(
     vectors: EmotionVectors,
     features: np.ndarray,
     labels: Sequence[str],
-    c: float,
+    groups: Sequence[str],
     provenance: dict[str, object],
+    ratings: Mapping[str, np.ndarray] | None = None,
 ) -> EmotionVectors:
     """``vectors`` with the reply reader fitted on ``features`` (texts, layers, hidden)."""
     from dataclasses import replace
 
-    fit, classes = fit_reply_reader(features, labels, c)
-    meta = {**vectors.meta, "reply_reader": {**provenance, "labels": classes, "c": c}}
+    fit, classes = fit_reply_reader(features, labels, groups, ratings)
+    at = vectors.reading_layer
+    meta = {
+        **vectors.meta,
+        "reply_reader": {
+            **provenance,
+            "labels": classes,
+            "predicts": REPLY_TARGETS,
+            "penalty_at_reading_layer": dict(zip(classes, fit.penalty[at].tolist(), strict=True)),
+        },
+    }
     weight, bias = torch.from_numpy(fit.weight.astype(np.float32)), torch.from_numpy(fit.bias.astype(np.float32))
     return replace(vectors, reply_weight=weight, reply_bias=bias, meta=meta)
 
@@ -153,7 +216,6 @@ def choose_reader(
     labels: Sequence[str],
     contexts: Sequence[str],
     seed: int,
-    c: float,
     provenance: dict[str, object],
     step: Callable[[str, int, int], None] | None = None,
 ) -> EmotionVectors:
@@ -171,7 +233,7 @@ def choose_reader(
     fit_rows, sel_rows = np.flatnonzero(~is_sel), np.flatnonzero(is_sel)
     half_labels = [labels[int(i)] for i in fit_rows]
     say("reader choice", 0, total)
-    half = with_reply_reader(vectors, features[fit_rows], half_labels, c, provenance)
+    half = with_reply_reader(vectors, features[fit_rows], half_labels, [contexts[int(i)] for i in fit_rows], provenance)
     say("reader choice", 1, total)
     sel_texts, sel_labels = [texts[int(i)] for i in sel_rows], [labels[int(i)] for i in sel_rows]
     table: dict[str, dict[str, float]] = {}
@@ -186,7 +248,7 @@ def choose_reader(
     layer = vectors.reading_layer
     at_layer = {n: scores.get(str(layer), scores.get("-", float("nan"))) for n, scores in table.items()}
     best_name = max(at_layer, key=lambda n: np.nan_to_num(at_layer[n], nan=-1.0))
-    final = with_reply_reader(vectors, features, labels, c, provenance)
+    final = with_reply_reader(vectors, features, labels, contexts, provenance)
     say("reader choice", total, total)
     reading = {
         "reader": best_name,

@@ -5,8 +5,9 @@ All readers share one interface and one registry (``READERS``), so suites, ``ste
 
 * ``vector``  cosine of the centred mean activation with each diff-of-means direction;
 * ``probe``   log-probability of the logistic probe fitted on the extraction corpus;
-* ``reply``   log-probability of a logistic reader fitted on labelled *replies in their conversation*
-              (shipped in the vector file; emotions it was not trained on read as nan);
+* ``reply``   ridge heads fitted on labelled *replies in their conversation*, one per label: a predicted
+              0-1 intensity (1: the reply carries the label; judged scales: the judge's rating on 0-1;
+              shipped in the vector file; emotions it was not fitted on read as nan);
 * ``judge``   the blind judge's 1-5 rating of hopeful, desperate and calm, predicted by ridge heads fitted
               on the model's own judged replies (:mod:`.judge`; other emotions read as nan);
 * ``lexicon`` no model: VADER's compound valence times the emotion's valence, plus the share of NRC
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
     from steerlab.read.coherence import DegenerationLimits
 
 INCOHERENT = "incoherent"  # the judged label of a reply too broken to carry an emotion
-INCOHERENT_P = 0.5  # the reply reader's probability of ``incoherent`` above which a reply is not read
+INCOHERENT_P = 0.5  # the reply reader's predicted ``incoherent`` (0-1) at or above which a reply is not read
 
 Score = Callable[["EmotionVectors", "np.ndarray | None", Sequence[str], int], np.ndarray]
 
@@ -132,20 +133,14 @@ def _probe(v: EmotionVectors, feats: np.ndarray | None, texts: Sequence[str], la
 @reader(
     "reply",
     True,
-    "log-probability of the reader fitted on labelled replies in their conversation",
+    "predicted 0-1 intensity, ridge heads fitted on labelled replies in their conversation",
     fitted=("reply_reader", "labels"),
 )
 def _reply(v: EmotionVectors, feats: np.ndarray | None, texts: Sequence[str], layer: int) -> np.ndarray:
     assert feats is not None
-    if v.reply_weight is None or v.reply_bias is None:
-        raise SteerlabError("this vector file has no reply reader: re-run `steerlab extract`, or use --reader vector")
-    labels = list(v.meta["reply_reader"]["labels"])
-    logp = torch.log_softmax(torch.from_numpy(feats) @ v.reply_weight[layer].T + v.reply_bias[layer], dim=-1)
-    out = np.full((len(feats), len(v.emotions)), np.nan)
-    for j, label in enumerate(labels):
-        if label in v.emotions:
-            out[:, v.emotions.index(label)] = logp[:, j].numpy()
-    return out
+    from steerlab.read.reader_choice import reply_readings
+
+    return reply_readings(v, feats, layer)[0]
 
 
 @reader(
@@ -196,17 +191,16 @@ def incoherent(
     vectors: EmotionVectors, feats: np.ndarray | None, texts: Sequence[str], limits: DegenerationLimits | None = None
 ) -> np.ndarray:
     """Which replies are too broken to read: the model-free loop/markup detector (at ``limits``, a
-    suite's), or the reply reader's ``incoherent`` class (fitted on blind judgements of the model's own
-    replies) at the reading layer (``feats``: their pooled activations there) above :data:`INCOHERENT_P`."""
+    suite's), or the reply reader's ``incoherent`` head (fitted on blind judgements of the model's own
+    replies) at the reading layer (``feats``: their pooled activations there) at :data:`INCOHERENT_P` or above."""
     from steerlab.read.coherence import DegenerationLimits, degenerate_reasons
 
     broken = np.array([bool(degenerate_reasons(t, limits or DegenerationLimits())) for t in texts], dtype=bool)
-    labels = list((vectors.meta.get("reply_reader") or {}).get("labels", ()))
-    weight, bias = vectors.reply_weight, vectors.reply_bias
-    if feats is not None and INCOHERENT in labels and weight is not None and bias is not None:
-        at = vectors.reading_layer
-        logits = torch.from_numpy(feats) @ weight[at].T + bias[at]
-        broken |= torch.softmax(logits, dim=-1)[:, labels.index(INCOHERENT)].numpy() >= INCOHERENT_P
+    labels = (vectors.meta.get("reply_reader") or {}).get("labels", ())
+    if feats is not None and INCOHERENT in labels and vectors.reply_weight is not None:
+        from steerlab.read.reader_choice import reply_readings
+
+        broken |= reply_readings(vectors, feats, vectors.reading_layer)[1] >= INCOHERENT_P
     return broken
 
 
