@@ -147,7 +147,7 @@ def test_reply_targets_are_labels_and_the_judged_ratings_on_0_1() -> None:
     targets, classes = reply_targets(
         ["hopeful", "joyful", INCOHERENT], {"hopeful": np.array([np.nan, 5.0, 2.0]), "calm": np.array([np.nan, 1, 3])}
     )
-    assert classes == ["calm", "hopeful", INCOHERENT, "joyful"]  # a rated scale is a class even if no reply has its label
+    assert classes == ["calm", "hopeful", INCOHERENT, "joyful"]  # a rated scale is a class, labelled or not
     assert targets.tolist() == [[0, 1, 0, 0], [0, 1, 0, 1], [0.5, 0.25, 1, 0]]  # written row: its label alone
 
 

@@ -150,10 +150,14 @@ def _validate(
     nothing = np.zeros(len(judged.replies), dtype=bool)
     written_only = _training(feats[:, layer : layer + 1], written, judged, nothing)
     judged_only = _training(feats[:, layer : layer + 1], written, judged, fit_rows, with_written=False)
-    fits = {"reply (written)": (fit_reply_reader(*written_only), 0), "reply (judged)": (fit_reply_reader(*judged_only), 0)}
-    fits["reply (written + judged)"] = (every, layer)
+    fits = {
+        "reply (written)": (fit_reply_reader(*written_only), 0),
+        "reply (judged)": (fit_reply_reader(*judged_only), 0),
+        "reply (written + judged)": (every, layer),
+    }
     scores = {name: _at(fit, at, j_feats[:, layer], emotions)[0] for name, (fit, at) in fits.items()}
-    flagged = detector | (_at(every, layer, j_feats[:, layer], emotions)[1] >= INCOHERENT_P)  # readers.incoherent's rule
+    broken = _at(every, layer, j_feats[:, layer], emotions)[1] >= INCOHERENT_P
+    flagged = detector | broken  # the rule of readers.incoherent
     scores.update(_baselines(vectors, j_feats[:, layer], written, judged, fit_rows, seed))
     say(f"fitting the judge reader (ridge on the judged ratings) on half of {len(messages)} user messages")
     judge = fit_judged_rows(judged, j_feats, fit_rows)

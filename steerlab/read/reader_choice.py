@@ -129,7 +129,9 @@ REPLY_TARGETS = (
 )
 
 
-def reply_targets(labels: Sequence[str], ratings: Mapping[str, np.ndarray] | None = None) -> tuple[np.ndarray, list[str]]:
+def reply_targets(
+    labels: Sequence[str], ratings: Mapping[str, np.ndarray] | None = None
+) -> tuple[np.ndarray, list[str]]:
     """What the reply reader predicts (``REPLY_TARGETS``): (replies, classes) and its classes (sorted).
     ``ratings`` maps a judged scale to (replies,) 1-5 ratings, nan for a reply nobody rated (a written one)."""
     rated = dict(ratings or {})
