@@ -329,3 +329,16 @@ def test_equivalence_claims_pass_inside_the_margin_and_fail_outside() -> None:
     edge = [R.ClaimData(f"e{i}", rng.normal(0.5, 1.0, 24), margin=0.5) for i in range(400)]
     rate = np.mean([R.judge([c], n_boot=999, simulate_power=False)[0].verdict == "pass" for c in edge])
     assert rate <= 0.05 + 2 * math.sqrt(0.05 * 0.95 / 400)
+
+
+def test_near_ties_at_rounding_level_leave_the_test_and_the_ci_unchanged() -> None:
+    """The same reply read in two batches differs by ~1e-9: such near-ties must count as ties. Before, the
+    resamples without the one changed reply had a near-zero sd, a t near infinity, and an equivalence that
+    holds (39 changes, 38 of them zero, inside ±0.141) was not shown (p 0.37 instead of 0.0004)."""
+    exact = np.array([0.0] * 38 + [-0.133])
+    noisy = exact + np.r_[np.random.default_rng(0).normal(scale=1e-9, size=38), 0.0]
+    for shift in (-0.141, 0.0, 0.141):
+        for a, b in zip(S.mean_tails(exact, shift), S.mean_tails(noisy, shift), strict=True):
+            assert b.value == pytest.approx(a.value)
+    assert S.ci_mean(noisy) == pytest.approx(S.ci_mean(exact), abs=1e-6)
+    assert R.judge([R.ClaimData("unchanged", noisy, margin=0.141)])[0].verdict == "pass"

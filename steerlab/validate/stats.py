@@ -60,6 +60,16 @@ def finite_values(values: ArrayLike) -> FloatArray:
     return x[np.isfinite(x)]
 
 
+ROUNDING = 1e-6  # a resample whose sd is below this share of the sample's is one value up to rounding
+
+
+def _spread(boot: FloatArray, sd: float) -> FloatArray:
+    """Which resamples (rows of ``boot``) have a t statistic: not one repeated value, up to rounding.
+    Replies read in different batches differ by ~1e-9 where they are the same text; a resample of such
+    near-ties has a near-zero sd and a t near infinity, which would swamp the bootstrap."""
+    return np.asarray(boot.std(axis=1, ddof=1) > ROUNDING * sd)
+
+
 def _hall_t(x: FloatArray, centre: FloatArray | float) -> FloatArray:
     """Hall's (1992) cubic transform of the one-sample t along the last axis: removes the skewness
     term of t's distribution, so its quantiles no longer depend on the data's skew to first order."""
@@ -93,7 +103,8 @@ def mean_tails(values: ArrayLike, shift: float = 0.0, seed: int = 0, n_boot: int
         )
     rng = np.random.default_rng(seed)
     observed = float(_hall_t(x, 0.0))
-    boot = _hall_t(x[rng.integers(0, x.size, size=(n_boot, x.size))], float(x.mean()))
+    resamples = x[rng.integers(0, x.size, size=(n_boot, x.size))]
+    boot = _hall_t(resamples[_spread(resamples, float(x.std(ddof=1)))], float(x.mean()))
     boot = boot[np.isfinite(boot)]
     floor = 1.0 / (boot.size + 1)
     greater = int(np.count_nonzero(boot >= observed - 1e-12))
@@ -178,9 +189,8 @@ def ci_mean(values: ArrayLike, level: float = 0.95, seed: int = 0, n_boot: int =
         return (mean, mean)
     rng = np.random.default_rng(seed)
     boot = x[rng.integers(0, n, size=(n_boot, n))]
-    boot_sd = boot.std(axis=1, ddof=1)
-    ok = boot_sd > 1e-9 * sd  # a resample of one repeated value has no t statistic
-    t = (boot.mean(axis=1)[ok] - mean) / boot_sd[ok]
+    ok = _spread(boot, sd)
+    t = (boot.mean(axis=1)[ok] - mean) / boot.std(axis=1, ddof=1)[ok]
     tail = (1.0 - level) / 2.0
     lo_q, hi_q = np.quantile(t, [tail, 1.0 - tail])
     return (mean - float(hi_q) * sd, mean - float(lo_q) * sd)  # sd / sqrt(n) cancels in t
