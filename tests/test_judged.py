@@ -14,6 +14,7 @@ from steerlab.core.corpus import load_corpus
 from steerlab.core.errors import SteerlabError
 from steerlab.core.vectors import EmotionVectors
 from steerlab.model.models import LoadedModel
+from steerlab.read.coherence import incoherence_threshold
 from steerlab.read.judged import Judged, fit_on_judged, judged_figures, load_judged
 from steerlab.read.judged_set import SCALES, tie_ceiling
 from steerlab.read.reader_choice import reply_targets
@@ -113,6 +114,7 @@ def test_fit_on_judged_records_validation_and_reads_every_label(
     assert set(fitted.meta["reply_reader"]["labels"]) == {*TINY_TEXTS, INCOHERENT, *SCALES}  # the rated scales too
     assert {"bag of words", "length", "reply (written)", "reply (written + judged)"} <= set(record["readers"])
     assert record["incoherence"]["rule"]["recall"] == 1.0  # the loops are caught (by the detector at least)
+    assert 0.1 <= fitted.meta["reply_reader"]["incoherent_at"] < 0.9  # the cut chosen on out-of-fold predictions
     assert set(record["reply_per_layer"]) == {str(i) for i in range(tiny_vectors.n_layers)}
     assert "judge" in record["readers"] and record["chosen"] != "judge"  # validated beside, never the default
     assert set(record["judge_per_layer"]) == set(record["reply_per_layer"])
@@ -138,6 +140,8 @@ def test_the_reply_readers_incoherent_class_marks_a_reply_unread(tiny_vectors: E
     feats[1, 0] = 5.0
     assert incoherent(v, feats, ["a fine reply", "another fine reply"]).tolist() == [False, True]
     assert incoherent(v, None, ["a fine reply", LOOP]).tolist() == [False, True]  # no features: the detector
+    stricter = replace(v, meta={**v.meta, "reply_reader": {**v.meta["reply_reader"], "incoherent_at": 4.5}})
+    assert incoherent(stricter, feats, ["a fine reply", "another fine reply"]).tolist() == [False, False]  # 4 < 4.5
     old = replace(v, meta={**v.meta, "reply_reader": {"labels": ["joyful", INCOHERENT]}})  # an older classifier
     with pytest.raises(SteerlabError, match="classifier of an older steerlab: run `steerlab fit-reader`"):
         incoherent(old, feats, ["a fine reply", "another fine reply"])
@@ -184,3 +188,12 @@ def test_a_known_incoherence_verdict_is_reused_not_judged_again(
     read = read_replies(tiny, tiny_vectors, replies, prompts, chat=True, reader="lexicon", known=known)
     assert read.incoherent.tolist() == [True, False, True]
     assert np.isnan(read.scores[0]).all() and np.isfinite(read.scores[1]).all()
+
+
+def test_the_incoherence_cut_is_the_one_that_finds_the_judged_broken_replies_best() -> None:
+    predicted = np.array([0.05, 0.12, 0.33, 0.35, 0.6, 0.2])
+    broken = np.array([False, False, True, True, True, False])
+    detector = np.array([False, False, False, False, False, True])  # a loop the detector catches, judged fine
+    cut = incoherence_threshold(predicted, detector, broken)
+    assert cut == 0.32  # the highest cut that flags every broken reply and nothing else
+    assert incoherence_threshold(predicted, detector, np.zeros(6, dtype=bool)) is None

@@ -127,3 +127,15 @@ def echo_fraction(reply: str, prompt: str, n: int = 4) -> float:
     in_reply = set(_ngrams(r, n))
     starts = np.array([i for i, g in enumerate(_ngrams(p, n)) if g in in_reply], dtype=np.int64)
     return _covered(len(p), starts, n)
+
+
+def incoherence_threshold(predicted: np.ndarray, detector: np.ndarray, broken: np.ndarray) -> float | None:
+    """The cut on the reply reader's predicted ``incoherent`` (out-of-fold, one per judged reply) that, with
+    the loop ``detector``, best finds the replies judged ``broken`` (F1); None when none is judged broken.
+    Ridge predictions shrink towards the mean, so a fixed 0.5 would miss most broken replies."""
+    if not broken.any():
+        return None
+    cuts = np.round(np.arange(0.1, 0.9, 0.02), 2)[::-1]  # of equally good cuts, the highest: fewest replies unread
+    flags = [detector | (predicted >= c) for c in cuts]
+    f1 = [2 * (flag & broken).sum() / (flag.sum() + broken.sum()) for flag in flags]
+    return float(cuts[int(np.argmax(f1))])

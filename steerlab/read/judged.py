@@ -24,11 +24,20 @@ import numpy as np
 
 from steerlab.core.corpus import Corpus
 from steerlab.core.errors import SteerlabError
+from steerlab.read.coherence import degenerate_reasons, incoherence_threshold
 from steerlab.read.judge import fit_judged_rows, judge_per_layer, judge_scores, with_judge
-from steerlab.read.judged_set import SCALES, Judged, incoherence_figures, judged_figures, subset, tie_ceiling
+from steerlab.read.judged_set import (
+    SCALES,
+    Judged,
+    bag_of_words,
+    incoherence_figures,
+    judged_figures,
+    subset,
+    tie_ceiling,
+)
 from steerlab.read.judged_set import load_judged as load_judged  # re-exported: fit-reader reads judged sets from here
-from steerlab.read.readers import INCOHERENT_P, READERS, pooled_features
-from steerlab.read.ridge import RidgeFit
+from steerlab.read.readers import INCOHERENT, INCOHERENT_P, READERS, pooled_features
+from steerlab.read.ridge import FOLDS, RidgeFit, grouped_folds
 
 if TYPE_CHECKING:
     from steerlab.core.vectors import EmotionVectors
@@ -66,20 +75,21 @@ def _at(fit: Fit, layer: int, feats: np.ndarray, emotions: Sequence[str]) -> tup
     return reply_predictions(ridge.weight[layer], ridge.bias[layer], classes, feats, emotions)
 
 
-def _bag_of_words(
-    train: Sequence[str], labels: Sequence[str], test: Sequence[str], emotions: Sequence[str], seed: int
-) -> np.ndarray:
-    from sklearn.feature_extraction.text import CountVectorizer
-    from sklearn.linear_model import LogisticRegression
+def _incoherent_at(
+    feats: np.ndarray, written: Corpus, judged: Judged, rows: np.ndarray, detector: np.ndarray, layer: int
+) -> float | None:
+    """The reply reader's incoherence cut (:func:`.coherence.incoherence_threshold`) on out-of-fold predictions
+    for the judged ``rows``: folds by user message, the written replies always in the fit."""
+    from steerlab.read.reader_choice import fit_reply_reader
 
-    words = CountVectorizer(ngram_range=(1, 2), min_df=2)
-    clf = LogisticRegression(C=1.0, max_iter=3000, random_state=seed).fit(words.fit_transform(train), labels)
-    decision = clf.decision_function(words.transform(test))
-    out = np.full((len(test), len(emotions)), np.nan)
-    for j, label in enumerate(clf.classes_):
-        if label in emotions:
-            out[:, list(emotions).index(label)] = decision[:, j] if decision.ndim == 2 else decision
-    return out
+    pick, at_layer = np.flatnonzero(rows), feats[:, layer : layer + 1]
+    predicted = np.zeros(len(pick))
+    for held in grouped_folds(np.array([judged.users[i] for i in pick]), FOLDS):
+        train = np.zeros(len(judged.replies), dtype=bool)
+        train[pick[~held]] = True
+        fit = fit_reply_reader(*_training(at_layer, written, judged, train))
+        predicted[held] = _at(fit, 0, at_layer[len(written.texts) :][pick[held], 0], [])[1]
+    return incoherence_threshold(predicted, detector[pick], np.array(judged.labels)[pick] == INCOHERENT)
 
 
 def fit_on_judged(
@@ -109,11 +119,14 @@ def fit_on_judged(
     w_feats = pooled_features(lm, written.texts, written.contexts)
     j_feats = pooled_features(lm, judged.replies, judged.users)
     feats = np.concatenate([w_feats, j_feats])
-    record = _validate(lm, vectors, written, judged, feats, seed, say)
+    detector = np.array([bool(degenerate_reasons(t)) for t in judged.replies])
+    record = _validate(lm, vectors, written, judged, feats, detector, seed, say)
 
     say("refitting the reply reader on every written and judged reply, at every layer")
-    x, labels, users, ratings = _training(feats, written, judged, np.ones(len(judged.replies), dtype=bool))
-    provenance = _provenance(written, judged, record["n_messages"])
+    everything = np.ones(len(judged.replies), dtype=bool)
+    x, labels, users, ratings = _training(feats, written, judged, everything)
+    cut = _incoherent_at(feats, written, judged, everything, detector, vectors.reading_layer)
+    provenance = {**_provenance(written, judged, record["n_messages"]), "incoherent_at": cut}
     final = with_reply_reader(vectors, x, labels, users, provenance, ratings)
     say("refitting the judge reader on every judged reply, at every layer")
     final = with_judge(final, judged, j_feats, record)
@@ -130,13 +143,14 @@ def _validate(
     written: Corpus,
     judged: Judged,
     feats: np.ndarray,
+    detector: np.ndarray,
     seed: int,
     say: Callable[[str], None],
 ) -> dict[str, Any]:
     """The validation record: every reader and baseline fitted without, and scored on, the judged replies
     to a seeded half of the user messages, at the reading layer; the default reader chosen there.
-    ``feats`` (written + judged replies, layers, hidden), the written ones first."""
-    from steerlab.read.coherence import degenerate_reasons
+    ``feats`` (written + judged replies, layers, hidden), the written ones first; ``detector`` (judged
+    replies,): the loop detector's verdicts."""
     from steerlab.read.reader_choice import fit_reply_reader
 
     emotions = list(vectors.emotions)
@@ -144,7 +158,6 @@ def _validate(
     messages, test_messages, test = _split_by_message(judged, seed)
     fit_rows = ~test
     j_feats = feats[len(written.texts) :]
-    detector = np.array([bool(degenerate_reasons(t)) for t in judged.replies])
     say(f"fitting the reply reader at every layer on half of {len(messages)} user messages")
     every = fit_reply_reader(*_training(feats, written, judged, fit_rows))
     nothing = np.zeros(len(judged.replies), dtype=bool)
@@ -156,7 +169,8 @@ def _validate(
         "reply (written + judged)": (every, layer),
     }
     scores = {name: _at(fit, at, j_feats[:, layer], emotions)[0] for name, (fit, at) in fits.items()}
-    broken = _at(every, layer, j_feats[:, layer], emotions)[1] >= INCOHERENT_P
+    cut = _incoherent_at(feats, written, judged, fit_rows, detector, layer)
+    broken = _at(every, layer, j_feats[:, layer], emotions)[1] >= (INCOHERENT_P if cut is None else cut)
     flagged = detector | broken  # the rule of readers.incoherent
     scores.update(_baselines(vectors, j_feats[:, layer], written, judged, fit_rows, seed))
     say(f"fitting the judge reader (ridge on the judged ratings) on half of {len(messages)} user messages")
@@ -177,7 +191,7 @@ def _validate(
         "layer": layer,
         "rule": JUDGED_RULE,
         "chosen": max(macro, key=lambda n: -1.0 if macro[n] is None else float(macro[n])),
-        "incoherence": incoherence_figures(flagged, detector, judged, test),
+        "incoherence": {**incoherence_figures(flagged, detector, judged, test), "cut_fitted_on_half": cut},
         "readers": figures,
         "tie_ceiling": tie_ceiling(judged, test),
         "reply_per_layer": per_layer,
@@ -211,7 +225,7 @@ def _baselines(
             scores[name] = spec.score(vectors, feats if spec.layered else None, judged.replies, layer)
     fit_labels = [judged.labels[i] for i in np.flatnonzero(fit_rows)]
     train_texts = list(written.texts) + [judged.replies[i] for i in np.flatnonzero(fit_rows)]
-    scores["bag of words"] = _bag_of_words(
+    scores["bag of words"] = bag_of_words(
         train_texts, list(written.labels) + fit_labels, judged.replies, emotions, seed
     )
     length = np.array([len(r.split()) for r in judged.replies], dtype=float)

@@ -162,3 +162,20 @@ def subset(judged: Judged, keep: np.ndarray) -> Judged:
         labels=[judged.labels[i] for i in pick],
         scales={s: v[pick] for s, v in judged.scales.items()},
     )
+
+
+def bag_of_words(
+    train: Sequence[str], labels: Sequence[str], test: Sequence[str], emotions: Sequence[str], seed: int
+) -> np.ndarray:
+    """A model-free baseline: logistic regression on word uni- and bigrams, its decision per emotion."""
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    words = CountVectorizer(ngram_range=(1, 2), min_df=2)
+    clf = LogisticRegression(C=1.0, max_iter=3000, random_state=seed).fit(words.fit_transform(train), labels)
+    decision = clf.decision_function(words.transform(test))
+    out = np.full((len(test), len(emotions)), np.nan)
+    for j, label in enumerate(clf.classes_):
+        if label in emotions:
+            out[:, list(emotions).index(label)] = decision[:, j] if decision.ndim == 2 else decision
+    return out

@@ -43,7 +43,8 @@ if TYPE_CHECKING:
     from steerlab.read.coherence import DegenerationLimits
 
 INCOHERENT = "incoherent"  # the judged label of a reply too broken to carry an emotion
-INCOHERENT_P = 0.5  # the reply reader's predicted ``incoherent`` (0-1) at or above which a reply is not read
+INCOHERENT_P = 0.5  # the reply reader's predicted ``incoherent`` at or above which a reply is not read, unless
+# fit-reader chose the cut on judged replies (``meta["reply_reader"]["incoherent_at"]``)
 
 Score = Callable[["EmotionVectors", "np.ndarray | None", Sequence[str], int], np.ndarray]
 
@@ -192,7 +193,8 @@ def incoherent(
 ) -> np.ndarray:
     """Which replies are too broken to read: the model-free loop/markup detector (at ``limits``, a
     suite's), or the reply reader's ``incoherent`` head (fitted on blind judgements of the model's own
-    replies) at the reading layer (``feats``: their pooled activations there) at :data:`INCOHERENT_P` or above."""
+    replies) at the reading layer (``feats``: their pooled activations there) at its cut or above (the one
+    ``fit-reader`` chose by cross-validation on judged replies, else :data:`INCOHERENT_P`)."""
     from steerlab.read.coherence import DegenerationLimits, degenerate_reasons
 
     broken = np.array([bool(degenerate_reasons(t, limits or DegenerationLimits())) for t in texts], dtype=bool)
@@ -200,7 +202,8 @@ def incoherent(
     if feats is not None and INCOHERENT in labels and vectors.reply_weight is not None:
         from steerlab.read.reader_choice import reply_readings
 
-        broken |= reply_readings(vectors, feats, vectors.reading_layer)[1] >= INCOHERENT_P
+        cut = (vectors.meta.get("reply_reader") or {}).get("incoherent_at") or INCOHERENT_P
+        broken |= reply_readings(vectors, feats, vectors.reading_layer)[1] >= cut
     return broken
 
 
