@@ -472,7 +472,7 @@ def llamacpp(model: str) -> str:
     x = read_json(BENCH / f"llamacpp_{model}.json")
     rows = [
         (
-            "mean change in hopeful (log-probability)",
+            "mean change in the hopeful reading",
             f"**{x['hopeful_shift']['llamacpp']:+.2f}**",
             f"**{x['hopeful_shift']['pyvene']:+.2f}**",
         ),

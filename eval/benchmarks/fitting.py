@@ -6,7 +6,8 @@
              torch (layers x texts x hidden), each layer with its own memory, step and stopping test.
 
 Both run the same ``build_vectors`` + ``choose_reader`` (in-style sweep, out-of-style folds, probes,
-reply reader, reader choice) under ``fitting_threads`` (one thread); only the solver differs. The
+reply reader, reader choice) under ``fitting_threads`` (one thread); only the probes' solver differs (the
+reply reader is ridge regression, closed form, in both). The
 result records each phase's seconds, the layers and reader each chose, and how far their figures
 differ. ``one_fold_ten_layers_s`` times one style fold's probes at ten layers with each solver at one
 thread and at the machine's default thread count (how ``extract`` ran its fitting before).
@@ -201,7 +202,7 @@ def _line_search(
 @contextmanager
 def solver(fn: Callable[..., Fit]) -> Iterator[None]:
     """Every caller of ``fit_logistic`` uses ``fn`` inside the block."""
-    homes = (logistic, methods, probes, reader_choice)
+    homes = (logistic, methods, probes)
     saved = [vars(m)["fit_logistic"] for m in homes]
     for m in homes:
         vars(m)["fit_logistic"] = fn
