@@ -77,9 +77,10 @@ def _at(fit: Fit, layer: int, feats: np.ndarray, emotions: Sequence[str]) -> tup
 
 def _incoherent_at(
     feats: np.ndarray, written: Corpus, judged: Judged, rows: np.ndarray, detector: np.ndarray, layer: int
-) -> float | None:
+) -> float:
     """The reply reader's incoherence cut (:func:`.coherence.incoherence_threshold`) on out-of-fold predictions
-    for the judged ``rows``: folds by user message, the written replies always in the fit."""
+    for the judged ``rows``: folds by user message, the written replies always in the fit; the default
+    :data:`.readers.INCOHERENT_P` when no reply there is judged incoherent."""
     from steerlab.read.reader_choice import fit_reply_reader
 
     pick, at_layer = np.flatnonzero(rows), feats[:, layer : layer + 1]
@@ -89,7 +90,8 @@ def _incoherent_at(
         train[pick[~held]] = True
         fit = fit_reply_reader(*_training(at_layer, written, judged, train))
         predicted[held] = _at(fit, 0, at_layer[len(written.texts) :][pick[held], 0], [])[1]
-    return incoherence_threshold(predicted, detector[pick], np.array(judged.labels)[pick] == INCOHERENT)
+    cut = incoherence_threshold(predicted, detector[pick], np.array(judged.labels)[pick] == INCOHERENT)
+    return INCOHERENT_P if cut is None else cut
 
 
 def fit_on_judged(
@@ -170,7 +172,7 @@ def _validate(
     }
     scores = {name: _at(fit, at, j_feats[:, layer], emotions)[0] for name, (fit, at) in fits.items()}
     cut = _incoherent_at(feats, written, judged, fit_rows, detector, layer)
-    broken = _at(every, layer, j_feats[:, layer], emotions)[1] >= (INCOHERENT_P if cut is None else cut)
+    broken = _at(every, layer, j_feats[:, layer], emotions)[1] >= cut
     flagged = detector | broken  # the rule of readers.incoherent
     scores.update(_baselines(vectors, j_feats[:, layer], written, judged, fit_rows, seed))
     say(f"fitting the judge reader (ridge on the judged ratings) on half of {len(messages)} user messages")

@@ -152,7 +152,12 @@ def min_effect(suite: Suite, spec: ClaimSpec, main: np.ndarray) -> float:
         return spec.min_effect
     if suite.statistics.min_effect > 0:
         return suite.statistics.min_effect
-    finite = main[np.isfinite(main)]
+    return _dz_units(suite, main)
+
+
+def _dz_units(suite: Suite, values: np.ndarray | None) -> float:
+    """``min_effect_dz`` standard deviations of the finite ``values`` (nan with fewer than two)."""
+    finite = np.array([]) if values is None else values[np.isfinite(values)]
     return suite.statistics.min_effect_dz * float(np.std(finite, ddof=1)) if len(finite) > 1 else float("nan")
 
 
@@ -160,12 +165,7 @@ def equivalence_margin(suite: Suite, spec: ClaimSpec, reference: np.ndarray | No
     """An equivalence claim's margin in metric units: the claim's own, else ``min_effect_dz`` times the
     compare-to condition's spread between the claim's prompts. Never the spread of the paired changes
     under test: a condition identical to its reference would get a margin of 0 and could never pass."""
-    if spec.margin is not None:
-        return spec.margin
-    finite = np.array([]) if reference is None else reference[np.isfinite(reference)]
-    if len(finite) < 2:
-        return float("nan")
-    return suite.statistics.min_effect_dz * float(np.std(finite, ddof=1))
+    return spec.margin if spec.margin is not None else _dz_units(suite, reference)
 
 
 def judge_claims(
