@@ -20,7 +20,7 @@ for part in $PARTS; do
     # default reader chosen on held-out judged messages, written into the shipped file itself.
     J=eval/labels/$M
     steerlab fit-reader --model "$M" --vectors "$V" --judged "$J/labels.jsonl" --judged "$J/emotional/labels.jsonl" \
-      --judged "$J/desperate/labels.jsonl" \
+      --judged "$J/desperate/labels.jsonl" --judged "$J/scales/labels.jsonl" --judged "$J/hopeful/labels.jsonl" \
       --heldout eval/data/replies_heldout.jsonl --out "$V" --force --report "$B/model_replies_$M.json"
     python eval/benchmarks/judged_weight.py --model "$M" ;;
   steer)

@@ -246,9 +246,7 @@ def run(pooled: Pooled, reply: np.ndarray, model: dict[str, object]) -> dict[str
     seconds["build_vectors"] = time.perf_counter() - start
     start = time.perf_counter()
     assert replies.contexts is not None
-    vectors = reader_choice.choose_reader(
-        vectors, reply, replies.texts, replies.labels, replies.contexts, 0, {}, step
-    )
+    vectors = reader_choice.choose_reader(vectors, reply, replies.texts, replies.labels, replies.contexts, 0, {}, step)
     seconds["reader_choice"] = time.perf_counter() - start
     seconds["total"] = seconds["build_vectors"] + seconds["reader_choice"]
     reading = vectors.meta["reading"]

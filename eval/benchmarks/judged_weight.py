@@ -4,12 +4,14 @@ what did its targets change?
     python eval/benchmarks/judged_weight.py --model MODEL [--features FILE]
 
 The default reader of replies predicts, per label, its indicator and, for the three scales the judge
-rated, the judged rating on 0-1 (ridge heads; ``fit-reader``). This refits it at the reading layer on
-the written replies and the fitting half of the judged replies (the same split by user message as
-``fit-reader``), with each judged reply counted k times (k = 1, 2, 3, 5), and, for comparison, the
-former reader (a multinomial classifier of the labels alone, k = 1); it scores each fit on the held-out
-judged replies (as ``fit-reader`` does) and on the written held-out replies
-(``eval/data/replies_heldout.jsonl``). Writes eval/benchmarks/results/judged_weight_MODEL.json.
+rated, the judged rating on 0-1 (ridge heads; ``fit-reader``). This refits it at the reading layer on the
+written replies and the fitting half of the judged replies (the same split by user message as
+``fit-reader``), with each judged reply counted k times (k = 1, 2, 3, 5); counted once on a seeded half and
+three quarters of the fitting half's user messages (does more judged data still help?); and, for
+comparison, the former reader (a multinomial classifier of the labels alone, k = 1); it scores each fit
+on the held-out judged replies (as ``fit-reader`` does) and on the written held-out replies
+(``eval/data/replies_heldout.jsonl``); on the held-out judged replies of each judged set too. Writes
+eval/benchmarks/results/judged_weight_MODEL.json.
 ``--features`` caches the pooled replies (npz) between runs.
 """
 
@@ -33,7 +35,7 @@ from steerlab.read.reader_choice import fit_reply_reader
 from steerlab.read.readers import INCOHERENT_P, pooled_features
 
 REPO = Path(__file__).resolve().parents[2]
-SETS = ("labels.jsonl", "emotional/labels.jsonl", "desperate/labels.jsonl")
+SETS = tuple(f"{name}labels.jsonl" for name in ("", "emotional/", "desperate/", "scales/", "hopeful/"))
 
 
 KEYS = ("macro_auroc", "spearman_hopeful", "auroc_hopeful_3plus", "spearman_desperate", "auroc_desperate_3plus")
@@ -68,7 +70,9 @@ def main() -> int:
     emotions, layer = list(v.emotions), v.reading_layer
     folder = REPO / "eval" / "labels" / args.model
     judged = load_judged([folder / s for s in SETS], emotions)
-    judged = subset(judged, np.array([bool(r.strip()) for r in judged.replies]))
+    which = np.repeat(SETS, [len(load_judged([folder / s], emotions).replies) for s in SETS])  # each reply's set
+    nonempty = np.array([bool(r.strip()) for r in judged.replies])
+    judged, which = subset(judged, nonempty), which[nonempty]
     written = load_corpus(None, min_per_emotion=1, builtin=BUILTIN_REPLIES)
     heldout = load_corpus(str(REPO / "eval" / "data" / "replies_heldout.jsonl"), min_per_emotion=1)
     cache = Path(args.features) if args.features else None
@@ -89,9 +93,12 @@ def main() -> int:
     truth = np.array(heldout.labels)
     feats = np.concatenate([w, j])[:, None, :]
     unrated = _training(feats, written, judged, np.zeros(len(judged.replies), dtype=bool))
-    fitting = _training(feats, written, judged, ~test, with_written=False)
-    fits: list[tuple[str, int, Any]] = []
-    for k in (1, 2, 3, 5):
+    fitting_messages = sorted({u for u, held in zip(judged.users, test, strict=True) if not held})
+    fit_messages = np.random.default_rng(1).permutation(fitting_messages)
+    fits: list[tuple[str, int, float, Any]] = []
+    for k, share in ((1, 0.5), (1, 0.75), (1, 1.0), (2, 1.0), (3, 1.0), (5, 1.0)):
+        keep = set(fit_messages[: round(share * len(fit_messages))].tolist())
+        fitting = _training(feats, written, judged, ~test & np.isin(judged.users, list(keep)), with_written=False)
         x, labels, users, ratings = (
             np.concatenate([unrated[0]] + [fitting[0]] * k),
             unrated[1] + fitting[1] * k,
@@ -99,20 +106,28 @@ def main() -> int:
             {s: np.concatenate([unrated[3][s]] + [fitting[3][s]] * k) for s in unrated[3]},
         )
         fit = fit_reply_reader(x, labels, users, ratings)
-        fits.append(("ridge: labels + judged ratings", k, lambda f, fit=fit: _at(fit, 0, f, emotions)))
-    classifier = _classifier(np.concatenate([w, j[~test]]), unrated[1] + fitting[1])
-    fits.append(("classifier: labels (former)", 1, lambda f: _log_probs(classifier, f, emotions)))
+        fits.append(("ridge: labels + judged ratings", k, share, lambda f, fit=fit: _at(fit, 0, f, emotions)))
+    every = _training(feats, written, judged, ~test, with_written=False)
+    classifier = _classifier(np.concatenate([w, j[~test]]), unrated[1] + every[1])
+    fits.append(("classifier: labels (former)", 1, 1.0, lambda f: _log_probs(classifier, f, emotions)))
     rows: list[dict[str, Any]] = []
-    for reader, k, predict in fits:
+    for reader, k, share, predict in fits:
         scores, p_broken = predict(j)
-        figures = judged_figures(scores, detector | (p_broken >= INCOHERENT_P), judged, test, emotions)
+        flagged = detector | (p_broken >= INCOHERENT_P)
+        figures = judged_figures(scores, flagged, judged, test, emotions)
         on_written, _ = predict(h)
         rows.append(
             {
                 "reader": reader,
                 "judged_weight": k,
+                "share_of_fitting_messages": share,
                 "written_hopeful_auroc": auroc(truth == "hopeful", on_written[:, emotions.index("hopeful")]),
                 **{key: figures[key] for key in KEYS},
+                "by_set": {
+                    name: {key: by_set[key] for key in KEYS}
+                    for name in SETS
+                    for by_set in [judged_figures(scores, flagged, judged, test & (which == name), emotions)]
+                },
             }
         )
         print(json.dumps(rows[-1]), flush=True)

@@ -1,6 +1,6 @@
 """Merge a model's blind labels, measure the two annotators' agreement, and summarise by condition.
 
-    python eval/labels/agreement.py --model MODEL [--set emotional|desperate]
+    python eval/labels/agreement.py --model MODEL [--set emotional|desperate|scales|hopeful]
 
 Reads eval/labels/MODEL[/SET]/labels/batch_*.annotator_a.jsonl (every reply once) and
 double.annotator_b.jsonl (a fifth again, labelled independently), checks them against the batches,
@@ -49,9 +49,10 @@ def agreement(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> dict[str, Any
     for s in SCALES:
         x, y = np.array([r[s] for r in a]), np.array([r[s] for r in b])
         same = len(set(x)) > 1 and len(set(y)) > 1
-        out[s] = {
-            "weighted_kappa": float(cohen_kappa_score(x, y, weights="quadratic")),
-            "spearman": float(spearmanr(x, y).statistic) if same else float("nan"),
+        kappa = float(cohen_kappa_score(x, y, weights="quadratic"))
+        out[s] = {  # None: both annotators gave one value throughout, so there is nothing to agree on
+            "weighted_kappa": kappa if np.isfinite(kappa) else None,
+            "spearman": float(spearmanr(x, y).statistic) if same else None,
             "exact": float(np.mean(x == y)),
         }
     la, lb = [r["label"] for r in a], [r["label"] for r in b]
@@ -64,9 +65,7 @@ def agreement(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> dict[str, Any
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True)
-    ap.add_argument(
-        "--set", default="", help="a further set in a subfolder (generate.py writes 'emotional', 'desperate')"
-    )
+    ap.add_argument("--set", default="", help="a further set in a subfolder, as generate.py --set writes it")
     args = ap.parse_args()
     folder = REPO / "eval" / "labels" / args.model / args.set
     first: list[dict[str, Any]] = []
@@ -84,7 +83,8 @@ def main() -> int:
     conditions: dict[str, list[dict[str, Any]]] = {}
     for m in merged:
         source = m.get("suite", m.get("source"))
-        whole = source == "desperate_to_hopeful" or args.set == "desperate"  # else one group per emotion, any alpha
+        # one group per condition; in the set over 20 emotions, one per emotion at any alpha
+        whole = source == "desperate_to_hopeful" or args.set not in ("", "emotional")
         group = m["condition"] if whole else m["condition"].split(":")[0]
         conditions.setdefault(f"{source}/{group}", []).append(m)
     summary = {

@@ -1,6 +1,6 @@
 """Generate more of a model's own replies for blind labelling: a set over all 20 emotions, or one that leans desperate.
 
-    python eval/labels/generate.py --model MODEL [--set emotional|desperate] [--seed 0]
+    python eval/labels/generate.py --model MODEL [--set emotional|desperate|scales|hopeful] [--seed 0] [--batches 3]
 
 The suites' replies (``sample.py``) are mostly neutral or broken: too few replies express any emotion
 for a reader of 20 emotions to be validated on them. This set asks for and steers every emotion:
@@ -17,6 +17,16 @@ desperate voice in three phrasings, adds *desperate* at alpha 2, 4 and 6, and bo
 beside baselines. A model without a chat template sees the asking conditions after a few-shot frame of
 desperate replies (``DESPERATE_FRAME``, written for this set), since a base model follows examples, not
 requests; the annotator never sees the frame or the request.
+
+``--set scales``: more replies spread over the three judged scales, to 80 user messages no other set
+uses (``eval/data/scale_users.jsonl``: 48 in trouble, 32 everyday): baselines; asked to sound hopeful
+(three phrasings), desperate (two) or calm; hopeful, desperate and calm added at alpha 2 to 6; and asked
+to sound desperate with *desperate* mean-ablated.
+
+``--set hopeful``: the mirror of ``desperate`` for a scale gemma-3-270m seldom reaches (judged hopeful >= 3 in
+about 3 % of its replies in the sets above), to 80 more new user messages (``eval/data/hope_users.jsonl``):
+baselines; asked to sound hopeful in three phrasings, a model without a chat template after a few-shot
+frame of hopeful replies (``HOPEFUL_FRAME``); *hopeful* added at alpha 2, 4 and 6; asked and added at alpha 3.
 """
 
 from __future__ import annotations
@@ -60,17 +70,38 @@ Message = tuple[str, int, str]  # (source file, line, text)
 Frame = tuple[tuple[str, str], ...]
 
 
+ASK_HOPEFUL = (
+    "Please reply in a way that sounds hopeful.",
+    "Answer with encouragement: show me there is a way forward.",
+    "Be optimistic in your reply, and mean it.",
+)
+ASK_CALM = "Reply in a calm, steady, unhurried voice."
+HOPEFUL_FRAME = (
+    (
+        "I failed my driving test for the second time and I'm starting to think I'll never pass.",
+        "Two tries is nothing, most people who pass needed a few. You now know exactly which parts tripped you "
+        "up, so the next attempt starts from there. You are closer than it feels.",
+    ),
+    (
+        "The bakery I opened last year is barely breaking even and I'm exhausted.",
+        "Breaking even in the first year is a real achievement, many never get there. Your regulars are the "
+        "foundation, and with a little rest and one or two changes, this can grow.",
+    ),
+)
+
+
 class Job(NamedTuple):
     condition: str
     message: Message
     request: str  # appended to the user's message; the annotator never sees it
     add: dict[str, float]
     frame: Frame
+    ablate: tuple[str, ...] = ()  # mean-ablated at the steering layer
 
 
-def messages() -> list[Message]:
+def messages(names: tuple[str, ...] = ("desperate_users", "neutral_prompts")) -> list[Message]:
     out = []
-    for name in ("desperate_users", "neutral_prompts"):
+    for name in names:
         lines = (REPO / "eval" / "data" / f"{name}.jsonl").read_text().splitlines()
         out += [(name, i, json.loads(line)["text"]) for i, line in enumerate(lines) if line.strip()]
     return out
@@ -101,10 +132,42 @@ def desperate_jobs(draw: Callable[[int], list[Message]], frame: Frame, asking: F
     return jobs
 
 
+def scale_jobs(draw: Callable[[int], list[Message]], frame: Frame, asking: Frame) -> list[Job]:
+    """Replies spread over the three judged scales, to messages no earlier set used (``scale_users``)."""
+    jobs: list[Job] = [Job("baseline", m, "", {}, frame) for m in draw(80)]
+    for k, ask in enumerate(ASK_HOPEFUL):
+        jobs += [Job(f"ask_hopeful_{k + 1}", m, " " + ask, {}, frame) for m in draw(30)]
+    for k, ask in enumerate(ASK_DESPERATE[:2]):
+        jobs += [Job(f"ask_desperate_{k + 1}", m, " " + ask, {}, asking) for m in draw(30)]
+    jobs += [Job("ask_calm", m, " " + ASK_CALM, {}, frame) for m in draw(40)]
+    for alpha in (2, 4, 6):
+        jobs += [Job(f"add_hopeful:{alpha}", m, "", {"hopeful": float(alpha)}, frame) for m in draw(30)]
+        jobs += [Job(f"add_desperate:{alpha}", m, "", {"desperate": float(alpha)}, frame) for m in draw(20)]
+    jobs += [Job("add_calm:4", m, "", {"calm": 4.0}, frame) for m in draw(30)]
+    ablated = ("desperate",)
+    jobs += [Job("ask_desperate_ablate_desperate", m, " " + ASK_DESPERATE[0], {}, asking, ablated) for m in draw(30)]
+    return jobs
+
+
+def hopeful_jobs(draw: Callable[[int], list[Message]], frame: Frame, asking: Frame) -> list[Job]:
+    """A set that leans hopeful, to messages no other set uses (``hope_users``): baselines, asked to
+    sound hopeful (three phrasings), hopeful added at alpha 2, 4 and 6, and asked and added at alpha 3."""
+    jobs: list[Job] = [Job("baseline", m, "", {}, frame) for m in draw(50)]
+    for k, ask in enumerate(ASK_HOPEFUL):
+        jobs += [Job(f"ask_hopeful_{k + 1}", m, " " + ask, {}, asking) for m in draw(40)]
+    for alpha in (2, 4, 6):
+        jobs += [Job(f"add_hopeful:{alpha}", m, "", {"hopeful": float(alpha)}, frame) for m in draw(30)]
+    jobs += [
+        Job("ask_and_add_hopeful:3", m, " " + ASK_HOPEFUL[i % 3], {"hopeful": 3.0}, asking)
+        for i, m in enumerate(draw(60))
+    ]
+    return jobs
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True)
-    ap.add_argument("--set", dest="name", choices=("emotional", "desperate"), default="emotional")
+    ap.add_argument("--set", dest="name", choices=("emotional", "desperate", "scales", "hopeful"), default="emotional")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batches", type=int, default=3)
     args = ap.parse_args()
@@ -113,26 +176,33 @@ def main() -> int:
     v = load_vectors(shipped_vectors(args.model) or "")
     base = not has_template(lm.tokenizer)  # a template model's frame is dropped by prompt_chat anyway
     frame = load_suite(REPO / "eval/suites/desperate_to_hopeful.yaml").generation.frame if base else ()
-    pool = messages()
+    own = {"scales": ("scale_users",), "hopeful": ("hope_users",)}
+    pool = messages(own.get(args.name, ("desperate_users", "neutral_prompts")))
 
     def draw(n: int) -> list[Message]:
         return [pool[i] for i in rng.choice(len(pool), n, replace=False)]
 
+    asking = DESPERATE_FRAME if base else ()
     if args.name == "emotional":
         jobs = emotional_jobs(list(v.emotions), draw, frame)
+    elif args.name == "desperate":
+        jobs = desperate_jobs(draw, frame, asking)
+    elif args.name == "scales":
+        jobs = scale_jobs(draw, frame, asking)
     else:
-        jobs = desperate_jobs(draw, frame, DESPERATE_FRAME if base else ())
+        jobs = hopeful_jobs(draw, frame, HOPEFUL_FRAME if base else ())
     groups: dict[tuple[str, str], list[int]] = {}
     for i, job in enumerate(jobs):  # one batched generation per (addition, frame)
-        groups.setdefault((json.dumps(job.add, sort_keys=True), json.dumps(job.frame)), []).append(i)
+        key = (json.dumps(job.add, sort_keys=True), json.dumps(job.frame), ",".join(job.ablate))
+        groups.setdefault(key, []).append(i)
     replies: dict[int, str] = {}
     for k, rows in enumerate(groups.values()):
-        add, frame = jobs[rows[0]].add, jobs[rows[0]].frame
+        add, frame, ablate = jobs[rows[0]].add, jobs[rows[0]].frame, jobs[rows[0]].ablate
         config = GenerationConfig(
             max_new_tokens=40, temperature=0.7, seed=args.seed, chat=True, batch_size=24, frame=frame
         )
-        edits = build_edits(v, [v.steering_layer], add=add) if add else []
-        print(f"{k + 1}/{len(groups)} add {add or 'nothing'}: {len(rows)} replies", flush=True)
+        edits = build_edits(v, [v.steering_layer], add=add, ablate=ablate) if add or ablate else []
+        print(f"{k + 1}/{len(groups)} add {add or 'nothing'}, ablate {ablate}: {len(rows)} replies", flush=True)
         out = generate(lm, [jobs[i].message[2] + jobs[i].request for i in rows], config, edits)
         replies.update(zip(rows, out, strict=True))
     records = [
