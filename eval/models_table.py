@@ -40,6 +40,7 @@ def load(model: str) -> dict[str, Any]:
         "report": REPO / "eval" / "results" / model / "report" / "numbers.json",
         "judged": REPO / "eval" / "labels" / model / "summary.json",
         "judged_desperate": REPO / "eval" / "labels" / model / "desperate" / "summary.json",
+        **{f"judged_{s}": REPO / "eval" / "labels" / model / s / "summary.json" for s in ("scales", "hopeful")},
         "own_replies": bench / f"model_replies_{model}.json",
         "judged_weight": bench / f"judged_weight_{model}.json",
         **{s: REPO / "eval" / "results" / model / s / "summary.json" for s in SUITES},
@@ -168,17 +169,35 @@ def desperate_set(r: dict[str, Any]) -> str:
     )
 
 
+def new_sets(r: dict[str, Any]) -> str:
+    parts = []
+    for name in ("scales", "hopeful"):
+        d = r[f"judged_{name}"]
+        a, rows = d["agreement"], d["by_condition"].values()
+        lean = {s: sum(c["n"] * c[f"{s}_3plus"] for c in rows) for s in ("hopeful", "desperate")}
+        parts.append(
+            f"`{name}/` {d['n']} to {d['messages']} messages, {lean['hopeful']:.0f} judged hopeful ≥ 3, "
+            f"{lean['desperate']:.0f} desperate ≥ 3; {a['n']} twice: weighted κ hopeful "
+            f"{a['hopeful']['weighted_kappa']:.2f}"
+        )
+    return "; ".join(parts)
+
+
 def judged_weight(r: dict[str, Any]) -> str:
-    fits = r["judged_weight"]["fits"]
-    ridge = [f for f in fits if f["reader"].startswith("ridge")]
-    one, most = ridge[0], ridge[-1]
-    former = next(f for f in fits if f["reader"].startswith("classifier"))
+    ridge = [f for f in r["judged_weight"]["fits"] if f["reader"].startswith("ridge")]
+    full = [f for f in ridge if f["share_of_fitting_messages"] == 1 and f["judged_to_written_weight"] is not None]
+    curve = [f for f in ridge if f["judged_to_written_weight"] == 1]
+    low, high = full[0], full[-1]
+    once = next(f for f in ridge if f["judged_to_written_weight"] is None)
     return (
-        f"×{one['judged_weight']} → ×{most['judged_weight']}: hopeful ρ {one['spearman_hopeful']:+.2f} → "
-        f"{most['spearman_hopeful']:+.2f}, written hopeful AUROC {one['written_hopeful_auroc']:.3f} → "
-        f"{most['written_hopeful_auroc']:.3f}; the former classifier of labels: hopeful ρ "
-        f"{former['spearman_hopeful']:+.2f}, written {former['written_hopeful_auroc']:.3f} "
-        "(`eval/benchmarks/judged_weight.py`)"
+        f"judged : written weight {low['judged_to_written_weight']:g} → {high['judged_to_written_weight']:g}: "
+        f"hopeful ρ {low['spearman_hopeful']:+.2f} → {high['spearman_hopeful']:+.2f}, written hopeful AUROC "
+        f"{low['written_hopeful_auroc']:.3f} → {high['written_hopeful_auroc']:.3f}; every reply once: ρ "
+        f"{once['spearman_hopeful']:+.2f}, written {once['written_hopeful_auroc']:.3f}; balanced, on "
+        + " → ".join(f"{f['share_of_fitting_messages']:.0%}" for f in curve)
+        + " of the fitting messages: ρ "
+        + " → ".join(f"{f['spearman_hopeful']:+.2f}" for f in curve)
+        + " (`eval/benchmarks/judged_weight.py`)"
     )
 
 
@@ -307,10 +326,11 @@ TABLES: dict[str, list[Row]] = {
     "Readers of replies (in their conversation; `steerlab fit-reader`, messages held out)": [
         ("the model's own replies, judged blind (`eval/labels/`)", cell(agreement)),
         ("… a third set that leans desperate (`eval/labels/MODEL/desperate/`)", cell(desperate_set)),
+        ("… two more sets, to 160 user messages written for them", cell(new_sets)),
         ("default reader on judged replies", cell(own_replies("default"))),
         ("… reply reader fitted on written replies only", cell(own_replies("reply (written)"))),
         ("… reply reader fitted on judged replies only", cell(own_replies("reply (judged)"))),
-        ("… reply reader with the judged replies counted k times in its fit", cell(judged_weight)),
+        ("… reply reader with the judged replies weighing k times the written ones", cell(judged_weight)),
         ("… judge reader: the judge's 1–5 ratings predicted by ridge", cell(own_replies("judge"))),
         ("… diff-of-means directions", cell(own_replies("vector"))),
         ("… lexicon (VADER + NRC)", cell(own_replies("lexicon"))),

@@ -13,6 +13,7 @@ from scipy.stats import spearmanr
 from steerlab.core.errors import SteerlabError
 from steerlab.core.vectors import EmotionVectors, load_vectors, save_vectors
 from steerlab.read.judge import SCALES, judge_scores
+from steerlab.read.judged_set import source_weights
 from steerlab.read.readers import READERS, readable
 from steerlab.read.ridge import fit_ridge, grouped_folds
 
@@ -36,6 +37,27 @@ def test_ridge_heads_recover_a_planted_rating_at_the_layer_that_carries_it() -> 
         pred = new[:, layer] @ fit.weight[layer].T + fit.bias[layer]  # standardisation folded into the weights
         rho = [spearmanr(pred[:, s], truth[:, s]).statistic for s in range(3)]
         assert min(rho) > 0.8 if floor else max(abs(r) for r in rho) < 0.3, (layer, rho)
+
+
+def test_a_weight_of_two_is_the_same_fit_as_the_reply_counted_twice() -> None:
+    feats, ratings, groups = _planted(120, 3)
+    weights = np.where(np.arange(120) % 3 == 0, 2.0, 1.0)
+    twice = np.flatnonzero(weights == 2)
+    rows = np.concatenate([np.arange(120), twice])
+    duplicated = fit_ridge(feats[rows], ratings[rows], [groups[i] for i in rows])
+    weighted = fit_ridge(feats, ratings, groups, weights)
+    assert (weighted.penalty == duplicated.penalty).all()
+    np.testing.assert_allclose(weighted.weight, duplicated.weight, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(weighted.bias, duplicated.bias, rtol=1e-6, atol=1e-9)
+    unweighted = fit_ridge(feats, ratings, groups)
+    np.testing.assert_allclose(fit_ridge(feats, ratings, groups, np.full(120, 0.3)).weight, unweighted.weight)
+    assert not np.allclose(weighted.weight, unweighted.weight)
+
+
+def test_written_and_judged_replies_weigh_the_same_in_total() -> None:
+    weights = source_weights(528, 1930)
+    assert weights.shape == (2458,) and weights[:528].sum() == pytest.approx(weights[528:].sum())
+    assert (source_weights(0, 40) == 1).all() and (source_weights(30, 0) == 1).all()  # one source: each reply once
 
 
 def test_folds_keep_each_message_on_one_side() -> None:

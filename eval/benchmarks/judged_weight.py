@@ -4,14 +4,16 @@ what did its targets change?
     python eval/benchmarks/judged_weight.py --model MODEL [--features FILE]
 
 The default reader of replies predicts, per label, its indicator and, for the three scales the judge
-rated, the judged rating on 0-1 (ridge heads; ``fit-reader``). This refits it at the reading layer on the
-written replies and the fitting half of the judged replies (the same split by user message as
-``fit-reader``), with each judged reply counted k times (k = 1, 2, 3, 5); counted once on a seeded half and
-three quarters of the fitting half's user messages (does more judged data still help?); and, for
-comparison, the former reader (a multinomial classifier of the labels alone, k = 1); it scores each fit
-on the held-out judged replies (as ``fit-reader`` does) and on the written held-out replies
-(``eval/data/replies_heldout.jsonl``); on the held-out judged replies of each judged set too. Writes
-eval/benchmarks/results/judged_weight_MODEL.json.
+rated, the judged rating on 0-1 (ridge heads; ``fit-reader``), with the written and the judged replies
+weighing the same in total. This refits it at the reading layer on the written replies and the fitting
+half of the judged replies (the same split by user message as ``fit-reader``): with the judged replies
+weighing k times the written ones in total (k = 0.5, 1: the default, 2, 4); with every reply counted once
+(``judged_to_written_weight`` null: the judged replies outweigh the written ones by their number);
+balanced, on a seeded half and three quarters of the fitting half's user messages (does more judged data
+still help?); and, for comparison, the former reader (a multinomial classifier of the labels, each reply
+once). It scores each fit on the held-out judged replies (as ``fit-reader`` does; the incoherence cut at
+0.5), on those of each judged set, and on the written held-out replies
+(``eval/data/replies_heldout.jsonl``). Writes eval/benchmarks/results/judged_weight_MODEL.json.
 ``--features`` caches the pooled replies (npz) between runs.
 """
 
@@ -92,24 +94,18 @@ def main() -> int:
     detector = np.array([bool(degenerate_reasons(t)) for t in judged.replies])
     truth = np.array(heldout.labels)
     feats = np.concatenate([w, j])[:, None, :]
-    unrated = _training(feats, written, judged, np.zeros(len(judged.replies), dtype=bool))
     fitting_messages = sorted({u for u, held in zip(judged.users, test, strict=True) if not held})
     fit_messages = np.random.default_rng(1).permutation(fitting_messages)
-    fits: list[tuple[str, int, float, Any]] = []
-    for k, share in ((1, 0.5), (1, 0.75), (1, 1.0), (2, 1.0), (3, 1.0), (5, 1.0)):
-        keep = set(fit_messages[: round(share * len(fit_messages))].tolist())
-        fitting = _training(feats, written, judged, ~test & np.isin(judged.users, list(keep)), with_written=False)
-        x, labels, users, ratings = (
-            np.concatenate([unrated[0]] + [fitting[0]] * k),
-            unrated[1] + fitting[1] * k,
-            unrated[2] + fitting[2] * k,
-            {s: np.concatenate([unrated[3][s]] + [fitting[3][s]] * k) for s in unrated[3]},
-        )
-        fit = fit_reply_reader(x, labels, users, ratings)
+    n = len(written.texts)
+    fits: list[tuple[str, float | None, float, Any]] = []
+    for k, share in ((1.0, 0.5), (1.0, 0.75), (1.0, 1.0), (0.5, 1.0), (2.0, 1.0), (4.0, 1.0), (None, 1.0)):
+        keep = fit_messages[: round(share * len(fit_messages))]
+        x, labels, users, ratings, weights = _training(feats, written, judged, ~test & np.isin(judged.users, keep))
+        weights = np.ones(len(labels)) if k is None else np.concatenate([weights[:n], weights[n:] * k])
+        fit = fit_reply_reader(x, labels, users, ratings, weights)
         fits.append(("ridge: labels + judged ratings", k, share, lambda f, fit=fit: _at(fit, 0, f, emotions)))
-    every = _training(feats, written, judged, ~test, with_written=False)
-    classifier = _classifier(np.concatenate([w, j[~test]]), unrated[1] + every[1])
-    fits.append(("classifier: labels (former)", 1, 1.0, lambda f: _log_probs(classifier, f, emotions)))
+    classifier = _classifier(np.concatenate([w, j[~test]]), _training(feats, written, judged, ~test)[1])
+    fits.append(("classifier: labels (former)", None, 1.0, lambda f: _log_probs(classifier, f, emotions)))
     rows: list[dict[str, Any]] = []
     for reader, k, share, predict in fits:
         scores, p_broken = predict(j)
@@ -119,7 +115,7 @@ def main() -> int:
         rows.append(
             {
                 "reader": reader,
-                "judged_weight": k,
+                "judged_to_written_weight": k,
                 "share_of_fitting_messages": share,
                 "written_hopeful_auroc": auroc(truth == "hopeful", on_written[:, emotions.index("hopeful")]),
                 **{key: figures[key] for key in KEYS},

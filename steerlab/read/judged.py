@@ -32,6 +32,7 @@ from steerlab.read.judged_set import (
     bag_of_words,
     incoherence_figures,
     judged_figures,
+    source_weights,
     subset,
     tie_ceiling,
 )
@@ -55,16 +56,16 @@ Fit = tuple[RidgeFit, list[str]]  # the reply reader fitted (at one layer or at 
 
 def _training(
     feats: np.ndarray, written: Corpus, judged: Judged, rows: np.ndarray, with_written: bool = True
-) -> tuple[np.ndarray, list[str], list[str], dict[str, np.ndarray]]:
-    """(features, labels, user messages, judged ratings, nan for written replies) of the written replies
-    (``with_written``; ``feats`` holds them first) and the judged ``rows`` after them."""
+) -> tuple[np.ndarray, list[str], list[str], dict[str, np.ndarray], np.ndarray]:
+    """(features, labels, user messages, judged ratings (nan for written replies), ``source_weights``) of the
+    written replies (``with_written``; ``feats`` holds them first) and the judged ``rows`` after them."""
     n = len(written.texts)
     pick = np.flatnonzero(rows)
     x = np.concatenate([feats[:n]] * with_written + [feats[n:][pick]])
     labels = list(written.labels) * with_written + [judged.labels[i] for i in pick]
     users = list(written.contexts or ()) * with_written + [judged.users[i] for i in pick]
-    blank = np.full(n * with_written, np.nan)
-    return x, labels, users, {s: np.concatenate([blank, judged.scales[s][pick]]) for s in SCALES}
+    ratings = {s: np.concatenate([np.full(n * with_written, np.nan), judged.scales[s][pick]]) for s in SCALES}
+    return x, labels, users, ratings, source_weights(n * with_written, len(pick))
 
 
 def _at(fit: Fit, layer: int, feats: np.ndarray, emotions: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -86,8 +87,7 @@ def _incoherent_at(
     pick, at_layer = np.flatnonzero(rows), feats[:, layer : layer + 1]
     predicted = np.zeros(len(pick))
     for held in grouped_folds(np.array([judged.users[i] for i in pick]), FOLDS):
-        train = np.zeros(len(judged.replies), dtype=bool)
-        train[pick[~held]] = True
+        train = np.isin(np.arange(len(judged.replies)), pick[~held])
         fit = fit_reply_reader(*_training(at_layer, written, judged, train))
         predicted[held] = _at(fit, 0, at_layer[len(written.texts) :][pick[held], 0], [])[1]
     cut = incoherence_threshold(predicted, detector[pick], np.array(judged.labels)[pick] == INCOHERENT)
@@ -126,10 +126,10 @@ def fit_on_judged(
 
     say("refitting the reply reader on every written and judged reply, at every layer")
     everything = np.ones(len(judged.replies), dtype=bool)
-    x, labels, users, ratings = _training(feats, written, judged, everything)
+    x, labels, users, ratings, weights = _training(feats, written, judged, everything)
     cut = _incoherent_at(feats, written, judged, everything, detector, vectors.reading_layer)
     provenance = {**_provenance(written, judged, record["n_messages"]), "incoherent_at": cut}
-    final = with_reply_reader(vectors, x, labels, users, provenance, ratings)
+    final = with_reply_reader(vectors, x, labels, users, provenance, ratings, weights)
     say("refitting the judge reader on every judged reply, at every layer")
     final = with_judge(final, judged, j_feats, record)
     if heldout is not None:
@@ -260,8 +260,8 @@ def _provenance(written: Corpus, judged: Judged, n_messages: int) -> dict[str, A
         "sha256": {"written": written.sha256, "judged": judged.sha256},
         "n_replies": len(written.texts) + len(judged.replies),
         "n_messages": len(set(written.contexts or ())) + n_messages,
-        "fit": "ridge regression of each target on standardised mean activations of the reply's tokens, each "
-        "reply read as the model's turn after its user message; written replies and the model's own judged replies",
+        "fit": "ridge regression of each target on standardised mean activations of the reply's tokens, each reply "
+        "read as the model's turn after its user message; written and judged replies, each source weighing the same",
     }
 
 

@@ -179,3 +179,12 @@ def bag_of_words(
         if label in emotions:
             out[:, list(emotions).index(label)] = decision[:, j] if decision.ndim == 2 else decision
     return out
+
+
+def source_weights(n_written: int, n_judged: int) -> np.ndarray:
+    """Each reply's weight in the reply reader's fit, written replies first: the written and the judged
+    replies count equally in total, so adding judged replies does not drift the reader away from written
+    text, and the reader validated on half of the judged messages has the balance of the one refitted on all."""
+    if not n_written or not n_judged:
+        return np.ones(n_written + n_judged)
+    return np.concatenate([np.full(n_written, n_judged / n_written), np.ones(n_judged)])

@@ -149,12 +149,14 @@ def fit_reply_reader(
     labels: Sequence[str],
     groups: Sequence[str],
     ratings: Mapping[str, np.ndarray] | None = None,
+    weights: np.ndarray | None = None,
 ) -> tuple[RidgeFit, list[str]]:
     """The reply reader at every layer (weights (layers, classes, hidden)) and its classes: ridge heads
     that predict ``reply_targets`` from the replies' pooled activations ``features`` (replies, layers,
-    hidden), penalties chosen by cross-validation grouped by user message (``groups``)."""
+    hidden), penalties chosen by cross-validation grouped by user message (``groups``); ``weights``
+    (replies,): how much each reply counts (default: each once)."""
     targets, classes = reply_targets(labels, ratings)
-    return fit_ridge(features, targets, groups), classes
+    return fit_ridge(features, targets, groups, weights), classes
 
 
 def reply_predictions(
@@ -192,11 +194,12 @@ def with_reply_reader(
     groups: Sequence[str],
     provenance: dict[str, object],
     ratings: Mapping[str, np.ndarray] | None = None,
+    weights: np.ndarray | None = None,
 ) -> EmotionVectors:
     """``vectors`` with the reply reader fitted on ``features`` (texts, layers, hidden)."""
     from dataclasses import replace
 
-    fit, classes = fit_reply_reader(features, labels, groups, ratings)
+    fit, classes = fit_reply_reader(features, labels, groups, ratings, weights)
     at = vectors.reading_layer
     meta = {
         **vectors.meta,

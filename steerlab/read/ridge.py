@@ -44,10 +44,14 @@ def grouped_folds(groups: np.ndarray, k: int) -> list[np.ndarray]:
     return [assigned == i for i in range(k)]
 
 
-def fit_ridge(features: np.ndarray, targets: np.ndarray, groups: Sequence[str]) -> RidgeFit:
+def fit_ridge(
+    features: np.ndarray, targets: np.ndarray, groups: Sequence[str], weights: np.ndarray | None = None
+) -> RidgeFit:
     """Ridge heads at every layer: ``features`` (texts, layers, hidden), ``targets`` (texts, targets),
-    ``groups`` the user message of each text (the cross-validation unit)."""
+    ``groups`` the user message of each text (the cross-validation unit), ``weights`` (texts,) how much each
+    text counts in the fit and in the cross-validated error (default: each once)."""
     n, n_layers, hidden = features.shape
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64) * n / np.sum(weights)
     folds = grouped_folds(np.asarray(groups), FOLDS)
     weight = np.zeros((n_layers, targets.shape[1], hidden))
     bias = np.zeros((n_layers, targets.shape[1]))
@@ -57,17 +61,26 @@ def fit_ridge(features: np.ndarray, targets: np.ndarray, groups: Sequence[str]) 
         x = features[:, layer].astype(np.float64)
         errors = np.zeros((len(PENALTIES), targets.shape[1]))
         for held in folds:
-            mu, sd = x[~held].mean(0), x[~held].std(0) + 1e-6
-            z, y_mean = (x[~held] - mu) / sd, targets[~held].mean(0)
-            path = _ridge_path(z, targets[~held] - y_mean, [a * len(z) for a in PENALTIES])
+            mu, sd, y_mean, path = _weighted_path(x[~held], targets[~held], w[~held])
             pred = np.einsum("nh,phs->pns", (x[held] - mu) / sd, path) + y_mean
-            errors += ((pred - targets[held]) ** 2).sum(1)
+            errors += (w[held, None] * (pred - targets[held]) ** 2).sum(1)
         best = errors.argmin(0)
         penalty[layer], cv_mse[layer] = np.array(PENALTIES)[best], errors[best, range(len(best))] / n
-        mu, sd = x.mean(0), x.std(0) + 1e-6
-        z, y_mean = (x - mu) / sd, targets.mean(0)
-        path = _ridge_path(z, targets - y_mean, [a * n for a in PENALTIES])
-        w = np.stack([path[b, :, s] for s, b in enumerate(best)])  # (targets, hidden), standardised units
-        weight[layer] = w / sd
+        mu, sd, y_mean, path = _weighted_path(x, targets, w)
+        w_best = np.stack([path[b, :, s] for s, b in enumerate(best)])  # (targets, hidden), standardised units
+        weight[layer] = w_best / sd
         bias[layer] = y_mean - weight[layer] @ mu
     return RidgeFit(weight, bias, penalty, cv_mse)
+
+
+def _weighted_path(
+    x: np.ndarray, y: np.ndarray, w: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, sd, target mean, ridge path over ``PENALTIES``) of rows ``x`` weighted by ``w``."""
+    share = w / w.sum()
+    mu = share @ x
+    sd = np.sqrt(share @ (x - mu) ** 2) + 1e-6
+    y_mean = share @ y
+    root = np.sqrt(w)[:, None]
+    path = _ridge_path(root * (x - mu) / sd, root * (y - y_mean), [a * w.sum() for a in PENALTIES])
+    return mu, sd, y_mean, path
