@@ -1,4 +1,4 @@
-"""Generate more of a model's own replies for blind labelling: a set over all 20 emotions, or one that leans desperate.
+"""Generate more of a model's own replies for blind labelling: over all 20 emotions, or leaning to a judged scale.
 
     python eval/labels/generate.py --model MODEL [--set emotional|desperate|scales|hopeful] [--seed 0] [--batches 3]
 
