@@ -184,7 +184,9 @@ def new_sets(r: dict[str, Any]) -> str:
 
 
 def judged_weight(r: dict[str, Any]) -> str:
-    ridge = [f for f in r["judged_weight"]["fits"] if f["reader"].startswith("ridge")]
+    ridge = [f for f in r["judged_weight"]["fits"] if f["reader"] == "ridge: labels + judged ratings"]
+    rated = next(f for f in r["judged_weight"]["fits"] if f["reader"] == "ridge: written replies rated blind too")
+    judge = r["judged_weight"]["judge_vs_written_labels_auroc"]["hopeful"]
     full = [f for f in ridge if f["share_of_fitting_messages"] == 1 and f["judged_to_written_weight"] is not None]
     curve = [f for f in ridge if f["judged_to_written_weight"] == 1]
     low, high = full[0], full[-1]
@@ -197,7 +199,9 @@ def judged_weight(r: dict[str, Any]) -> str:
         + " → ".join(f"{f['share_of_fitting_messages']:.0%}" for f in curve)
         + " of the fitting messages: ρ "
         + " → ".join(f"{f['spearman_hopeful']:+.2f}" for f in curve)
-        + " (`eval/benchmarks/judged_weight.py`)"
+        + f"; the written replies rated blind too (balanced): ρ {rated['spearman_hopeful']:+.2f}, written "
+        f"{rated['written_hopeful_auroc']:.3f} (the judge's own ratings: {judge:.3f} against the written labels) "
+        "(`eval/benchmarks/judged_weight.py`)"
     )
 
 

@@ -3,17 +3,19 @@ what did its targets change?
 
     python eval/benchmarks/judged_weight.py --model MODEL [--features FILE]
 
-The default reader of replies predicts, per label, its indicator and, for the three scales the judge
-rated, the judged rating on 0-1 (ridge heads; ``fit-reader``), with the written and the judged replies
-weighing the same in total. This refits it at the reading layer on the written replies and the fitting
-half of the judged replies (the same split by user message as ``fit-reader``): with the judged replies
-weighing k times the written ones in total (k = 0.5, 1: the default, 2, 4); with every reply counted once
-(``judged_to_written_weight`` null: the judged replies outweigh the written ones by their number);
-balanced, on a seeded half and three quarters of the fitting half's user messages (does more judged data
-still help?); and, for comparison, the former reader (a multinomial classifier of the labels, each reply
-once). It scores each fit on the held-out judged replies (as ``fit-reader`` does; the incoherence cut at
-0.5), on those of each judged set, and on the written held-out replies
-(``eval/data/replies_heldout.jsonl``). Writes eval/benchmarks/results/judged_weight_MODEL.json.
+The default reader of replies predicts, per label, its indicator and, for the three scales the judge rated,
+the judged rating on 0-1 (ridge heads; ``fit-reader``), with the written and the judged replies weighing the
+same in total. This refits it at the reading layer on the written replies and the fitting half of the judged
+replies (the same split by user message as ``fit-reader``): with the judged replies weighing k times the
+written ones in total (k = 0.5, 1: the default, 2, 4); with every reply counted once
+(``judged_to_written_weight`` null: the judged replies outweigh the written ones by their number); balanced,
+on a seeded half and three quarters of the fitting half's user messages (does more judged data still help?);
+and, for comparison, the former reader (a multinomial classifier of the labels, each reply once); and,
+balanced and with the judged replies weighing double, with the written replies' own blind ratings
+(``eval/labels/written/``) as their targets for the three scales instead of their labels. It scores each fit
+on the held-out judged replies (as ``fit-reader`` does; the incoherence cut at 0.5), on those of each judged
+set, and on the written held-out replies (``eval/data/replies_heldout.jsonl``). Writes
+eval/benchmarks/results/judged_weight_MODEL.json.
 ``--features`` caches the pooled replies (npz) between runs.
 """
 
@@ -63,6 +65,13 @@ def _log_probs(
     return out, np.exp(logp[:, classes.index("incoherent")]) if "incoherent" in classes else np.zeros(len(feats))
 
 
+def _written_ratings(n: int) -> dict[str, np.ndarray]:
+    """The blind judge's ratings of the written replies (``eval/labels/written/``), by line of replies.jsonl."""
+    rows = [json.loads(line) for line in (REPO / "eval" / "labels" / "written" / "labels.jsonl").open()]
+    by_line = {r["prompt_index"]: r for r in rows}
+    return {s: np.array([by_line[i][s] for i in range(n)], dtype=float) for s in ("hopeful", "desperate", "calm")}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True)
@@ -104,7 +113,13 @@ def main() -> int:
         weights = np.ones(len(labels)) if k is None else np.concatenate([weights[:n], weights[n:] * k])
         fit = fit_reply_reader(x, labels, users, ratings, weights)
         fits.append(("ridge: labels + judged ratings", k, share, lambda f, fit=fit: _at(fit, 0, f, emotions)))
-    classifier = _classifier(np.concatenate([w, j[~test]]), _training(feats, written, judged, ~test)[1])
+    x, labels, users, ratings, weights = _training(feats, written, judged, ~test)
+    blind = _written_ratings(len(written.texts))  # the written replies' own blind ratings replace their labels
+    for k in (1.0, 2.0):
+        rated = {s: np.concatenate([blind[s], ratings[s][n:]]) for s in ratings}
+        fit = fit_reply_reader(x, labels, users, rated, np.concatenate([weights[:n], weights[n:] * k]))
+        fits.append(("ridge: written replies rated blind too", k, 1.0, lambda f, fit=fit: _at(fit, 0, f, emotions)))
+    classifier = _classifier(np.concatenate([w, j[~test]]), labels)
     fits.append(("classifier: labels (former)", None, 1.0, lambda f: _log_probs(classifier, f, emotions)))
     rows: list[dict[str, Any]] = []
     for reader, k, share, predict in fits:
@@ -129,6 +144,10 @@ def main() -> int:
         print(json.dumps(rows[-1]), flush=True)
     out = REPO / "eval" / "benchmarks" / "results" / f"judged_weight_{args.model}.json"
     record = {"model": args.model, "layer": layer, "judged": judged.source, "test_replies": int(test.sum())}
+    blind = _written_ratings(n)  # how well the blind judge itself agrees with the labels the replies were written for
+    record["judge_vs_written_labels_auroc"] = {
+        s: auroc(np.array(written.labels) == s, blind[s]) for s in ("hopeful", "desperate", "calm")
+    }
     record["fits"] = rows
     out.write_text(json.dumps(record, indent=1) + "\n")
     print(f"wrote {out}")

@@ -191,7 +191,7 @@ def main() -> int:
         jobs = scale_jobs(draw, frame, asking)
     else:
         jobs = hopeful_jobs(draw, frame, HOPEFUL_FRAME if base else ())
-    groups: dict[tuple[str, str], list[int]] = {}
+    groups: dict[tuple[str, str, str], list[int]] = {}
     for i, job in enumerate(jobs):  # one batched generation per (addition, frame)
         key = (json.dumps(job.add, sort_keys=True), json.dumps(job.frame), ",".join(job.ablate))
         groups.setdefault(key, []).append(i)
