@@ -32,7 +32,7 @@ from steerlab.core.corpus import BUILTIN_REPLIES, load_corpus
 from steerlab.core.vectors import load_vectors, shipped_vectors
 from steerlab.read.coherence import degenerate_reasons
 from steerlab.read.judged import _at, _split_by_message, _training, load_judged
-from steerlab.read.judged_set import judged_figures, subset
+from steerlab.read.judged_set import SCALES, judged_figures, subset
 from steerlab.read.methods import fit_probe
 from steerlab.read.probes import auroc
 from steerlab.read.reader_choice import fit_reply_reader
@@ -69,7 +69,7 @@ def _written_ratings(n: int) -> dict[str, np.ndarray]:
     """The blind judge's ratings of the written replies (``eval/labels/written/``), by line of replies.jsonl."""
     rows = [json.loads(line) for line in (REPO / "eval" / "labels" / "written" / "labels.jsonl").open()]
     by_line = {r["prompt_index"]: r for r in rows}
-    return {s: np.array([by_line[i][s] for i in range(n)], dtype=float) for s in ("hopeful", "desperate", "calm")}
+    return {s: np.array([by_line[i][s] for i in range(n)], dtype=float) for s in SCALES}
 
 
 def main() -> int:
@@ -145,9 +145,7 @@ def main() -> int:
     out = REPO / "eval" / "benchmarks" / "results" / f"judged_weight_{args.model}.json"
     record = {"model": args.model, "layer": layer, "judged": judged.source, "test_replies": int(test.sum())}
     blind = _written_ratings(n)  # how well the blind judge itself agrees with the labels the replies were written for
-    record["judge_vs_written_labels_auroc"] = {
-        s: auroc(np.array(written.labels) == s, blind[s]) for s in ("hopeful", "desperate", "calm")
-    }
+    record["judge_vs_written_labels_auroc"] = {s: auroc(np.array(written.labels) == s, blind[s]) for s in SCALES}
     record["fits"] = rows
     out.write_text(json.dumps(record, indent=1) + "\n")
     print(f"wrote {out}")
