@@ -119,14 +119,24 @@ def emotional_jobs(emotions: list[str], draw: Callable[[int], list[Message]], fr
     return jobs
 
 
-def desperate_jobs(draw: Callable[[int], list[Message]], frame: Frame, asking: Frame) -> list[Job]:
-    jobs: list[Job] = [Job("baseline", m, "", {}, frame) for m in draw(30)]
-    for k, ask in enumerate(ASK_DESPERATE):
-        jobs += [Job(f"ask_desperate_{k + 1}", m, " " + ask, {}, asking) for m in draw(30)]
+def leaning_jobs(
+    emotion: str,
+    asks: tuple[str, ...],
+    counts: tuple[int, int],
+    draw: Callable[[int], list[Message]],
+    frame: Frame,
+    asking: Frame,
+) -> list[Job]:
+    """A set that leans to ``emotion``: ``counts[0]`` baselines, ``counts[1]`` replies asked in each phrasing
+    of ``asks`` (after the ``asking`` frame), ``emotion`` added at alpha 2, 4 and 6 (30 each), asked and added
+    at alpha 3 (60)."""
+    jobs: list[Job] = [Job("baseline", m, "", {}, frame) for m in draw(counts[0])]
+    for k, ask in enumerate(asks):
+        jobs += [Job(f"ask_{emotion}_{k + 1}", m, " " + ask, {}, asking) for m in draw(counts[1])]
     for alpha in (2, 4, 6):
-        jobs += [Job(f"add_desperate:{alpha}", m, "", {"desperate": float(alpha)}, frame) for m in draw(30)]
+        jobs += [Job(f"add_{emotion}:{alpha}", m, "", {emotion: float(alpha)}, frame) for m in draw(30)]
     jobs += [
-        Job("ask_and_add_desperate:3", m, " " + ASK_DESPERATE[i % 3], {"desperate": 3.0}, asking)
+        Job(f"ask_and_add_{emotion}:3", m, " " + asks[i % len(asks)], {emotion: 3.0}, asking)
         for i, m in enumerate(draw(60))
     ]
     return jobs
@@ -146,21 +156,6 @@ def scale_jobs(draw: Callable[[int], list[Message]], frame: Frame, asking: Frame
     jobs += [Job("add_calm:4", m, "", {"calm": 4.0}, frame) for m in draw(30)]
     ablated = ("desperate",)
     jobs += [Job("ask_desperate_ablate_desperate", m, " " + ASK_DESPERATE[0], {}, asking, ablated) for m in draw(30)]
-    return jobs
-
-
-def hopeful_jobs(draw: Callable[[int], list[Message]], frame: Frame, asking: Frame) -> list[Job]:
-    """A set that leans hopeful, to messages no other set uses (``hope_users``): baselines, asked to
-    sound hopeful (three phrasings), hopeful added at alpha 2, 4 and 6, and asked and added at alpha 3."""
-    jobs: list[Job] = [Job("baseline", m, "", {}, frame) for m in draw(50)]
-    for k, ask in enumerate(ASK_HOPEFUL):
-        jobs += [Job(f"ask_hopeful_{k + 1}", m, " " + ask, {}, asking) for m in draw(40)]
-    for alpha in (2, 4, 6):
-        jobs += [Job(f"add_hopeful:{alpha}", m, "", {"hopeful": float(alpha)}, frame) for m in draw(30)]
-    jobs += [
-        Job("ask_and_add_hopeful:3", m, " " + ASK_HOPEFUL[i % 3], {"hopeful": 3.0}, asking)
-        for i, m in enumerate(draw(60))
-    ]
     return jobs
 
 
@@ -186,11 +181,11 @@ def main() -> int:
     if args.name == "emotional":
         jobs = emotional_jobs(list(v.emotions), draw, frame)
     elif args.name == "desperate":
-        jobs = desperate_jobs(draw, frame, asking)
+        jobs = leaning_jobs("desperate", ASK_DESPERATE, (30, 30), draw, frame, asking)
     elif args.name == "scales":
         jobs = scale_jobs(draw, frame, asking)
     else:
-        jobs = hopeful_jobs(draw, frame, HOPEFUL_FRAME if base else ())
+        jobs = leaning_jobs("hopeful", ASK_HOPEFUL, (50, 40), draw, frame, HOPEFUL_FRAME if base else ())
     groups: dict[tuple[str, str, str], list[int]] = {}
     for i, job in enumerate(jobs):  # one batched generation per (addition, frame)
         key = (json.dumps(job.add, sort_keys=True), json.dumps(job.frame), ",".join(job.ablate))
