@@ -43,6 +43,7 @@ def load(model: str) -> dict[str, Any]:
         **{f"judged_{s}": REPO / "eval" / "labels" / model / s / "summary.json" for s in ("scales", "hopeful")},
         "own_replies": bench / f"model_replies_{model}.json",
         "judged_weight": bench / f"judged_weight_{model}.json",
+        "reader_limits": bench / f"reader_limits_{model}.json",
         **{s: REPO / "eval" / "results" / model / s / "summary.json" for s in SUITES},
     }
     out: dict[str, Any] = {k: json.loads(p.read_text()) for k, p in files.items() if p.is_file()}
@@ -205,6 +206,27 @@ def judged_weight(r: dict[str, Any]) -> str:
     )
 
 
+def reader_limits(r: dict[str, Any]) -> str:
+    x = r["reader_limits"]
+    fits = {f["fit"]: f for f in x["fits"]}
+
+    def rho(name: str) -> str:
+        return f"{fits[name]['spearman_hopeful'][0]:+.2f}"
+
+    shipped, alone = fits["reading layer (shipped)"], fits["judged replies only"]
+    low, high = shipped["spearman_hopeful"][1:]
+    other = next(name for name in fits if name.startswith("read by "))
+    desperate, ceiling = shipped["tau_b_desperate"][0], x["tie_ceiling"]["desperate"]["tau_b"]
+    return (
+        f"hopeful ρ as shipped {rho('reading layer (shipped)')} [{low:+.2f}, {high:+.2f}]; three layers "
+        f"{rho('three layers side by side')}, every layer averaged {rho('every layer averaged')}, RBF kernel "
+        f"{rho('kernel ridge (RBF)')}, {other} {rho(other)}; judged replies only {rho('judged replies only')} "
+        f"(written hopeful AUROC {alone['written_hopeful_auroc']:.2f}); two annotators "
+        f"{x['annotators']['spearman_hopeful']:+.2f}. Desperate τ-b {desperate:+.2f}, at most {ceiling:+.2f} "
+        "without ties (`eval/benchmarks/reader_limits.py`)"
+    )
+
+
 def tie_ceiling(r: dict[str, Any]) -> str:
     t = r["own_replies"].get("tie_ceiling") or {}
     return f"hopeful ρ {_num(t.get('hopeful'), '+.2f')}, desperate ρ {_num(t.get('desperate'), '+.2f')}"
@@ -335,12 +357,13 @@ TABLES: dict[str, list[Row]] = {
         ("… reply reader fitted on written replies only", cell(own_replies("reply (written)"))),
         ("… reply reader fitted on judged replies only", cell(own_replies("reply (judged)"))),
         ("… reply reader with the judged replies weighing k times the written ones", cell(judged_weight)),
+        ("… what limits it: its features, its form, the model reading, its references", cell(reader_limits)),
         ("… judge reader: the judge's 1–5 ratings predicted by ridge", cell(own_replies("judge"))),
         ("… diff-of-means directions", cell(own_replies("vector"))),
         ("… lexicon (VADER + NRC)", cell(own_replies("lexicon"))),
         ("… bag of words (fitted on the other messages)", cell(own_replies("bag of words"))),
         ("… reply length in words", cell(own_replies("length"))),
-        ("ρ of a score that orders the judged levels perfectly, ties broken at random", cell(tie_ceiling)),
+        ("the most ρ any score without ties reaches on these replies", cell(tie_ceiling)),
         ("incoherent replies left unread", cell(incoherence)),
         ("written held-out replies, one-vs-rest AUROC", cell(written_heldout)),
         ("EmotionScope's replies (never seen), hopeful AUROC, before the refit", cell(emotionscope)),

@@ -2,7 +2,7 @@
 # Every per-model result the README's side-by-side tables read, for one built-in model, on its
 # shipped vectors (vectors/MODEL/). Run from the repository root with steerlab installed:
 #   sh eval/run_model.sh MODEL [PART ...]     PART: judged steer cross readers suites report llamacpp speed
-# (all parts: ~90 min on 2 CPU cores). Then `python eval/models_table.py --write` renders the README tables.
+# (all parts: ~90 min on 2 CPU cores). Then `python docs/render_results.py` renders the README and results pages.
 set -e
 M=${1:?usage: sh eval/run_model.sh MODEL [PART ...]}
 shift
@@ -22,7 +22,10 @@ for part in $PARTS; do
     steerlab fit-reader --model "$M" --vectors "$V" --judged "$J/labels.jsonl" --judged "$J/emotional/labels.jsonl" \
       --judged "$J/desperate/labels.jsonl" --judged "$J/scales/labels.jsonl" --judged "$J/hopeful/labels.jsonl" \
       --heldout eval/data/replies_heldout.jsonl --out "$V" --force --report "$B/model_replies_$M.json"
-    python eval/benchmarks/judged_weight.py --model "$M" ;;
+    python eval/benchmarks/judged_weight.py --model "$M"
+    # what limits the reader; the other built-in model reads the same replies
+    O=gemma-3-270m; [ "$M" = gemma-3-270m ] && O=smollm2-135m-instruct
+    python eval/benchmarks/reader_limits.py --model "$M" --also-read-by "$O" ;;
   steer)
     mkdir -p "$R/steer"
     steerlab steer "$P" --model "$M" --chat --emotion hopeful --alpha 4 > "$R/steer/hopeful_alpha4.txt"

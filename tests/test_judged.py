@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from scipy.stats import spearmanr
 
 from steerlab.core.corpus import load_corpus
 from steerlab.core.errors import SteerlabError
@@ -79,6 +80,11 @@ def test_a_scale_rated_1_for_most_replies_caps_the_spearman_of_any_continuous_sc
     assert ceiling["hopeful"] is not None and ceiling["hopeful"] > 0.95
     assert ceiling["desperate"] is not None and 0.3 < ceiling["desperate"] < 0.7
     assert ceiling["calm"] is None  # one level only: no correlation is defined
+    read = np.array(labels) != INCOHERENT
+    rng = np.random.default_rng(0)
+    for _ in range(3):  # any score that orders the levels perfectly, ties broken anyhow, reaches exactly the ceiling
+        score = skewed[read] + rng.random(int(read.sum())) * 0.5
+        assert spearmanr(score, skewed[read]).statistic == pytest.approx(ceiling["desperate"], abs=1e-12)
 
 
 def test_judged_files_are_checked_line_by_line(tmp_path: Path) -> None:

@@ -100,7 +100,7 @@ def _print_record(record: dict[str, Any], target: Path) -> None:
         click.echo(f"  {name:26} macro AUROC {num(f['macro_auroc'])}  {scales}")
     ceiling = record.get("tie_ceiling") or {}
     click.echo(
-        f"  (a score ordering the judged levels perfectly, ties at random: hopeful ρ "
+        f"  (the most any score without ties can reach on these replies: hopeful ρ "
         f"{num(ceiling.get('hopeful'), '+.3f')}, desperate ρ {num(ceiling.get('desperate'), '+.3f')})"
     )
     inc = record["incoherence"]["rule"]

@@ -195,7 +195,7 @@ def _validate(
         "chosen": max(macro, key=lambda n: -1.0 if macro[n] is None else float(macro[n])),
         "incoherence": {**incoherence_figures(flagged, detector, judged, test), "cut_fitted_on_half": cut},
         "readers": figures,
-        "tie_ceiling": tie_ceiling(judged, test),
+        "tie_ceiling": tie_ceiling(judged, test & ~flagged),  # on the replies read
         "reply_per_layer": per_layer,
         "judge_per_layer": judge_per_layer(judge, vectors, j_feats, flagged, judged, test),
     }

@@ -120,22 +120,18 @@ def judged_figures(
     return out
 
 
-def tie_ceiling(judged: Judged, rows: np.ndarray, draws: int = 20) -> dict[str, float | None]:
-    """Per scale, the Spearman a reader reaches on ``rows`` (incoherent left out) if it orders the judged
-    levels perfectly but replies within a level at random: a scale the judge rates 1 for most replies
-    caps any continuous score's Spearman well below 1 (mean over ``draws`` seeded tie-breaks)."""
+def tie_ceiling(judged: Judged, rows: np.ndarray) -> dict[str, float | None]:
+    """Per scale, the highest Spearman a score without ties reaches on ``rows`` (incoherent left out): that of a
+    score ordering the judged levels perfectly. Every such score reaches the same value, as the judged ranks are
+    constant within a level; a scale the judge rates 1 for most replies caps it well below 1."""
     from scipy.stats import spearmanr
 
     read = rows & (np.array(judged.labels) != INCOHERENT)
-    rng = np.random.default_rng(0)
     out: dict[str, float | None] = {}
     for s in SCALES:
         truth = judged.scales[s][read].astype(float)
-        if truth.size < 3 or np.ptp(truth) == 0:
-            out[s] = None
-            continue
-        rhos = [spearmanr(truth + rng.random(truth.size) * 0.5, truth).statistic for _ in range(draws)]
-        out[s] = float(np.mean(rhos))
+        varied = truth.size >= 3 and np.ptp(truth) > 0
+        out[s] = float(spearmanr(truth + np.arange(truth.size) / (2 * truth.size), truth).statistic) if varied else None
     return out
 
 
