@@ -235,7 +235,7 @@ def main() -> int:
     record = {
         "model": args.model,
         "layer": layer,
-        "judged": judged.source,
+        "judged": [f"eval/labels/{args.model}/{s}labels.jsonl" for s in SETS],
         "test_replies_read": n,
         "judged_levels": {s: {str(int(k)): int(c) for k, c in zip(*levels[s], strict=True)} for s in READ},
         "tie_ceiling": {
