@@ -143,7 +143,12 @@ def main() -> int:
         )
         print(json.dumps(rows[-1]), flush=True)
     out = REPO / "eval" / "benchmarks" / "results" / f"judged_weight_{args.model}.json"
-    record = {"model": args.model, "layer": layer, "judged": [f"eval/labels/{args.model}/{s}" for s in SETS], "test_replies": int(test.sum())}
+    record = {
+        "model": args.model,
+        "layer": layer,
+        "judged": [f"eval/labels/{args.model}/{s}" for s in SETS],
+        "test_replies": int(test.sum()),
+    }
     blind = _written_ratings(n)  # how well the blind judge itself agrees with the labels the replies were written for
     record["judge_vs_written_labels_auroc"] = {s: auroc(np.array(written.labels) == s, blind[s]) for s in SCALES}
     record["fits"] = rows
