@@ -22,10 +22,11 @@ for part in $PARTS; do
     steerlab fit-reader --model "$M" --vectors "$V" --judged "$J/labels.jsonl" --judged "$J/emotional/labels.jsonl" \
       --judged "$J/desperate/labels.jsonl" --judged "$J/scales/labels.jsonl" --judged "$J/hopeful/labels.jsonl" \
       --heldout eval/data/replies_heldout.jsonl --out "$V" --force --report "$B/model_replies_$M.json"
-    python eval/benchmarks/judged_weight.py --model "$M"
-    # what limits the reader; the other built-in model reads the same replies
+    # the two benchmarks of the reader share the pooled replies; in reader_limits the other built-in model reads them too
+    C=${TMPDIR:-/tmp}/steerlab-pooled
     O=gemma-3-270m; [ "$M" = gemma-3-270m ] && O=smollm2-135m-instruct
-    python eval/benchmarks/reader_limits.py --model "$M" --also-read-by "$O" ;;
+    python eval/benchmarks/judged_weight.py --model "$M" --features "$C"
+    python eval/benchmarks/reader_limits.py --model "$M" --also-read-by "$O" --features "$C" ;;
   steer)
     mkdir -p "$R/steer"
     steerlab steer "$P" --model "$M" --chat --emotion hopeful --alpha 4 > "$R/steer/hopeful_alpha4.txt"

@@ -1,7 +1,7 @@
 """Does the reply reader follow the judge better if the model's own replies weigh more in its fit, and
 what did its targets change?
 
-    python eval/benchmarks/judged_weight.py --model MODEL [--features FILE]
+    python eval/benchmarks/judged_weight.py --model MODEL [--features DIR]
 
 The default reader of replies predicts, per label, its indicator and, for the three scales the judge rated,
 the judged rating on 0-1 (ridge heads; ``fit-reader``), with the written and the judged replies weighing the
@@ -16,7 +16,7 @@ balanced and with the judged replies weighing double, with the written replies' 
 on the held-out judged replies (as ``fit-reader`` does; the incoherence cut at 0.5), on those of each judged
 set, and on the written held-out replies (``eval/data/replies_heldout.jsonl``). Writes
 eval/benchmarks/results/judged_weight_MODEL.json.
-``--features`` caches the pooled replies (npz) between runs.
+``--features DIR`` caches the pooled replies between runs (``judged_data.pooled``, shared with ``reader_limits.py``).
 """
 
 from __future__ import annotations
@@ -27,19 +27,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from judged_data import REPO, SETS, load_replies, pooled, set_paths
 
-from steerlab.core.corpus import BUILTIN_REPLIES, load_corpus
 from steerlab.core.vectors import load_vectors, shipped_vectors
 from steerlab.read.coherence import degenerate_reasons
-from steerlab.read.judged import _at, _split_by_message, _training, load_judged
-from steerlab.read.judged_set import SCALES, judged_figures, subset
+from steerlab.read.judged import _at, _split_by_message, _training
+from steerlab.read.judged_set import SCALES, judged_figures
 from steerlab.read.methods import fit_probe
 from steerlab.read.probes import auroc
 from steerlab.read.reader_choice import fit_reply_reader
-from steerlab.read.readers import INCOHERENT_P, pooled_features
+from steerlab.read.readers import INCOHERENT_P
 
-REPO = Path(__file__).resolve().parents[2]
-SETS = tuple(f"{name}labels.jsonl" for name in ("", "emotional/", "desperate/", "scales/", "hopeful/"))
+SET_FILES = tuple(f"{s}labels.jsonl" for s in SETS)
 
 
 KEYS = ("macro_auroc", "spearman_hopeful", "auroc_hopeful_3plus", "spearman_desperate", "auroc_desperate_3plus")
@@ -79,26 +78,10 @@ def main() -> int:
     args = ap.parse_args()
     v = load_vectors(shipped_vectors(args.model) or "")
     emotions, layer = list(v.emotions), v.reading_layer
-    folder = REPO / "eval" / "labels" / args.model
-    judged = load_judged([folder / s for s in SETS], emotions)
-    which = np.repeat(SETS, [len(load_judged([folder / s], emotions).replies) for s in SETS])  # each reply's set
-    nonempty = np.array([bool(r.strip()) for r in judged.replies])
-    judged, which = subset(judged, nonempty), which[nonempty]
-    written = load_corpus(None, min_per_emotion=1, builtin=BUILTIN_REPLIES)
-    heldout = load_corpus(str(REPO / "eval" / "data" / "replies_heldout.jsonl"), min_per_emotion=1)
-    cache = Path(args.features) if args.features else None
-    if cache is not None and cache.is_file():
-        saved = np.load(cache)
-        w, j, h = saved["written"], saved["judged"], saved["heldout"]
-    else:
-        from steerlab.model.models import load_model
-
-        lm = load_model(args.model)
-        w = pooled_features(lm, written.texts, written.contexts)[:, layer]
-        j = pooled_features(lm, judged.replies, judged.users)[:, layer]
-        h = pooled_features(lm, heldout.texts, heldout.contexts)[:, layer]
-        if cache is not None:
-            np.savez(cache, written=w, judged=j, heldout=h)
+    replies = load_replies(args.model, emotions)
+    judged, which, written, heldout = replies
+    every_layer = pooled(args.model, replies, Path(args.features) if args.features else None)
+    w, j, h = (every_layer[k][:, layer] for k in ("written", "judged", "heldout"))
     _, _, test = _split_by_message(judged, 0)
     detector = np.array([bool(degenerate_reasons(t)) for t in judged.replies])
     truth = np.array(heldout.labels)
@@ -136,7 +119,7 @@ def main() -> int:
                 **{key: figures[key] for key in KEYS},
                 "by_set": {
                     name: {key: by_set[key] for key in KEYS}
-                    for name in SETS
+                    for name in SET_FILES
                     for by_set in [judged_figures(scores, flagged, judged, test & (which == name), emotions)]
                 },
             }
@@ -146,7 +129,7 @@ def main() -> int:
     record = {
         "model": args.model,
         "layer": layer,
-        "judged": [f"eval/labels/{args.model}/{s}" for s in SETS],
+        "judged": set_paths(args.model),
         "test_replies": int(test.sum()),
     }
     blind = _written_ratings(n)  # how well the blind judge itself agrees with the labels the replies were written for

@@ -19,7 +19,8 @@ all): Spearman and Kendall's tau-b with judged hopeful and desperate, each with 
 messages, AUROC for judged >= 3, and the hopeful AUROC on the written held-out replies. Beside them: the most any
 score without ties can reach on these replies (the tie ceiling: Spearman, and tau-b in closed form), and how well two
 annotators agree with each other on the doubly labelled replies of every set. Writes
-eval/benchmarks/results/reader_limits_MODEL.json. ``--features DIR`` caches the pooled replies between runs.
+eval/benchmarks/results/reader_limits_MODEL.json. ``--features DIR`` caches the pooled replies between runs
+(``judged_data.pooled``, shared with ``judged_weight.py``).
 """
 
 from __future__ import annotations
@@ -31,47 +32,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from judged_data import REPO, SETS, load_replies, pooled, set_paths
 from scipy.stats import kendalltau, spearmanr
 
-from steerlab.core.corpus import BUILTIN_REPLIES, Corpus, load_corpus
+from steerlab.core.corpus import Corpus
 from steerlab.core.vectors import EmotionVectors, load_vectors, shipped_vectors
 from steerlab.read.coherence import degenerate_reasons
-from steerlab.read.judged import _at, _split_by_message, _training, load_judged
-from steerlab.read.judged_set import Judged, judged_figures, subset, tie_ceiling
+from steerlab.read.judged import _at, _split_by_message, _training
+from steerlab.read.judged_set import Judged, judged_figures, tie_ceiling
 from steerlab.read.probes import auroc
 from steerlab.read.reader_choice import fit_reply_reader, reply_targets
-from steerlab.read.readers import INCOHERENT, pooled_features
+from steerlab.read.readers import INCOHERENT
 from steerlab.read.ridge import FOLDS, grouped_folds
 
-REPO = Path(__file__).resolve().parents[2]
-SETS = ("", "emotional/", "desperate/", "scales/", "hopeful/")
 READ = ("hopeful", "desperate")
 WIDTHS, PENALTIES = (0.1, 0.5), (0.3, 1.0, 3.0)  # RBF width (per feature) and penalty, chosen by grouped CV
 DRAWS = 1000
 
 Predict = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # features -> (scores, predicted incoherent)
-
-
-def _features(
-    model: str, written: Corpus, judged: Judged, heldout: Corpus, cache: Path | None
-) -> dict[str, np.ndarray]:
-    """Pooled replies (texts, layers, hidden) of ``model``: written, judged, written held out."""
-    path = cache / f"reader_limits_{model}_{judged.sha256[:12]}.npz" if cache else None
-    if path is not None and path.is_file():
-        with np.load(path) as saved:
-            return {k: saved[k] for k in ("written", "judged", "heldout")}
-    from steerlab.model.models import load_model
-
-    lm = load_model(model)
-    out = {
-        "written": pooled_features(lm, written.texts, written.contexts),
-        "judged": pooled_features(lm, judged.replies, judged.users),
-        "heldout": pooled_features(lm, heldout.texts, heldout.contexts),
-    }
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, written=out["written"], judged=out["judged"], heldout=out["heldout"])
-    return out
 
 
 def _ridge(
@@ -196,12 +174,9 @@ def main() -> int:
     v: EmotionVectors = load_vectors(shipped_vectors(args.model) or "")
     other: EmotionVectors = load_vectors(shipped_vectors(args.also_read_by) or "")
     emotions, layer = list(v.emotions), v.reading_layer
-    judged = load_judged([REPO / "eval" / "labels" / args.model / s / "labels.jsonl" for s in SETS], emotions)
-    judged = subset(judged, np.array([bool(r.strip()) for r in judged.replies]))
-    written = load_corpus(None, min_per_emotion=1, builtin=BUILTIN_REPLIES)
-    heldout = load_corpus(str(REPO / "eval" / "data" / "replies_heldout.jsonl"), min_per_emotion=1)
-    own = _features(args.model, written, judged, heldout, cache)
-    theirs = _features(args.also_read_by, written, judged, heldout, cache)
+    replies = load_replies(args.model, emotions)
+    judged, _, written, heldout = replies
+    own, theirs = (pooled(m, replies, cache) for m in (args.model, args.also_read_by))
     _, _, test = _split_by_message(judged, 0)
     balanced, judged_only = (written, judged, ~test), (written, judged, ~test, False)
 
@@ -235,7 +210,7 @@ def main() -> int:
     record = {
         "model": args.model,
         "layer": layer,
-        "judged": [f"eval/labels/{args.model}/{s}labels.jsonl" for s in SETS],
+        "judged": set_paths(args.model),
         "test_replies_read": n,
         "judged_levels": {s: {str(int(k)): int(c) for k, c in zip(*levels[s], strict=True)} for s in READ},
         "tie_ceiling": {
